@@ -1,0 +1,300 @@
+"""The ``liveness-audit`` command: ``run`` an audit, or serve the local ``emulator``.
+
+Exit codes (a contract, mapped in one place, :func:`exit_code_for`)::
+
+    0  every session has a definitive answer (a status, or a per-session error)
+    1  some sessions are unresolved (retries exhausted, or the run was stopped);
+       they are in the report with their last error and a rerun retries them
+    2  usage, configuration or input error: nothing was fetched
+    3  aborted on an access or credential error; what was fetched is in the report
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batch import __version__
+from batch.audit import RunSummary, run_audit
+from batch.config import Settings, load_settings
+from batch.errors import AccessError, AuditError, UsageError
+from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
+from batch.report import check_output
+from batch.scheduler import Stop
+from batch.sources import Plan, read_plan
+
+__all__ = ["EXIT_ACCESS", "EXIT_OK", "EXIT_UNRESOLVED", "EXIT_USAGE", "exit_code_for", "main"]
+
+EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
+
+log = logging.getLogger("liveness_audit")
+
+_ACCESS_HINTS = {
+    "AccessDeniedException": "the caller may not call rekognition:GetFaceLivenessSessionResults;"
+    " grant it in the IAM policy of this user or role",
+    "ExpiredTokenException": "the session token has expired; refresh the credentials"
+    " (aws sso login, or a new role session) and rerun: finished sessions are kept",
+    "UnrecognizedClientException": "the access key is not recognised; check AWS_ACCESS_KEY_ID"
+    " or the profile",
+    "InvalidSignatureException": "the secret key does not match the access key",
+    "RequestExpired": "the request signature expired; check the machine's clock",
+    "NoCredentials": "no credentials were found by the AWS credential chain",
+}
+
+
+def exit_code_for(outcome: RunSummary | BaseException) -> int:
+    """The one mapping from how a run ended to the process exit code."""
+    if isinstance(outcome, UsageError):
+        return EXIT_USAGE
+    if isinstance(outcome, AccessError):
+        return EXIT_ACCESS
+    if isinstance(outcome, BaseException):
+        return EXIT_UNRESOLVED
+    if outcome.aborted is not None:
+        return EXIT_ACCESS
+    if outcome.unresolved or outcome.not_attempted:
+        return EXIT_UNRESOLVED
+    return EXIT_OK
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+def _fail(error: AuditError) -> int:
+    message = str(error)
+    if isinstance(error, AccessError):
+        hint = _ACCESS_HINTS.get(error.code)
+        message = f"aborted: {message}" + (f" ({hint})" if hint else "")
+    click.echo(f"liveness-audit: error: {message}", err=True)
+    return exit_code_for(error)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="liveness-audit")
+def main() -> None:
+    """Audit Amazon Rekognition Face Liveness sessions into a Parquet report."""
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "--output", "-o", required=True, type=click.Path(path_type=Path), help="Report (.parquet)."
+)
+@click.option("--column", help="Column holding the session IDs [session_id].")
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "csv", "parquet"]), help="Input format."
+)
+@click.option("--rate", type=float, help="Maximum requests per second [5].")
+@click.option("--concurrency", type=int, help="Requests in flight at most [16].")
+@click.option("--max-attempts", type=int, help="Attempts per session [10].")
+@click.option("--endpoint-url", help="Rekognition endpoint (default: AWS's, or the env).")
+@click.option("--region", help="AWS region (default: AWS_REGION / profile).")
+@click.option("--profile", help="AWS profile (default: AWS_PROFILE / default chain).")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
+)
+@click.option(
+    "--save-images",
+    type=click.Path(path_type=Path),
+    help="Write inline image bytes (biometric data) as owner-only files into this folder.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
+@click.option("--no-progress", is_flag=True, help="Log lines instead of a progress bar.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def run(
+    input_path: Path,
+    output: Path,
+    column: str | None,
+    fmt: str | None,
+    rate: float | None,
+    concurrency: int | None,
+    max_attempts: int | None,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    config_file: Path | None,
+    save_images: Path | None,
+    dry_run: bool,
+    no_progress: bool,
+    log_level: str,
+) -> None:
+    """Fetch the results of every session ID in INPUT (.csv or .parquet) into a report."""
+    _configure_logging(log_level)
+    flags: dict[str, Any] = {
+        "column": column,
+        "format": fmt,
+        "rate": rate,
+        "concurrency": concurrency,
+        "max_attempts": max_attempts,
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "profile": profile,
+        "save_images": save_images,
+        "progress": False if no_progress else None,
+    }
+    try:
+        settings = load_settings(config_file=config_file, flags=flags)
+        plan = read_plan(input_path, column=settings.column, fmt=settings.format)
+        if dry_run:
+            click.echo(_plan_text(plan, settings))
+            sys.exit(EXIT_OK)
+        check_output(output)
+        log.info("plan: %s", _plan_counts(plan))
+        summary = asyncio.run(_run(plan, settings, output))
+    except AuditError as error:
+        sys.exit(_fail(error))
+    click.echo(f"liveness-audit: {summary.line}")
+    click.echo(f"report: {summary.report} (run {summary.run_id})")
+    if summary.aborted is not None:
+        _fail(summary.aborted)
+    elif summary.unresolved or summary.not_attempted:
+        left = summary.unresolved + summary.not_attempted
+        click.echo(
+            f"liveness-audit: {left} sessions unresolved (see error_code in the report); "
+            "a rerun of the same command retries them",
+            err=True,
+        )
+    sys.exit(exit_code_for(summary))
+
+
+def _plan_counts(plan: Plan) -> str:
+    c = plan.counts()
+    return (
+        f"{c['rows']} rows: {c['valid']} valid, {c['duplicates']} duplicate, "
+        f"{c['invalid']} invalid, {c['blank']} blank"
+    )
+
+
+def _plan_text(plan: Plan, settings: Settings) -> str:
+    seconds = len(plan.valid) / settings.rate
+    return (
+        f"plan for {plan.path} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}\n"
+        f"would fetch {len(plan.valid)} sessions at up to {settings.rate:g} requests/s "
+        f"(at least {format_duration(seconds)}); nothing was sent (dry run)"
+    )
+
+
+async def _run(plan: Plan, settings: Settings, output: Path) -> RunSummary:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stop = Stop()
+    drain: asyncio.TimerHandle | None = None
+
+    def on_signal(name: str) -> None:
+        nonlocal drain
+        if stop:
+            log.warning("%s again: stopping at once; finished sessions are kept", name)
+            task.cancel()
+            return
+        stop.request(f"{name} received")
+        log.warning(
+            "%s: stopping: no new sessions, in-flight ones finish (up to %ss); "
+            "send it again to stop at once",
+            name,
+            f"{settings.drain_timeout:g}",
+        )
+        drain = loop.call_later(settings.drain_timeout, task.cancel)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    tally = Tally()
+    tty = sys.stderr.isatty()
+    display = (
+        BarDisplay(tally)
+        if settings.progress and tty
+        else LogDisplay(tally, interval=settings.log_interval)
+    )
+    try:
+        return await run_audit(plan, settings, output, stop=stop, display=display, tally=tally)
+    finally:
+        if drain is not None:
+            drain.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=0, show_default=True, type=int, help="Port (0: any free).")
+@click.option("--tps", type=float, help="Quota: token-bucket refill per second (no quota).")
+@click.option("--burst", type=float, help="Quota: bucket capacity [max(1, tps/10)].")
+@click.option("--sessions", default=1000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
+@click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of 500s.")
+@click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share dropped.")
+@click.option(
+    "--throttle-error",
+    type=click.Choice(["ThrottlingException", "ProvisionedThroughputExceededException", "mixed"]),
+    default="ThrottlingException",
+    show_default=True,
+)
+@click.option("--expire-after", type=float, help="Sessions older than this many s: EXPIRED.")
+@click.option(
+    "--write-input",
+    type=click.Path(path_type=Path),
+    help="Write the population's IDs to this .csv/.parquet file.",
+)
+@click.option(
+    "--url-file", type=click.Path(path_type=Path), help="Write the URL here once listening."
+)
+def emulator(
+    host: str,
+    port: int,
+    tps: float | None,
+    burst: float | None,
+    sessions: int,
+    seed: int,
+    latency: float,
+    error_rate: float,
+    drop_rate: float,
+    throttle_error: str,
+    expire_after: float | None,
+    write_input: Path | None,
+    url_file: Path | None,
+) -> None:
+    """Serve a local Rekognition endpoint with a synthetic population, quota and faults."""
+    from batch.emulator import EmulatorSettings, serve  # noqa: PLC0415  # only this command
+
+    try:
+        settings = EmulatorSettings(
+            sessions=sessions,
+            seed=seed,
+            tps=tps,
+            burst=burst,
+            latency=latency,
+            error_rate=error_rate,
+            drop_rate=drop_rate,
+            throttle_error=throttle_error,  # type: ignore[arg-type]  # click checked the choice
+            expire_after=expire_after,
+        )
+    except ValueError as exc:
+        click.echo(f"liveness-audit emulator: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        asyncio.run(
+            serve(settings, host=host, port=port, url_file=url_file, write_input_path=write_input)
+        )
+    except OSError as exc:
+        click.echo(f"liveness-audit emulator: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

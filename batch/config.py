@@ -1,0 +1,161 @@
+"""Settings: built-in defaults, then a TOML file, then environment, then flags.
+
+The built-in defaults are exactly ``configs/default.toml`` (a test keeps the two equal).
+Each later layer overrides the earlier ones key by key:
+
+1. ``--config FILE`` (or ``LIVENESS_AUDIT_CONFIG``): a flat TOML table of the keys below;
+2. ``LIVENESS_AUDIT_<KEY>`` environment variables (``LIVENESS_AUDIT_RATE=20``);
+3. command-line flags.
+
+Validation is strict (pydantic, unknown keys rejected) and the error names the setting
+and where its value came from, so ``rate = -1`` in a file reads as
+``invalid setting 'rate' (from configs/nightly.toml): must be greater than 0``.
+
+AWS settings (region, profile, endpoint) are optional here: when unset, the standard AWS
+chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from batch.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "LIVENESS_AUDIT_"
+_CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+class Settings(BaseModel):
+    """Every tunable of a run; immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # input
+    column: str = Field("session_id", min_length=1, description="column holding the IDs")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    # pacing and retries
+    rate: float = Field(5.0, gt=0, le=10_000, description="maximum requests per second")
+    concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at most")
+    max_attempts: int = Field(10, ge=1, le=100, description="attempts per session")
+    backoff_initial: float = Field(0.2, ge=0, le=60)
+    backoff_max: float = Field(20.0, ge=0, le=600)
+    rate_decrease: float = Field(0.7, gt=0, lt=1, description="rate factor on throttling")
+    rate_recovery: float = Field(
+        0.05, gt=0, le=1, description="share of the maximum rate regained per second"
+    )
+    drain_timeout: float = Field(
+        15.0, gt=0, le=600, description="seconds in-flight calls may finish after a stop"
+    )
+    # AWS
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout: float = Field(5.0, gt=0, le=300)
+    read_timeout: float = Field(30.0, gt=0, le=900)
+    # output
+    batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per record batch")
+    save_images: Path | None = None
+    progress: bool = True
+    log_interval: float = Field(10.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must not be smaller than backoff_initial")
+        if self.endpoint_url is not None:
+            parts = urlsplit(self.endpoint_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("endpoint_url must be an http(s) URL")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON-ready data, safe to print or store (no secrets)."""
+        data = self.model_dump(mode="json")
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            # An endpoint URL may carry user:password@; never let it out.
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            data["endpoint_url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return data
+
+
+_FIELDS = frozenset(Settings.model_fields)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file is a directory: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers and validate; raise :class:`ConfigError` naming the setting."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    if config_file is None and env.get(_CONFIG_ENV):
+        config_file = Path(env[_CONFIG_ENV])
+    if config_file is not None:
+        for key, value in _read_toml(config_file).items():
+            if key not in _FIELDS:
+                raise ConfigError(
+                    f"unknown setting '{key}' in {config_file} "
+                    f"(known: {', '.join(sorted(_FIELDS))})"
+                )
+            values[key], origin[key] = value, str(config_file)
+
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == _CONFIG_ENV:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting '{key}' in environment variable {name}")
+        values[key], origin[key] = (None if value == "" else value), name
+
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key not in _FIELDS:  # a programming error, not a user one
+            raise ConfigError(f"unknown setting '{key}'")
+        values[key], origin[key] = value, _flag_name(key)
+
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        where = f" (from {origin[key]})" if key in origin else ""
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if key:
+            raise ConfigError(
+                f"invalid setting '{key}'{where}: {message.lower()}, got {err['input']!r}"
+            ) from None
+        raise ConfigError(f"invalid settings: {message}") from None

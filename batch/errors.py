@@ -1,0 +1,109 @@
+"""The one error tree of liveness-audit.
+
+Every error the tool raises on purpose derives from :class:`AuditError`. Errors from
+botocore and aiohttp are converted into this tree at exactly one place,
+:func:`batch.client.convert_error`, and the CLI maps the tree to exit codes at exactly
+one place, :func:`batch.cli.exit_code_for`.
+
+::
+
+    AuditError
+    ├── UsageError                  exit 2: nothing was fetched
+    │   ├── ConfigError             a setting is invalid (names the setting)
+    │   ├── InputError              the input file is missing, unreadable or malformed
+    │   ├── OutputError             the report cannot be written where asked
+    │   └── CheckpointError         the checkpoint belongs to another input or settings
+    ├── AccessError                 exit 3: not about one session, the whole run stops
+    │   └── CredentialsError        missing, expired or rejected credentials
+    └── ServiceError                one call failed; carries the service's error code
+        ├── RetryableError          worth another attempt
+        │   ├── ThrottledError      ThrottlingException, ProvisionedThroughputExceeded
+        │   ├── ServerError         InternalServerError and other 5xx
+        │   └── TransportError      connection refused/reset, timeouts, torn bodies
+        └── SessionError            a definitive per-session answer (SessionNotFound, ...)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessError",
+    "AuditError",
+    "CheckpointError",
+    "ConfigError",
+    "CredentialsError",
+    "InputError",
+    "OutputError",
+    "RetryableError",
+    "ServerError",
+    "ServiceError",
+    "SessionError",
+    "ThrottledError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class AuditError(Exception):
+    """Base class of every error liveness-audit raises on purpose."""
+
+
+class UsageError(AuditError):
+    """The command cannot start: bad settings, input or output. Exit code 2."""
+
+
+class ConfigError(UsageError):
+    """A setting is invalid; the message names it."""
+
+
+class InputError(UsageError):
+    """The input file cannot be read as a list of session IDs."""
+
+
+class OutputError(UsageError):
+    """The report (or a file next to it) cannot be written where asked."""
+
+
+class CheckpointError(UsageError):
+    """An existing checkpoint does not belong to this input or these settings."""
+
+
+class AccessError(AuditError):
+    """The service refuses the caller, not one session. The run stops. Exit code 3."""
+
+    def __init__(self, message: str, *, code: str = "AccessDeniedException") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CredentialsError(AccessError):
+    """Credentials are missing, expired or not recognised."""
+
+
+class ServiceError(AuditError):
+    """One call to the service failed; ``code`` is the service's (or our) error code."""
+
+    def __init__(self, code: str, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+class RetryableError(ServiceError):
+    """A transient failure: another attempt may succeed."""
+
+
+class ThrottledError(RetryableError):
+    """The service's quota said no; the limiter slows down."""
+
+
+class ServerError(RetryableError):
+    """The service failed on its side (HTTP 5xx)."""
+
+
+class TransportError(RetryableError):
+    """The request or its answer was lost on the way: refused, reset, timed out, torn."""
+
+
+class SessionError(ServiceError):
+    """A definitive answer about one session (e.g. SessionNotFoundException)."""

@@ -1,0 +1,183 @@
+"""Counting what a run did, and showing it while it runs.
+
+:class:`Tally` counts (cheap, per request). A display refreshes from the tally on its own
+timer, never per request: :class:`BarDisplay` draws a rich progress bar on a terminal;
+:class:`LogDisplay` writes a plain log line every ``interval`` seconds when stderr is not
+a terminal (cron) or with ``--no-progress``. :func:`summary_line` is the final line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from batch.errors import ThrottledError
+from batch.scheduler import Outcome
+
+__all__ = ["BarDisplay", "LogDisplay", "Tally", "format_duration", "summary_line"]
+
+log = logging.getLogger("liveness_audit")
+
+
+@dataclass
+class Tally:
+    """Running counts of a run; the limiter's rate is read through ``rate_now``."""
+
+    total: int = 0
+    done: int = 0
+    requests: int = 0
+    throttles: int = 0
+    failures: int = 0
+    unresolved: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_error: Counter[str] = field(default_factory=Counter)
+    rate_now: Callable[[], float] = lambda: 0.0
+
+    def attempt(self, error: BaseException | None) -> None:
+        self.requests += 1
+        if isinstance(error, ThrottledError):
+            self.throttles += 1
+        elif error is not None:
+            self.failures += 1
+
+    def finished(self, outcome: Outcome) -> None:
+        self.done += 1
+        if outcome.result is not None:
+            self.by_status[outcome.result.status] += 1
+        elif outcome.error_code is not None:
+            self.by_error[outcome.error_code] += 1
+        if not outcome.final:
+            self.unresolved += 1
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
+
+
+def summary_line(tally: Tally, *, wall: float, extra: Counter[str] | None = None) -> str:
+    """Counts by status and by error, wall time and achieved request rate, on one line."""
+    errors = tally.by_error + (extra or Counter())
+    rate = tally.requests / wall if wall > 0 else 0.0
+    return (
+        f"{tally.done + sum((extra or Counter()).values())} sessions"
+        f" | status: {_counts(tally.by_status)}"
+        f" | errors: {_counts(errors)}"
+        f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
+        f" {tally.throttles} throttled, {tally.failures} failed attempts"
+    )
+
+
+class LogDisplay:
+    """A plain progress line every ``interval`` seconds, for logs and cron mail."""
+
+    def __init__(self, tally: Tally, *, interval: float) -> None:
+        self._tally = tally
+        self._interval = interval
+
+    def line(self, elapsed: float) -> str:
+        t = self._tally
+        share = 100 * t.done / t.total if t.total else 100.0
+        rate = t.requests / elapsed if elapsed > 0 else 0.0
+        left = t.total - t.done
+        done_rate = t.done / elapsed if elapsed > 0 else 0.0
+        eta = format_duration(left / done_rate) if done_rate > 0 else "unknown"
+        return (
+            f"progress: {t.done}/{t.total} sessions ({share:.0f}%), {rate:.1f} req/s, "
+            f"{t.throttles} throttled, limiter {t.rate_now():.1f}/s, eta {eta}"
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(self._interval)
+                log.info(self.line(loop.time() - start))
+
+        task = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class BarDisplay:
+    """A rich progress bar on stderr: sessions done, request rate, throttles, ETA."""
+
+    def __init__(self, tally: Tally, *, console: Console | None = None) -> None:
+        self._tally = tally
+        self._progress = Progress(
+            TextColumn("[bold]auditing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>6.1f} req/s"),
+            TextColumn("limiter {task.fields[limit]:.1f}/s"),
+            TextColumn("{task.fields[throttles]} throttled"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        t = self._tally
+        task_id = self._progress.add_task("audit", total=t.total, rate=0.0, limit=0.0, throttles=0)
+
+        def refresh() -> None:
+            elapsed = loop.time() - start
+            rate = t.requests / elapsed if elapsed > 0 else 0.0
+            self._progress.update(
+                task_id,
+                completed=t.done,
+                total=t.total,
+                rate=rate,
+                limit=t.rate_now(),
+                throttles=t.throttles,
+            )
+
+        async def tick() -> None:
+            while True:
+                refresh()
+                await asyncio.sleep(0.25)
+
+        with self._progress:
+            task = asyncio.create_task(tick())
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                refresh()

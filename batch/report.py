@@ -1,0 +1,245 @@
+"""The Parquet report: one row per unique session ID, written atomically in record batches.
+
+Columns (names are a contract; see the README for meanings and null semantics)::
+
+    session_id              string     the normalised ID (or the rejected cell, escaped)
+    status                  string     CREATED | IN_PROGRESS | SUCCEEDED | FAILED | EXPIRED
+    confidence              double     0-100; null when the service gave none
+    error_code              string     null on success
+    error_message           string
+    attempts                int32      calls made for this session (0: never sent)
+    fetched_at              timestamp  UTC, when the last answer arrived
+    reference_bbox_*        double     left, top, width, height of the face
+    reference_s3_*          string     bucket, name, version when stored in S3
+    reference_bytes_size    int64      size of inline bytes (the bytes are not stored)
+    reference_bytes_sha256  string     SHA-256 of inline bytes
+    reference_image_path    string     where --save-images wrote them
+    audit_image_count       int32
+    audit_images            list<struct> the same fields per audit image
+
+Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
+and the file is renamed over REPORT only when complete, so REPORT is never half-written.
+Run provenance goes into the file's key-value metadata under ``liveness_audit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch.client import Image
+from batch.errors import OutputError
+from batch.scheduler import Outcome
+from batch.sources import InvalidId
+
+__all__ = [
+    "IMAGE_FIELDS",
+    "METADATA_KEY",
+    "SCHEMA",
+    "ImageSaver",
+    "ReportWriter",
+    "check_output",
+    "invalid_row",
+    "outcome_row",
+    "read_provenance",
+]
+
+METADATA_KEY = b"liveness_audit"
+
+_IMAGE_TYPES: list[tuple[str, pa.DataType]] = [
+    ("bbox_left", pa.float64()),
+    ("bbox_top", pa.float64()),
+    ("bbox_width", pa.float64()),
+    ("bbox_height", pa.float64()),
+    ("s3_bucket", pa.string()),
+    ("s3_name", pa.string()),
+    ("s3_version", pa.string()),
+    ("bytes_size", pa.int64()),
+    ("bytes_sha256", pa.string()),
+    ("image_path", pa.string()),
+]
+IMAGE_FIELDS = tuple(name for name, _ in _IMAGE_TYPES)
+_AUDIT_IMAGE = pa.struct(_IMAGE_TYPES)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("status", pa.string()),
+        pa.field("confidence", pa.float64()),
+        pa.field("error_code", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+        *(pa.field(f"reference_{name}", kind) for name, kind in _IMAGE_TYPES),
+        pa.field("audit_image_count", pa.int32(), nullable=False),
+        pa.field("audit_images", pa.list_(_AUDIT_IMAGE), nullable=False),
+    ]
+)
+
+
+def _image_fields(image: Image | None, path: str | None) -> dict[str, Any]:
+    if image is None:
+        return dict.fromkeys(IMAGE_FIELDS)
+    box = image.bounding_box
+    return {
+        "bbox_left": box.left if box else None,
+        "bbox_top": box.top if box else None,
+        "bbox_width": box.width if box else None,
+        "bbox_height": box.height if box else None,
+        "s3_bucket": image.s3_bucket,
+        "s3_name": image.s3_name,
+        "s3_version": image.s3_version,
+        "bytes_size": image.size,
+        "bytes_sha256": image.sha256,
+        "image_path": path,
+    }
+
+
+def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One report row; ``paths`` maps ``reference`` / ``audit-N`` to saved image files."""
+    paths = paths or {}
+    result = outcome.result
+    row: dict[str, Any] = {
+        "session_id": outcome.session_id,
+        "status": result.status if result else None,
+        "confidence": result.confidence if result else None,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "attempts": outcome.attempts,
+        "fetched_at": outcome.fetched_at,
+    }
+    reference = _image_fields(result.reference_image if result else None, paths.get("reference"))
+    row.update({f"reference_{k}": v for k, v in reference.items()})
+    audits = result.audit_images if result else ()
+    row["audit_image_count"] = len(audits)
+    row["audit_images"] = [
+        _image_fields(image, paths.get(f"audit-{i}")) for i, image in enumerate(audits)
+    ]
+    return row
+
+
+def invalid_row(invalid: InvalidId) -> dict[str, Any]:
+    """The row of a cell that is not a session ID: never sent, so ``attempts`` is 0."""
+    row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
+    row.update(
+        session_id=invalid.value,
+        error_code="InvalidSessionId",
+        error_message=invalid.reason,
+        attempts=0,
+        audit_image_count=0,
+        audit_images=[],
+    )
+    return row
+
+
+def check_output(path: Path) -> None:
+    """Fail before any call if the report could not be written at ``path``."""
+    if path.is_dir():
+        raise OutputError(f"output is a directory, not a file: {path} (give a file name)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        raise OutputError(f"output must be a .parquet file, got {path.name!r}")
+
+
+class ReportWriter:
+    """Streams rows to a temporary Parquet file and renames it over the report at the end."""
+
+    def __init__(self, path: Path, *, batch_rows: int = 1000) -> None:
+        check_output(path)
+        self.path = path
+        self.rows = 0
+        self._batch_rows = batch_rows
+        self._buffer: list[dict[str, Any]] = []
+        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
+        except OSError as exc:
+            raise OutputError(f"cannot write the report next to {path}: {exc}") from None
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self._buffer.append(dict(row))
+        if len(self._buffer) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_batch(pa.RecordBatch.from_pylist(self._buffer, schema=SCHEMA))
+            self.rows += len(self._buffer)
+            self._buffer.clear()
+
+    def commit(self, provenance: Mapping[str, Any]) -> Path:
+        """Write the last rows and the provenance, fsync, and move the file into place."""
+        self._flush()
+        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(provenance)})
+        self._writer.close()
+        with self._tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        self._tmp.replace(self.path)
+        _fsync_dir(self.path.parent)
+        return self.path
+
+    def abandon(self) -> None:
+        """Drop the temporary file (the report at ``path``, if any, is left as it was)."""
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """The run provenance stored in a report's key-value metadata."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(METADATA_KEY)
+    if raw is None:
+        raise OutputError(f"{path} carries no liveness-audit provenance")
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+class ImageSaver:
+    """Writes inline image bytes as owner-only files; returns their paths for the report."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the image folder {folder}: {exc}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"image folder is not writable: {folder}")
+
+    def save(self, outcome: Outcome) -> dict[str, str]:
+        result = outcome.result
+        if result is None:
+            return {}
+        named = [("reference", result.reference_image)]
+        named += [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
+        paths: dict[str, str] = {}
+        for name, image in named:
+            if image is None or image.data is None:
+                continue
+            target = self.folder / f"{outcome.session_id}-{name}.jpg"
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(image.data)
+            paths[name] = str(target)
+        return paths

@@ -1,0 +1,80 @@
+"""Shared fixtures: a clean AWS environment and one emulator for the whole session.
+
+Every test runs with the real AWS variables removed and marker credentials set, and with
+the instance-metadata lookup disabled, so nothing can leave loopback. The emulator is a
+real HTTP server (``EmulatorThread``) started once; each test that uses it gets it reset
+(settings, scripted faults, stats) and ``AWS_ENDPOINT_URL_REKOGNITION`` pointing at it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from batch.cli import main
+from batch.emulator import EmulatorSettings, EmulatorThread
+
+ACCESS_KEY = "AKIDMARKERKEY0000001"
+SECRET_KEY = "marker-secret-key-do-not-print-0001"
+
+# Fast settings for tests: generous rate, backoff switched off (no waiting between
+# attempts: retries still pass the limiter), small report batches to exercise batching.
+FAST = {
+    "LIVENESS_AUDIT_RATE": "400",
+    "LIVENESS_AUDIT_CONCURRENCY": "8",
+    "LIVENESS_AUDIT_BACKOFF_INITIAL": "0",
+    "LIVENESS_AUDIT_BATCH_ROWS": "7",
+    "LIVENESS_AUDIT_READ_TIMEOUT": "5",
+}
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "LIVENESS_AUDIT_")):
+            monkeypatch.delenv(name)
+    empty = tmp_path_factory.mktemp("aws")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorThread]:
+    with EmulatorThread(EmulatorSettings(sessions=3000, seed=7)) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -> EmulatorThread:
+    emulator_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", emulator_server.url)
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    return emulator_server
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path) -> Ran:
+    """Run ``liveness-audit ARGS`` in-process, the way the console script does."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def write_csv(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path

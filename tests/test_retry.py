@@ -1,0 +1,118 @@
+"""The retry policy: what is retried, how often, how long it waits (no real waiting)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch.retry import RetryPolicy
+
+
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+class Script:
+    """Fails with the given exceptions in order, then returns 'ok'."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls: list[int] = []
+
+    async def __call__(self, attempt: int) -> str:
+        self.calls.append(attempt)
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.now = 0.0
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def policy(**kw: object) -> RetryPolicy:
+    base: dict[str, object] = {"on": (Flaky,), "attempts": 5, "wait_initial": 0.0}
+    base.update(kw)
+    return RetryPolicy(**base)  # type: ignore[arg-type]  # test helper, kwargs checked above
+
+
+async def test_retries_until_success_counting_attempts() -> None:
+    fn = Script(Flaky(), Flaky())
+    assert await policy().call(fn) == "ok"
+    assert fn.calls == [1, 2, 3]
+
+
+async def test_errors_it_is_not_on_are_raised_at_once() -> None:
+    fn = Script(Fatal())
+    with pytest.raises(Fatal):
+        await policy().call(fn)
+    assert fn.calls == [1]
+
+
+async def test_gives_up_after_attempts_with_the_original_error() -> None:
+    last = Flaky("fifth")
+    fn = Script(Flaky(), Flaky(), Flaky(), Flaky(), last, Flaky())
+    with pytest.raises(Flaky) as caught:
+        await policy().call(fn)
+    assert caught.value is last
+    assert fn.calls == [1, 2, 3, 4, 5]
+
+
+async def test_backoff_is_exponential_full_jitter_and_capped() -> None:
+    sleep = Sleeps()
+    fn = Script(*(Flaky() for _ in range(5)))
+    p = policy(attempts=6, wait_initial=1.0, wait_max=5.0)
+    await p.call(fn, sleep=sleep, random=lambda: 0.5, clock=lambda: sleep.now)
+    assert sleep.waits == pytest.approx([0.5, 1.0, 2.0, 2.5, 2.5])
+
+
+def test_backoff_without_jitter_and_with_huge_attempt_counts() -> None:
+    p = policy(wait_initial=0.25, wait_max=20.0, jitter=False)
+    assert [p.backoff(n) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
+    assert p.backoff(10_000) == 20.0
+
+
+async def test_backoff_switched_off_never_sleeps() -> None:
+    sleep = Sleeps()
+    await policy().call(Script(Flaky(), Flaky()), sleep=sleep)
+    assert sleep.waits == []
+
+
+async def test_timeout_stops_before_a_wait_that_would_overrun() -> None:
+    sleep = Sleeps()
+    fn = Script(*(Flaky() for _ in range(10)))
+    p = policy(attempts=10, wait_initial=1.0, wait_max=1.0, jitter=False, timeout=2.5)
+    with pytest.raises(Flaky):
+        await p.call(fn, sleep=sleep, clock=lambda: sleep.now)
+    assert fn.calls == [1, 2, 3]
+    assert sleep.waits == [1.0, 1.0]
+
+
+async def test_give_up_stops_retrying_at_once() -> None:
+    fn = Script(Flaky(), Flaky())
+    with pytest.raises(Flaky):
+        await policy().call(fn, give_up=lambda: True)
+    assert fn.calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"attempts": 0}, "attempts"),
+        ({"timeout": 0}, "timeout"),
+        ({"wait_initial": 5.0, "wait_max": 1.0}, "wait_initial"),
+        ({"wait_exp_base": 0.5}, "wait_exp_base"),
+    ],
+)
+def test_rejects_bad_arguments_naming_them(kw: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        policy(**kw)
