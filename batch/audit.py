@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batch import __version__
+from batch.checkpoint import Journal, RunLock, journal_path
 from batch.client import open_client
 from batch.config import Settings
 from batch.errors import AccessError, RetryableError
@@ -28,7 +29,7 @@ from batch.limiter import Limiter
 from batch.progress import Tally, summary_line
 from batch.report import ImageSaver, ReportWriter, invalid_row, outcome_row
 from batch.retry import RetryPolicy
-from batch.scheduler import Fetcher, Outcome, Stop, worker_pool
+from batch.scheduler import Breaker, Fetcher, Outcome, Stop, worker_pool
 from batch.sources import Plan
 
 __all__ = ["Display", "RunSummary", "run_audit"]
@@ -73,49 +74,68 @@ async def run_audit(
     output: Path,
     *,
     stop: Stop,
+    fresh: bool = False,
     display: Display | None = None,
     tally: Tally | None = None,
 ) -> RunSummary:
-    """Fetch every valid session of ``plan`` and commit the report at ``output``."""
+    """Fetch every valid session of ``plan`` and commit the report at ``output``.
+
+    Resumes from the checkpoint journal of an earlier run of the same input unless
+    ``fresh``; holds the report's run lock throughout.
+    """
     loop = asyncio.get_running_loop()
     started_at, start = datetime.now(UTC), loop.time()
     run_id = uuid.uuid4().hex
     tally = tally or Tally()
     tally.total = len(plan.valid)
-    writer = ReportWriter(output, batch_rows=settings.batch_rows)
-    try:
-        saver = ImageSaver(settings.save_images) if settings.save_images else None
-        for invalid in plan.invalid:
-            writer.add(invalid_row(invalid))
-        finished: set[str] = set()
+    with RunLock(output):
+        writer = ReportWriter(output, batch_rows=settings.batch_rows)
+        journal: Journal | None = None
+        try:
+            journal = Journal.open(journal_path(output), _identity(plan), fresh=fresh)
+            saver = ImageSaver(settings.save_images) if settings.save_images else None
+            for invalid in plan.invalid:
+                writer.add(invalid_row(invalid))
+            finished = _replay(journal, plan, writer, tally)
+            if finished:
+                log.info(
+                    "resuming: %d sessions already answered in %s", len(finished), journal.path
+                )
 
-        def record(outcome: Outcome) -> None:
-            paths = saver.save(outcome) if saver else None
-            writer.add(outcome_row(outcome, paths))
-            finished.add(outcome.session_id)
-            tally.finished(outcome)
+            def record(outcome: Outcome) -> None:
+                paths = saver.save(outcome) if saver else None
+                row = outcome_row(outcome, paths)
+                writer.add(row)
+                if outcome.final:
+                    journal.append(row)
+                finished.add(outcome.session_id)
+                tally.finished(outcome)
 
-        aborted = None
-        if plan.valid:
-            aborted = await _fetch_all(plan.valid, settings, stop, record, display, tally)
-        leftovers = Counter[str]()
-        if len(finished) < len(plan.valid):
+            todo = [sid for sid in plan.valid if sid not in finished]
+            aborted = None
+            if todo:
+                aborted = await _fetch_all(todo, settings, stop, record, display, tally)
+            leftovers = Counter[str]()
             why = _leftover_message(stop.reason)
-            for session_id in plan.valid:
+            for session_id in todo:
                 if session_id not in finished:
                     writer.add(outcome_row(Outcome.not_attempted(session_id, why)))
                     leftovers["NotAttempted"] += 1
-        if plan.invalid:
-            leftovers["InvalidSessionId"] = len(plan.invalid)
-        line = summary_line(tally, wall=loop.time() - start, extra=leftovers)
-        writer.commit(
-            _provenance(
-                plan, settings, run_id=run_id, started_at=started_at, tally=tally, line=line
+            if plan.invalid:
+                leftovers["InvalidSessionId"] = len(plan.invalid)
+            line = summary_line(tally, wall=loop.time() - start, extra=leftovers)
+            writer.commit(
+                _provenance(
+                    plan, settings, run_id=run_id, started_at=started_at, tally=tally, line=line
+                )
             )
-        )
-    except BaseException:
-        writer.abandon()
-        raise
+            complete = aborted is None and not tally.unresolved and not leftovers["NotAttempted"]
+            journal.close(remove=complete)
+        except BaseException:
+            writer.abandon()
+            if journal is not None:
+                journal.close()
+            raise
     return RunSummary(
         run_id=run_id,
         report=output,
@@ -126,6 +146,24 @@ async def run_audit(
         stop_reason=stop.reason,
         line=line,
     )
+
+
+def _identity(plan: Plan) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the same input read the same way."""
+    return {"input_sha256": plan.sha256, "input_column": plan.column, "input_format": plan.format}
+
+
+def _replay(journal: Journal, plan: Plan, writer: ReportWriter, tally: Tally) -> set[str]:
+    """Copy the rows of earlier runs into the report; return their session IDs."""
+    wanted = set(plan.valid)
+    done: set[str] = set()
+    for row in journal.replay():
+        session_id = row["session_id"]
+        if session_id in wanted and session_id not in done:
+            writer.add(row)
+            done.add(session_id)
+            tally.replayed(row.get("status"), row.get("error_code"))
+    return done
 
 
 async def _fetch_all(
@@ -140,7 +178,13 @@ async def _fetch_all(
     async with open_client(settings) as client:
         limiter = limiter_for(settings)
         tally.rate_now = lambda: limiter.rate
-        fetcher = Fetcher(client, limiter, retry_policy(settings), stop, on_attempt=tally.attempt)
+        breaker = Breaker(settings.abort_after_failures, stop)
+
+        def observe(error: BaseException | None) -> None:
+            tally.attempt(error)
+            breaker.record(error)
+
+        fetcher = Fetcher(client, limiter, retry_policy(settings), stop, on_attempt=observe)
 
         async def handle(session_id: str) -> None:
             record(await fetcher.fetch(session_id))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ import click
 from batch import __version__
 from batch.audit import RunSummary, run_audit
 from batch.config import Settings, load_settings
-from batch.errors import AccessError, AuditError, UsageError
+from batch.errors import AccessError, AuditError, ConfigError, UsageError
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
@@ -113,6 +114,12 @@ def main() -> None:
     help="Write inline image bytes (biometric data) as owner-only files into this folder.",
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
+@click.option("--fresh", is_flag=True, help="Ignore the checkpoint of an earlier run; refetch all.")
+@click.option(
+    "--time-budget",
+    metavar="DURATION",
+    help="Stop in good order after this long (e.g. 45m, 2h, 1h30m, 900s).",
+)
 @click.option("--no-progress", is_flag=True, help="Log lines instead of a progress bar.")
 @click.option(
     "--log-level",
@@ -134,6 +141,8 @@ def run(
     config_file: Path | None,
     save_images: Path | None,
     dry_run: bool,
+    fresh: bool,
+    time_budget: str | None,
     no_progress: bool,
     log_level: str,
 ) -> None:
@@ -152,6 +161,7 @@ def run(
         "progress": False if no_progress else None,
     }
     try:
+        budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         plan = read_plan(input_path, column=settings.column, fmt=settings.format)
         if dry_run:
@@ -159,7 +169,7 @@ def run(
             sys.exit(EXIT_OK)
         check_output(output)
         log.info("plan: %s", _plan_counts(plan))
-        summary = asyncio.run(_run(plan, settings, output))
+        summary = asyncio.run(_run(plan, settings, output, fresh=fresh, budget=budget))
     except AuditError as error:
         sys.exit(_fail(error))
     click.echo(f"liveness-audit: {summary.line}")
@@ -168,9 +178,10 @@ def run(
         _fail(summary.aborted)
     elif summary.unresolved or summary.not_attempted:
         left = summary.unresolved + summary.not_attempted
+        stopped = f"run stopped ({summary.stop_reason}); " if summary.stop_reason else ""
         click.echo(
-            f"liveness-audit: {left} sessions unresolved (see error_code in the report); "
-            "a rerun of the same command retries them",
+            f"liveness-audit: {stopped}{left} sessions unresolved (see error_code in the "
+            "report); a rerun of the same command retries them and keeps the rest",
             err=True,
         )
     sys.exit(exit_code_for(summary))
@@ -193,42 +204,63 @@ def _plan_text(plan: Plan, settings: Settings) -> str:
     )
 
 
-async def _run(plan: Plan, settings: Settings, output: Path) -> RunSummary:
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str, name: str) -> float:
+    """``90``, ``90s``, ``45m``, ``2h``, ``1h30m`` -> seconds; ConfigError naming ``name``."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"invalid {name} {text!r}: use e.g. 900s, 45m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"invalid {name} {text!r}: must be longer than zero")
+    return total
+
+
+async def _run(
+    plan: Plan, settings: Settings, output: Path, *, fresh: bool, budget: float | None
+) -> RunSummary:
+    """Run the audit with orderly stops: a signal or the time budget, then a deadline."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     stop = Stop()
-    drain: asyncio.TimerHandle | None = None
+    timers: list[asyncio.TimerHandle] = []
 
-    def on_signal(name: str) -> None:
-        nonlocal drain
+    def begin_stop(reason: str) -> None:
         if stop:
-            log.warning("%s again: stopping at once; finished sessions are kept", name)
+            log.warning("%s again: stopping at once; finished sessions are kept", reason)
             task.cancel()
             return
-        stop.request(f"{name} received")
+        stop.request(reason)
         log.warning(
             "%s: stopping: no new sessions, in-flight ones finish (up to %ss); "
-            "send it again to stop at once",
-            name,
+            "a second signal stops at once",
+            reason,
             f"{settings.drain_timeout:g}",
         )
-        drain = loop.call_later(settings.drain_timeout, task.cancel)
+        timers.append(loop.call_later(settings.drain_timeout, task.cancel))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
+        loop.add_signal_handler(sig, begin_stop, sig.name)
+    if budget is not None:
+        used_up = f"time budget of {format_duration(budget)} used up"
+        timers.append(loop.call_later(budget, begin_stop, used_up))
     tally = Tally()
-    tty = sys.stderr.isatty()
     display = (
         BarDisplay(tally)
-        if settings.progress and tty
+        if settings.progress and sys.stderr.isatty()
         else LogDisplay(tally, interval=settings.log_interval)
     )
     try:
-        return await run_audit(plan, settings, output, stop=stop, display=display, tally=tally)
+        return await run_audit(
+            plan, settings, output, stop=stop, fresh=fresh, display=display, tally=tally
+        )
     finally:
-        if drain is not None:
-            drain.cancel()
+        for timer in timers:
+            timer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -52,6 +52,9 @@ class Settings(BaseModel):
     rate_recovery: float = Field(
         0.05, gt=0, le=1, description="share of the maximum rate regained per second"
     )
+    abort_after_failures: int = Field(
+        50, ge=1, le=1_000_000, description="failed calls in a row that end the run early"
+    )
     drain_timeout: float = Field(
         15.0, gt=0, le=600, description="seconds in-flight calls may finish after a stop"
     )

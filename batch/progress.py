@@ -44,6 +44,7 @@ class Tally:
     throttles: int = 0
     failures: int = 0
     unresolved: int = 0
+    resumed: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
     rate_now: Callable[[], float] = lambda: 0.0
@@ -54,6 +55,15 @@ class Tally:
             self.throttles += 1
         elif error is not None:
             self.failures += 1
+
+    def replayed(self, status: str | None, error_code: str | None) -> None:
+        """A session answered by an earlier run, taken from the checkpoint."""
+        self.done += 1
+        self.resumed += 1
+        if status is not None:
+            self.by_status[status] += 1
+        elif error_code is not None:
+            self.by_error[error_code] += 1
 
     def finished(self, outcome: Outcome) -> None:
         self.done += 1
@@ -88,6 +98,7 @@ def summary_line(tally: Tally, *, wall: float, extra: Counter[str] | None = None
         f" | errors: {_counts(errors)}"
         f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
         f" {tally.throttles} throttled, {tally.failures} failed attempts"
+        + (f" | {tally.resumed} resumed from the checkpoint" if tally.resumed else "")
     )
 
 

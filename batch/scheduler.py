@@ -26,7 +26,7 @@ from batch.errors import RetryableError, ServiceError, SessionError, ThrottledEr
 from batch.limiter import Limiter
 from batch.retry import RetryPolicy
 
-__all__ = ["Fetcher", "Outcome", "Pool", "Stop", "worker_pool"]
+__all__ = ["Breaker", "Fetcher", "Outcome", "Pool", "Stop", "worker_pool"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,32 @@ class Stop:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+class Breaker:
+    """Stops the run when the endpoint fails ``threshold`` calls in a row.
+
+    Throttles and per-session answers show the endpoint is alive and reset the streak;
+    server errors, resets and timeouts extend it. An endpoint that is down for everything
+    then ends the run early instead of spending every session's attempts.
+    """
+
+    def __init__(self, threshold: int, stop: Stop) -> None:
+        self.threshold = threshold
+        self.streak = 0
+        self._stop = stop
+
+    def record(self, error: BaseException | None) -> None:
+        if error is None or isinstance(error, ThrottledError | SessionError):
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.streak >= self.threshold and not self._stop:
+            code = getattr(error, "code", type(error).__name__)
+            self._stop.request(
+                f"the endpoint failed {self.streak} calls in a row (last: {code}); "
+                "stopping early, check the endpoint and the network"
+            )
 
 
 class Fetcher:

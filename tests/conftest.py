@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from batch.cli import main
 from batch.emulator import EmulatorSettings, EmulatorThread
-
-ACCESS_KEY = "AKIDMARKERKEY0000001"
-SECRET_KEY = "marker-secret-key-do-not-print-0001"
+from tests.helpers import ACCESS_KEY, SECRET_KEY
 
 # Fast settings for tests: generous rate, backoff switched off (no waiting between
 # attempts: retries still pass the limiter), small report batches to exercise batching.
@@ -60,21 +54,3 @@ def emulator(emulator_server: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
     return emulator_server
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_cli(*args: str | Path) -> Ran:
-    """Run ``liveness-audit ARGS`` in-process, the way the console script does."""
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def write_csv(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
-    path.write_bytes(text.encode(encoding))
-    return path

@@ -1,0 +1,194 @@
+"""Crash-safe progress: an append-only journal next to the report, and a run lock.
+
+The journal ``REPORT.journal`` is JSON lines. The first line names the input it belongs
+to (SHA-256, column, format); every further line is the finished report row of one
+session that has a **definitive** answer. Each line is flushed to the OS as it is written
+(so ``kill -9`` loses nothing that finished) and fsync'd at least every second or every
+100 rows (so a machine crash loses at most that).
+
+A rerun of the same command replays the journal: its rows go straight into the new
+report, and only the sessions not in it are fetched. Unresolved sessions are never
+journaled, so they are retried. A torn last line (the process died mid-write) is cut off;
+damage anywhere else, or a journal of another input, is refused with a clear message
+(``--fresh`` starts over). After a run where every session is resolved the journal is
+removed: the report holds everything.
+
+:class:`RunLock` keeps two runs off the same report: an exclusive ``flock`` on
+``.REPORT.lock``, which the kernel releases when the process dies, so a crashed run never
+leaves it stuck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Self
+
+from batch.errors import CheckpointError, OutputError
+
+__all__ = ["Journal", "RunLock", "journal_path"]
+
+_VERSION = 1
+_SYNC_ROWS = 100
+_SYNC_SECONDS = 1.0
+
+
+def journal_path(report: Path) -> Path:
+    return report.with_name(report.name + ".journal")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
+class Journal:
+    """Append finished rows; replay them after a stop. Use :meth:`open`."""
+
+    def __init__(self, path: Path, file: IO[str], *, replay_end: int) -> None:
+        self.path = path
+        self._file = file
+        self._replay_end = replay_end
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+    @classmethod
+    def open(cls, path: Path, identity: Mapping[str, str], *, fresh: bool = False) -> Journal:
+        """Open (or start) the journal of a run of the input described by ``identity``."""
+        if fresh:
+            path.unlink(missing_ok=True)
+        try:
+            file = path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write the checkpoint {path}: {exc}") from None
+        try:
+            file.seek(0)
+            end = _check(path, file, identity)
+            if end is None:  # new (or empty) journal: write the header
+                file.truncate(0)
+                file.write(
+                    json.dumps({"journal": "liveness-audit", "version": _VERSION, **identity})
+                )
+                file.write("\n")
+                file.flush()
+                os.fsync(file.fileno())
+                end = file.tell()
+            else:
+                file.truncate(end)  # drop a torn last line before appending after it
+        except BaseException:
+            file.close()
+            raise
+        return cls(path, file, replay_end=end)
+
+    def replay(self) -> Iterator[dict[str, Any]]:
+        """The rows journaled by earlier runs, in order (``fetched_at`` as datetime)."""
+        with self.path.open(encoding="utf-8") as f:
+            f.readline()  # header
+            while f.tell() < self._replay_end:
+                line = f.readline()
+                if not line:
+                    break
+                row: dict[str, Any] = json.loads(line)
+                if row.get("fetched_at"):
+                    row["fetched_at"] = datetime.fromisoformat(row["fetched_at"])
+                yield row
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(row, default=_encode, separators=(",", ":")) + "\n")
+        self._file.flush()
+        self._unsynced += 1
+        if self._unsynced >= _SYNC_ROWS or time.monotonic() - self._synced_at >= _SYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._unsynced:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._unsynced = 0
+        self._synced_at = time.monotonic()
+
+    def close(self, *, remove: bool = False) -> None:
+        if self._file.closed:
+            return
+        self.sync()
+        self._file.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None:
+    """Validate an existing journal; return the offset after its last complete line."""
+    header_line = file.readline()
+    if not header_line.endswith("\n"):
+        return None  # empty, or died while writing the header: start it anew
+    try:
+        header = json.loads(header_line)
+    except json.JSONDecodeError:
+        raise CheckpointError(
+            f"{path} is not a liveness-audit checkpoint; move it away or pass --fresh"
+        ) from None
+    if header.get("journal") != "liveness-audit" or header.get("version") != _VERSION:
+        raise CheckpointError(f"{path} is not a checkpoint of this version; pass --fresh")
+    for key, value in identity.items():
+        if header.get(key) != value:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to a run with another {key} "
+                f"({header.get(key)!r}, now {value!r}); rerun with the same input to resume, "
+                "or pass --fresh to start over"
+            )
+    end = file.tell()
+    number = 1
+    while line := file.readline():
+        number += 1
+        if not line.endswith("\n"):
+            break  # a torn last line: the process died while writing it
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged at line {number}; pass --fresh to start over"
+            ) from None
+        end = file.tell()
+    return end
+
+
+class RunLock:
+    """An exclusive lock on a report for the life of a run; released if the process dies."""
+
+    def __init__(self, report: Path) -> None:
+        self.report = report
+        self.path = report.with_name(f".{report.name}.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot create the lock {self.path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputError(
+                f"another liveness-audit run (pid {holder}) is writing {self.report}; "
+                "wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
