@@ -126,7 +126,9 @@ def test_invalid_duplicate_and_blank_cells(emulator: EmulatorThread, tmp_path: P
     a, b = emulator.population.ids()[:2]
     source = tmp_path / "in.csv"
     long_cell = "\u00ff" * 80
-    source.write_text(f"session_id,who\n{a},x\n {a.upper()} ,y\n,z\nnot-an-id,w\n{b},u\n{long_cell},v\n")
+    source.write_text(
+        f"session_id,who\n{a},x\n {a.upper()} ,y\n,z\nnot-an-id,w\n{b},u\n{long_cell},v\n"
+    )
     output = tmp_path / "report.parquet"
 
     ran = run_cli("run", source, "--output", output)
@@ -432,8 +434,14 @@ def test_endpoint_refusing_connections_leaves_sessions_unresolved(
     write_input(source, list(emulator.population.ids()[:5]))
     output = tmp_path / "report.parquet"
     ran = run_cli(
-        "run", source, "--output", output, "--endpoint-url", "http://127.0.0.1:9",
-        "--max-attempts", "2",
+        "run",
+        source,
+        "--output",
+        output,
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--max-attempts",
+        "2",
     )
     assert ran.code == 1
     report = read_report(output)

@@ -1,0 +1,5 @@
+"""``python -m batch`` is ``liveness-audit``."""
+
+from batch.cli import main
+
+main()
