@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -233,8 +234,10 @@ def client_config(settings: Settings) -> AioConfig:
 @asynccontextmanager
 async def open_client(settings: Settings) -> AsyncIterator[LivenessClient]:
     """The run's client; fails fast with :class:`CredentialsError` when none can be found."""
+    # AWS_REGION is the SDKs' convention; botocore itself reads only AWS_DEFAULT_REGION.
+    region = settings.region or os.environ.get("AWS_REGION") or None
     try:
-        session = aioboto3.Session(profile_name=settings.profile, region_name=settings.region)
+        session = aioboto3.Session(profile_name=settings.profile, region_name=region)
     except boto.ProfileNotFound as exc:
         raise ConfigError(f"invalid setting 'profile': {exc}") from None
     try:

@@ -207,7 +207,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def read_provenance(path: Path) -> dict[str, Any]:
     """The run provenance stored in a report's key-value metadata."""
-    metadata = pq.read_schema(path).metadata or {}
+    metadata = pq.read_metadata(path).metadata or {}
     raw = metadata.get(METADATA_KEY)
     if raw is None:
         raise OutputError(f"{path} carries no liveness-audit provenance")
