@@ -76,7 +76,7 @@ def test_a_journal_of_another_input_is_refused_unless_fresh(tmp_path: Path) -> N
     path = tmp_path / "j"
     Journal.open(path, ID).close()
     other = {**ID, "input_sha256": "def"}
-    with pytest.raises(CheckpointError, match="another input_sha256.*--fresh"):
+    with pytest.raises(CheckpointError, match=r"another input_sha256.*--fresh"):
         Journal.open(path, other)
     fresh = Journal.open(path, other, fresh=True)
     assert list(fresh.replay()) == []
@@ -92,9 +92,8 @@ def test_not_a_journal_is_refused(tmp_path: Path) -> None:
 
 def test_lock_keeps_a_second_run_out_and_is_released(tmp_path: Path) -> None:
     report = tmp_path / "r.parquet"
-    with RunLock(report):
-        with pytest.raises(OutputError, match=f"pid {os.getpid()}.*wait for it"):
-            RunLock(report).__enter__()
+    with RunLock(report), pytest.raises(OutputError, match=f"pid {os.getpid()}.*wait for it"):
+        RunLock(report).__enter__()
     with RunLock(report):
         pass
 

@@ -60,7 +60,7 @@ def test_invalid_settings_name_the_setting(
 def test_bad_config_files(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("rat = 5\n")
-    with pytest.raises(ConfigError, match="unknown setting 'rat' in .*unknown.toml"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'rat' in .*unknown\.toml"):
         load_settings(config_file=unknown, env={})
     broken = tmp_path / "broken.toml"
     broken.write_text("rate = = 5\n")

@@ -124,4 +124,4 @@ async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
 def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) -> None:
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match=name):
-        Limiter(rate, **kwargs)
+        Limiter(rate, decrease=kwargs.get("decrease", 0.7), recovery=kwargs.get("recovery", 0.05))

@@ -103,10 +103,12 @@ def test_sigterm_stops_in_order_and_a_rerun_finishes(
     _, stderr = proc.communicate(timeout=DEADLINE)
 
     assert proc.returncode == 1, stderr
-    assert "SIGTERM: stopping" in stderr and "a rerun of the same command retries" in stderr
+    assert "SIGTERM: stopping" in stderr
+    assert "a rerun of the same command retries" in stderr
     report = assert_complete(output, ids)
     left = report["error_code"] == "NotAttempted"
-    assert left.sum() > 0 and report.loc[~left, "status"].notna().all()
+    assert left.sum() > 0
+    assert report.loc[~left, "status"].notna().all()
     assert journal_path(output).exists()
 
     ran = run_cli(*args)
@@ -130,7 +132,8 @@ def test_time_budget_stops_in_order(emulator: EmulatorThread, tmp_path: Path) ->
 def test_bad_time_budget_exits_2(emulator: EmulatorThread, tmp_path: Path, text: str) -> None:
     _, source, output = prepare(emulator, tmp_path, 3)
     ran = run_cli("run", source, "--output", output, "--time-budget", text)
-    assert ran.code == 2 and "--time-budget" in ran.stderr
+    assert ran.code == 2
+    assert "--time-budget" in ran.stderr
 
 
 def test_a_second_run_on_the_same_report_is_refused(
@@ -139,8 +142,10 @@ def test_a_second_run_on_the_same_report_is_refused(
     _, source, output = prepare(emulator, tmp_path, 3)
     with RunLock(output):
         ran = run_cli("run", source, "--output", output)
-    assert ran.code == 2 and "another liveness-audit run" in ran.stderr
-    assert emulator.stats() is not None and not output.exists()
+    assert ran.code == 2
+    assert "another liveness-audit run" in ran.stderr
+    assert emulator.stats() is not None
+    assert not output.exists()
 
 
 def test_checkpoint_of_another_input_is_refused_until_fresh(
@@ -152,7 +157,8 @@ def test_checkpoint_of_another_input_is_refused_until_fresh(
     other = tmp_path / "other.csv"
     write_input(other, ids[:5])
     ran = run_cli("run", other, "--output", output)
-    assert ran.code == 2 and "--fresh" in ran.stderr
+    assert ran.code == 2
+    assert "--fresh" in ran.stderr
     ran = run_cli("run", other, "--output", output, "--fresh")
     assert ran.code == 0, ran.stderr
     assert_complete(output, ids[:5])

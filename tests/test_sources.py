@@ -53,7 +53,8 @@ def test_invalid_ids_are_kept_apart_with_reasons(tmp_path: Path) -> None:
     values = [i.value for i in plan.invalid]
     assert values[0] == "not-an-id"
     assert values[1] == A[:-1] + "z"
-    assert values[2].startswith("x" * 64) and values[2].endswith("(+436 chars)")
+    assert values[2].startswith("x" * 64)
+    assert values[2].endswith("(+436 chars)")
     assert "expected 36" in plan.invalid[0].reason
     assert "does not match" in plan.invalid[1].reason
     assert plan.duplicates == 1
@@ -84,7 +85,8 @@ def test_large_input_is_read_in_batches(tmp_path: Path) -> None:
 
 def test_header_only_input_is_an_empty_plan(tmp_path: Path) -> None:
     plan = read_plan(write(tmp_path / "in.csv", b"session_id\r\n"))
-    assert plan.valid == () and plan.rows == 0
+    assert plan.valid == ()
+    assert plan.rows == 0
 
 
 def test_format_flag_overrides_the_extension(tmp_path: Path) -> None:
@@ -141,7 +143,8 @@ def test_normalised_ids_are_valid_exactly_when_they_match(cell: str) -> None:
     value = normalize(cell)
     assert value == value.strip()
     if SESSION_ID_PATTERN.fullmatch(value):
-        assert len(value) == 36 and value == value.lower()
+        assert len(value) == 36
+        assert value == value.lower()
     shown = display_value(value)
     assert len(shown) <= 64 * 4 + 32
     assert all(c.isprintable() for c in shown)
