@@ -527,16 +527,16 @@ async def serve(
     async with Emulator(settings, host=host, port=port) as emulator:
         if write_input_path is not None:
             write_input(write_input_path, emulator.population.ids())
+        if url_file is not None:
+            tmp = url_file.with_name(f".{url_file.name}.tmp")
+            tmp.write_text(emulator.url + "\n")
+            tmp.replace(url_file)
         quota = f"quota {settings.tps:g} tps" if settings.tps else "no quota"
         print(  # the command's one line of output
             f"emulator listening on {emulator.url} "
             f"({settings.sessions} sessions, seed {settings.seed}, {quota})",
             flush=True,
         )
-        if url_file is not None:
-            tmp = url_file.with_name(f".{url_file.name}.tmp")
-            tmp.write_text(emulator.url + "\n")
-            tmp.replace(url_file)
         with _signals(loop, stop):
             await stop.wait()
 
