@@ -41,6 +41,7 @@ from batch.errors import (
 )
 
 __all__ = [
+    "EXPIRED_CODES",
     "STATUSES",
     "BoundingBox",
     "Image",
@@ -76,6 +77,7 @@ CREDENTIAL_CODES = frozenset(
     }
 )
 ACCESS_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
+EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 
 
 @dataclass(frozen=True, slots=True)

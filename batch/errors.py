@@ -19,7 +19,8 @@ one place, :func:`batch.cli.exit_code_for`.
         ├── RetryableError          worth another attempt
         │   ├── ThrottledError      ThrottlingException, ProvisionedThroughputExceeded
         │   ├── ServerError         InternalServerError and other 5xx
-        │   └── TransportError      connection refused/reset, timeouts, torn bodies
+        │   ├── TransportError      connection refused/reset, timeouts, torn bodies
+        │   └── StaleCredentialsError  ExpiredToken, a few times in a row at most
         └── SessionError            a definitive per-session answer (SessionNotFound, ...)
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "ServerError",
     "ServiceError",
     "SessionError",
+    "StaleCredentialsError",
     "ThrottledError",
     "TransportError",
     "UsageError",
@@ -103,6 +105,14 @@ class ServerError(RetryableError):
 
 class TransportError(RetryableError):
     """The request or its answer was lost on the way: refused, reset, timed out, torn."""
+
+
+class StaleCredentialsError(RetryableError):
+    """The service said the token expired; the credential chain may refresh it in time.
+
+    Only a few in a row are retried: an expiry that persists becomes a
+    :class:`CredentialsError` and stops the run.
+    """
 
 
 class SessionError(ServiceError):

@@ -21,8 +21,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batch.client import LivenessClient, SessionResult
-from batch.errors import RetryableError, ServiceError, SessionError, ThrottledError
+from batch.client import EXPIRED_CODES, LivenessClient, SessionResult
+from batch.errors import (
+    CredentialsError,
+    RetryableError,
+    ServiceError,
+    SessionError,
+    StaleCredentialsError,
+    ThrottledError,
+)
 from batch.limiter import Limiter
 from batch.retry import RetryPolicy
 
@@ -104,6 +111,8 @@ class Breaker:
 class Fetcher:
     """One session through limiter, retry policy and client."""
 
+    expired_tolerance = 3
+
     def __init__(
         self,
         client: LivenessClient,
@@ -119,6 +128,7 @@ class Fetcher:
         self._policy = policy
         self._stop = stop
         self._on_attempt = on_attempt
+        self._expired = 0  # ExpiredToken answers in a row, across all sessions
         self._random = (rng or random.Random()).random  # noqa: S311  # jitter, not crypto
 
     async def fetch(self, session_id: str) -> Outcome:
@@ -137,6 +147,15 @@ class Fetcher:
                 except ServiceError as exc:
                     self._on_attempt(exc)
                     raise
+                except CredentialsError as exc:
+                    self._on_attempt(exc)
+                    if exc.code not in EXPIRED_CODES or self._expired >= self.expired_tolerance:
+                        raise
+                    # Temporary credentials ran out mid-run: the client's credential chain
+                    # refreshes them before the next call, so try again (a few times).
+                    self._expired += 1
+                    raise StaleCredentialsError(exc.code, str(exc)) from exc
+            self._expired = 0
             self._limiter.succeeded()
             self._on_attempt(None)
             return result

@@ -54,6 +54,7 @@ FAULTS = (
     "slow",
     "not_found",
     "denied",
+    "expired",
 )
 OUTCOMES = (
     "ok",
@@ -361,9 +362,9 @@ class Emulator:
         if fault == "not_found":
             self._count("not_found")
             return _error(400, "SessionNotFoundException", f"Session {session_id} not found")
-        if fault == "denied":
+        if fault in ("denied", "expired"):
             self._count("denied")
-            return _error(400, *_KEY_ERRORS["DENIED"][1:])
+            return _error(*_KEY_ERRORS["DENIED" if fault == "denied" else "EXPIRED"])
         if fault == "slow":
             self._count("slow")
             await asyncio.sleep(self.settings.slow_seconds)
