@@ -28,7 +28,8 @@ def run(
     output = tmp_path / "report.parquet"
     ran = run_cli("run", source, "--output", output, *args)
     report = pd.read_parquet(output)
-    assert len(report) == n and report["session_id"].is_unique
+    assert len(report) == n
+    assert report["session_id"].is_unique
     return ran.code, ran.stderr, report
 
 
@@ -76,8 +77,10 @@ def test_a_5xx_storm_ends_with_honest_rows_and_bounded_retries(
     emulator.configure(error_rate=0.7)
     code, stderr, report = run(emulator, tmp_path, 100, "--max-attempts", "3")
     failed = report["status"].isna()
-    assert code == 1 and "unresolved" in stderr
-    assert failed.any() and (~failed).any()
+    assert code == 1
+    assert "unresolved" in stderr
+    assert failed.any()
+    assert (~failed).any()
     assert (report.loc[failed, "error_code"] == "InternalServerError").all()
     assert (report.loc[failed, "attempts"] == 3).all()
     assert_bounded(emulator, report, 3)
@@ -136,7 +139,8 @@ def test_an_expired_token_that_persists_aborts_with_exit_3(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "EXPIREDKEY0000000002")
     code, stderr, report = run(emulator, tmp_path, 200, "--concurrency", "1")
-    assert code == 3 and "ExpiredTokenException" in stderr
+    assert code == 3
+    assert "ExpiredTokenException" in stderr
     assert emulator.stats()["requests"] == 4  # three retries, then the run stops
     assert (report["error_code"] == "NotAttempted").sum() >= 199
 
