@@ -91,7 +91,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--output", "-o", required=True, type=click.Path(path_type=Path), help="Report (.parquet)."
 )
