@@ -34,7 +34,7 @@ def truncated_parquet(tmp: Path) -> Path:
 
 INPUTS: list[tuple[str, Callable[[Path], Path], str]] = [
     ("missing file", lambda t: t / "nope.csv", "input file not found"),
-    ("a directory", lambda t: (t / "dir.csv").mkdir() or t / "dir.csv", "is a directory"),
+    ("a directory", lambda t: _folder(t / "dir.csv"), "is a directory"),
     ("0-byte file", lambda t: _write(t / "e.csv", b""), "empty (0 bytes)"),
     ("unknown extension", lambda t: _write(t / "ids.xlsx", b"x"), "cannot tell the format"),
     ("not UTF-8", lambda t: _write(t / "l.csv", b"session_id\n\xe9t\xe9\n"), "not UTF-8"),
@@ -60,6 +60,11 @@ INPUTS: list[tuple[str, Callable[[Path], Path], str]] = [
         "not a readable CSV file",
     ),
 ]
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _write(path: Path, data: bytes) -> Path:
