@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -200,3 +201,34 @@ def test_an_endpoint_down_for_everything_ends_the_run_early(
     report = assert_complete(output, ids)
     assert (report["error_code"] == "NotAttempted").sum() >= 290
     assert report["attempts"].sum() <= 6 + 2
+
+
+def test_a_second_signal_stops_at_once_keeping_what_was_done(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    emulator.configure(latency=0.2)
+    ids, source, output = prepare(emulator, tmp_path, 400)
+    proc = start_cli("run", source, "--output", output, "--concurrency", "4")
+    done = wait_for_lines(journal_path(output), 8, proc)
+    emulator.configure(latency=30.0)  # calls started from now on hang
+    hanging = emulator.stats()["requests"] + 4
+    wait_until(lambda: emulator.stats()["requests"] >= hanging)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # signals do not queue: send the second after the first landed
+        if "SIGINT: stopping" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 1, stderr
+    assert "SIGINT again: stopping at once" in stderr
+    report = assert_complete(output, ids)
+    assert report["status"].notna().sum() >= done
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    limit = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > limit:
+            pytest.fail("condition never became true")
+        time.sleep(0.01)
