@@ -65,7 +65,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def limiter_for(settings: Settings) -> Limiter:
-    return Limiter(settings.rate, decrease=settings.rate_decrease, recovery=settings.rate_recovery)
+    return Limiter(settings.rate, decrease=settings.rate_decrease)
 
 
 async def run_audit(

@@ -24,7 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
-import time
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -50,14 +50,21 @@ def _encode(value: Any) -> Any:
 
 
 class Journal:
-    """Append finished rows; replay them after a stop. Use :meth:`open`."""
+    """Append finished rows; replay them after a stop. Use :meth:`open`.
+
+    Appends are flushed to the OS at once; fsync runs on a helper thread (every second,
+    or as soon as 100 rows wait) so a slow disk never stalls the event loop's pacing.
+    """
 
     def __init__(self, path: Path, file: IO[str], *, replay_end: int) -> None:
         self.path = path
         self._file = file
         self._replay_end = replay_end
         self._unsynced = 0
-        self._synced_at = time.monotonic()
+        self._wake = threading.Event()
+        self._closing = False
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
+        self._syncer.start()
 
     @classmethod
     def open(cls, path: Path, identity: Mapping[str, str], *, fresh: bool = False) -> Journal:
@@ -104,20 +111,26 @@ class Journal:
         self._file.write(json.dumps(row, default=_encode, separators=(",", ":")) + "\n")
         self._file.flush()
         self._unsynced += 1
-        if self._unsynced >= _SYNC_ROWS or time.monotonic() - self._synced_at >= _SYNC_SECONDS:
-            self.sync()
+        if self._unsynced >= _SYNC_ROWS:
+            self._wake.set()
 
-    def sync(self) -> None:
-        if self._unsynced:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._unsynced = 0
-        self._synced_at = time.monotonic()
+    def _sync_loop(self) -> None:
+        fd = self._file.fileno()
+        while not self._closing:
+            self._wake.wait(_SYNC_SECONDS)
+            self._wake.clear()
+            if self._unsynced:
+                self._unsynced = 0
+                os.fsync(fd)
 
     def close(self, *, remove: bool = False) -> None:
         if self._file.closed:
             return
-        self.sync()
+        self._closing = True
+        self._wake.set()
+        self._syncer.join()
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
         if remove:
             self.path.unlink(missing_ok=True)

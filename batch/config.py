@@ -48,9 +48,8 @@ class Settings(BaseModel):
     max_attempts: int = Field(10, ge=1, le=100, description="attempts per session")
     backoff_initial: float = Field(0.2, ge=0, le=60)
     backoff_max: float = Field(20.0, ge=0, le=600)
-    rate_decrease: float = Field(0.7, gt=0, lt=1, description="rate factor on throttling")
-    rate_recovery: float = Field(
-        0.05, gt=0, le=1, description="share of the maximum rate regained per second"
+    rate_decrease: float = Field(
+        0.7, gt=0, lt=1, description="rate factor on a throttle with no quota estimate yet"
     )
     abort_after_failures: int = Field(
         50, ge=1, le=1_000_000, description="failed calls in a row that end the run early"

@@ -1,9 +1,9 @@
-"""An evenly paced, throttle-aware request limiter.
+"""An evenly paced limiter that finds the service's quota and runs right at it.
 
-``asyncio_throttle.Throttler(rate_limit=N, period=1)`` is a sliding window: it admits N
-requests at once and then waits for the window to slide. Rekognition meters calls with a
-token bucket whose burst is small, so a client that sends a second's worth at once gets
-most of that burst throttled. The window that paces evenly is one request per
+Pacing. ``asyncio_throttle.Throttler(rate_limit=N, period=1)`` is a sliding window: it
+admits N requests at once and then waits for the window to slide. Rekognition meters calls
+with a token bucket whose burst is small, so a client that sends a second's worth at once
+gets most of that burst throttled. The window that paces evenly is one request per
 ``1 / rate`` seconds, ``Throttler(rate_limit=1, period=1 / rate)``, and :class:`Limiter`
 is that throttler with three changes:
 
@@ -13,10 +13,23 @@ is that throttler with three changes:
   (at 50 requests/s the upstream 10 ms poll quantises a 20 ms period into 20-30 ms);
 - slots are handed out in arrival order (FIFO), so no worker starves.
 
-It also adapts, as botocore's ``adaptive`` retry mode does with its token bucket: a
-throttling answer cuts the rate by ``decrease`` (once per ``reaction`` seconds, however
-many throttles arrive together), and every success wins back ``recovery`` of the maximum
-rate per second elapsed, never above the configured maximum.
+Adapting. The rate starts at the configured maximum. A throttling answer means the quota
+is below the current rate; at most once per ``reaction`` seconds, however many throttles
+arrive together, the limiter cuts:
+
+- to ``margin`` x its estimate of the quota: the current rate times the share of answers
+  since the last cut (over at most the last second) that were not throttled. When the
+  client sends faster than the quota, that share is quota / rate, so repeated cuts
+  converge on the quota instead of compounding, and a stall on the client's side (which
+  lowers what it sends, not the share) does not read as a lower quota;
+- by ``decrease`` when there is no such measurement yet (the first throttle of a run,
+  where the bucket's initial burst would inflate it, or too few successes to count).
+
+After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
+probes beyond it, slowly at first and faster the longer no throttle comes (doubling
+``probe`` seconds after passing the estimate, like CUBIC's convex phase), never above the
+configured maximum. So a quota that drops is followed within a reaction window or two,
+and one that comes back is found again within a few seconds.
 
 Use it as ``await limiter.acquire()`` or ``async with limiter:``; report outcomes with
 :meth:`Limiter.throttled` and :meth:`Limiter.succeeded`.
@@ -26,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from asyncio_throttle.throttler import Throttler
@@ -35,18 +49,24 @@ __all__ = ["Limiter"]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 
+_WINDOW = 1.0  # seconds of answers kept for the quota estimate
+_MIN_SAMPLES = 5  # fewer answers than this is no measurement
+_SPACING = 0.9  # releases at least this share of a period apart, whatever the wake-ups
+
 
 class Limiter(Throttler):
-    """One request every ``1 / rate`` seconds, slowing down when the service throttles."""
+    """One request every ``1 / rate`` seconds; the rate follows the service's quota."""
 
     def __init__(
         self,
         rate: float,
         *,
         decrease: float = 0.7,
-        recovery: float = 0.05,
+        margin: float = 0.97,
+        ramp: float = 2.0,
+        probe: float = 5.0,
+        reaction: float = 0.3,
         min_rate: float | None = None,
-        reaction: float = 1.0,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -54,63 +74,109 @@ class Limiter(Throttler):
             raise ValueError(f"rate must be a positive number, got {rate!r}")
         if not 0 < decrease < 1:
             raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
-        if not 0 < recovery <= 1:
-            raise ValueError(f"recovery must be in (0, 1], got {recovery!r}")
+        if not 0 < margin <= 1:
+            raise ValueError(f"margin must be in (0, 1], got {margin!r}")
+        if not (ramp > 0 and probe > 0 and reaction >= 0):
+            raise ValueError("ramp and probe must be positive and reaction not negative")
         super().__init__(rate_limit=1, period=1.0 / rate)
         self.max_rate = rate
         self.min_rate = min(rate, min_rate if min_rate is not None else max(0.1, rate / 100))
         self.decrease = decrease
-        self.recovery = recovery
+        self.margin = margin
+        self.ramp = ramp
+        self.probe = probe
         self.reaction = reaction
         self.cuts = 0
         self._clock = clock
         self._sleep = sleep
-        self._rate = rate
         self._next_slot = -math.inf
-        self._last_cut = -math.inf
-        self._last_gain: float | None = None
+        self._released = -math.inf
+        self._cut_at = -math.inf  # when the last cut happened
+        self._base = rate  # the rate right after the last cut
+        self._estimate = rate  # the quota estimate the rate climbs back to
+        self._answers: deque[tuple[float, bool]] = deque()
 
-    @property
-    def rate(self) -> float:
-        """The current pace in requests per second (at most :attr:`max_rate`)."""
-        return self._rate
+    # --- pacing -----------------------------------------------------------------------
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    def _set_rate(self, rate: float) -> None:
-        self._rate = min(self.max_rate, max(self.min_rate, rate))
-        self.period = 1.0 / self._rate
+    def _rate_at(self, now: float) -> float:
+        since = now - self._cut_at
+        if since < self.ramp:
+            rate = self._base + (self._estimate - self._base) * since / self.ramp
+        else:
+            beyond = (since - self.ramp) / self.probe
+            rate = self._estimate * (1 + beyond * beyond)
+        return min(self.max_rate, max(self.min_rate, rate))
 
-    async def acquire(self) -> None:
-        """Wait for this caller's slot; slots are ``1 / rate`` apart, first come first served."""
+    @property
+    def rate(self) -> float:
+        """The current pace in requests per second (at most :attr:`max_rate`)."""
+        return self._rate_at(self._now())
+
+    async def acquire(self) -> float:
+        """Wait for this caller's slot; slots are ``1 / rate`` apart, first come first served.
+
+        Returns the time of release: pass it back as ``sent_at`` with the answer, so the
+        quota estimate counts only requests sent at the current pace.
+        """
         now = self._now()
+        self.period = 1.0 / self._rate_at(now)
         slot = max(now, self._next_slot)
         self._next_slot = slot + self.period
         if slot > now:
             await self._sleep(slot - now)
+        # After a stall (a long callback, GC, a slow disk) several sleepers wake together;
+        # keep them apart instead of releasing a burst into the service's small bucket.
+        while (gap := self._released + self.period * _SPACING - self._now()) > 0:
+            await self._sleep(gap)
+        self._released = self._now()
+        return self._released
 
-    def throttled(self) -> None:
+    # --- feedback ---------------------------------------------------------------------
+
+    def _answer(self, now: float, sent_at: float | None, ok: bool) -> None:
+        self._answers.append((now if sent_at is None else sent_at, ok))
+        horizon = now - _WINDOW
+        while self._answers[0][0] < horizon:
+            self._answers.popleft()
+
+    def succeeded(self, sent_at: float | None = None) -> None:
+        """A request (released at ``sent_at``) went through: counted for the estimate."""
+        self._answer(self._now(), sent_at, True)
+
+    def throttled(self, sent_at: float | None = None) -> None:
         """The service throttled a request: cut the rate, once per reaction window."""
         now = self._now()
-        self._last_gain = now
-        if now - self._last_cut < self.reaction:
-            return
-        self._last_cut = now
+        self._answer(now, sent_at, False)
+        if now - self._cut_at < self.reaction or (sent_at is not None and sent_at < self._cut_at):
+            return  # one cut per window; answers to requests sent before a cut are old news
+        current = self._rate_at(now)
+        measured = self._measured(now, current)
+        if measured is None:
+            new = current * self.decrease
+            self._estimate = new
+        else:
+            # Never cut by more than two plain decreases on one (possibly noisy) reading.
+            new = max(measured * self.margin, current * self.decrease**2)
+            self._estimate = max(new, min(measured, current))
+        self._base = min(current, max(self.min_rate, new))
+        self._cut_at = now
         self.cuts += 1
-        self._set_rate(self._rate * self.decrease)
-        # Slots already handed out at the old pace stay; new ones follow the new pace.
 
-    def succeeded(self) -> None:
-        """A request went through: win back some rate for the time since the last news."""
-        now = self._now()
-        if self._last_gain is not None and self._rate < self.max_rate:
-            gained = self.recovery * self.max_rate * (now - self._last_gain)
-            self._set_rate(self._rate + gained)
-        self._last_gain = now
+    def _measured(self, now: float, current: float) -> float | None:
+        """The quota as answers to requests sent since the last cut (at most 1 s) show it."""
+        if self._cut_at == -math.inf:
+            return None  # the first throttle: the bucket's initial burst skews any count
+        start = max(self._cut_at, now - _WINDOW)
+        answers = [ok for t, ok in self._answers if t >= start]
+        if len(answers) < _MIN_SAMPLES:
+            return None
+        return current * sum(answers) / len(answers)
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
+    async def __aenter__(self) -> float:
+        return await self.acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
         return None

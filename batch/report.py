@@ -162,6 +162,9 @@ class ReportWriter:
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
         self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
+        # middle of a paced run where it would stall every worker at once.
+        pa.array([""])
         try:
             self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
         except OSError as exc:

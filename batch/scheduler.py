@@ -137,11 +137,11 @@ class Fetcher:
         async def attempt(n: int) -> SessionResult:
             nonlocal attempts
             attempts = n
-            async with self._limiter:
+            async with self._limiter as sent_at:
                 try:
                     result = await self._client.get(session_id)
                 except ThrottledError as exc:
-                    self._limiter.throttled()
+                    self._limiter.throttled(sent_at)
                     self._on_attempt(exc)
                     raise
                 except ServiceError as exc:
@@ -156,7 +156,7 @@ class Fetcher:
                     self._expired += 1
                     raise StaleCredentialsError(exc.code, str(exc)) from exc
             self._expired = 0
-            self._limiter.succeeded()
+            self._limiter.succeeded(sent_at)
             self._on_attempt(None)
             return result
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from batch.limiter import Limiter
+
+T = TypeVar("T")
 
 
 class FakeTime:
@@ -38,17 +44,70 @@ async def test_paces_evenly_instead_of_bursting() -> None:
     assert admitted == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
-async def test_concurrent_waiters_get_consecutive_slots_in_order() -> None:
-    t = FakeTime()
-    recorded: list[float] = []
+class VirtualTime:
+    """Virtual time for many concurrent sleepers: time jumps to the next wake-up."""
 
-    async def record(seconds: float) -> None:
-        recorded.append(seconds)
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
 
-    lim = Limiter(10, clock=t.clock, sleep=record)
-    await asyncio.gather(*(lim.acquire() for _ in range(5)))
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, future))
+        await future
+
+    async def run(self, *coros: Coroutine[Any, Any, T]) -> list[T]:
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        while not all(t.done() for t in tasks):
+            for _ in range(10):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers:
+                when, _, future = heapq.heappop(self._sleepers)
+                self.now = max(self.now, when)
+                future.set_result(None)
+        return [t.result() for t in tasks]
+
+
+async def test_concurrent_waiters_are_released_one_period_apart_in_order() -> None:
+    t = VirtualTime()
+    lim = Limiter(10, clock=t.clock, sleep=t.sleep)
+    released: list[tuple[int, float]] = []
+
+    async def worker(n: int) -> None:
+        await lim.acquire()
+        released.append((n, t.now))
+
+    await t.run(*(worker(n) for n in range(5)))
     # First is admitted at once, each next one 1/rate later: no window-sized burst.
-    assert recorded == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert [n for n, _ in released] == [0, 1, 2, 3, 4]
+    assert [at for _, at in released] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+async def test_sleepers_woken_together_after_a_stall_are_still_spaced() -> None:
+    t = VirtualTime()
+    stalled = {"until": 0.0}
+
+    async def late_sleep(seconds: float) -> None:
+        await t.sleep(seconds)
+        # the loop was blocked until 1.0: everybody due before wakes only then
+        t.now = max(t.now, stalled["until"])
+
+    lim = Limiter(10, clock=t.clock, sleep=late_sleep)
+    released: list[float] = []
+    stalled["until"] = 1.0
+
+    async def worker() -> None:
+        await lim.acquire()
+        released.append(t.now)
+
+    await t.run(*(worker() for _ in range(6)))
+    gaps = [b - a for a, b in itertools.pairwise(released)]
+    assert min(gaps) >= 0.09 - 1e-9, released
 
 
 async def test_idle_time_is_not_saved_up_as_a_burst() -> None:
@@ -61,35 +120,67 @@ async def test_idle_time_is_not_saved_up_as_a_burst() -> None:
     assert t.sleeps == pytest.approx([0.1])
 
 
-async def test_throttle_cuts_rate_once_per_reaction_window() -> None:
+async def test_first_throttle_cuts_by_decrease_once_per_reaction_window() -> None:
     t = FakeTime()
     lim = limiter(t, 10, decrease=0.5, reaction=1.0)
     lim.throttled()
     assert lim.rate == pytest.approx(5)
     t.now = 0.5
     lim.throttled()  # same window: a burst of throttles is one signal
+    assert lim.cuts == 1
     assert lim.rate == pytest.approx(5)
-    t.now = 1.6
-    lim.throttled()
-    assert lim.rate == pytest.approx(2.5)
-    assert lim.cuts == 2
-    assert lim.period == pytest.approx(0.4)
 
 
-async def test_success_recovers_gradually_up_to_the_maximum() -> None:
+def feed(t: FakeTime, lim: Limiter, start: float, end: float, ok: int, throttled: int) -> None:
+    """Answers spread over [start, end): ``ok`` successes and ``throttled`` throttles."""
+    answers = [True] * ok + [False] * throttled
+    for i, good in enumerate(answers):
+        t.now = start + (end - start) * i / len(answers)
+        if good:
+            lim.succeeded()
+        else:
+            lim.throttled()
+
+
+async def test_later_cuts_go_to_the_quota_the_answers_show() -> None:
     t = FakeTime()
-    lim = limiter(t, 10, decrease=0.5, recovery=0.1)
+    lim = limiter(t, 30, decrease=0.5, margin=0.9, reaction=1.5)
+    lim.throttled()  # 30 -> 15: the first throttle has no measurement
+    assert lim.rate == pytest.approx(15)
+    feed(t, lim, 0.5, 1.5, ok=10, throttled=5)  # at 15/s, a third is throttled
+    t.now = 1.5
     lim.throttled()
-    assert lim.rate == pytest.approx(5)
-    t.now = 1.0
-    lim.succeeded()  # 1 s later: +0.1 * 10 per second
-    assert lim.rate == pytest.approx(6)
-    t.now = 2.0
-    lim.succeeded()
-    assert lim.rate == pytest.approx(7)
+    # 10 of 16 answers went through at 15/s: the quota is ~9.4/s; cut to 0.9 x that
+    assert lim.cuts == 2
+    assert lim.rate == pytest.approx(0.9 * 15 * 10 / 16)
+
+
+async def test_a_stall_on_our_side_is_not_read_as_a_lower_quota() -> None:
+    t = FakeTime()
+    lim = limiter(t, 50, decrease=0.5, margin=0.98, reaction=1.5)
+    lim.throttled()  # 50 -> 25
+    feed(t, lim, 0.5, 1.5, ok=10, throttled=0)  # we sent only 10 in that second
+    t.now = 1.5
+    lim.throttled()  # 10 ok of 11: the quota is not 10/s, it is most of our rate
+    assert lim.rate == pytest.approx(0.98 * lim.max_rate * 0.5 * 10 / 11, rel=0.05)
+
+
+async def test_after_a_cut_it_ramps_to_the_estimate_then_probes_beyond() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5, ramp=2.0, probe=4.0, reaction=1.5)
+    lim.throttled()  # 100 -> 50
+    feed(t, lim, 0.5, 1.5, ok=20, throttled=29)
+    t.now = 1.5
+    lim.throttled()  # 20 of 50 answers: quota 20/s -> base 19.4, estimate 20
+    assert lim.rate == pytest.approx(19.4)
+    t.now = 2.5
+    assert lim.rate == pytest.approx(19.7)  # halfway up the ramp
+    t.now = 3.5
+    assert lim.rate == pytest.approx(20)  # at the estimate
+    t.now = 7.5
+    assert lim.rate == pytest.approx(40)  # doubled `probe` seconds later
     t.now = 100.0
-    lim.succeeded()
-    assert lim.rate == pytest.approx(10)
+    assert lim.rate == pytest.approx(100)  # never above the configured maximum
 
 
 async def test_rate_never_drops_below_the_floor() -> None:
@@ -98,17 +189,28 @@ async def test_rate_never_drops_below_the_floor() -> None:
     for i in range(10):
         t.now = 2.0 * i
         lim.throttled()
-    assert lim.rate == pytest.approx(2)
+    assert lim.rate >= 2
+
+
+async def test_a_noisy_reading_cuts_at_most_two_decreases() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5, reaction=1.5)
+    lim.throttled()  # 100 -> 50
+    feed(t, lim, 0.5, 1.5, ok=1, throttled=9)
+    t.now = 1.5
+    lim.throttled()  # 1 of 11 went through: 4.5/s, but at most 50 * 0.25 below
+    assert lim.rate == pytest.approx(12.5)
 
 
 async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
     t = FakeTime()
     lim = limiter(t, 10, decrease=0.5)
-    await lim.acquire()  # t=0, next slot 0.1
+    await lim.acquire()  # t=0
     lim.throttled()  # rate 5 -> period 0.2
-    await lim.acquire()  # admitted at 0.1 (slot already due at the old pace)
-    await lim.acquire()  # then 0.2 later
-    assert t.now == pytest.approx(0.3)
+    await lim.acquire()  # the slot reserved at the old pace is held to the new spacing
+    assert t.now == pytest.approx(0.18)
+    await lim.acquire()
+    assert t.now == pytest.approx(0.36)
 
 
 @pytest.mark.parametrize(
@@ -118,10 +220,10 @@ async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
         ({"rate": -1}, "rate"),
         ({"rate": float("inf")}, "rate"),
         ({"rate": 5, "decrease": 1.5}, "decrease"),
-        ({"rate": 5, "recovery": 0}, "recovery"),
+        ({"rate": 5, "margin": 0}, "margin"),
     ],
 )
 def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) -> None:
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match=name):
-        Limiter(rate, decrease=kwargs.get("decrease", 0.7), recovery=kwargs.get("recovery", 0.05))
+        Limiter(rate, decrease=kwargs.get("decrease", 0.7), margin=kwargs.get("margin", 0.97))

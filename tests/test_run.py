@@ -475,20 +475,21 @@ def test_thousands_of_sessions_with_quota_both_throttles_and_server_errors(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     """The issue's acceptance run: exit 0, everything exactly as served, once."""
-    emulator.configure(tps=300, burst=10, throttle_error="mixed", error_rate=0.03)
-    ids = list(emulator.population.ids()[:3000])
+    emulator.configure(tps=120, burst=5, throttle_error="mixed", error_rate=0.03)
+    ids = list(emulator.population.ids()[:2000])
     source = tmp_path / "in.csv"
     write_input(source, ids)
     output = tmp_path / "report.parquet"
 
-    ran = run_cli("run", source, "--output", output, "--rate", "330", "--concurrency", "16")
+    ran = run_cli("run", source, "--output", output, "--rate", "200", "--concurrency", "16")
 
     assert ran.code == 0, ran.stderr
     stats = stat(emulator)
     assert stats["outcomes"]["throttled"] > 0
     assert stats["outcomes"]["server_error"] > 0
     report = read_report(output)
-    assert len(report) == 3000
+    assert len(report) == 2000
     assert_exactly_as_served(report, emulator, ids)
-    assert all(stats["ok_by_session"][sid] == 1 for sid in ids)
+    twice = {sid: report.loc[sid, "attempts"] for sid in ids if stats["ok_by_session"][sid] != 1}
+    assert not twice, twice
     assert report["attempts"].sum() == stats["requests"]

@@ -151,12 +151,23 @@ class Stats:
     by_session: Counter[str] = dataclasses.field(default_factory=Counter)
     ok_by_session: Counter[str] = dataclasses.field(default_factory=Counter)
     timeline: dict[int, list[int]] = dataclasses.field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+
+    def arrived(self, at: float) -> None:
+        self.requests += 1
+        if self.first is None:
+            self.first = at
+        self.last = at
 
     def as_dict(self) -> dict[str, Any]:
         """``requests``; ``outcomes`` (every name in OUTCOMES); per-session request and
-        200-OK counts; ``timeline``: [second since reset, ok, throttled] rows."""
+        200-OK counts; ``timeline``: [second since reset, ok, throttled] rows;
+        ``active_seconds``: from the first to the last request."""
+        active = 0.0 if self.first is None or self.last is None else self.last - self.first
         return {
             "requests": self.requests,
+            "active_seconds": active,
             "outcomes": {name: self.outcomes[name] for name in OUTCOMES},
             "by_session": dict(self.by_session),
             "ok_by_session": dict(self.ok_by_session),
@@ -277,41 +288,43 @@ class Emulator:
 
     # --- the API ------------------------------------------------------------------
 
-    def _count(self, outcome: str, session_id: str | None = None) -> None:
-        self._stats.outcomes[outcome] += 1
+    def _count(self, stats: Stats, outcome: str, session_id: str | None = None) -> None:
+        """Count into ``stats``: the Stats of the request's arrival, not a later reset's."""
+        stats.outcomes[outcome] += 1
         if outcome in ("ok", "throttled"):
             second = int(asyncio.get_running_loop().time() - self._started)
-            row = self._stats.timeline.setdefault(second, [0, 0])
+            row = stats.timeline.setdefault(second, [0, 0])
             row[0 if outcome == "ok" else 1] += 1
         if outcome == "ok" and session_id is not None:
-            self._stats.ok_by_session[session_id] += 1
+            stats.ok_by_session[session_id] += 1
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:  # noqa: PLR0911  # one answer per step
-        self._stats.requests += 1
+        stats = self._stats
+        stats.arrived(asyncio.get_running_loop().time() - self._started)
         s = self.settings
         raw = await request.read()
         if s.latency or s.latency_jitter:
             await asyncio.sleep(s.latency + self._rng.uniform(0, s.latency_jitter))
         auth = request.headers.get("Authorization", "")
         if not auth.startswith(_AUTH_PREFIX):
-            self._count("unauthenticated")
+            self._count(stats, "unauthenticated")
             return _error(
                 400, "MissingAuthenticationTokenException", "Missing Authentication Token"
             )
         access_key = auth[len(_AUTH_PREFIX) :].split("/", 1)[0]
         for prefix, (status, code, message) in _KEY_ERRORS.items():
             if access_key.startswith(prefix):
-                self._count("denied")
+                self._count(stats, "denied")
                 return _error(status, code, message)
         if s.deny_all:
-            self._count("denied")
+            self._count(stats, "denied")
             return _error(400, *_KEY_ERRORS["DENIED"][1:])
         if request.headers.get("X-Amz-Target") != TARGET:
-            self._count("invalid")
+            self._count(stats, "invalid")
             return _error(400, "UnknownOperationException", "Unknown operation")
         session_id = _session_id(raw)
         if session_id is not None:
-            self._stats.by_session[session_id] += 1
+            stats.by_session[session_id] += 1
         script = self._scripts.get(session_id or "")
         fault = script.pop(0) if script else None
         if fault is None and self._bucket is not None and not self._bucket.take():
@@ -319,15 +332,15 @@ class Emulator:
         if fault is None:
             fault = self._random_fault()
         if fault is not None:
-            return await self._fault(fault, request, session_id)
+            return await self._fault(stats, fault, request, session_id)
         if session_id is None or not SESSION_ID_PATTERN.fullmatch(session_id):
-            self._count("invalid")
+            self._count(stats, "invalid")
             return _error(400, "InvalidParameterException", "SessionId must match the UUID pattern")
         body = self.population.response(session_id, expire_after=s.expire_after)
         if body is None:
-            self._count("not_found")
+            self._count(stats, "not_found")
             return _error(400, "SessionNotFoundException", f"Session {session_id} not found")
-        self._count("ok", session_id)
+        self._count(stats, "ok", session_id)
         return _ok(json.dumps(body).encode())
 
     def _random_fault(self) -> str | None:
@@ -345,10 +358,10 @@ class Emulator:
         return None
 
     async def _fault(  # noqa: PLR0911  # one answer per fault kind
-        self, fault: str, request: web.Request, session_id: str | None
+        self, stats: Stats, fault: str, request: web.Request, session_id: str | None
     ) -> web.StreamResponse:
         if fault == "throttle":
-            self._count("throttled")
+            self._count(stats, "throttled")
             code = self.settings.throttle_error
             if code == "mixed":
                 code = self._rng.choice(
@@ -357,26 +370,26 @@ class Emulator:
             status = 500 if code == "ThrottlingException" else 400
             return _error(status, code, "Rate exceeded")
         if fault == "server_error":
-            self._count("server_error")
+            self._count(stats, "server_error")
             return _error(500, "InternalServerError", "Internal server error")
         if fault == "not_found":
-            self._count("not_found")
+            self._count(stats, "not_found")
             return _error(400, "SessionNotFoundException", f"Session {session_id} not found")
         if fault in ("denied", "expired"):
-            self._count("denied")
+            self._count(stats, "denied")
             return _error(*_KEY_ERRORS["DENIED" if fault == "denied" else "EXPIRED"])
         if fault == "slow":
-            self._count("slow")
+            self._count(stats, "slow")
             await asyncio.sleep(self.settings.slow_seconds)
             return _ok(json.dumps(self.population.response(session_id or "") or {}).encode())
         if fault == "malformed":
-            self._count("malformed")
+            self._count(stats, "malformed")
             return _ok(b'{"SessionId": "' + (session_id or "").encode() + b'", "Status": ')
         if fault == "empty":
-            self._count("empty")
+            self._count(stats, "empty")
             return _ok(b"{}")
         if fault == "truncated":
-            self._count("truncated")
+            self._count(stats, "truncated")
             body = json.dumps(self.population.response(session_id or "") or {}).encode()
             response = web.StreamResponse(status=200)
             response.content_type = "application/x-amz-json-1.1"
@@ -385,7 +398,7 @@ class Emulator:
             await response.write(body[: len(body) // 2])
             _drop(request)
             return response
-        self._count("dropped")
+        self._count(stats, "dropped")
         _drop(request)
         return web.Response(status=500)  # never sent: the connection is gone
 
@@ -528,17 +541,17 @@ async def serve(
     async with Emulator(settings, host=host, port=port) as emulator:
         if write_input_path is not None:
             write_input(write_input_path, emulator.population.ids())
-        if url_file is not None:
-            tmp = url_file.with_name(f".{url_file.name}.tmp")
-            tmp.write_text(emulator.url + "\n")
-            tmp.replace(url_file)
-        quota = f"quota {settings.tps:g} tps" if settings.tps else "no quota"
-        print(  # the command's one line of output
-            f"emulator listening on {emulator.url} "
-            f"({settings.sessions} sessions, seed {settings.seed}, {quota})",
-            flush=True,
-        )
-        with _signals(loop, stop):
+        with _signals(loop, stop):  # before saying "listening": a quick SIGTERM is handled
+            if url_file is not None:
+                tmp = url_file.with_name(f".{url_file.name}.tmp")
+                tmp.write_text(emulator.url + "\n")
+                tmp.replace(url_file)
+            quota = f"quota {settings.tps:g} tps" if settings.tps else "no quota"
+            print(  # the command's one line of output
+                f"emulator listening on {emulator.url} "
+                f"({settings.sessions} sessions, seed {settings.seed}, {quota})",
+                flush=True,
+            )
             await stop.wait()
 
 

@@ -1,0 +1,304 @@
+"""Benchmark liveness-audit against the quota, and against the boto3 ways of doing it.
+
+Starts the emulator (its own process) with a token-bucket quota and latency, then runs,
+on the same sessions, one after another:
+
+- ``audit@Q``      liveness-audit with ``--rate`` = the quota
+- ``audit@3Q``     liveness-audit misconfigured at three times the quota
+- ``audit@none``   liveness-audit with no ``--rate`` given (the default, 5/s, is lower than
+                   most quotas, so this one only shows the ceiling the default imposes)
+- ``boto3-adaptive`` / ``boto3-standard``: boto3 in a thread pool with botocore's retry
+                   modes (``scripts/peer_boto3.py``)
+- ``audit-drop``   liveness-audit at ``--rate`` = Q while the quota halves for a while and
+                   comes back (``--drop``)
+
+For each: share of the quota achieved (200 answers per second while active, over Q),
+share of requests throttled, wall time, CPU milliseconds per request and peak RSS of the
+client process (from ``wait4``), and sessions answered exactly as the emulator serves them.
+
+Usage: .venv/bin/python scripts/bench.py [--sessions 3000] [--quota 50] [--latency 0.05]
+           [--runs audit@Q,audit@3Q,boto3-adaptive,boto3-standard] [--drop]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from batch.emulator import Population
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass
+class Result:
+    name: str
+    sessions: int
+    quota_share: float
+    throttled_share: float
+    wall: float
+    cpu_ms_per_request: float
+    peak_rss_mb: float
+    correct: int
+    requests: int
+    timeline: list[list[int]]
+
+
+def control(url: str, route: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if route == "stats" else json.dumps(body or {}).encode()
+    request = urllib.request.Request(f"{url}/_emulator/{route}", data=data)  # noqa: S310  # loopback
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # loopback
+        return json.loads(response.read())
+
+
+def start_emulator(work: Path, sessions: int, quota: float, latency: float) -> tuple[Any, str]:
+    url_file = work / "url"
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "batch",
+            "emulator",
+            "--sessions",
+            str(sessions),
+            "--seed",
+            "11",
+            "--tps",
+            str(quota),
+            "--latency",
+            str(latency),
+            "--url-file",
+            str(url_file),
+            "--write-input",
+            str(work / "in.csv"),
+        ],
+        stdout=subprocess.DEVNULL,
+        env=ENV,
+    )
+    for _ in range(600):
+        if url_file.exists():
+            return proc, url_file.read_text().strip()
+        time.sleep(0.1)
+    raise SystemExit("the emulator did not start")
+
+
+def run_client(command: list[str], schedule: list[tuple[float, dict[str, Any]]], url: str):
+    start = time.monotonic()
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def changes() -> None:
+        for at, body in schedule:
+            time.sleep(max(0.0, at - (time.monotonic() - start)))
+            control(url, "config", body)
+
+    changer = threading.Thread(target=changes, daemon=True)
+    changer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{command[:4]} failed with {code}: {err[-2000:]}")
+    return wall, usage, err
+
+
+def correct_count(population: Population, results: pd.DataFrame) -> int:
+    good = 0
+    for row in results.itertuples():
+        expected = population.response(row.session_id)
+        if expected is None:
+            continue
+        same_status = row.status == expected["Status"]
+        want = expected.get("Confidence")
+        got = row.confidence
+        same_conf = (want is None and pd.isna(got)) or (want is not None and got == want)
+        good += bool(same_status and same_conf)
+    return good
+
+
+def measure(
+    name: str,
+    command: list[str],
+    output: Path,
+    url: str,
+    population: Population,
+    quota: float,
+    schedule: list[tuple[float, dict[str, Any]]] | None = None,
+) -> Result:
+    control(url, "reset")
+    wall, usage, _ = run_client(command, schedule or [], url)
+    stats = control(url, "stats")
+    control(url, "reset")  # the quota as it was, for the next run
+    results = (
+        pd.read_parquet(output)
+        if output.suffix == ".parquet"
+        else pd.read_json(output, lines=True, dtype={"confidence": "float64"})
+    )
+    ok = stats["outcomes"]["ok"]
+    active = stats["active_seconds"] or wall
+    requests = stats["requests"]
+    return Result(
+        name=name,
+        sessions=len(results),
+        quota_share=ok / active / quota,
+        throttled_share=stats["outcomes"]["throttled"] / max(1, requests),
+        wall=wall,
+        cpu_ms_per_request=1000 * (usage.ru_utime + usage.ru_stime) / max(1, requests),
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        correct=correct_count(population, results),
+        requests=requests,
+        timeline=stats["timeline"],
+    )
+
+
+def main() -> None:  # a script: one linear walk through the runs
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=3000)
+    parser.add_argument("--quota", type=float, default=50.0)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--runs",
+        default="audit@Q,audit@3Q,boto3-adaptive,boto3-standard",
+        help="comma-separated: audit@Q, audit@3Q, audit@none, boto3-adaptive, boto3-standard",
+    )
+    parser.add_argument("--drop", action="store_true", help="also run the quota-drop scenario")
+    parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
+    parser.add_argument("--timeline", action="store_true", help="print 200s/throttles per second")
+    args = parser.parse_args()
+    q = args.quota
+    population = Population(11, args.sessions)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"emulator: {args.sessions} sessions, quota {q:g}/s (burst {max(1, q / 10):g}), "
+        f"latency {args.latency * 1000:g} ms"
+    )
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        emulator, url = start_emulator(work, args.sessions, q, args.latency)
+        source = work / "in.csv"
+        try:
+            for name in [r for r in args.runs.split(",") if r]:
+                if name.startswith("audit"):
+                    output = work / "out.parquet"
+                    command = [
+                        PYTHON,
+                        "-m",
+                        "batch",
+                        "run",
+                        str(source),
+                        "--output",
+                        str(output),
+                        "--concurrency",
+                        str(args.concurrency),
+                        "--no-progress",
+                        "--fresh",
+                        "--endpoint-url",
+                        url,
+                    ]
+                    factor = {"audit@Q": 1.0, "audit@3Q": 3.0}.get(name)
+                    if factor is not None:
+                        command += ["--rate", str(q * factor)]
+                else:
+                    output = work / "out.jsonl"
+                    mode = name.removeprefix("boto3-")
+                    command = [
+                        PYTHON,
+                        str(ROOT / "scripts" / "peer_boto3.py"),
+                        str(source),
+                        str(output),
+                        "--mode",
+                        mode,
+                        "--threads",
+                        str(args.concurrency),
+                        "--endpoint-url",
+                        url,
+                    ]
+                results.append(measure(name, command, output, url, population, q))
+                print(row(results[-1]), flush=True)
+                if args.timeline:
+                    print("  " + timeline(results[-1]))
+            if args.drop:
+                output = work / "out.parquet"
+                command = [
+                    PYTHON,
+                    "-m",
+                    "batch",
+                    "run",
+                    str(source),
+                    "--output",
+                    str(output),
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--no-progress",
+                    "--fresh",
+                    "--endpoint-url",
+                    url,
+                    "--rate",
+                    str(q),
+                ]
+                third = args.sessions / q / 3
+                schedule = [(third, {"tps": q / 2}), (2 * third, {"tps": q})]
+                drop = measure("audit-drop", command, output, url, population, q, schedule)
+                results.append(drop)
+                print(
+                    f"{row(drop)}\n  quota {q:g} -> {q / 2:g} at {third:.0f}s -> {q:g} at "
+                    f"{2 * third:.0f}s; 200s/throttles per second: "
+                    + "  ".join(f"{s}:{ok}/{th}" for s, ok, th in drop.timeline)
+                )
+        finally:
+            emulator.terminate()
+            emulator.wait()
+    if args.json:
+        with args.json.open("a") as f:
+            for r in results:
+                f.write(
+                    json.dumps(
+                        {**r.__dict__, "timeline": None, "quota": q, "latency": args.latency}
+                    )
+                    + "\n"
+                )
+
+
+def timeline(r: Result) -> str:
+    return "200s/throttles per second: " + " ".join(f"{ok}/{th}" for _, ok, th in r.timeline)
+
+
+def row(r: Result) -> str:
+    return (
+        f"{r.name:15} quota share {r.quota_share:6.3f}  throttled {100 * r.throttled_share:5.2f}%"
+        f"  wall {r.wall:6.1f}s  cpu {r.cpu_ms_per_request:5.2f} ms/req"
+        f"  peak rss {r.peak_rss_mb:6.1f} MB  correct {r.correct}/{r.sessions}"
+        f"  requests {r.requests}"
+    )
+
+
+if __name__ == "__main__":
+    main()
