@@ -175,7 +175,7 @@ def measure(
     )
 
 
-def main() -> None:  # a script: one linear walk through the runs
+def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=3000)
     parser.add_argument("--quota", type=float, default=50.0)
@@ -189,7 +189,14 @@ def main() -> None:  # a script: one linear walk through the runs
     parser.add_argument("--drop", action="store_true", help="also run the quota-drop scenario")
     parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
     parser.add_argument("--timeline", action="store_true", help="print 200s/throttles per second")
+    parser.add_argument(
+        "--scale",
+        help="instead: cost growth, e.g. 1000,10000,100000 sessions, no quota, --rate 5000",
+    )
     args = parser.parse_args()
+    if args.scale:
+        scale([int(n) for n in args.scale.split(",")], args.concurrency)
+        return
     q = args.quota
     population = Population(11, args.sessions)
     print(
@@ -285,6 +292,77 @@ def main() -> None:  # a script: one linear walk through the runs
                     )
                     + "\n"
                 )
+
+
+def scale(sizes: list[int], concurrency: int) -> None:
+    """CPU per request and peak RSS of liveness-audit as the session count grows."""
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"emulator: no quota, no latency; liveness-audit --rate 5000 --concurrency {concurrency}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        url_file = work / "url"
+        emulator = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "batch",
+                "emulator",
+                "--sessions",
+                str(max(sizes)),
+                "--seed",
+                "11",
+                "--url-file",
+                str(url_file),
+                "--write-input",
+                str(work / "all.csv"),
+            ],
+            stdout=subprocess.DEVNULL,
+            env=ENV,
+        )
+        try:
+            for _ in range(600):
+                if url_file.exists():
+                    break
+                time.sleep(0.1)
+            url = url_file.read_text().strip()
+            ids = (work / "all.csv").read_text().splitlines()[1:]
+            for n in sizes:
+                source = work / f"in-{n}.csv"
+                source.write_text("session_id\n" + "\n".join(ids[:n]) + "\n")
+                output = work / f"out-{n}.parquet"
+                command = [
+                    PYTHON,
+                    "-m",
+                    "batch",
+                    "run",
+                    str(source),
+                    "--output",
+                    str(output),
+                    "--rate",
+                    "5000",
+                    "--concurrency",
+                    str(concurrency),
+                    "--no-progress",
+                    "--fresh",
+                    "--endpoint-url",
+                    url,
+                ]
+                control(url, "reset")
+                wall, usage, _ = run_client(command, [], url)
+                stats = control(url, "stats")
+                cpu = usage.ru_utime + usage.ru_stime
+                rows = len(pd.read_parquet(output, columns=["session_id"]))
+                print(
+                    f"{n:>7} sessions: wall {wall:6.1f}s  {stats['requests'] / wall:6.0f} req/s"
+                    f"  cpu {cpu:6.1f}s = {1000 * cpu / n:5.2f} ms/session"
+                    f"  peak rss {usage.ru_maxrss / 1024:6.1f} MB  report rows {rows}",
+                    flush=True,
+                )
+        finally:
+            emulator.terminate()
+            emulator.wait()
 
 
 def timeline(r: Result) -> str:
