@@ -26,6 +26,7 @@ from batch.client import open_client
 from batch.config import Settings
 from batch.errors import AccessError, RetryableError
 from batch.limiter import Limiter
+from batch.logs import LOGGER
 from batch.progress import Tally, summary_line
 from batch.report import ImageSaver, ReportWriter, invalid_row, outcome_row
 from batch.retry import RetryPolicy
@@ -34,7 +35,7 @@ from batch.sources import Plan
 
 __all__ = ["Display", "RunSummary", "run_audit"]
 
-log = logging.getLogger("liveness_audit")
+log = logging.getLogger(LOGGER)
 
 
 class Display(Protocol):
@@ -53,6 +54,16 @@ class RunSummary:
     aborted: AccessError | None
     stop_reason: str | None
     line: str
+    by_status: dict[str, int]
+    by_error: dict[str, int]
+    requests: int
+    throttled: int
+    wall: float
+
+    @property
+    def errors(self) -> int:
+        """Sessions whose row carries an error code (per-session, invalid or unresolved)."""
+        return sum(self.by_error.values())
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -123,7 +134,8 @@ async def run_audit(
                     leftovers["NotAttempted"] += 1
             if plan.invalid:
                 leftovers["InvalidSessionId"] = len(plan.invalid)
-            line = summary_line(tally, wall=loop.time() - start, extra=leftovers)
+            wall = loop.time() - start
+            line = summary_line(tally, wall=wall, extra=leftovers)
             writer.commit(
                 _provenance(
                     plan, settings, run_id=run_id, started_at=started_at, tally=tally, line=line
@@ -145,6 +157,11 @@ async def run_audit(
         aborted=aborted,
         stop_reason=stop.reason,
         line=line,
+        by_status=dict(tally.by_status),
+        by_error=dict(tally.by_error + leftovers),
+        requests=tally.requests,
+        throttled=tally.throttles,
+        wall=wall,
     )
 
 

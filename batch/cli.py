@@ -7,6 +7,7 @@ Exit codes (a contract, mapped in one place, :func:`exit_code_for`)::
        they are in the report with their last error and a rerun retries them
     2  usage, configuration or input error: nothing was fetched
     3  aborted on an access or credential error; what was fetched is in the report
+    4  every session answered, but more than --max-error-rate of them ended in errors
 """
 
 from __future__ import annotations
@@ -16,26 +17,38 @@ import logging
 import re
 import signal
 import sys
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
 from batch import __version__
 from batch.audit import RunSummary, run_audit
 from batch.config import Settings, load_settings
-from batch.errors import AccessError, AuditError, ConfigError, UsageError
+from batch.errors import AccessError, AuditError, ConfigError, OutputError, UsageError
+from batch.logs import LOGGER, configure_logging, event
+from batch.metrics import write_metrics
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
 from batch.sources import Plan, read_plan
 
-__all__ = ["EXIT_ACCESS", "EXIT_OK", "EXIT_UNRESOLVED", "EXIT_USAGE", "exit_code_for", "main"]
+__all__ = [
+    "EXIT_ACCESS",
+    "EXIT_ERROR_RATE",
+    "EXIT_OK",
+    "EXIT_UNRESOLVED",
+    "EXIT_USAGE",
+    "exit_code_for",
+    "main",
+    "render_output",
+]
 
-EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
+EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS, EXIT_ERROR_RATE = 0, 1, 2, 3, 4
 
-log = logging.getLogger("liveness_audit")
+log = logging.getLogger(LOGGER)
 
 _ACCESS_HINTS = {
     "AccessDeniedException": "the caller may not call rekognition:GetFaceLivenessSessionResults;"
@@ -50,7 +63,9 @@ _ACCESS_HINTS = {
 }
 
 
-def exit_code_for(outcome: RunSummary | BaseException) -> int:
+def exit_code_for(  # noqa: PLR0911  # the exit-code table, one return per row
+    outcome: RunSummary | BaseException, max_error_rate: float | None = None
+) -> int:
     """The one mapping from how a run ended to the process exit code."""
     if isinstance(outcome, UsageError):
         return EXIT_USAGE
@@ -62,17 +77,29 @@ def exit_code_for(outcome: RunSummary | BaseException) -> int:
         return EXIT_ACCESS
     if outcome.unresolved or outcome.not_attempted:
         return EXIT_UNRESOLVED
+    if max_error_rate is not None and outcome.errors > max_error_rate * max(1, outcome.sessions):
+        return EXIT_ERROR_RATE
     return EXIT_OK
 
 
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False
+_PLACEHOLDER = re.compile(r"{([^{}]*)}")
+
+
+def render_output(template: str, *, timezone: str, now: datetime | None = None) -> Path:
+    """Fill ``{date}``, ``{time}``, ``{datetime}`` of an output path (in ``timezone``)."""
+    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone))
+    values = {
+        "date": moment.strftime("%Y-%m-%d"),
+        "time": moment.strftime("%H%M%S"),
+        "datetime": moment.strftime("%Y-%m-%dT%H%M%S"),
+    }
+    unknown = [name for name in _PLACEHOLDER.findall(template) if name not in values]
+    if unknown:
+        raise ConfigError(
+            f"invalid --output {template!r}: unknown placeholder {{{unknown[0]}}} "
+            "(known: {date}, {time}, {datetime})"
+        )
+    return Path(_PLACEHOLDER.sub(lambda m: values[m.group(1)], template))
 
 
 def _fail(error: AuditError) -> int:
@@ -81,7 +108,9 @@ def _fail(error: AuditError) -> int:
         hint = _ACCESS_HINTS.get(error.code)
         message = f"aborted: {message}" + (f" ({hint})" if hint else "")
     click.echo(f"liveness-audit: error: {message}", err=True)
-    return exit_code_for(error)
+    code = exit_code_for(error)
+    log.debug("error: %s", message, extra=event("error", message=message, exit_code=code))
+    return code
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +122,11 @@ def main() -> None:
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, readable=False))
 @click.option(
-    "--output", "-o", required=True, type=click.Path(path_type=Path), help="Report (.parquet)."
+    "--output",
+    "-o",
+    "output_template",
+    required=True,
+    help="Report (.parquet); may hold {date}, {time}, {datetime}, e.g. reports/{date}/a.parquet",
 )
 @click.option("--column", help="Column holding the session IDs [session_id].")
 @click.option(
@@ -122,6 +155,20 @@ def main() -> None:
 )
 @click.option("--no-progress", is_flag=True, help="Log lines instead of a progress bar.")
 @click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON."
+)
+@click.option("--timezone", help="Zone of {date}/{time} in the --output template [UTC].")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path),
+    help="Write Prometheus textfile metrics here at the end (atomically).",
+)
+@click.option(
+    "--max-error-rate",
+    type=float,
+    help="Exit 4 when more than this share of sessions ended in errors.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -129,7 +176,7 @@ def main() -> None:
 )
 def run(
     input_path: Path,
-    output: Path,
+    output_template: str,
     column: str | None,
     fmt: str | None,
     rate: float | None,
@@ -144,10 +191,13 @@ def run(
     fresh: bool,
     time_budget: str | None,
     no_progress: bool,
+    log_format: str | None,
+    timezone: str | None,
+    metrics_file: Path | None,
+    max_error_rate: float | None,
     log_level: str,
 ) -> None:
     """Fetch the results of every session ID in INPUT (.csv or .parquet) into a report."""
-    _configure_logging(log_level)
     flags: dict[str, Any] = {
         "column": column,
         "format": fmt,
@@ -159,19 +209,37 @@ def run(
         "profile": profile,
         "save_images": save_images,
         "progress": False if no_progress else None,
+        "log_format": log_format,
+        "timezone": timezone,
+        "metrics_file": metrics_file,
+        "max_error_rate": max_error_rate,
     }
+    summary: RunSummary | None = None
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
+        configure_logging(log_level, settings.log_format)
+        output = render_output(output_template, timezone=settings.timezone)
         plan = read_plan(input_path, column=settings.column, fmt=settings.format)
         if dry_run:
             click.echo(_plan_text(plan, settings))
             sys.exit(EXIT_OK)
+        if output != Path(output_template):  # a dated folder of a nightly template
+            output.parent.mkdir(parents=True, exist_ok=True)
         check_output(output)
-        log.info("plan: %s", _plan_counts(plan))
+        log.info(
+            "plan: %s",
+            _plan_counts(plan),
+            extra=event("start", input=str(input_path), output=str(output), **plan.counts()),
+        )
         summary = asyncio.run(_run(plan, settings, output, fresh=fresh, budget=budget))
     except AuditError as error:
-        sys.exit(_fail(error))
+        code = _fail(error)
+        metrics = metrics_file or _maybe_settings(flags, config_file)
+        if metrics is not None:
+            _write_metrics_quietly(metrics, None, code)
+        sys.exit(code)
+    code = exit_code_for(summary, settings.max_error_rate)
     click.echo(f"liveness-audit: {summary.line}")
     click.echo(f"report: {summary.report} (run {summary.run_id})")
     if summary.aborted is not None:
@@ -184,7 +252,47 @@ def run(
             "report); a rerun of the same command retries them and keeps the rest",
             err=True,
         )
-    sys.exit(exit_code_for(summary))
+    elif code == EXIT_ERROR_RATE:
+        click.echo(
+            f"liveness-audit: {summary.errors} of {summary.sessions} sessions ended in errors,"
+            f" more than --max-error-rate {settings.max_error_rate:g} allows",
+            err=True,
+        )
+    log.info(
+        "end: exit %d: %s",
+        code,
+        summary.line,
+        extra=event(
+            "end",
+            exit_code=code,
+            run_id=summary.run_id,
+            report=str(summary.report),
+            sessions=summary.sessions,
+            by_status=summary.by_status,
+            by_error=summary.by_error,
+            requests=summary.requests,
+            throttled=summary.throttled,
+            wall_seconds=round(summary.wall, 3),
+        ),
+    )
+    if settings.metrics_file is not None:
+        _write_metrics_quietly(settings.metrics_file, summary, code)
+    sys.exit(code)
+
+
+def _maybe_settings(flags: dict[str, Any], config_file: Path | None) -> Path | None:
+    """The metrics file of settings that may themselves be invalid (then None)."""
+    try:
+        return load_settings(config_file=config_file, flags=flags).metrics_file
+    except AuditError:
+        return None
+
+
+def _write_metrics_quietly(path: Path, summary: RunSummary | None, code: int) -> None:
+    try:
+        write_metrics(path, summary, code)
+    except OutputError as exc:
+        click.echo(f"liveness-audit: warning: {exc}", err=True)
 
 
 def _plan_counts(plan: Plan) -> str:
@@ -231,7 +339,11 @@ async def _run(
 
     def begin_stop(reason: str) -> None:
         if stop:
-            log.warning("%s again: stopping at once; finished sessions are kept", reason)
+            log.warning(
+                "%s again: stopping at once; finished sessions are kept",
+                reason,
+                extra=event("stop", reason=f"{reason} again"),
+            )
             task.cancel()
             return
         stop.request(reason)
@@ -240,6 +352,7 @@ async def _run(
             "a second signal stops at once",
             reason,
             f"{settings.drain_timeout:g}",
+            extra=event("stop", reason=reason),
         )
         timers.append(loop.call_later(settings.drain_timeout, task.cancel))
 
@@ -249,11 +362,8 @@ async def _run(
         used_up = f"time budget of {format_duration(budget)} used up"
         timers.append(loop.call_later(budget, begin_stop, used_up))
     tally = Tally()
-    display = (
-        BarDisplay(tally)
-        if settings.progress and sys.stderr.isatty()
-        else LogDisplay(tally, interval=settings.log_interval)
-    )
+    bar = settings.progress and settings.log_format == "text" and sys.stderr.isatty()
+    display = BarDisplay(tally) if bar else LogDisplay(tally, interval=settings.log_interval)
     try:
         return await run_audit(
             plan, settings, output, stop=stop, fresh=fresh, display=display, tally=tally

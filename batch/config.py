@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -68,9 +69,17 @@ class Settings(BaseModel):
     save_images: Path | None = None
     progress: bool = True
     log_interval: float = Field(10.0, gt=0, le=3600)
+    log_format: Literal["text", "json"] = "text"
+    timezone: str = Field("UTC", description="zone of {date}/{time} in output templates")
+    metrics_file: Path | None = None
+    max_error_rate: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must not be smaller than backoff_initial")
         if self.endpoint_url is not None:

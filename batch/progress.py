@@ -27,11 +27,12 @@ from rich.progress import (
 )
 
 from batch.errors import ThrottledError
+from batch.logs import LOGGER, event
 from batch.scheduler import Outcome
 
 __all__ = ["BarDisplay", "LogDisplay", "Tally", "format_duration", "summary_line"]
 
-log = logging.getLogger("liveness_audit")
+log = logging.getLogger(LOGGER)
 
 
 @dataclass
@@ -129,7 +130,18 @@ class LogDisplay:
         async def tick() -> None:
             while True:
                 await asyncio.sleep(self._interval)
-                log.info(self.line(loop.time() - start))
+                elapsed = loop.time() - start
+                t = self._tally
+                fields = event(
+                    "progress",
+                    done=t.done,
+                    total=t.total,
+                    requests=t.requests,
+                    throttled=t.throttles,
+                    limiter_rate=round(t.rate_now(), 3),
+                    elapsed_seconds=round(elapsed, 3),
+                )
+                log.info(self.line(elapsed), extra=fields)
 
         task = asyncio.create_task(tick())
         try:

@@ -15,6 +15,7 @@ worker cancels the pool at once: it is not about one session.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +32,10 @@ from batch.errors import (
     ThrottledError,
 )
 from batch.limiter import Limiter
+from batch.logs import LOGGER, event
 from batch.retry import RetryPolicy
+
+log = logging.getLogger(LOGGER)
 
 __all__ = ["Breaker", "Fetcher", "Outcome", "Pool", "Stop", "worker_pool"]
 
@@ -141,7 +145,15 @@ class Fetcher:
                 try:
                     result = await self._client.get(session_id)
                 except ThrottledError as exc:
+                    cuts = self._limiter.cuts
                     self._limiter.throttled(sent_at)
+                    if self._limiter.cuts != cuts:
+                        rate = self._limiter.rate
+                        log.info(
+                            "throttled: limiter now %.1f requests/s",
+                            rate,
+                            extra=event("rate", rate=round(rate, 3), cuts=self._limiter.cuts),
+                        )
                     self._on_attempt(exc)
                     raise
                 except ServiceError as exc:

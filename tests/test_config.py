@@ -18,7 +18,14 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
         shipped = tomllib.load(f)
     assert Settings.model_validate(shipped) == Settings()
     # every setting that has a value is spelled out in the file (AWS ones are optional)
-    optional = {"region", "profile", "endpoint_url", "save_images"}
+    optional = {
+        "region",
+        "profile",
+        "endpoint_url",
+        "save_images",
+        "metrics_file",
+        "max_error_rate",
+    }
     assert set(shipped) == set(Settings.model_fields) - optional
 
 

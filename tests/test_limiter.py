@@ -227,3 +227,21 @@ def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) 
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match=name):
         Limiter(rate, decrease=kwargs.get("decrease", 0.7), margin=kwargs.get("margin", 0.97))
+
+
+async def test_throttles_for_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5, reaction=0.1)
+    lim.throttled(sent_at=0.0)  # 100 -> 50 at t=0
+    t.now = 1.0
+    lim.throttled(sent_at=-0.05)  # in flight before the cut: old news
+    assert lim.cuts == 1
+    lim.throttled(sent_at=0.5)  # sent at the new pace: counts
+    assert lim.cuts == 2
+
+
+async def test_acquire_returns_the_release_time() -> None:
+    t = FakeTime()
+    lim = limiter(t, 4)
+    assert await lim.acquire() == 0.0
+    assert await lim.acquire() == pytest.approx(0.25)

@@ -1,0 +1,56 @@
+"""Logging for people (text) and for machines (one JSON object per line).
+
+Events are ordinary log records with an ``event`` name and fields in ``extra``::
+
+    log.info("progress: ...", extra={"event": "progress", "fields": {"done": 10, ...}})
+
+The text format prints the message; the JSON format prints ``{"ts", "level", "event",
+"message", **fields}``. Event names: ``start``, ``progress``, ``rate``, ``stop``,
+``end``, ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = ["LOGGER", "configure_logging", "event"]
+
+LOGGER = "liveness_audit"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+        }
+        data.update(getattr(record, "fields", {}))
+        return json.dumps(data, default=str)
+
+
+def configure_logging(level: str, fmt: Literal["text", "json"] = "text") -> logging.Logger:
+    """Send the tool's log to stderr in the chosen format; returns the logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    log = logging.getLogger(LOGGER)
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+    return log
+
+
+def event(name: str, **fields: Any) -> dict[str, Any]:
+    """The ``extra`` of a log call carrying event ``name`` with ``fields``."""
+    return {"event": name, "fields": fields}

@@ -1,0 +1,86 @@
+"""Prometheus text-format metrics for node_exporter's textfile collector.
+
+Written once at the end of a run, atomically (temporary file, then rename), so the
+collector never reads half a file. ``liveness_audit_last_success_timestamp_seconds`` is
+carried over from the previous file when this run did not succeed, so an alert on
+"no success for 26 hours" keeps working across failed nights.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from batch.audit import RunSummary
+from batch.errors import OutputError
+
+__all__ = ["write_metrics"]
+
+_LAST_SUCCESS = "liveness_audit_last_success_timestamp_seconds"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _previous_success(path: Path) -> float | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{_LAST_SUCCESS} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def write_metrics(path: Path, summary: RunSummary | None, exit_code: int) -> None:
+    """Write the metrics of a run (``summary`` None: it stopped before fetching)."""
+    now = time.time()
+    last_success = now if exit_code == 0 else _previous_success(path)
+    lines: list[str] = []
+    if summary is not None:
+        lines += [
+            "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
+            "# TYPE liveness_audit_sessions gauge",
+        ]
+        for status, n in sorted(summary.by_status.items()):
+            lines.append(
+                f'liveness_audit_sessions{{outcome="status",status="{_label(status)}"}} {n}'
+            )
+        for code, n in sorted(summary.by_error.items()):
+            lines.append(
+                f'liveness_audit_sessions{{outcome="error",error_code="{_label(code)}"}} {n}'
+            )
+        lines += [
+            "# HELP liveness_audit_duration_seconds Wall time of the last run.",
+            "# TYPE liveness_audit_duration_seconds gauge",
+            f"liveness_audit_duration_seconds {summary.wall:.3f}",
+            "# HELP liveness_audit_requests Calls made by the last run.",
+            "# TYPE liveness_audit_requests gauge",
+            f"liveness_audit_requests {summary.requests}",
+            "# HELP liveness_audit_throttled Calls of the last run answered with throttling.",
+            "# TYPE liveness_audit_throttled gauge",
+            f"liveness_audit_throttled {summary.throttled}",
+        ]
+    lines += [
+        "# HELP liveness_audit_exit_code Exit code of the last run.",
+        "# TYPE liveness_audit_exit_code gauge",
+        f"liveness_audit_exit_code {exit_code}",
+        "# HELP liveness_audit_last_run_timestamp_seconds When the last run ended.",
+        "# TYPE liveness_audit_last_run_timestamp_seconds gauge",
+        f"liveness_audit_last_run_timestamp_seconds {now:.3f}",
+    ]
+    if last_success is not None:
+        lines += [
+            "# HELP liveness_audit_last_success_timestamp_seconds When a run last exited 0.",
+            "# TYPE liveness_audit_last_success_timestamp_seconds gauge",
+            f"{_LAST_SUCCESS} {last_success:.3f}",
+        ]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the metrics file {path}: {exc}") from None
