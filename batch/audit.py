@@ -75,7 +75,12 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
+AUTO_MAX_RATE = 10_000.0  # the ceiling when no --rate is given: the quota decides
+
+
 def limiter_for(settings: Settings) -> Limiter:
+    if settings.rate is None:  # no rate given: start low and find the quota
+        return Limiter(AUTO_MAX_RATE, start=settings.rate_start, decrease=settings.rate_decrease)
     return Limiter(settings.rate, decrease=settings.rate_decrease)
 
 

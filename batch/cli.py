@@ -132,7 +132,9 @@ def main() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", "csv", "parquet"]), help="Input format."
 )
-@click.option("--rate", type=float, help="Maximum requests per second [5].")
+@click.option(
+    "--rate", type=float, help="Maximum requests per second [unset: probe up to the quota]."
+)
 @click.option("--concurrency", type=int, help="Requests in flight at most [16].")
 @click.option("--max-attempts", type=int, help="Attempts per session [10].")
 @click.option("--endpoint-url", help="Rekognition endpoint (default: AWS's, or the env).")
@@ -304,12 +306,16 @@ def _plan_counts(plan: Plan) -> str:
 
 
 def _plan_text(plan: Plan, settings: Settings) -> str:
-    seconds = len(plan.valid) / settings.rate
-    return (
-        f"plan for {plan.path} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}\n"
-        f"would fetch {len(plan.valid)} sessions at up to {settings.rate:g} requests/s "
-        f"(at least {format_duration(seconds)}); nothing was sent (dry run)"
-    )
+    head = f"plan for {plan.path} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}"
+    if settings.rate is None:
+        pace = (
+            f"at the rate the quota allows (starting at {settings.rate_start:g} requests/s "
+            "and probing up; set --rate to your quota to start there)"
+        )
+    else:
+        seconds = len(plan.valid) / settings.rate
+        pace = f"at up to {settings.rate:g} requests/s (at least {format_duration(seconds)})"
+    return f"{head}\nwould fetch {len(plan.valid)} sessions {pace}; nothing was sent (dry run)"
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")

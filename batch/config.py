@@ -44,7 +44,12 @@ class Settings(BaseModel):
     column: str = Field("session_id", min_length=1, description="column holding the IDs")
     format: Literal["auto", "csv", "parquet"] = "auto"
     # pacing and retries
-    rate: float = Field(5.0, gt=0, le=10_000, description="maximum requests per second")
+    rate: float | None = Field(
+        None, gt=0, le=10_000, description="maximum requests per second; unset: find the quota"
+    )
+    rate_start: float = Field(
+        5.0, gt=0, le=10_000, description="first rate when `rate` is unset, probed upwards"
+    )
     concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at most")
     max_attempts: int = Field(10, ge=1, le=100, description="attempts per session")
     backoff_initial: float = Field(0.2, ge=0, le=60)

@@ -9,9 +9,10 @@ is that throttler with three changes:
 
 - it reads time from the running loop's clock (or an injected one in tests), never
   ``time.monotonic`` behind the loop's back;
-- a waiter sleeps exactly until its slot instead of polling every ``retry_interval``
+- a waiter sleeps exactly until its turn instead of polling every ``retry_interval``
   (at 50 requests/s the upstream 10 ms poll quantises a 20 ms period into 20-30 ms);
-- slots are handed out in arrival order (FIFO), so no worker starves.
+- turns are taken in arrival order (FIFO), so no worker starves, and each is timed at
+  the rate of the moment, so nothing is reserved ahead at a pace that no longer holds.
 
 Adapting. The rate starts at the configured maximum. A throttling answer means the quota
 is below the current rate; at most once per ``reaction`` seconds, however many throttles
@@ -30,6 +31,10 @@ probes beyond it, slowly at first and faster the longer no throttle comes (doubl
 ``probe`` seconds after passing the estimate, like CUBIC's convex phase), never above the
 configured maximum. So a quota that drops is followed within a reaction window or two,
 and one that comes back is found again within a few seconds.
+
+Without a configured rate the audit builds it with a ``start`` (5/s) and a high maximum:
+it then doubles the rate every second from the start (a slow start, as TCP's) until the
+first throttle, and from then on works as above.
 
 Use it as ``await limiter.acquire()`` or ``async with limiter:``; report outcomes with
 :meth:`Limiter.throttled` and :meth:`Limiter.succeeded`.
@@ -51,7 +56,6 @@ Sleep = Callable[[float], Awaitable[object]]
 
 _WINDOW = 1.0  # seconds of answers kept for the quota estimate
 _MIN_SAMPLES = 5  # fewer answers than this is no measurement
-_SPACING = 0.9  # releases at least this share of a period apart, whatever the wake-ups
 
 
 class Limiter(Throttler):
@@ -66,6 +70,7 @@ class Limiter(Throttler):
         ramp: float = 2.0,
         probe: float = 5.0,
         reaction: float = 0.3,
+        start: float | None = None,
         min_rate: float | None = None,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -80,7 +85,8 @@ class Limiter(Throttler):
             raise ValueError("ramp and probe must be positive and reaction not negative")
         super().__init__(rate_limit=1, period=1.0 / rate)
         self.max_rate = rate
-        self.min_rate = min(rate, min_rate if min_rate is not None else max(0.1, rate / 100))
+        floor = max(0.1, min(rate, start or rate) / 100)
+        self.min_rate = min(rate, min_rate if min_rate is not None else floor)
         self.decrease = decrease
         self.margin = margin
         self.ramp = ramp
@@ -89,12 +95,16 @@ class Limiter(Throttler):
         self.cuts = 0
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = -math.inf
+        self._turn = asyncio.Lock()
         self._released = -math.inf
         self._cut_at = -math.inf  # when the last cut happened
         self._base = rate  # the rate right after the last cut
         self._estimate = rate  # the quota estimate the rate climbs back to
         self._answers: deque[tuple[float, bool]] = deque()
+        # With a ``start`` below the maximum the limiter begins there and probes upwards,
+        # as if it had just reached an estimate of ``start`` (set at the first acquire).
+        self._start = start if start is not None and start < rate else None
+        self._doubling_from: float | None = None
 
     # --- pacing -----------------------------------------------------------------------
 
@@ -103,6 +113,8 @@ class Limiter(Throttler):
 
     def _rate_at(self, now: float) -> float:
         since = now - self._cut_at
+        if self._doubling_from is not None:
+            return min(self.max_rate, self._base * 2 ** min(64.0, now - self._doubling_from))
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
@@ -113,26 +125,35 @@ class Limiter(Throttler):
     @property
     def rate(self) -> float:
         """The current pace in requests per second (at most :attr:`max_rate`)."""
-        return self._rate_at(self._now())
+        return self._start if self._start is not None else self._rate_at(self._now())
 
     async def acquire(self) -> float:
-        """Wait for this caller's slot; slots are ``1 / rate`` apart, first come first served.
+        """Wait for this caller's turn: releases are ``1 / rate`` apart, in arrival order.
 
+        Waiters queue on a lock (FIFO); the one at the head sleeps until one period after
+        the last release, at the rate of the moment, so a rate that changes applies at
+        once and waiters that wake late after a stall still leave one period apart.
         Returns the time of release: pass it back as ``sent_at`` with the answer, so the
         quota estimate counts only requests sent at the current pace.
         """
-        now = self._now()
-        self.period = 1.0 / self._rate_at(now)
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.period
-        if slot > now:
-            await self._sleep(slot - now)
-        # After a stall (a long callback, GC, a slow disk) several sleepers wake together;
-        # keep them apart instead of releasing a burst into the service's small bucket.
-        while (gap := self._released + self.period * _SPACING - self._now()) > 0:
-            await self._sleep(gap)
-        self._released = self._now()
-        return self._released
+        async with self._turn:
+            now = self._now()
+            if self._start is not None:  # slow start: double every second until throttled
+                self._base = self._estimate = self._start
+                self._cut_at = self._doubling_from = now
+                self._start = None
+            while True:
+                self.period = 1.0 / self._rate_at(now)
+                due = self._released + self.period
+                if due <= now:
+                    break
+                await self._sleep(due - now)
+                now = self._now()
+            # Woken a little late (timer and loop latency): keep to the schedule, so the
+            # lateness does not add up; idle or stalled for longer: start from now, so
+            # nothing saved up is spent in a burst.
+            self._released = due if now - due < self.period / 2 else now
+            return now
 
     # --- feedback ---------------------------------------------------------------------
 
@@ -163,6 +184,7 @@ class Limiter(Throttler):
             self._estimate = max(new, min(measured, current))
         self._base = min(current, max(self.min_rate, new))
         self._cut_at = now
+        self._doubling_from = None
         self.cuts += 1
 
     def _measured(self, now: float, current: float) -> float | None:

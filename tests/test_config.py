@@ -19,6 +19,7 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
     assert Settings.model_validate(shipped) == Settings()
     # every setting that has a value is spelled out in the file (AWS ones are optional)
     optional = {
+        "rate",
         "region",
         "profile",
         "endpoint_url",

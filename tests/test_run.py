@@ -493,3 +493,21 @@ def test_thousands_of_sessions_with_quota_both_throttles_and_server_errors(
     twice = {sid: report.loc[sid, "attempts"] for sid in ids if stats["ok_by_session"][sid] != 1}
     assert not twice, twice
     assert report["attempts"].sum() == stats["requests"]
+
+
+def test_without_a_rate_it_finds_the_quota(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LIVENESS_AUDIT_RATE")
+    monkeypatch.setenv("LIVENESS_AUDIT_RATE_START", "20")
+    emulator.configure(tps=100, burst=5)
+    ids = list(emulator.population.ids()[:1500])
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    ran = run_cli("run", source, "--output", output, "--max-attempts", "20")
+    assert ran.code == 0, ran.stderr
+    stats = stat(emulator)
+    assert max(ok for _, ok, _ in stats["timeline"]) > 60  # it went well past its start
+    assert stats["outcomes"]["throttled"] > 0  # and found where the quota is
+    assert_exactly_as_served(read_report(output), emulator, ids)
