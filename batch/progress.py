@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -103,6 +104,18 @@ def summary_line(tally: Tally, *, wall: float, extra: Counter[str] | None = None
     )
 
 
+@asynccontextmanager
+async def _ticking(tick: Callable[[], Coroutine[Any, Any, None]]) -> AsyncIterator[None]:
+    """Run ``tick`` as a task for the life of the block; cancel it on the way out."""
+    task = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class LogDisplay:
     """A plain progress line every ``interval`` seconds, for logs and cron mail."""
 
@@ -143,13 +156,8 @@ class LogDisplay:
                 )
                 log.info(self.line(elapsed), extra=fields)
 
-        task = asyncio.create_task(tick())
-        try:
+        async with _ticking(tick):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class BarDisplay:
@@ -196,11 +204,8 @@ class BarDisplay:
                 await asyncio.sleep(0.25)
 
         with self._progress:
-            task = asyncio.create_task(tick())
             try:
-                yield
+                async with _ticking(tick):
+                    yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
                 refresh()

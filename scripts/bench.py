@@ -66,6 +66,26 @@ class Result:
     timeline: list[list[int]]
 
 
+def audit_command(source: Path, output: Path, concurrency: int, url: str, *extra: str) -> list[str]:
+    """The liveness-audit command line every run uses."""
+    return [
+        PYTHON,
+        "-m",
+        "batch",
+        "run",
+        str(source),
+        "--output",
+        str(output),
+        "--concurrency",
+        str(concurrency),
+        "--no-progress",
+        "--fresh",
+        "--endpoint-url",
+        url,
+        *extra,
+    ]
+
+
 def control(url: str, route: str, body: dict[str, Any] | None = None) -> Any:
     data = None if route == "stats" else json.dumps(body or {}).encode()
     request = urllib.request.Request(f"{url}/_emulator/{route}", data=data)  # noqa: S310  # loopback
@@ -214,21 +234,7 @@ def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the ru
             for name in [r for r in args.runs.split(",") if r]:
                 if name.startswith("audit"):
                     output = work / "out.parquet"
-                    command = [
-                        PYTHON,
-                        "-m",
-                        "batch",
-                        "run",
-                        str(source),
-                        "--output",
-                        str(output),
-                        "--concurrency",
-                        str(args.concurrency),
-                        "--no-progress",
-                        "--fresh",
-                        "--endpoint-url",
-                        url,
-                    ]
+                    command = audit_command(source, output, args.concurrency, url)
                     factor = {"audit@Q": 1.0, "audit@3Q": 3.0}.get(name)
                     if factor is not None:
                         command += ["--rate", str(q * factor)]
@@ -253,23 +259,7 @@ def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the ru
                     print("  " + timeline(results[-1]))
             if args.drop:
                 output = work / "out.parquet"
-                command = [
-                    PYTHON,
-                    "-m",
-                    "batch",
-                    "run",
-                    str(source),
-                    "--output",
-                    str(output),
-                    "--concurrency",
-                    str(args.concurrency),
-                    "--no-progress",
-                    "--fresh",
-                    "--endpoint-url",
-                    url,
-                    "--rate",
-                    str(q),
-                ]
+                command = audit_command(source, output, args.concurrency, url, "--rate", str(q))
                 third = args.sessions / q / 3
                 schedule = [(third, {"tps": q / 2}), (2 * third, {"tps": q})]
                 drop = measure("audit-drop", command, output, url, population, q, schedule)
@@ -331,23 +321,7 @@ def scale(sizes: list[int], concurrency: int) -> None:
                 source = work / f"in-{n}.csv"
                 source.write_text("session_id\n" + "\n".join(ids[:n]) + "\n")
                 output = work / f"out-{n}.parquet"
-                command = [
-                    PYTHON,
-                    "-m",
-                    "batch",
-                    "run",
-                    str(source),
-                    "--output",
-                    str(output),
-                    "--rate",
-                    "5000",
-                    "--concurrency",
-                    str(concurrency),
-                    "--no-progress",
-                    "--fresh",
-                    "--endpoint-url",
-                    url,
-                ]
+                command = audit_command(source, output, concurrency, url, "--rate", "5000")
                 control(url, "reset")
                 wall, usage, _ = run_client(command, [], url)
                 stats = control(url, "stats")
