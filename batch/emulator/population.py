@@ -16,15 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EVIDENCE_BUCKET", "SESSION_ID_PATTERN", "Population", "write_input"]
+__all__ = ["EVIDENCE_BUCKET", "Population", "write_input"]
 
-SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 EVIDENCE_BUCKET = "liveness-audit-evidence"
 _FIRST = ("SUCCEEDED", "FAILED", "EXPIRED", "IN_PROGRESS", "CREATED")
 _WEIGHTS = (("SUCCEEDED", 0.60), ("FAILED", 0.75), ("EXPIRED", 0.85), ("IN_PROGRESS", 0.93))

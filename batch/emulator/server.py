@@ -38,7 +38,8 @@ from typing import Any, Literal, Self, TypeVar
 
 from aiohttp import web
 
-from batch.emulator.population import SESSION_ID_PATTERN, Population, write_input
+from batch.emulator.population import Population, write_input
+from batch.sources import SESSION_ID_PATTERN
 
 __all__ = ["FAULTS", "OUTCOMES", "Emulator", "EmulatorSettings", "EmulatorThread", "serve"]
 
