@@ -18,7 +18,9 @@ Adapting. The rate starts at the configured maximum. A throttling answer means t
 is below the current rate; at most once per ``reaction`` seconds, however many throttles
 arrive together, the limiter cuts:
 
-- to ``margin`` x its estimate of the quota: the current rate times the share of answers
+- back under the last estimate when the throttle comes while probing just past it (the
+  quota is most likely still there);
+- otherwise to ``margin`` x its estimate of the quota: the current rate times the share of answers
   since the last cut (over at most the last second) that were not throttled. When the
   client sends faster than the quota, that share is quota / rate, so repeated cuts
   converge on the quota instead of compounding, and a stall on the client's side (which
@@ -56,6 +58,7 @@ Sleep = Callable[[float], Awaitable[object]]
 
 _WINDOW = 1.0  # seconds of answers kept for the quota estimate
 _MIN_SAMPLES = 5  # fewer answers than this is no measurement
+_NEAR = 1.25  # a throttle below this multiple of the estimate is "just past it"
 
 
 class Limiter(Throttler):
@@ -178,6 +181,11 @@ class Limiter(Throttler):
         if measured is None:
             new = current * self.decrease
             self._estimate = new
+        elif self._estimate < current <= self._estimate * _NEAR:
+            # Throttled while probing just past the last estimate: the quota is still
+            # about there; go back under it rather than trust a reading that still
+            # counts the bucket's burst.
+            new = min(measured, self._estimate) * self.margin
         else:
             # Never cut by more than two plain decreases on one (possibly noisy) reading.
             new = max(measured * self.margin, current * self.decrease**2)

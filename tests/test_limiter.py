@@ -262,3 +262,15 @@ async def test_with_a_start_it_doubles_every_second_until_throttled() -> None:
     assert lim.rate == pytest.approx(20.0)
     t.now = 4.0
     assert lim.rate == pytest.approx(20.0)
+
+
+async def test_a_throttle_just_past_the_estimate_goes_back_under_it() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0, reaction=0.1)
+    lim.throttled()  # 100 -> 50, the estimate
+    t.now = 3.0  # ramp done, probing: 50 * (1 + (2/4)^2) = 62.5, within 1.25 x 50
+    assert lim.rate == pytest.approx(62.5)
+    feed(t, lim, 2.0, 3.0, ok=20, throttled=0)  # a reading still inflated by the burst
+    t.now = 3.0
+    lim.throttled()
+    assert lim.rate == pytest.approx(45.0)  # 0.9 x the last estimate, not x the reading
