@@ -68,22 +68,17 @@ class Outcome:
 
 
 class Stop:
-    """A request to stop taking new sessions, with the reason for the summary."""
+    """A request to stop taking new sessions; true once requested, with the first reason."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
         self.reason: str | None = None
 
     def request(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
-        self._event.set()
 
     def __bool__(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
+        return self.reason is not None
 
 
 class Breaker:

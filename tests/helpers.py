@@ -24,8 +24,3 @@ def run_cli(*args: str | Path) -> Ran:
     """Run ``liveness-audit ARGS`` in-process, the way the console script does."""
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def write_csv(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
-    path.write_bytes(text.encode(encoding))
-    return path
