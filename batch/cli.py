@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich.console import Console
 
 from batch import __version__
 from batch.audit import RunSummary, run_audit
@@ -34,6 +35,7 @@ from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
 from batch.sources import Plan, read_plan
+from batch.summary import find_reports, flat_table, load_night, render_terminal
 
 __all__ = [
     "EXIT_ACCESS",
@@ -379,6 +381,37 @@ async def _run(
             timer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True)
+@click.option("--threshold", type=float, help="Confidence that passes [80, from the config].")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Flat table as CSV.")
+@click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Flat table as XLSX.")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
+)
+def summarize(
+    reports: tuple[str, ...],
+    threshold: float | None,
+    csv_path: Path | None,
+    xlsx_path: Path | None,
+    config_file: Path | None,
+) -> None:
+    """Summarise REPORTS (files, folders or globs of nightly reports) for people."""
+    try:
+        settings = load_settings(config_file=config_file, flags={"threshold": threshold})
+        nights = [load_night(path, settings.threshold) for path in find_reports(reports)]
+        render_terminal(nights, settings.threshold, Console())
+        for path, write in ((csv_path, "to_csv"), (xlsx_path, "to_excel")):
+            if path is not None:
+                try:
+                    getattr(flat_table(nights), write)(path, index=False)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {path}: {exc}") from None
+                click.echo(f"wrote {path}")
+    except AuditError as error:
+        sys.exit(_fail(error))
 
 
 @main.command()

@@ -78,6 +78,8 @@ class Settings(BaseModel):
     timezone: str = Field("UTC", description="zone of {date}/{time} in output templates")
     metrics_file: Path | None = None
     max_error_rate: float | None = Field(None, ge=0, le=1)
+    # summaries
+    threshold: float = Field(80.0, ge=0, le=100, description="confidence that passes")
 
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:

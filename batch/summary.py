@@ -1,0 +1,169 @@
+"""Audit summaries people read: ``liveness-audit summarize REPORT...``.
+
+Reads one report, a folder of them or a glob (nightly reports), computes the facts an
+analyst looks for (sessions by status, pass/fail against a confidence threshold,
+confidence percentiles, errors by code, attempts and throttling, provenance) and shows
+them as terminal tables, with a trend by night when several reports are given. The flat
+per-session table (no image bytes, bounding boxes as columns) can be written as CSV or
+XLSX for spreadsheet users.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from batch.errors import InputError, OutputError
+from batch.report import IMAGE_FIELDS, read_provenance
+
+__all__ = ["Night", "find_reports", "flat_table", "load_night", "render_terminal"]
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+@dataclass(frozen=True)
+class Night:
+    """One report and the facts computed from it."""
+
+    path: Path
+    provenance: dict[str, Any]
+    sessions: int
+    by_status: dict[str, int]
+    errors: dict[str, int]
+    passed: int
+    failed: int
+    confidence: dict[int, float]
+    attempts_total: int
+    attempts_max: int
+    frame: pd.DataFrame
+
+    @property
+    def when(self) -> str:
+        return str(self.provenance.get("started_at", ""))[:19]
+
+
+def find_reports(patterns: Iterable[str]) -> list[Path]:
+    """Files, folders (every ``*.parquet`` below) and globs, in name order."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found.update(path.rglob("*.parquet"))
+        elif path.is_file():
+            found.add(path)
+        else:
+            matches = [Path(m) for m in glob.glob(pattern, recursive=True)]  # noqa: PTH207  # a user's glob
+            if not matches:
+                raise InputError(f"no report found at {pattern}")
+            found.update(m for m in matches if m.is_file())
+    if not found:
+        raise InputError("no .parquet reports found in " + ", ".join(patterns))
+    return sorted(found)
+
+
+def load_night(path: Path, threshold: float) -> Night:
+    try:
+        frame = pd.read_parquet(path)
+        provenance = read_provenance(path)
+    except (OSError, ValueError, OutputError) as exc:
+        raise InputError(f"{path} is not a liveness-audit report: {exc}") from None
+    status = frame["status"]
+    confidence = frame["confidence"]
+    finished = frame[status.isin(["SUCCEEDED", "FAILED"])]
+    passed = int(
+        ((finished["status"] == "SUCCEEDED") & (finished["confidence"] >= threshold)).sum()
+    )
+    scores = confidence.dropna()
+    return Night(
+        path=path,
+        provenance=provenance,
+        sessions=len(frame),
+        by_status={str(k): int(v) for k, v in status.value_counts().sort_index().items()},
+        errors={str(k): int(v) for k, v in frame["error_code"].value_counts().items()},
+        passed=passed,
+        failed=len(finished) - passed,
+        confidence={p: float(scores.quantile(p / 100)) for p in PERCENTILES} if len(scores) else {},
+        attempts_total=int(frame["attempts"].sum()),
+        attempts_max=int(frame["attempts"].max()) if len(frame) else 0,
+        frame=frame,
+    )
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    return table
+
+
+def render_terminal(nights: list[Night], threshold: float, console: Console) -> None:
+    """Print the facts of the last report, and the trend when there are several."""
+    night = nights[-1]
+    p = night.provenance
+    console.print(
+        f"[bold]{night.path}[/bold]: {night.sessions} sessions, run {night.when} UTC, "
+        f"input {p.get('input_path')} (sha256 {str(p.get('input_sha256', ''))[:12]}), "
+        f"liveness-audit {p.get('tool_version')}"
+    )
+    status = _table("Sessions by status", "status", "sessions", "share")
+    for name, count in night.by_status.items():
+        status.add_row(name, str(count), f"{100 * count / max(1, night.sessions):.1f}%")
+    no_answer = night.sessions - sum(night.by_status.values())
+    status.add_row(
+        "(no answer)", str(no_answer), f"{100 * no_answer / max(1, night.sessions):.1f}%"
+    )
+    console.print(status)
+    verdict = _table(f"Pass/fail at confidence >= {threshold:g}", "outcome", "sessions")
+    verdict.add_row("pass (SUCCEEDED, at or above)", str(night.passed))
+    verdict.add_row("fail (FAILED, or below)", str(night.failed))
+    console.print(verdict)
+    if night.confidence:
+        percentiles = _table("Confidence percentiles", *(f"p{p}" for p in PERCENTILES))
+        percentiles.add_row(*(f"{night.confidence[p]:.2f}" for p in PERCENTILES))
+        console.print(percentiles)
+    errors = _table("Errors by code", "error_code", "sessions")
+    for code, count in sorted(night.errors.items()):
+        errors.add_row(code, str(count))
+    console.print(errors if night.errors else "Errors by code: none")
+    console.print(
+        f"Attempts: {night.attempts_total} in all, at most {night.attempts_max} for one session; "
+        f"{p.get('throttled', 0)} throttled of {p.get('requests', 0)} requests"
+    )
+    if len(nights) > 1:
+        trend = _table("Trend by night", "night", "sessions", "pass", "fail", "median", "errors")
+        for n in nights:
+            median = f"{n.confidence[50]:.2f}" if n.confidence else "-"
+            trend.add_row(
+                n.when[:10] or n.path.name,
+                str(n.sessions),
+                str(n.passed),
+                str(n.failed),
+                median,
+                str(sum(n.errors.values())),
+            )
+        console.print(trend)
+
+
+def flat_table(nights: list[Night]) -> pd.DataFrame:
+    """One row per session and report: audit images as numbered columns, no bytes."""
+    frames = []
+    for night in nights:
+        frame = night.frame.drop(columns=["audit_images"])
+        widest = int(night.frame["audit_image_count"].max()) if len(night.frame) else 0
+        for i in range(widest):
+            for name in IMAGE_FIELDS:
+                frame[f"audit_{i}_{name}"] = [
+                    images[i][name] if i < len(images) else None
+                    for images in night.frame["audit_images"]
+                ]
+        frame.insert(0, "report", str(night.path))
+        frame["fetched_at"] = frame["fetched_at"].dt.tz_localize(None)  # spreadsheets: no tz
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,78 @@
+"""``liveness-audit summarize`` on reports made by real runs against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batch.emulator import EmulatorThread, write_input
+from tests.helpers import run_cli
+
+
+@pytest.fixture
+def reports(emulator: EmulatorThread, tmp_path: Path) -> list[Path]:
+    made = []
+    for night, count in (("2026-11-22", 120), ("2026-11-23", 200)):
+        source = tmp_path / f"{night}.csv"
+        write_input(source, [*emulator.population.ids()[:count], "not-an-id"])
+        output = tmp_path / "reports" / night / "liveness.parquet"
+        output.parent.mkdir(parents=True)
+        assert run_cli("run", source, "--output", output).code == 0
+        made.append(output)
+    return made
+
+
+def test_terminal_summary_shows_the_numbers_of_the_report(reports: list[Path]) -> None:
+    ran = run_cli("summarize", reports[-1], "--threshold", "75")
+    assert ran.code == 0, ran.stderr
+    df = pd.read_parquet(reports[-1])
+    out = ran.stdout
+    for title in ("Sessions by status", "Pass/fail at confidence >= 75", "Errors by code"):
+        assert title in out
+    status_table = out.split("Sessions by status", 1)[1]
+    for status, count in df["status"].value_counts().items():
+        row = next(ln for ln in status_table.splitlines() if f"│ {status} " in ln)
+        assert row.split("│")[2].strip() == str(count)
+    passed = int(((df["status"] == "SUCCEEDED") & (df["confidence"] >= 75)).sum())
+    line = next(ln for ln in out.splitlines() if "pass (SUCCEEDED" in ln)
+    assert line.split("│")[2].strip() == str(passed)
+    median = df["confidence"].dropna().quantile(0.5)
+    assert f"{median:.2f}" in out
+    assert "InvalidSessionId" in out
+    assert "Trend by night" not in out
+
+
+def test_a_folder_of_nights_shows_the_trend(reports: list[Path], tmp_path: Path) -> None:
+    ran = run_cli("summarize", tmp_path / "reports")
+    assert ran.code == 0, ran.stderr
+    assert "Trend by night" in ran.stdout
+    glob = run_cli("summarize", f"{tmp_path}/reports/*/liveness.parquet")
+    assert glob.code == 0
+    assert glob.stdout.count("liveness.parquet") >= 1
+
+
+def test_flat_csv_and_xlsx_for_spreadsheets(reports: list[Path], tmp_path: Path) -> None:
+    csv, xlsx = tmp_path / "flat.csv", tmp_path / "flat.xlsx"
+    ran = run_cli("summarize", *map(str, reports), "--csv", csv, "--xlsx", xlsx)
+    assert ran.code == 0, ran.stderr
+    expected = sum(len(pd.read_parquet(r)) for r in reports)
+    flat = pd.read_csv(csv)
+    assert len(flat) == expected
+    assert {"report", "session_id", "reference_bbox_left", "audit_0_bbox_left"} <= set(flat)
+    assert "audit_images" not in flat
+    sheet = pd.read_excel(xlsx)
+    assert len(sheet) == expected
+    assert sheet["session_id"].tolist() == flat["session_id"].tolist()
+
+
+def test_bad_report_paths_exit_2(tmp_path: Path) -> None:
+    ran = run_cli("summarize", tmp_path / "nothing-here.parquet")
+    assert ran.code == 2
+    assert "no report found" in ran.stderr
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet")
+    bad = run_cli("summarize", junk)
+    assert bad.code == 2
+    assert "not a liveness-audit report" in bad.stderr
