@@ -35,7 +35,13 @@ from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
 from batch.sources import Plan, read_plan
-from batch.summary import find_reports, flat_table, load_night, render_terminal
+from batch.summary import (
+    find_reports,
+    flat_table,
+    load_night,
+    render_html,
+    render_terminal,
+)
 
 __all__ = [
     "EXIT_ACCESS",
@@ -389,6 +395,9 @@ async def _run(
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Flat table as CSV.")
 @click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Flat table as XLSX.")
 @click.option(
+    "--html", "html_path", type=click.Path(path_type=Path), help="Self-contained HTML report."
+)
+@click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
 )
 def summarize(
@@ -396,6 +405,7 @@ def summarize(
     threshold: float | None,
     csv_path: Path | None,
     xlsx_path: Path | None,
+    html_path: Path | None,
     config_file: Path | None,
 ) -> None:
     """Summarise REPORTS (files, folders or globs of nightly reports) for people."""
@@ -410,6 +420,12 @@ def summarize(
                 except OSError as exc:
                     raise OutputError(f"cannot write {path}: {exc}") from None
                 click.echo(f"wrote {path}")
+        if html_path is not None:
+            try:
+                html_path.write_text(render_html(nights, settings.threshold), encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"cannot write {html_path}: {exc}") from None
+            click.echo(f"wrote {html_path}")
     except AuditError as error:
         sys.exit(_fail(error))
 

@@ -1,0 +1,79 @@
+"""The HTML summary in a real headless browser (Debian's chromium)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batch.emulator import EmulatorThread, write_input
+from tests.helpers import run_cli
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium is not installed: ./scripts/test.sh installs Debian's package")
+    done = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_html_report_renders_with_the_numbers_of_the_parquet(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    write_input(source, [*emulator.population.ids()[:300], "not-an-id"])
+    report = tmp_path / "report.parquet"
+    assert run_cli("run", source, "--output", report).code == 0
+    page = tmp_path / "summary.html"
+    ran = run_cli("summarize", report, "--html", page, "--threshold", "80")
+    assert ran.code == 0, ran.stderr
+    text = page.read_text()
+    assert 'src="http' not in text  # nothing loaded from the network: it opens offline
+    assert "<link" not in text
+
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+
+    df = pd.read_parquet(report)
+
+    def shown(element_id: str) -> int:
+        match = re.search(rf'id="{element_id}"[^>]*>(\d+)<', dom)
+        assert match, f"{element_id} not rendered"
+        return int(match.group(1))
+
+    assert shown("sessions") == len(df)
+    passed = ((df["status"] == "SUCCEEDED") & (df["confidence"] >= 80)).sum()
+    assert shown("passed") == passed
+    assert shown("failed") == df["status"].isin(["SUCCEEDED", "FAILED"]).sum() - passed
+    for status, count in df["status"].value_counts().items():
+        assert shown(f"status-{status}") == count
+    assert dom.count('<img alt="chart"') == 2
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "summary.png"
+    screenshot.unlink(missing_ok=True)
+    chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri())
+    assert screenshot.stat().st_size > 10_000
