@@ -76,3 +76,12 @@ def test_bad_report_paths_exit_2(tmp_path: Path) -> None:
     bad = run_cli("summarize", junk)
     assert bad.code == 2
     assert "not a liveness-audit report" in bad.stderr
+
+
+def test_html_of_several_nights_adds_the_trend_chart(reports: list[Path], tmp_path: Path) -> None:
+    page = tmp_path / "trend.html"
+    ran = run_cli("summarize", tmp_path / "reports", "--html", page)
+    assert ran.code == 0, ran.stderr
+    text = page.read_text()
+    assert text.count('<img alt="chart"') == 3
+    assert 'id="flagged"' in text
