@@ -93,30 +93,30 @@ def control(url: str, route: str, body: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
-def start_emulator(work: Path, sessions: int, quota: float, latency: float) -> tuple[Any, str]:
+def start_emulator(
+    work: Path, sessions: int, quota: float | None, latency: float
+) -> tuple[Any, str]:
+    """The emulator as its own process (writing ``work/in.csv``); returns it and its URL."""
     url_file = work / "url"
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "batch",
-            "emulator",
-            "--sessions",
-            str(sessions),
-            "--seed",
-            "11",
-            "--tps",
-            str(quota),
-            "--latency",
-            str(latency),
-            "--url-file",
-            str(url_file),
-            "--write-input",
-            str(work / "in.csv"),
-        ],
-        stdout=subprocess.DEVNULL,
-        env=ENV,
-    )
+    command = [
+        PYTHON,
+        "-m",
+        "batch",
+        "emulator",
+        "--sessions",
+        str(sessions),
+        "--seed",
+        "11",
+        "--latency",
+        str(latency),
+        "--url-file",
+        str(url_file),
+        "--write-input",
+        str(work / "in.csv"),
+    ]
+    if quota is not None:
+        command += ["--tps", str(quota)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
     for _ in range(600):
         if url_file.exists():
             return proc, url_file.read_text().strip()
@@ -291,32 +291,9 @@ def scale(sizes: list[int], concurrency: int) -> None:
     print(f"emulator: no quota, no latency; liveness-audit --rate 5000 --concurrency {concurrency}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        url_file = work / "url"
-        emulator = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "batch",
-                "emulator",
-                "--sessions",
-                str(max(sizes)),
-                "--seed",
-                "11",
-                "--url-file",
-                str(url_file),
-                "--write-input",
-                str(work / "all.csv"),
-            ],
-            stdout=subprocess.DEVNULL,
-            env=ENV,
-        )
+        emulator, url = start_emulator(work, max(sizes), None, 0.0)
         try:
-            for _ in range(600):
-                if url_file.exists():
-                    break
-                time.sleep(0.1)
-            url = url_file.read_text().strip()
-            ids = (work / "all.csv").read_text().splitlines()[1:]
+            ids = (work / "in.csv").read_text().splitlines()[1:]
             for n in sizes:
                 source = work / f"in-{n}.csv"
                 source.write_text("session_id\n" + "\n".join(ids[:n]) + "\n")
