@@ -9,7 +9,8 @@ Each later layer overrides the earlier ones key by key:
 
 Validation is strict (pydantic, unknown keys rejected) and the error names the setting
 and where its value came from, so ``rate = -1`` in a file reads as
-``invalid setting 'rate' (from configs/nightly.toml): must be greater than 0``.
+``invalid setting 'rate' (from configs/nightly.toml): input should be greater than 0,
+got -1``.
 
 AWS settings (region, profile, endpoint) are optional here: when unset, the standard AWS
 chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``, ...).

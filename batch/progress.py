@@ -60,21 +60,21 @@ class Tally:
 
     def replayed(self, status: str | None, error_code: str | None) -> None:
         """A session answered by an earlier run, taken from the checkpoint."""
-        self.done += 1
         self.resumed += 1
+        self._count(status, error_code)
+
+    def finished(self, outcome: Outcome) -> None:
+        status = outcome.result.status if outcome.result is not None else None
+        self._count(status, outcome.error_code)
+        if not outcome.final:
+            self.unresolved += 1
+
+    def _count(self, status: str | None, error_code: str | None) -> None:
+        self.done += 1
         if status is not None:
             self.by_status[status] += 1
         elif error_code is not None:
             self.by_error[error_code] += 1
-
-    def finished(self, outcome: Outcome) -> None:
-        self.done += 1
-        if outcome.result is not None:
-            self.by_status[outcome.result.status] += 1
-        elif outcome.error_code is not None:
-            self.by_error[outcome.error_code] += 1
-        if not outcome.final:
-            self.unresolved += 1
 
 
 def format_duration(seconds: float) -> str:
