@@ -13,27 +13,41 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import aioboto3
 
 from batch import __version__
 from batch.checkpoint import Journal, RunLock, journal_path
 from batch.client import open_client
 from batch.config import Settings
-from batch.errors import AccessError, RetryableError
+from batch.errors import (
+    AccessError,
+    AuditError,
+    ConfigError,
+    PublishError,
+    RetryableError,
+    ServiceError,
+)
+from batch.evidence import verify_evidence, with_evidence
+from batch.images import FolderSaver, ImageSaver, S3Saver
 from batch.limiter import Limiter
-from batch.logs import LOGGER
+from batch.locations import S3Url, parse_s3_url
+from batch.logs import LOGGER, event
+from batch.manifest import Manifest
 from batch.progress import Tally, summary_line
-from batch.report import ImageSaver, ReportWriter, invalid_row, outcome_row
+from batch.report import ReportWriter, invalid_row, outcome_row, revive
 from batch.retry import RetryPolicy
 from batch.scheduler import Breaker, Fetcher, Outcome, Stop, worker_pool
 from batch.sources import Plan
+from batch.storage import S3Store
 
-__all__ = ["Display", "RunSummary", "run_audit"]
+__all__ = ["Destination", "Display", "RunSummary", "limiter_for", "retry_policy", "run_audit"]
 
 log = logging.getLogger(LOGGER)
 
@@ -43,11 +57,26 @@ class Display(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Destination:
+    """Where the report goes: written at ``local``, then published to ``remote`` if set.
+
+    For an S3 report ``local`` lies in the work directory, with the checkpoint beside it,
+    so an interrupted run resumes there and only a complete report is uploaded.
+    """
+
+    local: Path
+    remote: S3Url | None = None
+
+    def __str__(self) -> str:
+        return str(self.remote or self.local)
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended; the CLI turns it into an exit code and a summary line."""
 
     run_id: str
-    report: Path
+    report: str
     sessions: int
     unresolved: int
     not_attempted: int
@@ -59,11 +88,18 @@ class RunSummary:
     requests: int
     throttled: int
     wall: float
+    manifest: Manifest
+    publish_error: AuditError | None = None
 
     @property
     def errors(self) -> int:
         """Sessions whose row carries an error code (per-session, invalid or unresolved)."""
         return sum(self.by_error.values())
+
+    @property
+    def evidence_problems(self) -> int:
+        """Sessions whose stored images are missing or changed in S3."""
+        return sum(self.by_error.get(code, 0) for code in ("EvidenceMissing", "EvidenceChanged"))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -87,18 +123,24 @@ def limiter_for(settings: Settings) -> Limiter:
 async def run_audit(
     plan: Plan,
     settings: Settings,
-    output: Path,
+    destination: Destination | Path,
     *,
     stop: Stop,
+    session: aioboto3.Session | None = None,
+    store: S3Store | None = None,
     fresh: bool = False,
     display: Display | None = None,
     tally: Tally | None = None,
 ) -> RunSummary:
-    """Fetch every valid session of ``plan`` and commit the report at ``output``.
+    """Fetch every valid session of ``plan`` and commit the report at ``destination``.
 
     Resumes from the checkpoint journal of an earlier run of the same input unless
-    ``fresh``; holds the report's run lock throughout.
+    ``fresh``; holds the report's run lock throughout. ``store`` (S3) is needed for an S3
+    destination, evidence checks and saving images to S3.
     """
+    if isinstance(destination, Path):
+        destination = Destination(destination)
+    output = destination.local
     loop = asyncio.get_running_loop()
     started_at, start = datetime.now(UTC), loop.time()
     run_id = uuid.uuid4().hex
@@ -109,7 +151,6 @@ async def run_audit(
         journal: Journal | None = None
         try:
             journal = Journal.open(journal_path(output), _identity(plan), fresh=fresh)
-            saver = ImageSaver(settings.save_images) if settings.save_images else None
             for invalid in plan.invalid:
                 writer.add(invalid_row(invalid))
             finished = _replay(journal, plan, writer, tally)
@@ -118,8 +159,7 @@ async def run_audit(
                     "resuming: %d sessions already answered in %s", len(finished), journal.path
                 )
 
-            def record(outcome: Outcome) -> None:
-                paths = saver.save(outcome) if saver else None
+            def record(outcome: Outcome, paths: Mapping[str, str] | None) -> None:
                 row = outcome_row(outcome, paths)
                 writer.add(row)
                 if outcome.final:
@@ -130,32 +170,36 @@ async def run_audit(
             todo = [sid for sid in plan.valid if sid not in finished]
             aborted = None
             if todo:
-                aborted = await _fetch_all(todo, settings, stop, record, display, tally)
-            leftovers = Counter[str]()
-            why = _leftover_message(stop.reason)
-            for session_id in todo:
-                if session_id not in finished:
-                    writer.add(outcome_row(Outcome.not_attempted(session_id, why)))
-                    leftovers["NotAttempted"] += 1
+                aborted = await _fetch_all(
+                    todo, settings, stop, record, display, tally, session=session, store=store
+                )
+            leftovers = _add_leftovers(todo, finished, stop, writer)
             if plan.invalid:
                 leftovers["InvalidSessionId"] = len(plan.invalid)
             wall = loop.time() - start
             line = summary_line(tally, wall=wall, extra=leftovers)
-            writer.commit(
+            manifest = writer.commit(
                 _provenance(
                     plan, settings, run_id=run_id, started_at=started_at, tally=tally, line=line
-                )
+                ),
+                input_sha256=plan.sha256,
             )
-            complete = aborted is None and not tally.unresolved and not leftovers["NotAttempted"]
-            journal.close(remove=complete)
         except BaseException:
             writer.abandon()
             if journal is not None:
                 journal.close()
             raise
+        complete = aborted is None and not tally.unresolved and not leftovers["NotAttempted"]
+        publish_error = None
+        try:
+            if destination.remote is not None:
+                assert store is not None, "an S3 destination needs the S3 store"
+                publish_error = await _publish(store, destination, manifest, run_id)
+        finally:
+            journal.close(remove=complete and publish_error is None)
     return RunSummary(
         run_id=run_id,
-        report=output,
+        report=str(destination),
         sessions=len(plan.valid) + len(plan.invalid),
         unresolved=tally.unresolved,
         not_attempted=leftovers["NotAttempted"],
@@ -167,7 +211,38 @@ async def run_audit(
         requests=tally.requests,
         throttled=tally.throttles,
         wall=wall,
+        manifest=manifest,
+        publish_error=publish_error,
     )
+
+
+async def _publish(
+    store: S3Store, destination: Destination, manifest: Manifest, run_id: str
+) -> AuditError | None:
+    """Upload the committed report; on failure keep it (and the checkpoint) locally."""
+    assert destination.remote is not None
+    metadata = {
+        "rows": str(manifest.rows),
+        "rows-sha256": manifest.rows_sha256,
+        "input-sha256": manifest.input_sha256,
+        "run-id": run_id,
+    }
+    try:
+        await store.upload(destination.local, destination.remote, metadata=metadata)
+    except (ServiceError, AccessError) as exc:
+        kept = (
+            f"uploading the report to {destination.remote} failed ({exc}); it is complete "
+            f"at {destination.local} and a rerun of the same command uploads it without "
+            "fetching again"
+        )
+        where = event("upload_failed", report=str(destination.local))
+        log.error("%s", kept, extra=where)  # noqa: TRY400  # one line; no traceback in cron mail
+        if isinstance(exc, AccessError):
+            return AccessError(kept, code=exc.code)
+        return PublishError(kept)
+    destination.local.unlink(missing_ok=True)  # the S3 object is the report now
+    log.info("uploaded the report to %s", destination.remote)
+    return None
 
 
 def _identity(plan: Plan) -> dict[str, str]:
@@ -179,7 +254,7 @@ def _replay(journal: Journal, plan: Plan, writer: ReportWriter, tally: Tally) ->
     """Copy the rows of earlier runs into the report; return their session IDs."""
     wanted = set(plan.valid)
     done: set[str] = set()
-    for row in journal.replay():
+    for row in map(revive, journal.replay()):
         session_id = row["session_id"]
         if session_id in wanted and session_id not in done:
             writer.add(row)
@@ -188,16 +263,22 @@ def _replay(journal: Journal, plan: Plan, writer: ReportWriter, tally: Tally) ->
     return done
 
 
-async def _fetch_all(
+async def _fetch_all(  # the run's parts, passed down explicitly
     session_ids: Iterable[str],
     settings: Settings,
     stop: Stop,
-    record: Callable[[Outcome], None],
+    record: Callable[[Outcome, Mapping[str, str] | None], None],
     display: Display | None,
     tally: Tally,
+    *,
+    session: aioboto3.Session | None,
+    store: S3Store | None,
 ) -> AccessError | None:
     """Fetch through the worker pool; return the error that aborted the run, if one did."""
-    async with open_client(settings) as client:
+    saver = _image_saver(settings, store)
+    if settings.verify_evidence and store is None:
+        raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
+    async with open_client(settings, session) as client:
         limiter = limiter_for(settings)
         tally.rate_now = lambda: limiter.rate
         breaker = Breaker(settings.abort_after_failures, stop)
@@ -209,7 +290,19 @@ async def _fetch_all(
         fetcher = Fetcher(client, limiter, retry_policy(settings), stop, on_attempt=observe)
 
         async def handle(session_id: str) -> None:
-            record(await fetcher.fetch(session_id))
+            outcome = await fetcher.fetch(session_id)
+            if settings.verify_evidence and store is not None and outcome.result is not None:
+                outcome = with_evidence(outcome, await verify_evidence(store, outcome.result))
+            paths = None
+            if saver is not None:
+                try:
+                    paths = await saver.save(outcome)
+                except (ServiceError, OSError) as exc:
+                    message = f"could not save the images: {exc}"
+                    outcome = replace(
+                        outcome, error_code="ImageNotSaved", error_message=message, final=False
+                    )
+            record(outcome, paths)
 
         aborted: AccessError | None = None
         try:
@@ -233,6 +326,16 @@ async def _fetch_all(
     return aborted
 
 
+def _image_saver(settings: Settings, store: S3Store | None) -> ImageSaver | None:
+    if settings.save_images is None:
+        return None
+    if settings.save_images.startswith("s3:"):
+        if store is None:
+            raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
+        return S3Saver(store, parse_s3_url(settings.save_images, "save_images"))
+    return FolderSaver(Path(settings.save_images))
+
+
 def _first(errors: tuple[BaseException, ...]) -> AccessError:
     for error in errors:
         if isinstance(error, AccessError):
@@ -242,9 +345,18 @@ def _first(errors: tuple[BaseException, ...]) -> AccessError:
     raise AssertionError("no AccessError in the group")
 
 
-def _leftover_message(reason: str | None) -> str:
-    because = reason or "stopped"
-    return f"run ended before this session was fetched ({because}); a rerun fetches it"
+def _add_leftovers(
+    todo: Iterable[str], finished: set[str], stop: Stop, writer: ReportWriter
+) -> Counter[str]:
+    """A ``NotAttempted`` row for each session the run did not get to."""
+    because = stop.reason or "stopped"
+    why = f"run ended before this session was fetched ({because}); a rerun fetches it"
+    leftovers = Counter[str]()
+    for session_id in todo:
+        if session_id not in finished:
+            writer.add(outcome_row(Outcome.not_attempted(session_id, why)))
+            leftovers["NotAttempted"] += 1
+    return leftovers
 
 
 def _provenance(
@@ -262,7 +374,7 @@ def _provenance(
         "run_id": run_id,
         "started_at": started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
-        "input_path": str(plan.path.resolve()),
+        "input_path": plan.origin,
         "input_sha256": plan.sha256,
         "input_format": plan.format,
         "input_column": plan.column,

@@ -95,7 +95,7 @@ class Journal:
         return cls(path, file, replay_end=end)
 
     def replay(self) -> Iterator[dict[str, Any]]:
-        """The rows journaled by earlier runs, in order (``fetched_at`` as datetime)."""
+        """The rows journaled by earlier runs, in order, as decoded JSON."""
         with self.path.open(encoding="utf-8") as f:
             f.readline()  # header
             while f.tell() < self._replay_end:
@@ -103,8 +103,6 @@ class Journal:
                 if not line:
                     break
                 row: dict[str, Any] = json.loads(line)
-                if row.get("fetched_at"):
-                    row["fetched_at"] = datetime.fromisoformat(row["fetched_at"])
                 yield row
 
     def append(self, row: Mapping[str, Any]) -> None:

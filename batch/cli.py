@@ -8,33 +8,51 @@ Exit codes (a contract, mapped in one place, :func:`exit_code_for`)::
     2  usage, configuration or input error: nothing was fetched
     3  aborted on an access or credential error; what was fetched is in the report
     4  every session answered, but more than --max-error-rate of them ended in errors
+    5  every session answered, but stored audit evidence is missing or changed in S3
+       for some (--verify-evidence; error_code EvidenceMissing / EvidenceChanged)
+
+``liveness-audit verify`` exits 0 when a report matches its manifest, 1 when it does not,
+2 when it cannot be read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aioboto3
 import click
 from rich.console import Console
 
 from batch import __version__
-from batch.audit import RunSummary, run_audit
+from batch.audit import Destination, RunSummary, retry_policy, run_audit
+from batch.client import open_session
 from batch.config import Settings, load_settings
-from batch.errors import AccessError, AuditError, ConfigError, OutputError, UsageError
+from batch.errors import (
+    AccessError,
+    AuditError,
+    ConfigError,
+    InputError,
+    OutputError,
+    UsageError,
+)
+from batch.locations import Location, S3Url, parse_location
 from batch.logs import LOGGER, configure_logging, event
 from batch.metrics import write_metrics
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
 from batch.sources import Plan, read_plan
+from batch.storage import S3Store, open_store
 from batch.summary import (
     find_reports,
     flat_table,
@@ -46,6 +64,7 @@ from batch.summary import (
 __all__ = [
     "EXIT_ACCESS",
     "EXIT_ERROR_RATE",
+    "EXIT_EVIDENCE",
     "EXIT_OK",
     "EXIT_UNRESOLVED",
     "EXIT_USAGE",
@@ -54,7 +73,7 @@ __all__ = [
     "render_output",
 ]
 
-EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS, EXIT_ERROR_RATE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS, EXIT_ERROR_RATE, EXIT_EVIDENCE = range(6)
 
 log = logging.getLogger(LOGGER)
 
@@ -68,6 +87,8 @@ _ACCESS_HINTS = {
     "InvalidSignatureException": "the secret key does not match the access key",
     "RequestExpired": "the request signature expired; check the machine's clock",
     "NoCredentials": "no credentials were found by the AWS credential chain",
+    "AccessDenied": "S3 refused the caller; see the IAM permissions in the README",
+    "403": "S3 refused the caller; see the IAM permissions in the README",
 }
 
 
@@ -81,10 +102,12 @@ def exit_code_for(  # noqa: PLR0911  # the exit-code table, one return per row
         return EXIT_ACCESS
     if isinstance(outcome, BaseException):
         return EXIT_UNRESOLVED
-    if outcome.aborted is not None:
+    if outcome.aborted is not None or isinstance(outcome.publish_error, AccessError):
         return EXIT_ACCESS
-    if outcome.unresolved or outcome.not_attempted:
+    if outcome.unresolved or outcome.not_attempted or outcome.publish_error is not None:
         return EXIT_UNRESOLVED
+    if outcome.evidence_problems:
+        return EXIT_EVIDENCE
     if max_error_rate is not None and outcome.errors > max_error_rate * max(1, outcome.sessions):
         return EXIT_ERROR_RATE
     return EXIT_OK
@@ -93,7 +116,7 @@ def exit_code_for(  # noqa: PLR0911  # the exit-code table, one return per row
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")
 
 
-def render_output(template: str, *, timezone: str, now: datetime | None = None) -> Path:
+def render_output(template: str, *, timezone: str, now: datetime | None = None) -> str:
     """Fill ``{date}``, ``{time}``, ``{datetime}`` of an output path (in ``timezone``)."""
     moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone))
     values = {
@@ -107,7 +130,7 @@ def render_output(template: str, *, timezone: str, now: datetime | None = None) 
             f"invalid --output {template!r}: unknown placeholder {{{unknown[0]}}} "
             "(known: {date}, {time}, {datetime})"
         )
-    return Path(_PLACEHOLDER.sub(lambda m: values[m.group(1)], template))
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 def _fail(error: AuditError) -> int:
@@ -128,13 +151,14 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, readable=False))
+@click.argument("input_text", metavar="INPUT")
 @click.option(
     "--output",
     "-o",
     "output_template",
     required=True,
-    help="Report (.parquet); may hold {date}, {time}, {datetime}, e.g. reports/{date}/a.parquet",
+    help="Report (.parquet), a path or s3://bucket/key; may hold {date}, {time}, {datetime}, "
+    "e.g. s3://audits/liveness/date={date}/part.parquet",
 )
 @click.option("--column", help="Column holding the session IDs [session_id].")
 @click.option(
@@ -153,8 +177,19 @@ def main() -> None:
 )
 @click.option(
     "--save-images",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="Write inline image bytes (biometric data) as owner-only files, or encrypted S3 objects.",
+)
+@click.option(
+    "--verify-evidence",
+    is_flag=True,
+    default=None,
+    help="Check that every image the service stored in S3 is still there (HEAD).",
+)
+@click.option(
+    "--work-dir",
     type=click.Path(path_type=Path),
-    help="Write inline image bytes (biometric data) as owner-only files into this folder.",
+    help="Local state of S3-bound runs [~/.local/state/liveness-audit].",
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
 @click.option("--fresh", is_flag=True, help="Ignore the checkpoint of an earlier run; refetch all.")
@@ -184,8 +219,8 @@ def main() -> None:
     default="info",
     show_default=True,
 )
-def run(
-    input_path: Path,
+def run(  # one parameter per command-line option
+    input_text: str,
     output_template: str,
     column: str | None,
     fmt: str | None,
@@ -196,7 +231,9 @@ def run(
     region: str | None,
     profile: str | None,
     config_file: Path | None,
-    save_images: Path | None,
+    save_images: str | None,
+    verify_evidence: bool | None,
+    work_dir: Path | None,
     dry_run: bool,
     fresh: bool,
     time_budget: str | None,
@@ -207,7 +244,7 @@ def run(
     max_error_rate: float | None,
     log_level: str,
 ) -> None:
-    """Fetch the results of every session ID in INPUT (.csv or .parquet) into a report."""
+    """Fetch the results of every session ID in INPUT (.csv or .parquet; a path or s3://)."""
     flags: dict[str, Any] = {
         "column": column,
         "format": fmt,
@@ -218,6 +255,8 @@ def run(
         "region": region,
         "profile": profile,
         "save_images": save_images,
+        "verify_evidence": verify_evidence,
+        "work_dir": work_dir,
         "progress": False if no_progress else None,
         "log_format": log_format,
         "timezone": timezone,
@@ -229,20 +268,16 @@ def run(
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         configure_logging(log_level, settings.log_format)
-        output = render_output(output_template, timezone=settings.timezone)
-        plan = read_plan(input_path, column=settings.column, fmt=settings.format)
-        if dry_run:
-            click.echo(_plan_text(plan, settings))
+        source = _location(input_text, "INPUT")
+        target = _location(render_output(output_template, timezone=settings.timezone), "--output")
+        if isinstance(target, Path) and not dry_run:
+            if str(target) != output_template:  # a dated folder of a nightly template
+                target.parent.mkdir(parents=True, exist_ok=True)
+            check_output(target)
+        job = Job(source, target, settings, fresh=fresh, budget=budget, dry_run=dry_run)
+        summary = asyncio.run(job.run())
+        if summary is None:  # dry run: the plan was printed
             sys.exit(EXIT_OK)
-        if output != Path(output_template):  # a dated folder of a nightly template
-            output.parent.mkdir(parents=True, exist_ok=True)
-        check_output(output)
-        log.info(
-            "plan: %s",
-            _plan_counts(plan),
-            extra=event("start", input=str(input_path), output=str(output), **plan.counts()),
-        )
-        summary = asyncio.run(_run(plan, settings, output, fresh=fresh, budget=budget))
     except AuditError as error:
         code = _fail(error)
         metrics = metrics_file or _maybe_settings(flags, config_file)
@@ -250,16 +285,43 @@ def run(
             _write_metrics_quietly(metrics, None, code)
         sys.exit(code)
     code = exit_code_for(summary, settings.max_error_rate)
+    _report_end(summary, settings, code)
+    if settings.metrics_file is not None:
+        _write_metrics_quietly(settings.metrics_file, summary, code)
+    sys.exit(code)
+
+
+def _location(text: str, name: str) -> Location:
+    try:
+        return parse_location(text, name)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {exc}") from None
+
+
+def _report_end(summary: RunSummary, settings: Settings, code: int) -> None:
+    """The last lines of a run on the terminal, and its ``end`` event in the log."""
     click.echo(f"liveness-audit: {summary.line}")
-    click.echo(f"report: {summary.report} (run {summary.run_id})")
+    click.echo(
+        f"report: {summary.report} (run {summary.run_id}, {summary.manifest.rows} rows, "
+        f"rows_sha256 {summary.manifest.rows_sha256})"
+    )
     if summary.aborted is not None:
         _fail(summary.aborted)
+    elif summary.publish_error is not None:
+        _fail(summary.publish_error)
     elif summary.unresolved or summary.not_attempted:
         left = summary.unresolved + summary.not_attempted
         stopped = f"run stopped ({summary.stop_reason}); " if summary.stop_reason else ""
         click.echo(
             f"liveness-audit: {stopped}{left} sessions unresolved (see error_code in the "
             "report); a rerun of the same command retries them and keeps the rest",
+            err=True,
+        )
+    elif code == EXIT_EVIDENCE:
+        click.echo(
+            f"liveness-audit: stored evidence is missing or changed for "
+            f"{summary.evidence_problems} sessions (error_code EvidenceMissing / "
+            "EvidenceChanged in the report)",
             err=True,
         )
     elif code == EXIT_ERROR_RATE:
@@ -276,7 +338,10 @@ def run(
             "end",
             exit_code=code,
             run_id=summary.run_id,
-            report=str(summary.report),
+            report=summary.report,
+            rows=summary.manifest.rows,
+            rows_sha256=summary.manifest.rows_sha256,
+            input_sha256=summary.manifest.input_sha256,
             sessions=summary.sessions,
             by_status=summary.by_status,
             by_error=summary.by_error,
@@ -285,9 +350,6 @@ def run(
             wall_seconds=round(summary.wall, 3),
         ),
     )
-    if settings.metrics_file is not None:
-        _write_metrics_quietly(settings.metrics_file, summary, code)
-    sys.exit(code)
 
 
 def _maybe_settings(flags: dict[str, Any], config_file: Path | None) -> Path | None:
@@ -314,7 +376,7 @@ def _plan_counts(plan: Plan) -> str:
 
 
 def _plan_text(plan: Plan, settings: Settings) -> str:
-    head = f"plan for {plan.path} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}"
+    head = f"plan for {plan.origin} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}"
     if settings.rate is None:
         pace = (
             f"at the rate the quota allows (starting at {settings.rate_start:g} requests/s "
@@ -341,14 +403,128 @@ def parse_duration(text: str, name: str) -> float:
     return total
 
 
-async def _run(
-    plan: Plan, settings: Settings, output: Path, *, fresh: bool, budget: float | None
+def default_work_dir() -> Path:
+    """``$XDG_STATE_HOME/liveness-audit``, else ``~/.local/state/liveness-audit``."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "liveness-audit"
+
+
+def _private_dir(path: Path) -> Path:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the work directory {path}: {exc}") from None
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One ``run`` command, executed inside the event loop (:meth:`run`)."""
+
+    source: Location
+    target: Location
+    settings: Settings
+    fresh: bool
+    budget: float | None
+    dry_run: bool
+
+    @property
+    def work_dir(self) -> Path:
+        return self.settings.work_dir or default_work_dir()
+
+    def needs_s3(self) -> bool:
+        settings = self.settings
+        return (
+            isinstance(self.source, S3Url)
+            or isinstance(self.target, S3Url)
+            or settings.verify_evidence
+            or (settings.save_images or "").startswith("s3:")
+        )
+
+    async def run(self) -> RunSummary | None:
+        """The audit (None for a dry run, after printing the plan)."""
+        stop = Stop()
+        if not self.needs_s3():
+            plan = await self._plan(None)
+            return None if plan is None else await self._audit(plan, stop, None, None)
+        session = await open_session(self.settings)
+        policy = retry_policy(self.settings)
+        async with open_store(self.settings, session, policy, give_up=lambda: bool(stop)) as store:
+            plan = await self._plan(store)
+            if plan is None:
+                return None
+            if isinstance(self.target, S3Url):
+                await store.check_bucket(self.target.bucket)
+            return await self._audit(plan, stop, session, store)
+
+    async def _plan(self, store: S3Store | None) -> Plan | None:
+        settings = self.settings
+        if isinstance(self.source, Path):
+            plan = read_plan(self.source, column=settings.column, fmt=settings.format)
+        else:
+            assert store is not None
+            url = self.source
+            folder = _private_dir(self.work_dir / "inputs" / url.bucket)
+            local = folder / (url.name or "input")
+            await store.download(url, local)
+            try:
+                plan = read_plan(
+                    local, column=settings.column, fmt=settings.format, origin=str(url)
+                )
+            except InputError as exc:
+                raise InputError(str(exc).replace(str(local), str(url))) from None
+            finally:
+                local.unlink(missing_ok=True)
+        if self.dry_run:
+            click.echo(_plan_text(plan, settings))
+            return None
+        return plan
+
+    def _destination(self) -> Destination:
+        if isinstance(self.target, Path):
+            return Destination(self.target)
+        url = self.target
+        local = self.work_dir / "reports" / url.bucket / url.key
+        _private_dir(local.parent)
+        check_output(local)
+        return Destination(local, url)
+
+    async def _audit(
+        self, plan: Plan, stop: Stop, session: aioboto3.Session | None, store: S3Store | None
+    ) -> RunSummary:
+        destination = self._destination()
+        log.info(
+            "plan: %s",
+            _plan_counts(plan),
+            extra=event("start", input=plan.origin, output=str(destination), **plan.counts()),
+        )
+        return await _run(
+            plan,
+            self.settings,
+            destination,
+            stop=stop,
+            session=session,
+            store=store,
+            fresh=self.fresh,
+            budget=self.budget,
+        )
+
+
+async def _run(  # the run's parts, passed down explicitly
+    plan: Plan,
+    settings: Settings,
+    destination: Destination,
+    *,
+    stop: Stop,
+    session: aioboto3.Session | None,
+    store: S3Store | None,
+    fresh: bool,
+    budget: float | None,
 ) -> RunSummary:
     """Run the audit with orderly stops: a signal or the time budget, then a deadline."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    stop = Stop()
     timers: list[asyncio.TimerHandle] = []
 
     def begin_stop(reason: str) -> None:
@@ -380,7 +556,15 @@ async def _run(
     display = BarDisplay(tally) if bar else LogDisplay(tally, interval=settings.log_interval)
     try:
         return await run_audit(
-            plan, settings, output, stop=stop, fresh=fresh, display=display, tally=tally
+            plan,
+            settings,
+            destination,
+            stop=stop,
+            session=session,
+            store=store,
+            fresh=fresh,
+            display=display,
+            tally=tally,
         )
     finally:
         for timer in timers:

@@ -34,6 +34,7 @@ from batch.errors import (
     AuditError,
     ConfigError,
     CredentialsError,
+    NotFoundError,
     ServerError,
     SessionError,
     ThrottledError,
@@ -47,8 +48,10 @@ __all__ = [
     "Image",
     "LivenessClient",
     "SessionResult",
+    "client_config",
     "convert_error",
     "open_client",
+    "open_session",
     "parse_result",
 ]
 
@@ -61,6 +64,8 @@ THROTTLE_CODES = frozenset(
         "Throttling",
         "TooManyRequestsException",
         "RequestLimitExceeded",
+        "SlowDown",  # S3
+        "503",  # S3 HEAD: no body, so the code is the HTTP status (SlowDown)
     }
 )
 CREDENTIAL_CODES = frozenset(
@@ -76,7 +81,8 @@ CREDENTIAL_CODES = frozenset(
         "RequestExpired",
     }
 )
-ACCESS_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
+ACCESS_CODES = frozenset({"AccessDeniedException", "AccessDenied", "403"})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
 EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 
 
@@ -179,6 +185,8 @@ def convert_error(exc: BaseException) -> AuditError:  # noqa: PLR0911, PLR0912  
             return AccessError(f"{code}: {message}", code=code)
         if code in THROTTLE_CODES:
             return ThrottledError(code, message, http_status=status)
+        if code in NOT_FOUND_CODES:
+            return NotFoundError(code, message or "not found", http_status=status)
         if code in ("InternalServerError", "ServiceUnavailable") or (status or 0) >= 500:
             return ServerError(code, message, http_status=status)
         return SessionError(code, message, http_status=status)
@@ -233,9 +241,8 @@ def client_config(settings: Settings) -> AioConfig:
     )
 
 
-@asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[LivenessClient]:
-    """The run's client; fails fast with :class:`CredentialsError` when none can be found."""
+async def open_session(settings: Settings) -> aioboto3.Session:
+    """The AWS session of a run (profile, region); fails fast when no credentials exist."""
     # AWS_REGION is the SDKs' convention; botocore itself reads only AWS_DEFAULT_REGION.
     region = settings.region or os.environ.get("AWS_REGION") or None
     try:
@@ -252,6 +259,15 @@ async def open_client(settings: Settings) -> AsyncIterator[LivenessClient]:
             "AWS_PROFILE or --profile, or run where an instance or task role is available",
             code="NoCredentials",
         )
+    return session
+
+
+@asynccontextmanager
+async def open_client(
+    settings: Settings, session: aioboto3.Session | None = None
+) -> AsyncIterator[LivenessClient]:
+    """The run's Rekognition client, on ``session`` (or a new one)."""
+    session = session or await open_session(settings)
     try:
         context = session.client(
             "rekognition", endpoint_url=settings.endpoint_url, config=client_config(settings)

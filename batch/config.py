@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from batch.errors import ConfigError
+from batch.locations import parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
@@ -72,13 +73,24 @@ class Settings(BaseModel):
     read_timeout: float = Field(30.0, gt=0, le=900)
     # output
     batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per record batch")
-    save_images: Path | None = None
+    save_images: str | None = Field(
+        None, min_length=1, description="folder or s3://bucket/prefix for inline image bytes"
+    )
     progress: bool = True
     log_interval: float = Field(10.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
     timezone: str = Field("UTC", description="zone of {date}/{time} in output templates")
     metrics_file: Path | None = None
     max_error_rate: float | None = Field(None, ge=0, le=1)
+    work_dir: Path | None = Field(
+        None, description="local state of S3-bound runs (report in progress, checkpoint)"
+    )
+    # S3 (input, output, evidence, saved images)
+    verify_evidence: bool = False
+    s3_endpoint_url: str | None = None
+    s3_rate: float = Field(500.0, gt=0, le=10_000, description="S3 requests per second at most")
+    s3_sse: Literal["AES256", "aws:kms"] = "AES256"
+    s3_kms_key_id: str | None = Field(None, min_length=1)
     # summaries
     threshold: float = Field(80.0, ge=0, le=100, description="confidence that passes")
 
@@ -90,21 +102,29 @@ class Settings(BaseModel):
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must not be smaller than backoff_initial")
-        if self.endpoint_url is not None:
-            parts = urlsplit(self.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("endpoint_url must be an http(s) URL")
+        for name in ("endpoint_url", "s3_endpoint_url"):
+            url = getattr(self, name)
+            if url is not None:
+                parts = urlsplit(url)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ValueError(f"{name} must be an http(s) URL")
+        if self.save_images is not None and self.save_images.startswith("s3:"):
+            parse_s3_url(self.save_images, "save_images")
+        if self.s3_kms_key_id is not None and self.s3_sse != "aws:kms":
+            raise ValueError("s3_kms_key_id needs s3_sse = 'aws:kms'")
         return self
 
     def public(self) -> dict[str, Any]:
         """The settings as JSON-ready data, safe to print or store (no secrets)."""
         data = self.model_dump(mode="json")
-        if self.endpoint_url:
-            parts = urlsplit(self.endpoint_url)
-            # An endpoint URL may carry user:password@; never let it out.
-            host = parts.hostname or ""
-            netloc = f"{host}:{parts.port}" if parts.port else host
-            data["endpoint_url"] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        for name in ("endpoint_url", "s3_endpoint_url"):
+            url = getattr(self, name)
+            if url:
+                parts = urlsplit(url)
+                # An endpoint URL may carry user:password@; never let it out.
+                host = parts.hostname or ""
+                netloc = f"{host}:{parts.port}" if parts.port else host
+                data[name] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return data
 
 

@@ -13,6 +13,7 @@ one place, :func:`batch.cli.exit_code_for`.
     │   ├── InputError              the input file is missing, unreadable or malformed
     │   ├── OutputError             the report cannot be written where asked
     │   └── CheckpointError         the checkpoint belongs to another input or settings
+    ├── PublishError                exit 1: the report is complete locally, not uploaded
     ├── AccessError                 exit 3: not about one session, the whole run stops
     │   └── CredentialsError        missing, expired or rejected credentials
     └── ServiceError                one call failed; carries the service's error code
@@ -22,6 +23,7 @@ one place, :func:`batch.cli.exit_code_for`.
         │   ├── TransportError      connection refused/reset, timeouts, torn bodies
         │   └── StaleCredentialsError  ExpiredToken, a few times in a row at most
         └── SessionError            a definitive per-session answer (SessionNotFound, ...)
+            └── NotFoundError       an S3 object, version or bucket does not exist
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "InputError",
+    "NotFoundError",
     "OutputError",
+    "PublishError",
     "RetryableError",
     "ServerError",
     "ServiceError",
@@ -67,6 +71,10 @@ class OutputError(UsageError):
 
 class CheckpointError(UsageError):
     """An existing checkpoint does not belong to this input or these settings."""
+
+
+class PublishError(AuditError):
+    """The report is complete in the work directory but could not be uploaded. Exit 1."""
 
 
 class AccessError(AuditError):
@@ -117,3 +125,7 @@ class StaleCredentialsError(RetryableError):
 
 class SessionError(ServiceError):
     """A definitive answer about one session (e.g. SessionNotFoundException)."""
+
+
+class NotFoundError(SessionError):
+    """S3 answered that the object, version or bucket does not exist (404)."""

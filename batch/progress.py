@@ -73,7 +73,7 @@ class Tally:
         self.done += 1
         if status is not None:
             self.by_status[status] += 1
-        elif error_code is not None:
+        if error_code is not None:  # with a status too: evidence findings
             self.by_error[error_code] += 1
 
 

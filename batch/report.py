@@ -13,13 +13,18 @@ Columns (names are a contract; see the README for meanings and null semantics)::
     reference_s3_*          string     bucket, name, version when stored in S3
     reference_bytes_size    int64      size of inline bytes (the bytes are not stored)
     reference_bytes_sha256  string     SHA-256 of inline bytes
-    reference_image_path    string     where --save-images wrote them
+    reference_image_path    string     where --save-images wrote them (a path or s3:// URL)
+    reference_evidence      string     --verify-evidence: present | changed | missing |
+                                       forbidden | error (see batch.evidence)
+    reference_evidence_*    size, etag, version_id, last_modified of the S3 object
     audit_image_count       int32
     audit_images            list<struct> the same fields per audit image
 
 Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
 and the file is renamed over REPORT only when complete, so REPORT is never half-written.
-Run provenance goes into the file's key-value metadata under ``liveness_audit``.
+Run provenance goes into the file's key-value metadata under ``liveness_audit``, the
+manifest (row count, input hash, hash over the rows; :mod:`batch.manifest`) under
+``liveness_audit_manifest``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,8 @@ import pyarrow.parquet as pq
 
 from batch.client import Image
 from batch.errors import OutputError
+from batch.evidence import Evidence
+from batch.manifest import MANIFEST_KEY, Manifest, RowDigest
 from batch.scheduler import Outcome
 from batch.sources import InvalidId
 
@@ -43,12 +51,12 @@ __all__ = [
     "IMAGE_FIELDS",
     "METADATA_KEY",
     "SCHEMA",
-    "ImageSaver",
     "ReportWriter",
     "check_output",
     "invalid_row",
     "outcome_row",
     "read_provenance",
+    "revive",
 ]
 
 METADATA_KEY = b"liveness_audit"
@@ -64,6 +72,11 @@ _IMAGE_TYPES: list[tuple[str, pa.DataType]] = [
     ("bytes_size", pa.int64()),
     ("bytes_sha256", pa.string()),
     ("image_path", pa.string()),
+    ("evidence", pa.string()),
+    ("evidence_size", pa.int64()),
+    ("evidence_etag", pa.string()),
+    ("evidence_version_id", pa.string()),
+    ("evidence_last_modified", pa.timestamp("us", tz="UTC")),
 ]
 IMAGE_FIELDS = tuple(name for name, _ in _IMAGE_TYPES)
 _AUDIT_IMAGE = pa.struct(_IMAGE_TYPES)
@@ -84,7 +97,9 @@ SCHEMA = pa.schema(
 )
 
 
-def _image_fields(image: Image | None, path: str | None) -> dict[str, Any]:
+def _image_fields(
+    image: Image | None, path: str | None, evidence: Evidence | None
+) -> dict[str, Any]:
     if image is None:
         return dict.fromkeys(IMAGE_FIELDS)
     box = image.bounding_box
@@ -99,12 +114,18 @@ def _image_fields(image: Image | None, path: str | None) -> dict[str, Any]:
         "bytes_size": image.size,
         "bytes_sha256": image.sha256,
         "image_path": path,
+        "evidence": evidence.status if evidence else None,
+        "evidence_size": evidence.size if evidence else None,
+        "evidence_etag": evidence.etag if evidence else None,
+        "evidence_version_id": evidence.version_id if evidence else None,
+        "evidence_last_modified": evidence.last_modified if evidence else None,
     }
 
 
 def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One report row; ``paths`` maps ``reference`` / ``audit-N`` to saved image files."""
     paths = paths or {}
+    evidence = outcome.evidence or {}
     result = outcome.result
     row: dict[str, Any] = {
         "session_id": outcome.session_id,
@@ -115,12 +136,17 @@ def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dic
         "attempts": outcome.attempts,
         "fetched_at": outcome.fetched_at,
     }
-    reference = _image_fields(result.reference_image if result else None, paths.get("reference"))
+    reference = _image_fields(
+        result.reference_image if result else None,
+        paths.get("reference"),
+        evidence.get("reference"),
+    )
     row.update({f"reference_{k}": v for k, v in reference.items()})
     audits = result.audit_images if result else ()
     row["audit_image_count"] = len(audits)
     row["audit_images"] = [
-        _image_fields(image, paths.get(f"audit-{i}")) for i, image in enumerate(audits)
+        _image_fields(image, paths.get(f"audit-{i}"), evidence.get(f"audit-{i}"))
+        for i, image in enumerate(audits)
     ]
     return row
 
@@ -161,6 +187,7 @@ class ReportWriter:
         self.rows = 0
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
+        self._digest = RowDigest()
         self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
         # middle of a paced run where it would stall every worker at once.
@@ -177,20 +204,27 @@ class ReportWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._buffer, schema=SCHEMA))
+            batch = pa.RecordBatch.from_pylist(self._buffer, schema=SCHEMA)
+            self._writer.write_batch(batch)
+            self._digest.update(batch)
             self.rows += len(self._buffer)
             self._buffer.clear()
 
-    def commit(self, provenance: Mapping[str, Any]) -> Path:
-        """Write the last rows and the provenance, fsync, and move the file into place."""
+    def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
+        """Write the last rows, provenance and manifest, fsync, move the file into place."""
         self._flush()
-        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(provenance)})
+        manifest = Manifest(
+            rows=self.rows, input_sha256=input_sha256, rows_sha256=self._digest.hexdigest()
+        )
+        self._writer.add_key_value_metadata(
+            {METADATA_KEY: json.dumps(provenance), MANIFEST_KEY: manifest.to_json()}
+        )
         self._writer.close()
         with self._tmp.open("rb") as f:
             os.fsync(f.fileno())
         self._tmp.replace(self.path)
         _fsync_dir(self.path.parent)
-        return self.path
+        return manifest
 
     def abandon(self) -> None:
         """Drop the temporary file (the report at ``path``, if any, is left as it was)."""
@@ -218,31 +252,16 @@ def read_provenance(path: Path) -> dict[str, Any]:
     return data
 
 
-class ImageSaver:
-    """Writes inline image bytes as owner-only files; returns their paths for the report."""
+def _timestamp(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the image folder {folder}: {exc}") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"image folder is not writable: {folder}")
 
-    def save(self, outcome: Outcome) -> dict[str, str]:
-        result = outcome.result
-        if result is None:
-            return {}
-        named = [("reference", result.reference_image)]
-        named += [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
-        paths: dict[str, str] = {}
-        for name, image in named:
-            if image is None or image.data is None:
-                continue
-            target = self.folder / f"{outcome.session_id}-{name}.jpg"
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(image.data)
-            paths[name] = str(target)
-        return paths
+def revive(row: dict[str, Any]) -> dict[str, Any]:
+    """A row read back from JSON (the checkpoint): timestamps as datetimes again."""
+    for key in ("fetched_at", "reference_evidence_last_modified"):
+        if row.get(key) is not None:
+            row[key] = _timestamp(row[key])
+    for image in row.get("audit_images") or ():
+        if image.get("evidence_last_modified") is not None:
+            image["evidence_last_modified"] = _timestamp(image["evidence_last_modified"])
+    return row

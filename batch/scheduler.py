@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from batch.client import EXPIRED_CODES, LivenessClient, SessionResult
 from batch.errors import (
@@ -34,6 +35,9 @@ from batch.errors import (
 from batch.limiter import Limiter
 from batch.logs import LOGGER, event
 from batch.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from batch.evidence import Evidence
 
 log = logging.getLogger(LOGGER)
 
@@ -51,6 +55,7 @@ class Outcome:
     attempts: int
     fetched_at: datetime | None
     final: bool  # a definitive answer; False means a rerun should try again
+    evidence: Mapping[str, Evidence] | None = None  # --verify-evidence, by image name
 
     @classmethod
     def answered(cls, result: SessionResult, attempts: int) -> Outcome:

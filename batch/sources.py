@@ -57,6 +57,7 @@ class Plan:
     duplicates: int
     valid: tuple[str, ...]
     invalid: tuple[InvalidId, ...]
+    origin: str = ""  # where the input came from (an s3:// URL for a downloaded copy)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -185,8 +186,13 @@ def _parquet_batches(path: Path, column: str) -> Iterator[pa.Array]:
         ) from None
 
 
-def read_plan(path: Path, *, column: str = "session_id", fmt: str = "auto") -> Plan:
-    """Read and validate the whole input; raise :class:`InputError` with one clear line."""
+def read_plan(
+    path: Path, *, column: str = "session_id", fmt: str = "auto", origin: str | None = None
+) -> Plan:
+    """Read and validate the whole input; raise :class:`InputError` with one clear line.
+
+    ``origin`` names where ``path`` came from when it is a local copy (of an S3 object).
+    """
     format_ = detect_format(path, fmt)
     _check_file(path)
     batches = _csv_batches(path, column) if format_ == "csv" else _parquet_batches(path, column)
@@ -229,4 +235,5 @@ def read_plan(path: Path, *, column: str = "session_id", fmt: str = "auto") -> P
         duplicates=duplicates,
         valid=tuple(valid),
         invalid=tuple(invalid),
+        origin=origin or str(path.resolve()),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from batch.report import revive
 from batch.checkpoint import Journal, RunLock, journal_path
 from batch.errors import CheckpointError, OutputError
 
@@ -28,7 +29,7 @@ def test_rows_survive_a_reopen_in_order(tmp_path: Path) -> None:
         journal.append(row(n))
     journal.close()
     again = Journal.open(path, ID)
-    rows = list(again.replay())
+    rows = [revive(r) for r in again.replay()]
     assert [r["session_id"] for r in rows] == ["s0", "s1", "s2"]
     assert isinstance(rows[0]["fetched_at"], datetime)
     again.close(remove=True)

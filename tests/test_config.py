@@ -26,6 +26,9 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
         "save_images",
         "metrics_file",
         "max_error_rate",
+        "work_dir",
+        "s3_endpoint_url",
+        "s3_kms_key_id",
     }
     assert set(shipped) == set(Settings.model_fields) - optional
 

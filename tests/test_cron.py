@@ -62,9 +62,9 @@ def test_json_logs_one_event_per_line(
 def test_output_templates_fill_the_date_in_a_zone() -> None:
     moment = datetime(2026, 11, 23, 22, 30, tzinfo=UTC)
     path = render_output("r/{date}/x-{time}.parquet", timezone="UTC", now=moment)
-    assert path == Path("r/2026-11-23/x-223000.parquet")
-    tokyo = render_output("date={date}/part.parquet", timezone="Asia/Tokyo", now=moment)
-    assert tokyo == Path("date=2026-11-24/part.parquet")
+    assert path == "r/2026-11-23/x-223000.parquet"
+    tokyo = render_output("s3://b/date={date}/part.parquet", timezone="Asia/Tokyo", now=moment)
+    assert tokyo == "s3://b/date=2026-11-24/part.parquet"
     with pytest.raises(ConfigError, match=r"unknown placeholder \{day\}"):
         render_output("r/{day}.parquet", timezone="UTC", now=moment)
 

@@ -1,0 +1,142 @@
+"""Audit evidence in S3: does every image the service stored still exist, unchanged?
+
+When a session was created with an ``OutputConfig``, the service stores its reference and
+audit images in S3 and the result names them (bucket, key and, in a versioned bucket, the
+version it wrote). With ``--verify-evidence`` each named object is checked with a HEAD
+through the run's :class:`~batch.storage.S3Store` (its limiter and retry policy), and the
+report records per image::
+
+    present    the object is at its key (and is the version the service wrote)
+    changed    the key holds another version than the one the service wrote
+    missing    nothing is at the key (deleted; its version may survive, see message)
+    forbidden  S3 refused the HEAD (403): grant s3:GetObject (and s3:ListBucket, without
+               which S3 answers 403 for a missing object too)
+    error      the HEAD kept failing (throttled, 5xx, network) after every retry
+
+with the object's size, ETag, version and last-modified time, so a later audit can tell
+whether an unversioned object changed since. A session's row then carries the worst
+finding as its error code: ``EvidenceMissing``, ``EvidenceChanged``, ``EvidenceUnverified``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from batch.client import Image, SessionResult
+from batch.errors import AccessError, NotFoundError, RetryableError
+from batch.locations import S3Url
+from batch.scheduler import Outcome
+from batch.storage import S3Store
+
+__all__ = [
+    "EVIDENCE_CODES",
+    "Evidence",
+    "evidence_error",
+    "image_names",
+    "verify_evidence",
+    "with_evidence",
+]
+
+EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What S3 says about one stored image."""
+
+    status: str  # present | changed | missing | forbidden | error
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    last_modified: datetime | None = None
+    message: str | None = None
+
+
+def image_names(result: SessionResult) -> list[tuple[str, Image]]:
+    """``("reference", image)``, ``("audit-0", image)``, ... as the report names them."""
+    named = [("reference", result.reference_image)] if result.reference_image else []
+    return named + [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
+
+
+async def _missing(store: S3Store, url: S3Url, version: str | None) -> Evidence:
+    """Nothing at the key: say whether the version the service wrote survives."""
+    if version is not None:
+        try:
+            await store.head(url, version)
+        except NotFoundError:
+            pass
+        else:
+            return Evidence(
+                "missing",
+                version_id=version,
+                message=f"{url} was deleted; the version the service wrote still exists",
+            )
+    return Evidence("missing", message=f"no object at {url}")
+
+
+async def _check(store: S3Store, image: Image) -> Evidence:
+    assert image.s3_bucket is not None
+    assert image.s3_name is not None
+    url = S3Url(image.s3_bucket, image.s3_name)
+    try:
+        info = await store.head(url)
+    except NotFoundError:
+        return await _missing(store, url, image.s3_version)
+    except AccessError as exc:
+        return Evidence("forbidden", message=f"{url}: {exc}")
+    except RetryableError as exc:
+        return Evidence("error", message=f"{url}: {exc}")
+    found = Evidence(
+        "present",
+        size=info.size,
+        etag=info.etag,
+        version_id=info.version_id,
+        last_modified=info.last_modified,
+    )
+    if image.s3_version is None or info.version_id == image.s3_version:
+        return found
+    return replace(
+        found,
+        status="changed",
+        message=(
+            f"{url} now holds version {info.version_id}; "
+            f"the service wrote version {image.s3_version}"
+        ),
+    )
+
+
+async def verify_evidence(store: S3Store, result: SessionResult) -> dict[str, Evidence]:
+    """Check every S3-stored image of ``result``, concurrently; keyed like the report."""
+    stored = [(name, image) for name, image in image_names(result) if image.s3_bucket]
+    checks = await asyncio.gather(*(_check(store, image) for _, image in stored))
+    return {name: check for (name, _), check in zip(stored, checks, strict=True)}
+
+
+def evidence_error(evidence: Mapping[str, Evidence]) -> tuple[str, str] | None:
+    """The row's error code and message for the worst finding, or None if all is well."""
+    worst = {"missing": 0, "changed": 1, "forbidden": 2, "error": 2}
+    found = [(worst[e.status], name, e) for name, e in evidence.items() if e.status in worst]
+    if not found:
+        return None
+    rank, name, first = min(found, key=lambda item: item[0])
+    code = EVIDENCE_CODES[rank]
+    others = len(found) - 1
+    more = f" (and {others} more)" if others else ""
+    return code, f"{name}: {first.status}: {first.message}{more}"
+
+
+def with_evidence(outcome: Outcome, evidence: Mapping[str, Evidence]) -> Outcome:
+    """``outcome`` with its evidence findings; the worst one becomes the error code.
+
+    A check that kept failing (``error``) leaves the session unresolved, so a rerun checks
+    it again; every other finding is a definitive answer.
+    """
+    problem = evidence_error(evidence)
+    if problem is None:
+        return replace(outcome, evidence=evidence)
+    code, message = problem
+    final = outcome.final and all(e.status != "error" for e in evidence.values())
+    return replace(outcome, evidence=evidence, error_code=code, error_message=message, final=final)

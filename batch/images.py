@@ -1,0 +1,75 @@
+"""Saving inline image bytes (``--save-images``): biometric data, handled as such.
+
+Only when the user asks. Locally each image becomes an owner-only file (0600) in an
+owner-only folder (0700); in S3 each is an object written with server-side encryption
+(``s3_sse``). Either way the report gets the image's location next to the SHA-256 of its
+bytes, so the file can be matched to the row it belongs to. Names are
+``<session_id>-reference.jpg`` and ``<session_id>-audit-<n>.jpg``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from batch.errors import OutputError
+from batch.evidence import image_names
+from batch.locations import S3Url
+from batch.scheduler import Outcome
+from batch.storage import S3Store
+
+__all__ = ["FolderSaver", "ImageSaver", "S3Saver"]
+
+
+class ImageSaver(Protocol):
+    async def save(self, outcome: Outcome) -> dict[str, str]:
+        """Write the inline images of ``outcome``; map ``reference``/``audit-N`` to where."""
+        ...
+
+
+def _inline(outcome: Outcome) -> list[tuple[str, bytes]]:
+    if outcome.result is None:
+        return []
+    return [
+        (name, image.data) for name, image in image_names(outcome.result) if image.data is not None
+    ]
+
+
+class FolderSaver:
+    """Owner-only files in a local folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the image folder {folder}: {exc}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"image folder is not writable: {folder}")
+
+    async def save(self, outcome: Outcome) -> dict[str, str]:
+        paths: dict[str, str] = {}
+        for name, data in _inline(outcome):
+            target = self.folder / f"{outcome.session_id}-{name}.jpg"
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            paths[name] = str(target)
+        return paths
+
+
+class S3Saver:
+    """Encrypted objects under an S3 prefix, written through the run's S3 store."""
+
+    def __init__(self, store: S3Store, prefix: S3Url) -> None:
+        self._store = store
+        self.prefix = prefix
+
+    async def save(self, outcome: Outcome) -> dict[str, str]:
+        paths: dict[str, str] = {}
+        for name, data in _inline(outcome):
+            url = self.prefix.child(f"{outcome.session_id}-{name}.jpg")
+            await self._store.put(url, data, content_type="image/jpeg")
+            paths[name] = str(url)
+        return paths

@@ -1,0 +1,59 @@
+"""Where data lives: a local path or an S3 object, parsed once at the edge.
+
+``INPUT``, ``--output`` and ``--save-images`` accept ``s3://bucket/key`` as well as local
+paths. :func:`parse_location` turns the text into a :class:`pathlib.Path` or an
+:class:`S3Url`; everything past the CLI works with those, never with raw strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Location", "S3Url", "parse_location", "parse_s3_url"]
+
+# S3's rules for new buckets: 3-63 characters, lower-case letters, digits, dots, hyphens.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Url:
+    """``s3://bucket/key``; ``key`` may be a prefix (no object at it yet)."""
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    def child(self, name: str) -> S3Url:
+        prefix = self.key.rstrip("/")
+        return S3Url(self.bucket, f"{prefix}/{name}" if prefix else name)
+
+
+Location = Path | S3Url
+
+
+def parse_s3_url(text: str, name: str) -> S3Url:
+    """``s3://bucket/key`` -> :class:`S3Url`; ``ValueError`` naming ``name`` otherwise."""
+    if not text.startswith("s3://"):
+        raise ValueError(f"{name} must start with s3://, got {text!r}")
+    bucket, _, key = text.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(f"{name} has an invalid S3 bucket name {bucket!r} in {text!r}")
+    return S3Url(bucket, key)
+
+
+def parse_location(text: str, name: str, *, object_key: bool = True) -> Location:
+    """A local path, or an S3 URL (which must name an object when ``object_key``)."""
+    if text.lower().startswith("s3:"):
+        url = parse_s3_url(text, name)
+        if object_key and (not url.key or url.key.endswith("/")):
+            raise ValueError(f"{name} {text!r} names no object: add a key after the bucket")
+        return url
+    return Path(text)

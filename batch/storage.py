@@ -1,0 +1,242 @@
+"""S3 for a run: input downloads, report uploads, evidence HEADs and image writes.
+
+One aioboto3 S3 client per run, on the same AWS session as the Rekognition client (same
+credential chain, profile and region), endpoint from ``s3_endpoint_url`` or botocore's own
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``. botocore's retries are off: every call goes
+through :class:`S3Store`'s own limiter and retry policy, the same discipline as the
+Rekognition calls (``SlowDown`` slows the limiter down as ``ThrottlingException`` does).
+Errors leave this module converted by :func:`batch.client.convert_error`.
+
+Atomicity. An upload is one ``PutObject`` (small files) or a multipart upload completed
+only after every part arrived (aborted otherwise): S3 makes the object visible at its key
+only when the call that completes it succeeds, so a reader never sees a partial report.
+Downloads land in a temporary file renamed into place once complete.
+
+Everything written to S3 asks for server-side encryption (``s3_sse``: ``AES256``, or
+``aws:kms`` with ``s3_kms_key_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+
+from batch.client import client_config, convert_error
+from batch.config import Settings
+from batch.errors import InputError, NotFoundError, OutputError, ThrottledError
+from batch.limiter import Limiter
+from batch.locations import S3Url
+from batch.retry import RetryPolicy
+
+__all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "open_store"]
+
+PART_SIZE = 16 * 1024 * 1024  # bytes per multipart part; smaller files go in one PutObject
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a HEAD says about an object."""
+
+    size: int
+    etag: str
+    version_id: str | None
+    last_modified: datetime | None
+    sse: str | None
+
+
+class S3Store:
+    """S3 calls under a limiter and a retry policy; errors from :mod:`batch.errors`."""
+
+    def __init__(
+        self,
+        client: Any,
+        limiter: Limiter,
+        policy: RetryPolicy,
+        *,
+        sse: str = "AES256",
+        kms_key_id: str | None = None,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._policy = policy
+        self._give_up = give_up
+        self._random = random.Random().random  # noqa: S311  # jitter, not crypto
+        self._encryption: dict[str, str] = {"ServerSideEncryption": sse}
+        if kms_key_id is not None:
+            self._encryption["SSEKMSKeyId"] = kms_key_id
+
+    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        async def attempt(_: int) -> dict[str, Any]:
+            async with self._limiter as sent_at:
+                try:
+                    response: dict[str, Any] = await getattr(self._client, operation)(**params)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # converted at the one boundary
+                    error = convert_error(exc)
+                    if isinstance(error, ThrottledError):
+                        self._limiter.throttled(sent_at)
+                    raise error from exc
+            self._limiter.succeeded(sent_at)
+            return response
+
+        return await self._policy.call(attempt, random=self._random, give_up=self._give_up)
+
+    async def head(self, url: S3Url, version: str | None = None) -> ObjectInfo:
+        """The object at ``url`` (that ``version`` of it, if given); NotFoundError if none."""
+        params: dict[str, Any] = {"Bucket": url.bucket, "Key": url.key}
+        if version is not None:
+            params["VersionId"] = version
+        response = await self._call("head_object", **params)
+        return ObjectInfo(
+            size=int(response.get("ContentLength", 0)),
+            etag=str(response.get("ETag", "")).strip('"'),
+            version_id=response.get("VersionId"),
+            last_modified=response.get("LastModified"),
+            sse=response.get("ServerSideEncryption"),
+        )
+
+    async def check_bucket(self, bucket: str) -> None:
+        """Fail early when ``bucket`` does not exist (a 403 is left for the upload to tell)."""
+        try:
+            await self._call("head_bucket", Bucket=bucket)
+        except NotFoundError:
+            raise OutputError(f"S3 bucket does not exist: {bucket}") from None
+        except Exception:  # noqa: BLE001, S110  # 403 and the like: PutObject may still work
+            pass
+
+    async def download(self, url: S3Url, target: Path) -> None:
+        """Copy the object at ``url`` to ``target`` (atomically), streaming in chunks."""
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+        async def attempt(_: int) -> None:
+            async with self._limiter as sent_at:
+                try:
+                    response = await self._client.get_object(Bucket=url.bucket, Key=url.key)
+                    with tmp.open("wb") as f:
+                        async with response["Body"] as body:
+                            async for chunk in body.content.iter_chunked(_CHUNK):
+                                f.write(chunk)
+                except asyncio.CancelledError:
+                    raise
+                except OSError as exc:
+                    raise InputError(f"cannot store the input at {tmp}: {exc}") from None
+                except Exception as exc:  # converted at the one boundary
+                    error = convert_error(exc)
+                    if isinstance(error, ThrottledError):
+                        self._limiter.throttled(sent_at)
+                    raise error from exc
+            self._limiter.succeeded(sent_at)
+
+        try:
+            await self._policy.call(attempt, random=self._random, give_up=self._give_up)
+            tmp.replace(target)
+        except NotFoundError:
+            raise InputError(f"input not found: {url}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def put(
+        self, url: S3Url, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> str | None:
+        """Write ``data`` at ``url`` (encrypted at rest); the new version, if versioned."""
+        response = await self._call(
+            "put_object",
+            Bucket=url.bucket,
+            Key=url.key,
+            Body=data,
+            ContentType=content_type,
+            **self._encryption,
+        )
+        version: str | None = response.get("VersionId")
+        return version
+
+    async def upload(
+        self,
+        path: Path,
+        url: S3Url,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "application/vnd.apache.parquet",
+    ) -> None:
+        """Upload the finished file ``path`` to ``url``; the key shows all of it or nothing."""
+        extra = {"ContentType": content_type, "Metadata": dict(metadata or {})}
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size <= PART_SIZE:
+            body = await asyncio.to_thread(path.read_bytes)
+            await self._call(
+                "put_object", Bucket=url.bucket, Key=url.key, Body=body, **extra, **self._encryption
+            )
+            return
+        started = await self._call(
+            "create_multipart_upload", Bucket=url.bucket, Key=url.key, **extra, **self._encryption
+        )
+        upload_id = started["UploadId"]
+        try:
+            parts = []
+            with path.open("rb") as f:
+                number = 1
+                while chunk := await asyncio.to_thread(f.read, PART_SIZE):
+                    part = await self._call(
+                        "upload_part",
+                        Bucket=url.bucket,
+                        Key=url.key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
+                    parts.append({"ETag": part["ETag"], "PartNumber": number})
+                    number += 1
+            await self._call(
+                "complete_multipart_upload",
+                Bucket=url.bucket,
+                Key=url.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # Nothing appeared at the key; drop the parts so they cost nothing.
+            await asyncio.shield(self._abort(url, upload_id))
+            raise
+
+    async def _abort(self, url: S3Url, upload_id: str) -> None:
+        # Best effort: an S3 lifecycle rule for incomplete uploads cleans up the rest.
+        with contextlib.suppress(Exception):
+            await self._client.abort_multipart_upload(
+                Bucket=url.bucket, Key=url.key, UploadId=upload_id
+            )
+
+
+@asynccontextmanager
+async def open_store(
+    settings: Settings,
+    session: aioboto3.Session,
+    policy: RetryPolicy,
+    *,
+    give_up: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[S3Store]:
+    """The run's S3 store on ``session``, paced at ``s3_rate``."""
+    context = session.client(
+        "s3", endpoint_url=settings.s3_endpoint_url, config=client_config(settings)
+    )
+    async with context as client:
+        yield S3Store(
+            client,
+            Limiter(settings.s3_rate),
+            policy,
+            sse=settings.s3_sse,
+            kms_key_id=settings.s3_kms_key_id,
+            give_up=give_up,
+        )
