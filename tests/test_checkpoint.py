@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batch.report import revive
 from batch.checkpoint import Journal, RunLock, journal_path
 from batch.errors import CheckpointError, OutputError
+from batch.report import revive
 
 ID = {"input_sha256": "abc", "input_column": "session_id", "input_format": "csv"}
 
