@@ -67,7 +67,11 @@ class S3Store:
         sse: str = "AES256",
         kms_key_id: str | None = None,
         give_up: Callable[[], bool] = lambda: False,
+        part_size: int = PART_SIZE,
     ) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError(f"part_size must be at least 5 MiB (S3's minimum), got {part_size}")
+        self.part_size = part_size
         self._client = client
         self._limiter = limiter
         self._policy = policy
@@ -174,7 +178,7 @@ class S3Store:
         """Upload the finished file ``path`` to ``url``; the key shows all of it or nothing."""
         extra = {"ContentType": content_type, "Metadata": dict(metadata or {})}
         size = (await asyncio.to_thread(path.stat)).st_size
-        if size <= PART_SIZE:
+        if size <= self.part_size:
             body = await asyncio.to_thread(path.read_bytes)
             await self._call(
                 "put_object", Bucket=url.bucket, Key=url.key, Body=body, **extra, **self._encryption
@@ -188,7 +192,7 @@ class S3Store:
             parts = []
             with path.open("rb") as f:
                 number = 1
-                while chunk := await asyncio.to_thread(f.read, PART_SIZE):
+                while chunk := await asyncio.to_thread(f.read, self.part_size):
                     part = await self._call(
                         "upload_part",
                         Bucket=url.bucket,

@@ -4,6 +4,8 @@ Every test runs with the real AWS variables removed and marker credentials set, 
 the instance-metadata lookup disabled, so nothing can leave loopback. The emulator is a
 real HTTP server (``EmulatorThread``) started once; each test that uses it gets it reset
 (settings, scripted faults, stats) and ``AWS_ENDPOINT_URL_REKOGNITION`` pointing at it.
+S3 is moto's server in a child process, also started once; the ``s3`` fixture empties it
+and points ``AWS_ENDPOINT_URL_S3`` at it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from batch.emulator import EmulatorSettings, EmulatorThread
 from tests.helpers import ACCESS_KEY, SECRET_KEY
+from tests.s3server import MotoServer
 
 # Fast settings for tests: generous rate, backoff switched off (no waiting between
 # attempts: retries still pass the limiter), small report batches to exercise batching.
@@ -39,12 +42,28 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+    # the default work directory of S3-bound runs: never the real ~/.local/state
+    monkeypatch.setenv("XDG_STATE_HOME", str(empty / "state"))
 
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorThread]:
     with EmulatorThread(EmulatorSettings(sessions=3000, seed=7)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """An empty S3 on loopback; the tool finds it through ``AWS_ENDPOINT_URL_S3``."""
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.url)
+    return moto_server
 
 
 @pytest.fixture

@@ -75,6 +75,18 @@ _RATES = ("error_rate", "drop_rate", "malformed_rate", "truncated_rate", "empty_
 _FIXED = ("sessions", "seed")
 
 
+def _assign_versions(body: dict[str, Any], versions: dict[str, str]) -> None:
+    """Report the evidence store's version of each versioned S3 image."""
+    images = [body.get("ReferenceImage"), *(body.get("AuditImages") or [])]
+    for image in images:
+        s3 = (image or {}).get("S3Object")
+        if s3 and "Version" in s3:
+            if s3["Name"] in versions:
+                s3["Version"] = versions[s3["Name"]]
+            else:
+                del s3["Version"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmulatorSettings:
     """The emulated account's quota and the faults to inject."""
@@ -97,6 +109,9 @@ class EmulatorSettings:
     slow_seconds: float = 60.0
     expire_after: float | None = None
     deny_all: bool = False
+    # The version IDs the evidence bucket gave the stored images, by object key: a real
+    # service reports the version S3 assigned when it wrote the image. Unset: synthetic.
+    evidence_versions: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.sessions < 0:
@@ -341,6 +356,8 @@ class Emulator:
         if body is None:
             self._count(stats, "not_found")
             return _error(400, "SessionNotFoundException", f"Session {session_id} not found")
+        if s.evidence_versions is not None:
+            _assign_versions(body, s.evidence_versions)
         self._count(stats, "ok", session_id)
         return _ok(json.dumps(body).encode())
 

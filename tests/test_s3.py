@@ -1,0 +1,187 @@
+"""S3 in and out, against moto's server on loopback (and the emulator for Rekognition)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from batch.client import open_session
+from batch.config import Settings
+from batch.emulator import EmulatorThread, write_input
+from batch.errors import NotFoundError, RetryableError
+from batch.locations import S3Url
+from batch.manifest import MANIFEST_KEY
+from batch.retry import RetryPolicy
+from batch.storage import open_store
+from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
+from tests.s3server import MotoServer
+from tests.test_run import assert_exactly_as_served
+
+BUCKET = "audit-reports"
+
+
+def get_report(client: Any, key: str, bucket: str = BUCKET) -> pd.DataFrame:
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pd.read_parquet(io.BytesIO(body)).set_index("session_id")
+
+
+def upload_input(client: Any, tmp_path: Path, ids: list[str], key: str) -> str:
+    local = tmp_path / Path(key).name
+    write_input(local, ids)
+    client.put_object(Bucket=BUCKET, Key=key, Body=local.read_bytes())
+    return f"s3://{BUCKET}/{key}"
+
+
+def test_s3_input_to_s3_output(emulator: EmulatorThread, s3: MotoServer, tmp_path: Path) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    ids = list(emulator.population.ids()[:120])
+    source = upload_input(client, tmp_path, ids, "inputs/2026-11-24/sessions.parquet")
+    work = tmp_path / "work"
+    ran = run_cli(
+        "run", source, "--output", f"s3://{BUCKET}/liveness/date={{date}}/part.parquet",
+        "--work-dir", work,
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    key = f"liveness/date={today}/part.parquet"
+    assert f"report: s3://{BUCKET}/{key}" in ran.stdout
+    assert_exactly_as_served(get_report(client, key), emulator, ids)
+
+    head = client.head_object(Bucket=BUCKET, Key=key)
+    assert head["ServerSideEncryption"] == "AES256"
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    manifest = json.loads(pq.read_metadata(io.BytesIO(body)).metadata[MANIFEST_KEY])
+    assert head["Metadata"]["rows-sha256"] == manifest["rows_sha256"]
+    assert manifest["rows"] == 120
+    provenance = json.loads(pq.read_metadata(io.BytesIO(body)).metadata[b"liveness_audit"])
+    assert provenance["input_path"] == source
+    # once the report is in S3 the work directory keeps nothing but the run lock
+    assert [p.name for p in work.rglob("*") if p.is_file()] == [".part.parquet.lock"]
+    assert ACCESS_KEY not in ran.stdout + ran.stderr
+    assert SECRET_KEY not in ran.stdout + ran.stderr
+
+
+def test_nightly_partitions_read_back_as_one_dataset(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    nights = {"2026-11-23": emulator.population.ids()[:30], "2026-11-24": emulator.population.ids()[30:75]}
+    for night, ids in nights.items():
+        source = tmp_path / f"{night}.csv"
+        write_input(source, list(ids))
+        output = f"s3://{BUCKET}/liveness/date={night}/part.parquet"
+        assert run_cli("run", source, "--output", output).code == 0
+
+    fs = pafs.S3FileSystem(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        endpoint_override=s3.url,
+        scheme="http",
+        region="us-east-1",
+    )
+    table = ds.dataset(f"{BUCKET}/liveness", filesystem=fs, partitioning="hive").to_table()
+    frame = table.to_pandas()
+    assert len(frame) == 75
+    assert frame.groupby("date").size().to_dict() == {"2026-11-23": 30, "2026-11-24": 45}
+    assert set(frame["session_id"]) == set(nights["2026-11-23"]) | set(nights["2026-11-24"])
+
+
+def test_missing_s3_input_is_a_usage_error(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    s3.client().create_bucket(Bucket=BUCKET)
+    ran = run_cli("run", f"s3://{BUCKET}/nope.csv", "--output", tmp_path / "r.parquet")
+    assert ran.code == 2
+    assert ran.stderr.strip() == f"liveness-audit: error: input not found: s3://{BUCKET}/nope.csv"
+    assert emulator.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("s3://no-such-bucket/r.parquet", "S3 bucket does not exist: no-such-bucket"),
+        (f"s3://{BUCKET}/", "names no object"),
+        ("s3://A_B/r.parquet", "invalid S3 bucket name 'A_B'"),
+        (f"s3://{BUCKET}/r.csv", "output must be a .parquet file"),
+    ],
+)
+def test_bad_s3_output_fails_before_any_call(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path, output: str, message: str
+) -> None:
+    s3.client().create_bucket(Bucket=BUCKET)
+    source = tmp_path / "in.csv"
+    write_input(source, list(emulator.population.ids()[:5]))
+    ran = run_cli("run", source, "--output", output)
+    assert ran.code == 2
+    assert message in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1
+    assert emulator.stats()["requests"] == 0
+
+
+def test_failed_upload_keeps_the_report_and_a_rerun_uploads_it(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    ids = list(emulator.population.ids()[:50])
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = f"s3://{BUCKET}/r/part.parquet"
+    work = tmp_path / "work"
+    # S3 unreachable for the whole run: everything is fetched, the upload fails.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("LIVENESS_AUDIT_MAX_ATTEMPTS", "2")
+    ran = run_cli("run", source, "--output", output, "--work-dir", work)
+    assert ran.code == 1
+    local = work / "reports" / BUCKET / "r" / "part.parquet"
+    assert f"it is complete at {local}" in ran.stderr
+    assert len(pd.read_parquet(local)) == 50
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET)
+    sent = emulator.stats()["requests"]
+    assert sent == 50
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.url)
+    again = run_cli("run", source, "--output", output, "--work-dir", work)
+    assert again.code == 0, again.stderr
+    assert emulator.stats()["requests"] == sent  # nothing fetched twice
+    assert_exactly_as_served(get_report(client, "r/part.parquet"), emulator, ids)
+    assert not local.exists()
+
+
+async def test_store_uploads_large_files_in_parts_and_heads_them(
+    s3: MotoServer, tmp_path: Path
+) -> None:
+    """Above the part size an upload is multipart: the key shows all of it or nothing."""
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    data = random.Random(1).randbytes(11 * 1024 * 1024)
+    path = tmp_path / "big.parquet"
+    path.write_bytes(data)
+    settings = Settings()
+    session = await open_session(settings)
+    policy = RetryPolicy(on=(RetryableError,), attempts=3, wait_initial=0, wait_max=0)
+    async with open_store(settings, session, policy) as store:
+        store.part_size = 5 * 1024 * 1024
+        url = S3Url(BUCKET, "reports/big.parquet")
+        await store.upload(path, url, metadata={"rows": "7"})
+        info = await store.head(url)
+        with pytest.raises(NotFoundError):
+            await store.head(S3Url(BUCKET, "reports/none.parquet"))
+    assert info.size == len(data)
+    assert info.etag.endswith("-3")  # S3's multipart ETag: md5 of the parts, "-", count
+    assert info.sse == "AES256"
+    assert client.get_object(Bucket=BUCKET, Key=url.key)["Body"].read() == data
+    assert client.head_object(Bucket=BUCKET, Key=url.key)["Metadata"] == {"rows": "7"}
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
