@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,11 +48,12 @@ from batch.errors import (
 )
 from batch.locations import Location, S3Url, parse_location
 from batch.logs import LOGGER, configure_logging, event
+from batch.manifest import Verification, verify_report
 from batch.metrics import write_metrics
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
 from batch.scheduler import Stop
-from batch.sources import Plan, read_plan
+from batch.sources import Plan, file_sha256, read_plan
 from batch.storage import S3Store, open_store
 from batch.summary import (
     find_reports,
@@ -571,6 +573,83 @@ async def _run(  # the run's parts, passed down explicitly
             timer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+@main.command()
+@click.argument("report_text", metavar="REPORT")
+@click.option(
+    "--input",
+    "input_text",
+    metavar="INPUT",
+    help="The input the report was made from (path or s3://); its SHA-256 must match.",
+)
+@click.option(
+    "--sha256",
+    "rows_sha256",
+    metavar="DIGEST",
+    help="The rows_sha256 the run printed and logged; the report must still carry it.",
+)
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
+)
+def verify(
+    report_text: str, input_text: str | None, rows_sha256: str | None, config_file: Path | None
+) -> None:
+    """Check that REPORT (a path or s3://) holds exactly the rows liveness-audit wrote."""
+    try:
+        settings = load_settings(config_file=config_file, flags={})
+        report = _location(report_text, "REPORT")
+        source = _location(input_text, "--input") if input_text else None
+        if rows_sha256 is not None and not _SHA256.fullmatch(rows_sha256.lower()):
+            raise ConfigError(f"invalid --sha256 {rows_sha256!r}: 64 hexadecimal digits")
+        result = asyncio.run(_verify(report, source, rows_sha256, settings))
+    except AuditError as error:
+        sys.exit(_fail(error))
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
+        click.echo(f"{report_text}: NOT intact", err=True)
+        sys.exit(EXIT_UNRESOLVED)
+    checked = " and the input" if source is not None else ""
+    click.echo(
+        f"{report_text}: intact: {result.rows} rows match the manifest{checked} "
+        f"(rows_sha256 {result.rows_sha256})"
+    )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+async def _verify(
+    report: Location, source: Location | None, rows_sha256: str | None, settings: Settings
+) -> Verification:
+    """Fetch what is in S3 into a private temporary folder, then verify locally."""
+    with tempfile.TemporaryDirectory(prefix="liveness-audit-verify-") as folder:
+        local: dict[str, Path] = {}
+        remote = {
+            name: url
+            for name, url in (("report", report), ("input", source))
+            if isinstance(url, S3Url)
+        }
+        if remote:
+            session = await open_session(settings)
+            async with open_store(settings, session, retry_policy(settings)) as store:
+                for name, url in remote.items():
+                    local[name] = Path(folder) / name
+                    await store.download(url, local[name], what=name)
+        report_path = local.get("report") or report
+        source_path = local.get("input") or source
+        assert isinstance(report_path, Path)
+        input_sha256 = None
+        if source_path is not None:
+            assert isinstance(source_path, Path)
+            if not source_path.is_file():
+                raise InputError(f"input file not found: {source}")
+            input_sha256 = file_sha256(source_path)
+        try:
+            return verify_report(report_path, input_sha256=input_sha256, rows_sha256=rows_sha256)
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(report_path), str(report))) from None
 
 
 @main.command()

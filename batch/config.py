@@ -26,7 +26,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batch.errors import ConfigError
 from batch.locations import parse_s3_url
@@ -94,6 +101,15 @@ class Settings(BaseModel):
     # summaries
     threshold: float = Field(80.0, ge=0, le=100, description="confidence that passes")
 
+    @field_validator("save_images")
+    @classmethod
+    def _check_images(cls, value: str | None) -> str | None:
+        if value is not None and value.lower().startswith("s3:"):
+            url = parse_s3_url(value, "the S3 location")
+            if not url.key.strip("/"):
+                raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
+        return value
+
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:
         try:
@@ -108,8 +124,6 @@ class Settings(BaseModel):
                 parts = urlsplit(url)
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ValueError(f"{name} must be an http(s) URL")
-        if self.save_images is not None and self.save_images.startswith("s3:"):
-            parse_s3_url(self.save_images, "save_images")
         if self.s3_kms_key_id is not None and self.s3_sse != "aws:kms":
             raise ValueError("s3_kms_key_id needs s3_sse = 'aws:kms'")
         return self
@@ -193,8 +207,9 @@ def load_settings(
         key = str(err["loc"][0]) if err["loc"] else ""
         where = f" (from {origin[key]})" if key in origin else ""
         message = str(err["msg"]).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
         if key:
             raise ConfigError(
-                f"invalid setting '{key}'{where}: {message.lower()}, got {err['input']!r}"
+                f"invalid setting '{key}'{where}: {message}, got {err['input']!r}"
             ) from None
         raise ConfigError(f"invalid settings: {message}") from None

@@ -26,7 +26,15 @@ import pyarrow.parquet as pq
 
 from batch.errors import InputError
 
-__all__ = ["SESSION_ID_PATTERN", "InvalidId", "Plan", "display_value", "normalize", "read_plan"]
+__all__ = [
+    "SESSION_ID_PATTERN",
+    "InvalidId",
+    "Plan",
+    "display_value",
+    "file_sha256",
+    "normalize",
+    "read_plan",
+]
 
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DISPLAY_LIMIT = 64

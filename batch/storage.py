@@ -121,8 +121,11 @@ class S3Store:
         except Exception:  # noqa: BLE001, S110  # 403 and the like: PutObject may still work
             pass
 
-    async def download(self, url: S3Url, target: Path) -> None:
-        """Copy the object at ``url`` to ``target`` (atomically), streaming in chunks."""
+    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
+        """Copy the object at ``url`` to ``target`` (atomically), streaming in chunks.
+
+        ``what`` names the object in errors (``input not found: s3://...``).
+        """
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
 
         async def attempt(_: int) -> None:
@@ -136,7 +139,7 @@ class S3Store:
                 except asyncio.CancelledError:
                     raise
                 except OSError as exc:
-                    raise InputError(f"cannot store the input at {tmp}: {exc}") from None
+                    raise InputError(f"cannot store the {what} at {tmp}: {exc}") from None
                 except Exception as exc:  # converted at the one boundary
                     error = convert_error(exc)
                     if isinstance(error, ThrottledError):
@@ -148,7 +151,7 @@ class S3Store:
             await self._policy.call(attempt, random=self._random, give_up=self._give_up)
             tmp.replace(target)
         except NotFoundError:
-            raise InputError(f"input not found: {url}") from None
+            raise InputError(f"{what} not found: {url}") from None
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -69,7 +69,7 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every bucket and object."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310  # loopback
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310  # loopback
             pass
 

@@ -77,7 +77,10 @@ def test_nightly_partitions_read_back_as_one_dataset(
 ) -> None:
     client = s3.client()
     client.create_bucket(Bucket=BUCKET)
-    nights = {"2026-11-23": emulator.population.ids()[:30], "2026-11-24": emulator.population.ids()[30:75]}
+    nights = {
+        "2026-11-23": emulator.population.ids()[:30],
+        "2026-11-24": emulator.population.ids()[30:75],
+    }
     for night, ids in nights.items():
         source = tmp_path / f"{night}.csv"
         write_input(source, list(ids))
@@ -166,7 +169,7 @@ async def test_store_uploads_large_files_in_parts_and_heads_them(
     """Above the part size an upload is multipart: the key shows all of it or nothing."""
     client = s3.client()
     client.create_bucket(Bucket=BUCKET)
-    data = random.Random(1).randbytes(11 * 1024 * 1024)
+    data = random.Random(1).randbytes(11 * 1024 * 1024)  # noqa: S311  # test data, not crypto
     path = tmp_path / "big.parquet"
     path.write_bytes(data)
     settings = Settings()

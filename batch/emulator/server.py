@@ -75,8 +75,10 @@ _RATES = ("error_rate", "drop_rate", "malformed_rate", "truncated_rate", "empty_
 _FIXED = ("sessions", "seed")
 
 
-def _assign_versions(body: dict[str, Any], versions: dict[str, str]) -> None:
-    """Report the evidence store's version of each versioned S3 image."""
+def _assign_versions(body: dict[str, Any], versions: dict[str, str] | None) -> None:
+    """Report the evidence store's version of each versioned S3 image (if it has said)."""
+    if versions is None:
+        return
     images = [body.get("ReferenceImage"), *(body.get("AuditImages") or [])]
     for image in images:
         s3 = (image or {}).get("S3Object")
@@ -356,8 +358,7 @@ class Emulator:
         if body is None:
             self._count(stats, "not_found")
             return _error(400, "SessionNotFoundException", f"Session {session_id} not found")
-        if s.evidence_versions is not None:
-            _assign_versions(body, s.evidence_versions)
+        _assign_versions(body, s.evidence_versions)
         self._count(stats, "ok", session_id)
         return _ok(json.dumps(body).encode())
 

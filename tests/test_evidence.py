@@ -1,0 +1,187 @@
+"""--verify-evidence and --save-images s3://: the emulator's images, moto's S3."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from batch.emulator import EVIDENCE_BUCKET, EmulatorThread, write_input
+from tests.helpers import run_cli
+from tests.s3server import MotoServer
+from tests.test_run import read_report
+
+
+def stored(emulator: EmulatorThread, session_id: str) -> list[dict[str, str]]:
+    """The S3 objects the service names for a session (reference first)."""
+    body = emulator.population.response(session_id) or {}
+    images = [body.get("ReferenceImage"), *body.get("AuditImages", [])]
+    return [image["S3Object"] for image in images if image and "S3Object" in image]
+
+
+class Evidence:
+    """The evidence bucket, filled with every image the service says it stored."""
+
+    def __init__(self, emulator: EmulatorThread, s3: MotoServer, ids: list[str]) -> None:
+        self.client = s3.client()
+        self.client.create_bucket(Bucket=EVIDENCE_BUCKET)
+        self.client.put_bucket_versioning(
+            Bucket=EVIDENCE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
+        self.bodies: dict[str, bytes] = {}
+        versions: dict[str, str] = {}
+        for sid in ids:
+            for obj in stored(emulator, sid):
+                body = hashlib.sha256(obj["Name"].encode()).digest() * 20
+                put = self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=obj["Name"], Body=body)
+                self.bodies[obj["Name"]] = body
+                if "Version" in obj:  # the service wrote it in a versioned bucket
+                    versions[obj["Name"]] = put["VersionId"]
+        emulator.configure(evidence_versions=versions)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=EVIDENCE_BUCKET, Key=key)
+
+    def overwrite(self, key: str) -> None:
+        self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=key, Body=b"replaced")
+
+
+def pick(emulator: EmulatorThread, ids: list[str], versioned: bool) -> list[str]:
+    return [
+        sid
+        for sid in ids
+        if stored(emulator, sid) and ("Version" in stored(emulator, sid)[0]) == versioned
+    ]
+
+
+def images_of(row: pd.Series) -> list[dict[str, Any]]:
+    reference = {
+        str(k).removeprefix("reference_"): v
+        for k, v in row.items()
+        if str(k).startswith("reference_")
+    }
+    return [reference, *row["audit_images"]]
+
+
+def test_present_missing_and_changed_evidence(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    ids = list(emulator.population.ids()[:200])
+    evidence = Evidence(emulator, s3, ids)
+    versioned, plain = pick(emulator, ids, True), pick(emulator, ids, False)
+    deleted, overwritten, gone = versioned[0], versioned[1], plain[0]
+    evidence.delete(stored(emulator, deleted)[0]["Name"])
+    evidence.overwrite(stored(emulator, overwritten)[0]["Name"])
+    evidence.delete(stored(emulator, gone)[0]["Name"])
+
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    ran = run_cli("run", source, "--output", output, "--verify-evidence")
+    assert ran.code == 5, ran.stderr
+    assert "stored evidence is missing or changed for 3 sessions" in ran.stderr
+    assert "EvidenceMissing 2" in ran.stdout
+    assert "EvidenceChanged 1" in ran.stdout
+
+    report = read_report(output)
+    assert report.loc[deleted, "error_code"] == "EvidenceMissing"
+    assert "the version the service wrote still exists" in str(report.loc[deleted, "error_message"])
+    assert report.loc[gone, "error_code"] == "EvidenceMissing"
+    assert report.loc[overwritten, "error_code"] == "EvidenceChanged"
+    assert report.loc[deleted, "reference_evidence"] == "missing"
+    assert report.loc[overwritten, "reference_evidence"] == "changed"
+    # the service's answer is still all there
+    assert report.loc[deleted, "status"] == emulator.population.status(deleted)
+
+    intact = [
+        sid for sid in ids if stored(emulator, sid) and sid not in (deleted, overwritten, gone)
+    ]
+    assert len(intact) > 20
+    for sid in intact:
+        row = report.loc[sid]
+        assert pd.isna(row["error_code"]), sid
+        for image in images_of(row):
+            if isinstance(image["s3_name"], str):
+                body = evidence.bodies[image["s3_name"]]
+                assert image["evidence"] == "present"
+                assert image["evidence_size"] == len(body)
+                assert (
+                    image["evidence_etag"] == hashlib.md5(body, usedforsecurity=False).hexdigest()
+                )
+                assert image["evidence_last_modified"] is not None
+            else:
+                assert pd.isna(image["evidence"]) or image["evidence"] is None
+
+    summary = run_cli("summarize", output)
+    assert "EvidenceMissing" in summary.stdout
+    assert "EvidenceChanged" in summary.stdout
+
+
+def test_evidence_that_cannot_be_checked_leaves_the_session_unresolved(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = list(emulator.population.ids()[:40])
+    with_images = [sid for sid in ids if stored(emulator, sid)]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # S3 down
+    monkeypatch.setenv("LIVENESS_AUDIT_MAX_ATTEMPTS", "2")
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    ran = run_cli("run", source, "--output", output, "--verify-evidence")
+    assert ran.code == 1
+    report = read_report(output)
+    assert set(report.index[report["error_code"] == "EvidenceUnverified"]) == set(with_images)
+    assert (report.loc[with_images, "reference_evidence"].dropna() == "error").all()
+
+
+def test_save_images_to_s3_encrypted_with_hashes(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket="biometric-vault")
+    ids = list(emulator.population.ids()[:60])
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    ran = run_cli("run", source, "--output", output, "--save-images", "s3://biometric-vault/img")
+    assert ran.code == 0, ran.stderr
+    report = read_report(output)
+    saved = report["reference_image_path"].dropna()
+    assert len(saved) > 10
+    for sid, url in saved.items():
+        assert isinstance(sid, str)
+        assert url == f"s3://biometric-vault/img/{sid}-reference.jpg"
+        key = url.removeprefix("s3://biometric-vault/")
+        head = client.head_object(Bucket="biometric-vault", Key=key)
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["ContentType"] == "image/jpeg"
+        body = client.get_object(Bucket="biometric-vault", Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == report.loc[sid, "reference_bytes_sha256"]
+    audits = [i for images in report["audit_images"] for i in images if i["image_path"]]
+    assert audits
+    assert all(i["image_path"].startswith("s3://biometric-vault/img/") for i in audits)
+    # the report itself holds no image bytes
+    assert b"\xff\xd8\xff\xe0" not in output.read_bytes()
+    assert io.BytesIO(output.read_bytes()).read(4) == b"PAR1"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("s3://A_B/img", "invalid setting 'save_images' (from --save-images)"),
+        ("s3://", "invalid setting 'save_images'"),
+    ],
+)
+def test_bad_image_location_is_a_usage_error(
+    emulator: EmulatorThread, tmp_path: Path, value: str, message: str
+) -> None:
+    source = tmp_path / "in.csv"
+    write_input(source, list(emulator.population.ids()[:3]))
+    ran = run_cli("run", source, "--output", tmp_path / "r.parquet", "--save-images", value)
+    assert ran.code == 2
+    assert message in ran.stderr
+    assert emulator.stats()["requests"] == 0
