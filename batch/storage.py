@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -33,12 +34,22 @@ import aioboto3
 
 from batch.client import client_config, convert_error
 from batch.config import Settings
-from batch.errors import InputError, NotFoundError, OutputError, ThrottledError
+from batch.errors import (
+    AccessError,
+    InputError,
+    NotFoundError,
+    OutputError,
+    ServiceError,
+    ThrottledError,
+)
 from batch.limiter import Limiter
 from batch.locations import S3Url
+from batch.logs import LOGGER
 from batch.retry import RetryPolicy
 
 __all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "open_store"]
+
+log = logging.getLogger(LOGGER)
 
 PART_SIZE = 16 * 1024 * 1024  # bytes per multipart part; smaller files go in one PutObject
 _CHUNK = 1024 * 1024
@@ -118,8 +129,10 @@ class S3Store:
             await self._call("head_bucket", Bucket=bucket)
         except NotFoundError:
             raise OutputError(f"S3 bucket does not exist: {bucket}") from None
-        except Exception:  # noqa: BLE001, S110  # 403 and the like: PutObject may still work
-            pass
+        except (AccessError, ServiceError) as exc:
+            # A role may write objects without s3:ListBucket; S3 may be down for now. The
+            # run goes on: the report is kept locally if the upload fails at the end.
+            log.warning("cannot check the S3 bucket %s (%s); going on", bucket, exc)
 
     async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
         """Copy the object at ``url`` to ``target`` (atomically), streaming in chunks.

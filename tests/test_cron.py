@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from batch.cli import render_output
@@ -155,24 +157,42 @@ def test_max_error_rate_turns_errors_into_exit_4(emulator: EmulatorThread, tmp_p
     assert "max_error_rate" in bad.stderr
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_nightly_script_runs_the_cron_job(
-    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    where: str,
 ) -> None:
     import subprocess  # noqa: PLC0415
 
     root = Path(__file__).resolve().parent.parent
     source = tmp_path / "in.csv"
     write_input(source, list(emulator.population.ids()[:30]))
-    monkeypatch.setenv("REPORTS", str(tmp_path / "reports"))
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    if where == "s3":
+        client = request.getfixturevalue("s3").client()
+        client.create_bucket(Bucket="nightly-audits")
+        client.put_object(Bucket="nightly-audits", Key="in/today.csv", Body=source.read_bytes())
+        args = [str(root / "scripts" / "nightly.sh"), "s3://nightly-audits/in/today.csv"]
+        monkeypatch.setenv("REPORTS", "s3://nightly-audits/liveness")
+    else:
+        args = [str(root / "scripts" / "nightly.sh"), str(source)]
+        monkeypatch.setenv("REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("LOGS", str(tmp_path / "logs"))
     monkeypatch.setenv("METRICS", str(tmp_path / "prom" / "liveness.prom"))
     monkeypatch.setenv("LIVENESS_AUDIT_RATE", "300")
-    done = subprocess.run(
-        [str(root / "scripts" / "nightly.sh"), str(source)], check=False, timeout=120
-    )
+    done = subprocess.run(args, check=False, timeout=120)
     assert done.returncode == 0
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert (tmp_path / "reports" / today / "liveness.parquet").is_file()
+    if where == "s3":
+        key = f"liveness/date={today}/liveness.parquet"
+        body = client.get_object(Bucket="nightly-audits", Key=key)["Body"].read()
+        assert len(pd.read_parquet(io.BytesIO(body))) == 30
+    else:
+        report = tmp_path / "reports" / f"date={today}" / "liveness.parquet"
+        assert len(pd.read_parquet(report)) == 30
     log_lines = (tmp_path / "logs" / f"{today}.jsonl").read_text().splitlines()
     assert json.loads(log_lines[-1])["event"] == "end"
     assert metrics(tmp_path / "prom" / "liveness.prom")["liveness_audit_exit_code"] == 0

@@ -188,3 +188,33 @@ async def test_store_uploads_large_files_in_parts_and_heads_them(
     assert client.get_object(Bucket=BUCKET, Key=url.key)["Body"].read() == data
     assert client.head_object(Bucket=BUCKET, Key=url.key)["Metadata"] == {"rows": "7"}
     assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_interrupted_s3_run_resumes_from_the_local_checkpoint(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    emulator.configure(latency=0.05)
+    ids = list(emulator.population.ids()[:100])
+    source = upload_input(client, tmp_path, ids, "in/sessions.csv")
+    output = f"s3://{BUCKET}/r/part.parquet"
+    work = tmp_path / "work"
+    args = ("run", source, "--output", output, "--work-dir", work, "--concurrency", "2")
+    first = run_cli(*args, "--time-budget", "1s")
+    assert first.code == 1  # 100 calls of 50 ms, 2 at a time, cannot end within 1 s
+    journal = work / "reports" / BUCKET / "r" / "part.parquet.journal"
+    kept = len(journal.read_text().splitlines()) - 1  # the first line names the input
+    assert 0 < kept < 100
+    # as with a local report: every session once, the ones not reached as NotAttempted
+    partial = get_report(client, "r/part.parquet")
+    assert len(partial) == 100
+    assert (partial["error_code"] == "NotAttempted").sum() == 100 - kept
+    sent = emulator.stats()["requests"]
+
+    second = run_cli(*args)
+    assert second.code == 0, second.stderr
+    assert f"{kept} resumed from the checkpoint" in second.stdout
+    assert emulator.stats()["requests"] - sent == 100 - kept
+    assert_exactly_as_served(get_report(client, "r/part.parquet"), emulator, ids)
+    assert not journal.exists()
