@@ -64,7 +64,7 @@ class Settings(BaseModel):
     backoff_initial: float = Field(0.2, ge=0, le=60)
     backoff_max: float = Field(20.0, ge=0, le=600)
     rate_decrease: float = Field(
-        0.7, gt=0, lt=1, description="rate factor on a throttle with no quota estimate yet"
+        0.5, gt=0, lt=1, description="rate factor on a throttle with no quota estimate yet"
     )
     abort_after_failures: int = Field(
         50, ge=1, le=1_000_000, description="failed calls in a row that end the run early"

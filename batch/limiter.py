@@ -15,24 +15,29 @@ is that throttler with three changes:
   the rate of the moment, so nothing is reserved ahead at a pace that no longer holds.
 
 Adapting. The rate starts at the configured maximum. A throttling answer means the quota
-is below the current rate; at most once per ``reaction`` seconds, however many throttles
-arrive together, the limiter cuts:
+is below the current rate. The limiter cuts once per *reading*: after a cut, throttles
+of requests sent before it are old news, and the next cut waits until answers to at
+least eight requests sent since then are in (or a second has passed), however many
+throttles arrive meanwhile. It cuts:
 
 - back under the last estimate when the throttle comes while probing just past it (the
-  quota is most likely still there);
-- otherwise to ``margin`` x its estimate of the quota: the current rate times the share of answers
-  since the last cut (over at most the last second) that were not throttled. When the
+  quota is most likely still there); a throttle at the estimate itself means the
+  estimate is a little high, and it comes down by 2%;
+- otherwise to ``margin`` x its estimate of the quota: the current rate times the share
+  of answers since the last cut (over at most the last second) that were not throttled,
+  counted half a success up so that a handful of answers does not read low. When the
   client sends faster than the quota, that share is quota / rate, so repeated cuts
   converge on the quota instead of compounding, and a stall on the client's side (which
   lowers what it sends, not the share) does not read as a lower quota;
 - by ``decrease`` when there is no such measurement yet (the first throttle of a run,
-  where the bucket's initial burst would inflate it, or too few successes to count).
+  where the bucket's initial burst would inflate it, or too few answers for a second).
 
 After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
-probes beyond it, slowly at first and faster the longer no throttle comes (doubling
-``probe`` seconds after passing the estimate, like CUBIC's convex phase), never above the
-configured maximum. So a quota that drops is followed within a reaction window or two,
-and one that comes back is found again within a few seconds.
+probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
+time since, doubling ``probe`` seconds after passing the estimate, like CUBIC), never
+above the configured maximum. So a quota that drops is followed within a round trip or
+two, one that comes back is found again within a few seconds, and a steady quota costs
+one throttle per probe (every five seconds or so).
 
 Without a configured rate the audit builds it with a ``start`` (5/s) and a high maximum:
 it then doubles the rate every second from the start (a slow start, as TCP's) until the
@@ -57,8 +62,10 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 
 _WINDOW = 1.0  # seconds of answers kept for the quota estimate
-_MIN_SAMPLES = 5  # fewer answers than this is no measurement
+_MIN_SAMPLES = 8  # fewer answers than this is no measurement
 _NEAR = 1.25  # a throttle below this multiple of the estimate is "just past it"
+_AT = (0.98, 1.05)  # a throttle within these multiples is "at the estimate": too high
+_SETTLE = 0.98  # ... so the estimate comes down by this factor
 
 
 class Limiter(Throttler):
@@ -68,11 +75,11 @@ class Limiter(Throttler):
         self,
         rate: float,
         *,
-        decrease: float = 0.7,
+        decrease: float = 0.6,
         margin: float = 0.97,
         ramp: float = 2.0,
-        probe: float = 5.0,
-        reaction: float = 0.3,
+        probe: float = 7.0,
+        reaction: float = 0.0,
         start: float | None = None,
         min_rate: float | None = None,
         clock: Clock | None = None,
@@ -103,6 +110,7 @@ class Limiter(Throttler):
         self._cut_at = -math.inf  # when the last cut happened
         self._base = rate  # the rate right after the last cut
         self._estimate = rate  # the quota estimate the rate climbs back to
+        self._measured_estimate = False  # the estimate came from a reading, not a guess
         self._answers: deque[tuple[float, bool]] = deque()
         # With a ``start`` below the maximum the limiter begins there and probes upwards,
         # as if it had just reached an estimate of ``start`` (set at the first acquire).
@@ -122,13 +130,18 @@ class Limiter(Throttler):
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
             beyond = (since - self.ramp) / self.probe
-            rate = self._estimate * (1 + beyond * beyond)
+            rate = self._estimate * (1 + beyond**3)
         return min(self.max_rate, max(self.min_rate, rate))
 
     @property
     def rate(self) -> float:
         """The current pace in requests per second (at most :attr:`max_rate`)."""
         return self._start if self._start is not None else self._rate_at(self._now())
+
+    @property
+    def estimate(self) -> float:
+        """The quota estimate the rate climbs back to after a cut (the maximum before)."""
+        return self._estimate
 
     async def acquire(self) -> float:
         """Wait for this caller's turn: releases are ``1 / rate`` apart, in arrival order.
@@ -163,7 +176,7 @@ class Limiter(Throttler):
     def _answer(self, now: float, sent_at: float | None, ok: bool) -> None:
         self._answers.append((now if sent_at is None else sent_at, ok))
         horizon = now - _WINDOW
-        while self._answers[0][0] < horizon:
+        while self._answers and self._answers[0][0] < horizon:
             self._answers.popleft()
 
     def succeeded(self, sent_at: float | None = None) -> None:
@@ -171,25 +184,34 @@ class Limiter(Throttler):
         self._answer(self._now(), sent_at, True)
 
     def throttled(self, sent_at: float | None = None) -> None:
-        """The service throttled a request: cut the rate, once per reaction window."""
+        """The service throttled a request: cut the rate, once per reading."""
         now = self._now()
         self._answer(now, sent_at, False)
-        if now - self._cut_at < self.reaction or (sent_at is not None and sent_at < self._cut_at):
-            return  # one cut per window; answers to requests sent before a cut are old news
+        if sent_at is not None and sent_at < self._cut_at:
+            return  # sent before the last cut: old news
+        if now - self._cut_at < self.reaction:
+            return
         current = self._rate_at(now)
         measured = self._measured(now, current)
         if measured is None:
+            if now - self._cut_at < _WINDOW:
+                return  # too few answers since the last cut to read the quota: wait
             new = current * self.decrease
-            self._estimate = new
-        elif self._estimate < current <= self._estimate * _NEAR:
+            self._estimate, self._measured_estimate = new, False
+        elif self._measured_estimate and (
+            self._estimate * _AT[0] <= current <= self._estimate * _NEAR
+        ):
             # Throttled while probing just past the last estimate: the quota is still
             # about there; go back under it rather than trust a reading that still
-            # counts the bucket's burst.
+            # counts the bucket's burst. Throttled at the estimate itself: it is high.
+            if current <= self._estimate * _AT[1]:
+                self._estimate *= _SETTLE
             new = min(measured, self._estimate) * self.margin
         else:
             # Never cut by more than two plain decreases on one (possibly noisy) reading.
             new = max(measured * self.margin, current * self.decrease**2)
             self._estimate = max(new, min(measured, current))
+            self._measured_estimate = True
         self._base = min(current, max(self.min_rate, new))
         self._cut_at = now
         self._doubling_from = None
@@ -203,7 +225,8 @@ class Limiter(Throttler):
         answers = [ok for t, ok in self._answers if t >= start]
         if len(answers) < _MIN_SAMPLES:
             return None
-        return current * sum(answers) / len(answers)
+        # k of n answers went through: the share lies in [k/n, (k+1)/n); take the middle
+        return current * min(1.0, (sum(answers) + 0.5) / len(answers))
 
     async def __aenter__(self) -> float:
         return await self.acquire()

@@ -120,7 +120,7 @@ async def test_idle_time_is_not_saved_up_as_a_burst() -> None:
     assert t.sleeps == pytest.approx([0.1])
 
 
-async def test_first_throttle_cuts_by_decrease_once_per_reaction_window() -> None:
+async def test_first_throttle_cuts_by_decrease_once_per_window() -> None:
     t = FakeTime()
     lim = limiter(t, 10, decrease=0.5, reaction=1.0)
     lim.throttled()
@@ -150,9 +150,10 @@ async def test_later_cuts_go_to_the_quota_the_answers_show() -> None:
     feed(t, lim, 0.5, 1.5, ok=10, throttled=5)  # at 15/s, a third is throttled
     t.now = 1.5
     lim.throttled()
-    # 10 of 16 answers went through at 15/s: the quota is ~9.4/s; cut to 0.9 x that
+    # 10 of 16 answers went through at 15/s: the quota is ~9.8/s (the share taken half
+    # an answer up, the middle of what 10 of 16 can mean); cut to 0.9 x that
     assert lim.cuts == 2
-    assert lim.rate == pytest.approx(0.9 * 15 * 10 / 16)
+    assert lim.rate == pytest.approx(0.9 * 15 * 10.5 / 16)
 
 
 async def test_a_stall_on_our_side_is_not_read_as_a_lower_quota() -> None:
@@ -171,14 +172,16 @@ async def test_after_a_cut_it_ramps_to_the_estimate_then_probes_beyond() -> None
     lim.throttled()  # 100 -> 50
     feed(t, lim, 0.5, 1.5, ok=20, throttled=29)
     t.now = 1.5
-    lim.throttled()  # 20 of 50 answers: quota 20/s -> base 19.4, estimate 20
-    assert lim.rate == pytest.approx(19.4)
+    lim.throttled()  # 20.5 of 50 answers: quota 20.5/s -> base 19.885, estimate 20.5
+    assert lim.rate == pytest.approx(19.885)
     t.now = 2.5
-    assert lim.rate == pytest.approx(19.7)  # halfway up the ramp
+    assert lim.rate == pytest.approx(20.1925)  # halfway up the ramp
     t.now = 3.5
-    assert lim.rate == pytest.approx(20)  # at the estimate
+    assert lim.rate == pytest.approx(20.5)  # at the estimate
+    t.now = 5.5
+    assert lim.rate == pytest.approx(20.5 * 1.125)  # barely past it half a probe later
     t.now = 7.5
-    assert lim.rate == pytest.approx(40)  # doubled `probe` seconds later
+    assert lim.rate == pytest.approx(41)  # doubled `probe` seconds later
     t.now = 100.0
     assert lim.rate == pytest.approx(100)  # never above the configured maximum
 
@@ -233,11 +236,20 @@ async def test_throttles_for_requests_sent_before_a_cut_do_not_cut_again() -> No
     t = FakeTime()
     lim = limiter(t, 100, decrease=0.5, reaction=0.1)
     lim.throttled(sent_at=0.0)  # 100 -> 50 at t=0
-    t.now = 1.0
+    t.now = 1.5
     lim.throttled(sent_at=-0.05)  # in flight before the cut: old news
     assert lim.cuts == 1
     lim.throttled(sent_at=0.5)  # sent at the new pace: counts
     assert lim.cuts == 2
+
+
+async def test_an_answer_slower_than_the_window_is_taken_in_stride() -> None:
+    t = FakeTime()
+    lim = limiter(t, 10)
+    t.now = 5.0
+    lim.succeeded(sent_at=1.0)  # four seconds in flight: older than the window
+    lim.throttled(sent_at=2.0)
+    assert lim.cuts == 1
 
 
 async def test_acquire_returns_the_release_time() -> None:
@@ -264,13 +276,58 @@ async def test_with_a_start_it_doubles_every_second_until_throttled() -> None:
     assert lim.rate == pytest.approx(20.0)
 
 
+def settle(t: FakeTime, lim: Limiter) -> None:
+    """Two cuts: 100 -> 50 (no reading), then one of 29.5 in 37 through: about 40."""
+    start = t.now
+    lim.throttled()
+    t.now = start + 0.05
+    for _ in range(6):  # with the first, too few answers for a reading yet: these wait
+        lim.throttled()
+    feed(t, lim, start + 0.1, start + 0.8, ok=29, throttled=0)
+    t.now = start + 0.9
+    lim.throttled()
+
+
 async def test_a_throttle_just_past_the_estimate_goes_back_under_it() -> None:
     t = FakeTime()
-    lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0, reaction=0.1)
-    lim.throttled()  # 100 -> 50, the estimate
-    t.now = 3.0  # ramp done, probing: 50 * (1 + (2/4)^2) = 62.5, within 1.25 x 50
-    assert lim.rate == pytest.approx(62.5)
-    feed(t, lim, 2.0, 3.0, ok=20, throttled=0)  # a reading still inflated by the burst
-    t.now = 3.0
+    lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0)
+    settle(t, lim)
+    estimate = lim.estimate
+    assert estimate == pytest.approx(40, rel=0.02)
+    at = t.now + 1.0 + 2.0  # ramp done, probing: estimate x (1 + (2/4)^3), within 1.25 x
+    t.now = at
+    assert lim.rate == pytest.approx(estimate * 1.125)
+    feed(t, lim, at - 0.9, at - 0.1, ok=30, throttled=0)  # inflated by the burst
+    t.now = at
     lim.throttled()
-    assert lim.rate == pytest.approx(45.0)  # 0.9 x the last estimate, not x the reading
+    assert lim.rate == pytest.approx(0.9 * estimate)  # under the last estimate, not the reading
+    assert lim.estimate == estimate  # the estimate stands
+
+
+async def test_a_throttle_at_the_estimate_brings_it_down() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0)
+    settle(t, lim)
+    estimate = lim.estimate
+    at = t.now + 1.0  # the ramp just reached the estimate: throttled right there
+    feed(t, lim, at - 0.9, at - 0.1, ok=30, throttled=0)
+    t.now = at
+    lim.throttled()
+    assert lim.estimate == pytest.approx(0.98 * estimate)
+    assert lim.rate <= 0.9 * 0.98 * estimate
+
+
+async def test_after_a_cut_it_waits_for_a_reading_before_cutting_again() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, decrease=0.5)
+    lim.throttled(sent_at=0.0)  # 100 -> 50
+    feed(t, lim, 0.05, 0.1, ok=3, throttled=0)
+    t.now = 0.1
+    lim.throttled(sent_at=0.05)  # 4 answers since the cut: no reading yet, no blind cut
+    assert lim.cuts == 1
+    assert lim.rate == pytest.approx(50)
+    feed(t, lim, 0.1, 0.2, ok=4, throttled=0)
+    t.now = 0.2
+    lim.throttled(sent_at=0.15)  # 10 answers since the cut (its own too), 7 through
+    assert lim.cuts == 2
+    assert lim.rate == pytest.approx(0.97 * 50 * 7.5 / 10)
