@@ -46,7 +46,7 @@ from batch.errors import (
     OutputError,
     UsageError,
 )
-from batch.locations import Location, S3Url, parse_location
+from batch.locations import Location, S3Url, parse_location, parse_s3_url
 from batch.logs import LOGGER, configure_logging, event
 from batch.manifest import Verification, verify_report
 from batch.metrics import write_metrics
@@ -56,6 +56,7 @@ from batch.scheduler import Stop
 from batch.sources import Plan, file_sha256, read_plan
 from batch.storage import S3Store, open_store
 from batch.summary import (
+    Night,
     find_reports,
     flat_table,
     load_night,
@@ -653,7 +654,7 @@ async def _verify(
 
 
 @main.command()
-@click.argument("reports", nargs=-1, required=True)
+@click.argument("reports", nargs=-1, required=True, metavar="REPORTS...")
 @click.option("--threshold", type=float, help="Confidence that passes [80, from the config].")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Flat table as CSV.")
 @click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Flat table as XLSX.")
@@ -671,10 +672,12 @@ def summarize(
     html_path: Path | None,
     config_file: Path | None,
 ) -> None:
-    """Summarise REPORTS (files, folders or globs of nightly reports) for people."""
+    """Summarise REPORTS (files, folders, globs or s3:// prefixes of nightly reports)."""
     try:
         settings = load_settings(config_file=config_file, flags={"threshold": threshold})
-        nights = [load_night(path, settings.threshold) for path in find_reports(reports)]
+        with tempfile.TemporaryDirectory(prefix="liveness-audit-summary-") as folder:
+            nights = asyncio.run(_load_nights(reports, settings, Path(folder)))
+        nights.sort(key=lambda night: (night.when, night.source))
         render_terminal(nights, settings.threshold, Console())
         for path, write in ((csv_path, "to_csv"), (xlsx_path, "to_excel")):
             if path is not None:
@@ -691,6 +694,33 @@ def summarize(
             click.echo(f"wrote {html_path}")
     except AuditError as error:
         sys.exit(_fail(error))
+
+
+async def _load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
+    """Local reports as they are; S3 ones (an object, or every .parquet under a prefix)
+    copied into ``folder`` first."""
+    local = [r for r in reports if not r.lower().startswith("s3:")]
+    nights = [load_night(path, settings.threshold) for path in find_reports(local)] if local else []
+    remote = [r for r in reports if r.lower().startswith("s3:")]
+    if not remote:
+        return nights
+    session = await open_session(settings)
+    async with open_store(settings, session, retry_policy(settings)) as store:
+        for text in remote:
+            try:
+                url = parse_s3_url(text, "REPORTS")
+            except ValueError as exc:
+                raise ConfigError(f"invalid {exc}") from None
+            found = (
+                [url] if url.key.endswith(".parquet") else await store.list(url, suffix=".parquet")
+            )
+            if not found:
+                raise InputError(f"no .parquet reports found under {text}")
+            for item in found:
+                copy = folder / f"{len(nights)}.parquet"
+                await store.download(item, copy, what="report")
+                nights.append(load_night(copy, settings.threshold, source=str(item)))
+    return nights
 
 
 @main.command()

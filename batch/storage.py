@@ -123,6 +123,21 @@ class S3Store:
             sse=response.get("ServerSideEncryption"),
         )
 
+    async def list(self, prefix: S3Url, *, suffix: str = "") -> list[S3Url]:
+        """The objects under ``prefix`` whose keys end in ``suffix``, in key order."""
+        found: list[S3Url] = []
+        params: dict[str, Any] = {"Bucket": prefix.bucket, "Prefix": prefix.key}
+        while True:
+            page = await self._call("list_objects_v2", **params)
+            found += [
+                S3Url(prefix.bucket, item["Key"])
+                for item in page.get("Contents", [])
+                if item["Key"].endswith(suffix)
+            ]
+            if not page.get("IsTruncated"):
+                return found
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
     async def check_bucket(self, bucket: str) -> None:
         """Fail early when ``bucket`` does not exist (a 403 is left for the upload to tell)."""
         try:

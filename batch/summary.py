@@ -14,7 +14,7 @@ import glob
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -34,6 +34,7 @@ class Night:
     """One report and the facts computed from it."""
 
     path: Path
+    source: str  # where the report is, as the user named it (a path or s3:// URL)
     provenance: dict[str, Any]
     sessions: int
     by_status: dict[str, int]
@@ -69,12 +70,14 @@ def find_reports(patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-def load_night(path: Path, threshold: float) -> Night:
+def load_night(path: Path, threshold: float, source: str | None = None) -> Night:
+    """The facts of the report at ``path`` (a local copy of ``source``, if given)."""
+    source = source or str(path)
     try:
         frame = pd.read_parquet(path)
         provenance = read_provenance(path)
     except (OSError, ValueError, OutputError) as exc:
-        raise InputError(f"{path} is not a liveness-audit report: {exc}") from None
+        raise InputError(f"{source} is not a liveness-audit report: {exc}") from None
     status = frame["status"]
     confidence = frame["confidence"]
     finished = frame[status.isin(["SUCCEEDED", "FAILED"])]
@@ -84,6 +87,7 @@ def load_night(path: Path, threshold: float) -> Night:
     scores = confidence.dropna()
     return Night(
         path=path,
+        source=source,
         provenance=provenance,
         sessions=len(frame),
         by_status={str(k): int(v) for k, v in status.value_counts().sort_index().items()},
@@ -109,7 +113,7 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
     night = nights[-1]
     p = night.provenance
     console.print(
-        f"[bold]{night.path}[/bold]: {night.sessions} sessions, run {night.when} UTC, "
+        f"[bold]{night.source}[/bold]: {night.sessions} sessions, run {night.when} UTC, "
         f"input {p.get('input_path')} (sha256 {str(p.get('input_sha256', ''))[:12]}), "
         f"liveness-audit {p.get('tool_version')}"
     )
@@ -142,7 +146,7 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
         for n in nights:
             median = f"{n.confidence[50]:.2f}" if n.confidence else "-"
             trend.add_row(
-                n.when[:10] or n.path.name,
+                n.when[:10] or PurePosixPath(n.source).name,
                 str(n.sessions),
                 str(n.passed),
                 str(n.failed),
@@ -164,8 +168,12 @@ def flat_table(nights: list[Night]) -> pd.DataFrame:
                     images[i][name] if i < len(images) else None
                     for images in night.frame["audit_images"]
                 ]
-        frame.insert(0, "report", str(night.path))
-        frame["fetched_at"] = frame["fetched_at"].dt.tz_localize(None)  # spreadsheets: no tz
+        frame.insert(0, "report", night.source)
+        for column in frame.columns:  # spreadsheets know no time zones: UTC, unmarked
+            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+                frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
+            elif column.endswith("evidence_last_modified"):
+                frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -274,7 +282,7 @@ def render_html(nights: list[Night], threshold: float) -> str:
 border-bottom:1px solid #ddd;text-align:left}}.n{{text-align:right}}img{{margin:4px}}</style>
 </head><body>
 <h1>Liveness audit</h1>
-<p>Report <code>{html.escape(str(night.path))}</code>, run {html.escape(night.when)} UTC,
+<p>Report <code>{html.escape(night.source)}</code>, run {html.escape(night.when)} UTC,
 input <code>{html.escape(str(p.get("input_path")))}</code>, liveness-audit
 {html.escape(str(p.get("tool_version")))}.</p>
 <p><b id="sessions">{night.sessions}</b> sessions;

@@ -116,9 +116,14 @@ def test_present_missing_and_changed_evidence(
             else:
                 assert pd.isna(image["evidence"]) or image["evidence"] is None
 
-    summary = run_cli("summarize", output)
+    sheet = tmp_path / "flat.xlsx"
+    summary = run_cli("summarize", output, "--xlsx", sheet)
+    assert summary.code == 0, summary.stderr
     assert "EvidenceMissing" in summary.stdout
     assert "EvidenceChanged" in summary.stdout
+    flat = pd.read_excel(sheet).set_index("session_id")
+    assert flat.loc[deleted, "reference_evidence"] == "missing"
+    assert flat["reference_evidence_last_modified"].notna().sum() > 20
 
 
 def test_evidence_that_cannot_be_checked_leaves_the_session_unresolved(

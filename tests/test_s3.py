@@ -218,3 +218,28 @@ def test_interrupted_s3_run_resumes_from_the_local_checkpoint(
     assert emulator.stats()["requests"] - sent == 100 - kept
     assert_exactly_as_served(get_report(client, "r/part.parquet"), emulator, ids)
     assert not journal.exists()
+
+
+def test_summarize_reads_the_nights_under_an_s3_prefix(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    for night, ids in (("2026-11-23", slice(0, 30)), ("2026-11-24", slice(30, 75))):
+        source = tmp_path / f"{night}.csv"
+        write_input(source, list(emulator.population.ids()[ids]))
+        output = f"s3://{BUCKET}/liveness/date={night}/part.parquet"
+        assert run_cli("run", source, "--output", output).code == 0
+    ran = run_cli("summarize", f"s3://{BUCKET}/liveness/", "--csv", tmp_path / "flat.csv")
+    assert ran.code == 0, ran.stderr
+    assert "Trend by night" in ran.stdout
+    assert f"s3://{BUCKET}/liveness/date=2026-11-24/part.parquet" in ran.stdout
+    flat = pd.read_csv(tmp_path / "flat.csv")
+    assert len(flat) == 75
+    assert flat["report"].nunique() == 2
+    one = run_cli("summarize", f"s3://{BUCKET}/liveness/date=2026-11-23/part.parquet")
+    assert one.code == 0
+    assert "30 sessions" in one.stdout
+    none = run_cli("summarize", f"s3://{BUCKET}/elsewhere/")
+    assert none.code == 2
+    assert f"no .parquet reports found under s3://{BUCKET}/elsewhere/" in none.stderr
