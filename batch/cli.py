@@ -46,6 +46,7 @@ from batch.errors import (
     OutputError,
     UsageError,
 )
+from batch.evidence import Recheck, recheck_evidence
 from batch.locations import Location, S3Url, parse_location, parse_s3_url
 from batch.logs import LOGGER, configure_logging, event
 from batch.manifest import Verification, verify_report
@@ -591,10 +592,19 @@ async def _run(  # the run's parts, passed down explicitly
     help="The rows_sha256 the run printed and logged; the report must still carry it.",
 )
 @click.option(
+    "--evidence",
+    is_flag=True,
+    help="Also look again at every S3 image the report found present: gone or changed since?",
+)
+@click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
 )
 def verify(
-    report_text: str, input_text: str | None, rows_sha256: str | None, config_file: Path | None
+    report_text: str,
+    input_text: str | None,
+    rows_sha256: str | None,
+    evidence: bool,
+    config_file: Path | None,
 ) -> None:
     """Check that REPORT (a path or s3://) holds exactly the rows liveness-audit wrote."""
     try:
@@ -603,27 +613,37 @@ def verify(
         source = _location(input_text, "--input") if input_text else None
         if rows_sha256 is not None and not _SHA256.fullmatch(rows_sha256.lower()):
             raise ConfigError(f"invalid --sha256 {rows_sha256!r}: 64 hexadecimal digits")
-        result = asyncio.run(_verify(report, source, rows_sha256, settings))
+        result, recheck = asyncio.run(_verify(report, source, rows_sha256, evidence, settings))
     except AuditError as error:
         sys.exit(_fail(error))
+    problems = [*result.problems, *(recheck.problems if recheck else ())]
+    for problem in problems:
+        click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
     if not result.ok:
-        for problem in result.problems:
-            click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
         click.echo(f"{report_text}: NOT intact", err=True)
-        sys.exit(EXIT_UNRESOLVED)
-    checked = " and the input" if source is not None else ""
-    click.echo(
-        f"{report_text}: intact: {result.rows} rows match the manifest{checked} "
-        f"(rows_sha256 {result.rows_sha256})"
-    )
+    else:
+        checked = " and the input" if source is not None else ""
+        click.echo(
+            f"{report_text}: intact: {result.rows} rows match the manifest{checked} "
+            f"(rows_sha256 {result.rows_sha256})"
+        )
+    if recheck is not None:
+        bad = len(recheck.problems)
+        state = f"{bad} missing, changed or unreadable" if bad else "all still in place"
+        click.echo(f"evidence: {recheck.checked} objects looked at again: {state}")
+    sys.exit(EXIT_UNRESOLVED if problems else EXIT_OK)
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 async def _verify(
-    report: Location, source: Location | None, rows_sha256: str | None, settings: Settings
-) -> Verification:
+    report: Location,
+    source: Location | None,
+    rows_sha256: str | None,
+    evidence: bool,
+    settings: Settings,
+) -> tuple[Verification, Recheck | None]:
     """Fetch what is in S3 into a private temporary folder, then verify locally."""
     with tempfile.TemporaryDirectory(prefix="liveness-audit-verify-") as folder:
         local: dict[str, Path] = {}
@@ -648,9 +668,15 @@ async def _verify(
                 raise InputError(f"input file not found: {source}")
             input_sha256 = file_sha256(source_path)
         try:
-            return verify_report(report_path, input_sha256=input_sha256, rows_sha256=rows_sha256)
+            result = verify_report(report_path, input_sha256=input_sha256, rows_sha256=rows_sha256)
         except InputError as exc:
             raise InputError(str(exc).replace(str(report_path), str(report))) from None
+        if not evidence:
+            return result, None
+        session = await open_session(settings)
+        async with open_store(settings, session, retry_policy(settings)) as store:
+            recheck = await recheck_evidence(store, report_path, concurrency=settings.concurrency)
+        return result, recheck
 
 
 @main.command()

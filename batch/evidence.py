@@ -16,17 +16,25 @@ report records per image::
 with the object's size, ETag, version and last-modified time, so a later audit can tell
 whether an unversioned object changed since. A session's row then carries the worst
 finding as its error code: ``EvidenceMissing``, ``EvidenceChanged``, ``EvidenceUnverified``.
+
+Later, :func:`recheck_evidence` (``liveness-audit verify REPORT --evidence``) looks at every
+object a report found present again and names those deleted or changed since.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch.client import Image, SessionResult
-from batch.errors import AccessError, NotFoundError, RetryableError
+from batch.errors import AccessError, InputError, NotFoundError, RetryableError
 from batch.locations import S3Url
 from batch.scheduler import Outcome
 from batch.storage import S3Store
@@ -34,8 +42,10 @@ from batch.storage import S3Store
 __all__ = [
     "EVIDENCE_CODES",
     "Evidence",
+    "Recheck",
     "evidence_error",
     "image_names",
+    "recheck_evidence",
     "verify_evidence",
     "with_evidence",
 ]
@@ -140,3 +150,73 @@ def with_evidence(outcome: Outcome, evidence: Mapping[str, Evidence]) -> Outcome
     code, message = problem
     final = outcome.final and all(e.status != "error" for e in evidence.values())
     return replace(outcome, evidence=evidence, error_code=code, error_message=message, final=final)
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """What a later look at the evidence a report recorded found."""
+
+    checked: int
+    problems: tuple[str, ...]  # one line per object missing or changed since the audit
+
+
+_RECORDED = ("s3_bucket", "s3_name", "evidence", "evidence_version_id", "evidence_etag")
+_Item = tuple[str, str, S3Url, str | None, str | None, int | None]
+
+
+def _recorded(report: Path) -> Iterator[_Item]:
+    """(session, image, object, version, etag, size) of every image found present."""
+    columns = [
+        "session_id",
+        "audit_images",
+        *(f"reference_{name}" for name in (*_RECORDED, "evidence_size")),
+    ]
+    for batch in pq.ParquetFile(report).iter_batches(batch_size=1000, columns=columns):
+        for row in batch.to_pylist():
+            reference = {k.removeprefix("reference_"): v for k, v in row.items()}
+            images = [("reference", reference)]
+            images += [(f"audit-{i}", image) for i, image in enumerate(row["audit_images"])]
+            for name, image in images:
+                if image.get("evidence") in ("present", "changed") and image.get("s3_bucket"):
+                    yield (
+                        row["session_id"],
+                        name,
+                        S3Url(image["s3_bucket"], image["s3_name"]),
+                        image.get("evidence_version_id"),
+                        image.get("evidence_etag"),
+                        image.get("evidence_size"),
+                    )
+
+
+async def recheck_evidence(store: S3Store, report: Path, *, concurrency: int = 16) -> Recheck:
+    """HEAD again every object the report saw, and say which are gone or differ now.
+
+    A recorded version is looked up as such (S3 versions never change, so it can only be
+    gone); an object without a version is compared by ETag and size.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: _Item) -> str | None:
+        session_id, name, url, version, etag, size = item
+        where = f"{session_id} {name}: {url}" + (f" version {version}" if version else "")
+        async with gate:
+            try:
+                info = await store.head(url, version)
+            except NotFoundError:
+                return f"{where}: missing"
+            except (AccessError, RetryableError) as exc:
+                return f"{where}: cannot check ({exc})"
+        if version is None and (info.etag != etag or info.size != size):
+            return f"{where}: changed (ETag {etag} -> {info.etag}, {size} -> {info.size} bytes)"
+        return None
+
+    checked, problems = 0, []
+    items = _recorded(report)
+    try:
+        while chunk := list(itertools.islice(items, 1000)):  # bounded: reports are large
+            found = await asyncio.gather(*(one(item) for item in chunk))
+            checked += len(chunk)
+            problems += [p for p in found if p is not None]
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise InputError(f"cannot read the evidence columns of {report}: {exc}") from None
+    return Recheck(checked, tuple(problems))

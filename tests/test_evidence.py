@@ -26,12 +26,15 @@ def stored(emulator: EmulatorThread, session_id: str) -> list[dict[str, str]]:
 class Evidence:
     """The evidence bucket, filled with every image the service says it stored."""
 
-    def __init__(self, emulator: EmulatorThread, s3: MotoServer, ids: list[str]) -> None:
+    def __init__(
+        self, emulator: EmulatorThread, s3: MotoServer, ids: list[str], *, versioned: bool = True
+    ) -> None:
         self.client = s3.client()
         self.client.create_bucket(Bucket=EVIDENCE_BUCKET)
-        self.client.put_bucket_versioning(
-            Bucket=EVIDENCE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
-        )
+        if versioned:
+            self.client.put_bucket_versioning(
+                Bucket=EVIDENCE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+            )
         self.bodies: dict[str, bytes] = {}
         versions: dict[str, str] = {}
         for sid in ids:
@@ -39,7 +42,7 @@ class Evidence:
                 body = hashlib.sha256(obj["Name"].encode()).digest() * 20
                 put = self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=obj["Name"], Body=body)
                 self.bodies[obj["Name"]] = body
-                if "Version" in obj:  # the service wrote it in a versioned bucket
+                if "Version" in obj and "VersionId" in put:  # written in a versioned bucket
                     versions[obj["Name"]] = put["VersionId"]
         emulator.configure(evidence_versions=versions)
 
@@ -124,6 +127,36 @@ def test_present_missing_and_changed_evidence(
     flat = pd.read_excel(sheet).set_index("session_id")
     assert flat.loc[deleted, "reference_evidence"] == "missing"
     assert flat["reference_evidence_last_modified"].notna().sum() > 20
+
+
+def test_verify_evidence_later_finds_objects_deleted_or_changed_since(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    """An unversioned bucket: only the ETag and size the report recorded tell a change."""
+    ids = list(emulator.population.ids()[:80])
+    evidence = Evidence(emulator, s3, ids, versioned=False)
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    assert run_cli("run", source, "--output", output, "--verify-evidence").code == 0
+    report = read_report(output)
+    stored_refs = report["reference_evidence"] == "present"
+    assert stored_refs.sum() > 5
+    clean = run_cli("verify", output, "--evidence")
+    assert clean.code == 0, clean.stderr
+    assert "all still in place" in clean.stdout
+
+    changed, deleted = list(report.index[stored_refs][:2])
+    evidence.overwrite(str(report.loc[changed, "reference_s3_name"]))
+    evidence.delete(str(report.loc[deleted, "reference_s3_name"]))
+    ran = run_cli("verify", output, "--evidence")
+    assert ran.code == 1
+    assert "intact: " in ran.stdout  # the report itself was not edited
+    assert "2 missing, changed or unreadable" in ran.stdout
+    assert f"{changed} reference: s3://{EVIDENCE_BUCKET}/" in ran.stderr
+    assert "changed (ETag" in ran.stderr
+    assert f"{deleted} reference: s3://{EVIDENCE_BUCKET}/" in ran.stderr
+    assert ": missing" in ran.stderr
 
 
 def test_evidence_that_cannot_be_checked_leaves_the_session_unresolved(
