@@ -19,51 +19,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import signal
 import sys
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aioboto3
 import click
 from rich.console import Console
 
 from batch import __version__
-from batch.audit import Destination, RunSummary, retry_policy, run_audit
-from batch.client import open_session
+from batch.audit import RunSummary
 from batch.config import Settings, load_settings
 from batch.errors import (
     AccessError,
     AuditError,
     ConfigError,
-    InputError,
     OutputError,
     UsageError,
 )
-from batch.evidence import Recheck, recheck_evidence
-from batch.locations import Location, S3Url, parse_location, parse_s3_url
+from batch.job import Job, plan_counts
+from batch.locations import Location, parse_location
 from batch.logs import LOGGER, configure_logging, event
-from batch.manifest import Verification, verify_report
 from batch.metrics import write_metrics
-from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
+from batch.progress import format_duration
 from batch.report import check_output
-from batch.scheduler import Stop
-from batch.sources import Plan, file_sha256, read_plan
-from batch.storage import S3Store, open_store
-from batch.summary import (
-    Night,
-    find_reports,
-    flat_table,
-    load_night,
-    render_html,
-    render_terminal,
-)
+from batch.sources import Plan
+from batch.summary import flat_table, load_nights, render_html, render_terminal
+from batch.verify import verify_location
 
 __all__ = [
     "EXIT_ACCESS",
@@ -278,10 +263,12 @@ def run(  # one parameter per command-line option
             if str(target) != output_template:  # a dated folder of a nightly template
                 target.parent.mkdir(parents=True, exist_ok=True)
             check_output(target)
-        job = Job(source, target, settings, fresh=fresh, budget=budget, dry_run=dry_run)
-        summary = asyncio.run(job.run())
-        if summary is None:  # dry run: the plan was printed
+        job = Job(source, target, settings, fresh=fresh, budget=budget)
+        outcome = asyncio.run(job.run(dry_run=dry_run))
+        if isinstance(outcome, Plan):  # a dry run: nothing was sent
+            click.echo(_plan_text(outcome, settings))
             sys.exit(EXIT_OK)
+        summary = outcome
     except AuditError as error:
         code = _fail(error)
         metrics = metrics_file or _maybe_settings(flags, config_file)
@@ -371,16 +358,8 @@ def _write_metrics_quietly(path: Path, summary: RunSummary | None, code: int) ->
         click.echo(f"liveness-audit: warning: {exc}", err=True)
 
 
-def _plan_counts(plan: Plan) -> str:
-    c = plan.counts()
-    return (
-        f"{c['rows']} rows: {c['valid']} valid, {c['duplicates']} duplicate, "
-        f"{c['invalid']} invalid, {c['blank']} blank"
-    )
-
-
 def _plan_text(plan: Plan, settings: Settings) -> str:
-    head = f"plan for {plan.origin} ({plan.format}, column {plan.column!r}): {_plan_counts(plan)}"
+    head = f"plan for {plan.origin} ({plan.format}, column {plan.column!r}): {plan_counts(plan)}"
     if settings.rate is None:
         pace = (
             f"at the rate the quota allows (starting at {settings.rate_start:g} requests/s "
@@ -405,176 +384,6 @@ def parse_duration(text: str, name: str) -> float:
     if total <= 0:
         raise ConfigError(f"invalid {name} {text!r}: must be longer than zero")
     return total
-
-
-def default_work_dir() -> Path:
-    """``$XDG_STATE_HOME/liveness-audit``, else ``~/.local/state/liveness-audit``."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "liveness-audit"
-
-
-def _private_dir(path: Path) -> Path:
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the work directory {path}: {exc}") from None
-    return path
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One ``run`` command, executed inside the event loop (:meth:`run`)."""
-
-    source: Location
-    target: Location
-    settings: Settings
-    fresh: bool
-    budget: float | None
-    dry_run: bool
-
-    @property
-    def work_dir(self) -> Path:
-        return self.settings.work_dir or default_work_dir()
-
-    def needs_s3(self) -> bool:
-        settings = self.settings
-        return (
-            isinstance(self.source, S3Url)
-            or isinstance(self.target, S3Url)
-            or settings.verify_evidence
-            or (settings.save_images or "").startswith("s3:")
-        )
-
-    async def run(self) -> RunSummary | None:
-        """The audit (None for a dry run, after printing the plan)."""
-        stop = Stop()
-        if not self.needs_s3():
-            plan = await self._plan(None)
-            return None if plan is None else await self._audit(plan, stop, None, None)
-        session = await open_session(self.settings)
-        policy = retry_policy(self.settings)
-        async with open_store(self.settings, session, policy, give_up=lambda: bool(stop)) as store:
-            plan = await self._plan(store)
-            if plan is None:
-                return None
-            if isinstance(self.target, S3Url):
-                await store.check_bucket(self.target.bucket)
-            return await self._audit(plan, stop, session, store)
-
-    async def _plan(self, store: S3Store | None) -> Plan | None:
-        settings = self.settings
-        if isinstance(self.source, Path):
-            plan = read_plan(self.source, column=settings.column, fmt=settings.format)
-        else:
-            assert store is not None
-            url = self.source
-            folder = _private_dir(self.work_dir / "inputs" / url.bucket)
-            local = folder / (url.name or "input")
-            await store.download(url, local)
-            try:
-                plan = read_plan(
-                    local, column=settings.column, fmt=settings.format, origin=str(url)
-                )
-            except InputError as exc:
-                raise InputError(str(exc).replace(str(local), str(url))) from None
-            finally:
-                local.unlink(missing_ok=True)
-        if self.dry_run:
-            click.echo(_plan_text(plan, settings))
-            return None
-        return plan
-
-    def _destination(self) -> Destination:
-        if isinstance(self.target, Path):
-            return Destination(self.target)
-        url = self.target
-        local = self.work_dir / "reports" / url.bucket / url.key
-        _private_dir(local.parent)
-        check_output(local)
-        return Destination(local, url)
-
-    async def _audit(
-        self, plan: Plan, stop: Stop, session: aioboto3.Session | None, store: S3Store | None
-    ) -> RunSummary:
-        destination = self._destination()
-        log.info(
-            "plan: %s",
-            _plan_counts(plan),
-            extra=event("start", input=plan.origin, output=str(destination), **plan.counts()),
-        )
-        return await _run(
-            plan,
-            self.settings,
-            destination,
-            stop=stop,
-            session=session,
-            store=store,
-            fresh=self.fresh,
-            budget=self.budget,
-        )
-
-
-async def _run(  # the run's parts, passed down explicitly
-    plan: Plan,
-    settings: Settings,
-    destination: Destination,
-    *,
-    stop: Stop,
-    session: aioboto3.Session | None,
-    store: S3Store | None,
-    fresh: bool,
-    budget: float | None,
-) -> RunSummary:
-    """Run the audit with orderly stops: a signal or the time budget, then a deadline."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    timers: list[asyncio.TimerHandle] = []
-
-    def begin_stop(reason: str) -> None:
-        if stop:
-            log.warning(
-                "%s again: stopping at once; finished sessions are kept",
-                reason,
-                extra=event("stop", reason=f"{reason} again"),
-            )
-            task.cancel()
-            return
-        stop.request(reason)
-        log.warning(
-            "%s: stopping: no new sessions, in-flight ones finish (up to %ss); "
-            "a second signal stops at once",
-            reason,
-            f"{settings.drain_timeout:g}",
-            extra=event("stop", reason=reason),
-        )
-        timers.append(loop.call_later(settings.drain_timeout, task.cancel))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, begin_stop, sig.name)
-    if budget is not None:
-        used_up = f"time budget of {format_duration(budget)} used up"
-        timers.append(loop.call_later(budget, begin_stop, used_up))
-    tally = Tally()
-    bar = settings.progress and settings.log_format == "text" and sys.stderr.isatty()
-    display = BarDisplay(tally) if bar else LogDisplay(tally, interval=settings.log_interval)
-    try:
-        return await run_audit(
-            plan,
-            settings,
-            destination,
-            stop=stop,
-            session=session,
-            store=store,
-            fresh=fresh,
-            display=display,
-            tally=tally,
-        )
-    finally:
-        for timer in timers:
-            timer.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 @main.command()
@@ -613,7 +422,8 @@ def verify(
         source = _location(input_text, "--input") if input_text else None
         if rows_sha256 is not None and not _SHA256.fullmatch(rows_sha256.lower()):
             raise ConfigError(f"invalid --sha256 {rows_sha256!r}: 64 hexadecimal digits")
-        result, recheck = asyncio.run(_verify(report, source, rows_sha256, evidence, settings))
+        checks = verify_location(report, source, rows_sha256, evidence=evidence, settings=settings)
+        result, recheck = asyncio.run(checks)
     except AuditError as error:
         sys.exit(_fail(error))
     problems = [*result.problems, *(recheck.problems if recheck else ())]
@@ -635,48 +445,6 @@ def verify(
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-async def _verify(
-    report: Location,
-    source: Location | None,
-    rows_sha256: str | None,
-    evidence: bool,
-    settings: Settings,
-) -> tuple[Verification, Recheck | None]:
-    """Fetch what is in S3 into a private temporary folder, then verify locally."""
-    with tempfile.TemporaryDirectory(prefix="liveness-audit-verify-") as folder:
-        local: dict[str, Path] = {}
-        remote = {
-            name: url
-            for name, url in (("report", report), ("input", source))
-            if isinstance(url, S3Url)
-        }
-        if remote:
-            session = await open_session(settings)
-            async with open_store(settings, session, retry_policy(settings)) as store:
-                for name, url in remote.items():
-                    local[name] = Path(folder) / name
-                    await store.download(url, local[name], what=name)
-        report_path = local.get("report") or report
-        source_path = local.get("input") or source
-        assert isinstance(report_path, Path)
-        input_sha256 = None
-        if source_path is not None:
-            assert isinstance(source_path, Path)
-            if not source_path.is_file():
-                raise InputError(f"input file not found: {source}")
-            input_sha256 = file_sha256(source_path)
-        try:
-            result = verify_report(report_path, input_sha256=input_sha256, rows_sha256=rows_sha256)
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(report_path), str(report))) from None
-        if not evidence:
-            return result, None
-        session = await open_session(settings)
-        async with open_store(settings, session, retry_policy(settings)) as store:
-            recheck = await recheck_evidence(store, report_path, concurrency=settings.concurrency)
-        return result, recheck
 
 
 @main.command()
@@ -702,7 +470,7 @@ def summarize(
     try:
         settings = load_settings(config_file=config_file, flags={"threshold": threshold})
         with tempfile.TemporaryDirectory(prefix="liveness-audit-summary-") as folder:
-            nights = asyncio.run(_load_nights(reports, settings, Path(folder)))
+            nights = asyncio.run(load_nights(reports, settings, Path(folder)))
         nights.sort(key=lambda night: (night.when, night.source))
         render_terminal(nights, settings.threshold, Console())
         for path, write in ((csv_path, "to_csv"), (xlsx_path, "to_excel")):
@@ -720,33 +488,6 @@ def summarize(
             click.echo(f"wrote {html_path}")
     except AuditError as error:
         sys.exit(_fail(error))
-
-
-async def _load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
-    """Local reports as they are; S3 ones (an object, or every .parquet under a prefix)
-    copied into ``folder`` first."""
-    local = [r for r in reports if not r.lower().startswith("s3:")]
-    nights = [load_night(path, settings.threshold) for path in find_reports(local)] if local else []
-    remote = [r for r in reports if r.lower().startswith("s3:")]
-    if not remote:
-        return nights
-    session = await open_session(settings)
-    async with open_store(settings, session, retry_policy(settings)) as store:
-        for text in remote:
-            try:
-                url = parse_s3_url(text, "REPORTS")
-            except ValueError as exc:
-                raise ConfigError(f"invalid {exc}") from None
-            found = (
-                [url] if url.key.endswith(".parquet") else await store.list(url, suffix=".parquet")
-            )
-            if not found:
-                raise InputError(f"no .parquet reports found under {text}")
-            for item in found:
-                copy = folder / f"{len(nights)}.parquet"
-                await store.download(item, copy, what="report")
-                nights.append(load_night(copy, settings.threshold, source=str(item)))
-    return nights
 
 
 @main.command()

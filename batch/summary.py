@@ -21,10 +21,23 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from batch.errors import InputError, OutputError
+from batch.audit import retry_policy
+from batch.client import open_session
+from batch.config import Settings
+from batch.errors import ConfigError, InputError, OutputError
+from batch.locations import parse_s3_url
 from batch.report import IMAGE_FIELDS, read_provenance
+from batch.storage import open_store
 
-__all__ = ["Night", "find_reports", "flat_table", "load_night", "render_html", "render_terminal"]
+__all__ = [
+    "Night",
+    "find_reports",
+    "flat_table",
+    "load_night",
+    "load_nights",
+    "render_html",
+    "render_terminal",
+]
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
@@ -297,3 +310,30 @@ attempts {night.attempts_total}, throttled {p.get("throttled", 0)}.</p>
 <th>images in S3</th></tr>{flagged}</table>
 </body></html>
 """
+
+
+async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
+    """The nights of ``reports``: local files, folders and globs as they are; S3 objects,
+    or every ``.parquet`` under an S3 prefix, copied into ``folder`` first."""
+    local = [r for r in reports if not r.lower().startswith("s3:")]
+    nights = [load_night(path, settings.threshold) for path in find_reports(local)] if local else []
+    remote = [r for r in reports if r.lower().startswith("s3:")]
+    if not remote:
+        return nights
+    session = await open_session(settings)
+    async with open_store(settings, session, retry_policy(settings)) as store:
+        for text in remote:
+            try:
+                url = parse_s3_url(text, "REPORTS")
+            except ValueError as exc:
+                raise ConfigError(f"invalid {exc}") from None
+            found = (
+                [url] if url.key.endswith(".parquet") else await store.list(url, suffix=".parquet")
+            )
+            if not found:
+                raise InputError(f"no .parquet reports found under {text}")
+            for item in found:
+                copy = folder / f"{len(nights)}.parquet"
+                await store.download(item, copy, what="report")
+                nights.append(load_night(copy, settings.threshold, source=str(item)))
+    return nights
