@@ -47,7 +47,15 @@ from batch.scheduler import Breaker, Fetcher, Outcome, Stop, worker_pool
 from batch.sources import Plan
 from batch.storage import S3Store
 
-__all__ = ["Destination", "Display", "RunSummary", "limiter_for", "retry_policy", "run_audit"]
+__all__ = [
+    "Destination",
+    "Display",
+    "RunSummary",
+    "limiter_for",
+    "publish",
+    "retry_policy",
+    "run_audit",
+]
 
 log = logging.getLogger(LOGGER)
 
@@ -173,6 +181,7 @@ async def run_audit(
                 aborted = await _fetch_all(
                     todo, settings, stop, record, display, tally, session=session, store=store
                 )
+            stop.fetched = True
             leftovers = _add_leftovers(todo, finished, stop, writer)
             if plan.invalid:
                 leftovers["InvalidSessionId"] = len(plan.invalid)
@@ -194,7 +203,7 @@ async def run_audit(
         try:
             if destination.remote is not None:
                 assert store is not None, "an S3 destination needs the S3 store"
-                publish_error = await _publish(store, destination, manifest, run_id)
+                publish_error = await publish(store, destination, manifest, run_id)
         finally:
             journal.close(remove=complete and publish_error is None)
     return RunSummary(
@@ -216,7 +225,7 @@ async def run_audit(
     )
 
 
-async def _publish(
+async def publish(
     store: S3Store, destination: Destination, manifest: Manifest, run_id: str
 ) -> AuditError | None:
     """Upload the committed report; on failure keep it (and the checkpoint) locally."""
@@ -229,6 +238,15 @@ async def _publish(
     }
     try:
         await store.upload(destination.local, destination.remote, metadata=metadata)
+    except asyncio.CancelledError:
+        # A second signal: stop at once, but say where the report is; nothing is lost.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return PublishError(
+            f"stopped during the upload to {destination.remote}; the report is complete at "
+            f"{destination.local} and a rerun of the same command uploads it"
+        )
     except (ServiceError, AccessError) as exc:
         kept = (
             f"uploading the report to {destination.remote} failed ({exc}); it is complete "

@@ -183,7 +183,11 @@ async def run_with_stops(  # the run's parts, passed down explicitly
             f"{settings.drain_timeout:g}",
             extra=event("stop", reason=reason),
         )
-        timers.append(loop.call_later(settings.drain_timeout, task.cancel))
+        timers.append(loop.call_later(settings.drain_timeout, drain_deadline))
+
+    def drain_deadline() -> None:
+        if not stop.fetched:  # calls still in flight: cut them short, keep what is done
+            task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, begin_stop, sig.name)

@@ -73,10 +73,15 @@ class Outcome:
 
 
 class Stop:
-    """A request to stop taking new sessions; true once requested, with the first reason."""
+    """A request to stop taking new sessions; true once requested, with the first reason.
+
+    ``fetched`` turns true when no call is in flight any more (the report is being
+    written): a drain deadline has nothing left to cut short then.
+    """
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.fetched = False
 
     def request(self, reason: str) -> None:
         if self.reason is None:

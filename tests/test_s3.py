@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import random
@@ -15,12 +16,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from batch.audit import Destination, publish
 from batch.client import open_session
 from batch.config import Settings
 from batch.emulator import EmulatorThread, write_input
-from batch.errors import NotFoundError, RetryableError
+from batch.errors import NotFoundError, PublishError, RetryableError
 from batch.locations import S3Url
-from batch.manifest import MANIFEST_KEY
+from batch.manifest import MANIFEST_KEY, Manifest
 from batch.retry import RetryPolicy
 from batch.storage import open_store
 from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
@@ -243,3 +245,24 @@ def test_summarize_reads_the_nights_under_an_s3_prefix(
     none = run_cli("summarize", f"s3://{BUCKET}/elsewhere/")
     assert none.code == 2
     assert f"no .parquet reports found under s3://{BUCKET}/elsewhere/" in none.stderr
+
+
+async def test_an_upload_stopped_by_a_second_signal_keeps_the_report(
+    s3: MotoServer, tmp_path: Path
+) -> None:
+    s3.client().create_bucket(Bucket=BUCKET)
+    local = tmp_path / "report.parquet"
+    local.write_bytes(b"PAR1 a complete report PAR1")
+    destination = Destination(local, S3Url(BUCKET, "r/report.parquet"))
+    manifest = Manifest(rows=0, input_sha256="0" * 64, rows_sha256="0" * 64)
+    settings = Settings()
+    policy = RetryPolicy(on=(RetryableError,), attempts=3, wait_initial=0, wait_max=0)
+    async with open_store(settings, await open_session(settings), policy) as store:
+        task = asyncio.create_task(publish(store, destination, manifest, "run"))
+        await asyncio.sleep(0)  # the upload has started and waits on its first step
+        task.cancel()  # what a second SIGTERM does to the run
+        error = await task
+    assert isinstance(error, PublishError)
+    assert f"the report is complete at {local}" in str(error)
+    assert local.read_bytes() == b"PAR1 a complete report PAR1"
+    assert "Contents" not in s3.client().list_objects_v2(Bucket=BUCKET)
