@@ -469,6 +469,9 @@ def summarize(
     """Summarise REPORTS (files, folders, globs or s3:// prefixes of nightly reports)."""
     try:
         settings = load_settings(config_file=config_file, flags={"threshold": threshold})
+        for path, suffix, option in ((csv_path, ".csv", "--csv"), (xlsx_path, ".xlsx", "--xlsx")):
+            if path is not None and path.suffix.lower() != suffix:
+                raise ConfigError(f"invalid {option} {str(path)!r}: the file must end in {suffix}")
         with tempfile.TemporaryDirectory(prefix="liveness-audit-summary-") as folder:
             nights = asyncio.run(load_nights(reports, settings, Path(folder)))
         nights.sort(key=lambda night: (night.when, night.source))

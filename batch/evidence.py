@@ -10,8 +10,10 @@ report records per image::
     changed    the key holds another version than the one the service wrote
     missing    nothing is at the key (deleted; its version may survive, see message)
     forbidden  S3 refused the HEAD (403): grant s3:GetObject (and s3:ListBucket, without
-               which S3 answers 403 for a missing object too)
-    error      the HEAD kept failing (throttled, 5xx, network) after every retry
+               which S3 answers 403 for a missing object too); the session stays
+               unresolved so that a rerun checks again
+    error      the HEAD kept failing (throttled, 5xx, network) after every retry, or got
+               an answer S3 should not give; unresolved as well
 
 with the object's size, ETag, version and last-modified time, so a later audit can tell
 whether an unversioned object changed since. A session's row then carries the worst
@@ -34,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.client import Image, SessionResult
-from batch.errors import AccessError, InputError, NotFoundError, RetryableError
+from batch.errors import AccessError, InputError, NotFoundError, ServiceError
 from batch.locations import S3Url
 from batch.scheduler import Outcome
 from batch.storage import S3Store
@@ -76,8 +78,8 @@ async def _missing(store: S3Store, url: S3Url, version: str | None) -> Evidence:
     if version is not None:
         try:
             await store.head(url, version)
-        except NotFoundError:
-            pass
+        except (AccessError, ServiceError):
+            pass  # gone too, or not to be asked (no s3:GetObjectVersion): no more to say
         else:
             return Evidence(
                 "missing",
@@ -97,7 +99,7 @@ async def _check(store: S3Store, image: Image) -> Evidence:
         return await _missing(store, url, image.s3_version)
     except AccessError as exc:
         return Evidence("forbidden", message=f"{url}: {exc}")
-    except RetryableError as exc:
+    except ServiceError as exc:  # retries exhausted, or an answer S3 should not give
         return Evidence("error", message=f"{url}: {exc}")
     found = Evidence(
         "present",
@@ -141,14 +143,15 @@ def evidence_error(evidence: Mapping[str, Evidence]) -> tuple[str, str] | None:
 def with_evidence(outcome: Outcome, evidence: Mapping[str, Evidence]) -> Outcome:
     """``outcome`` with its evidence findings; the worst one becomes the error code.
 
-    A check that kept failing (``error``) leaves the session unresolved, so a rerun checks
-    it again; every other finding is a definitive answer.
+    A check that could not be made (``error``, ``forbidden``) leaves the session
+    unresolved, so the night does not pass unverified and a rerun (after fixing the
+    network or the IAM policy) checks it again; missing and changed are definitive.
     """
     problem = evidence_error(evidence)
     if problem is None:
         return replace(outcome, evidence=evidence)
     code, message = problem
-    final = outcome.final and all(e.status != "error" for e in evidence.values())
+    final = outcome.final and all(e.status not in ("error", "forbidden") for e in evidence.values())
     return replace(outcome, evidence=evidence, error_code=code, error_message=message, final=final)
 
 
@@ -191,21 +194,24 @@ def _recorded(report: Path) -> Iterator[_Item]:
 async def recheck_evidence(store: S3Store, report: Path, *, concurrency: int = 16) -> Recheck:
     """HEAD again every object the report saw, and say which are gone or differ now.
 
-    A recorded version is looked up as such (S3 versions never change, so it can only be
-    gone); an object without a version is compared by ETag and size.
+    The key must still hold what the audit saw: the same version where S3 gave one (in a
+    versioned bucket an overwrite or a delete marker shows as another version, or none),
+    else the same ETag and size.
     """
     gate = asyncio.Semaphore(concurrency)
 
     async def one(item: _Item) -> str | None:
         session_id, name, url, version, etag, size = item
-        where = f"{session_id} {name}: {url}" + (f" version {version}" if version else "")
+        where = f"{session_id} {name}: {url}"
         async with gate:
             try:
-                info = await store.head(url, version)
+                info = await store.head(url)
             except NotFoundError:
-                return f"{where}: missing"
-            except (AccessError, RetryableError) as exc:
+                return f"{where}: missing (deleted since the audit)"
+            except (AccessError, ServiceError) as exc:
                 return f"{where}: cannot check ({exc})"
+        if version is not None and info.version_id != version:
+            return f"{where}: changed (version {version} audited, now {info.version_id})"
         if version is None and (info.etag != etag or info.size != size):
             return f"{where}: changed (ETag {etag} -> {info.etag}, {size} -> {info.size} bytes)"
         return None

@@ -1,15 +1,17 @@
 """Saving inline image bytes (``--save-images``): biometric data, handled as such.
 
 Only when the user asks. Locally each image becomes an owner-only file (0600) in an
-owner-only folder (0700); in S3 each is an object written with server-side encryption
-(``s3_sse``). Either way the report gets the image's location next to the SHA-256 of its
-bytes, so the file can be matched to the row it belongs to. Names are
+owner-only folder (0700; an existing folder open to others is refused); in S3 each is an
+object written with server-side encryption (``s3_sse``). Either way the report gets the
+image's location next to the SHA-256 of its bytes, so the file can be matched to the row
+it belongs to. Names are
 ``<session_id>-reference.jpg`` and ``<session_id>-audit-<n>.jpg``.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -43,8 +45,14 @@ class FolderSaver:
         self.folder = folder
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = folder.stat().st_mode & 0o777
         except OSError as exc:
             raise OutputError(f"cannot create the image folder {folder}: {exc}") from None
+        if mode & 0o077:
+            raise OutputError(
+                f"image folder {folder} is open to others (mode {mode:o}); biometric images "
+                "need a private folder: chmod 700 it or name a new one"
+            )
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"image folder is not writable: {folder}")
 
@@ -52,9 +60,17 @@ class FolderSaver:
         paths: dict[str, str] = {}
         for name, data in _inline(outcome):
             target = self.folder / f"{outcome.session_id}-{name}.jpg"
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            # A new owner-only file renamed over the target: an existing file's mode, or
+            # a symlink planted at the name, never decides where the bytes go.
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                tmp.replace(target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             paths[name] = str(target)
         return paths
 

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import aioboto3
 from batch.audit import Destination, RunSummary, retry_policy, run_audit
 from batch.client import open_session
 from batch.config import Settings
-from batch.errors import InputError, OutputError
+from batch.errors import ConfigError, InputError, OutputError
 from batch.locations import Location, S3Url
 from batch.logs import LOGGER, event
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
@@ -32,7 +33,14 @@ from batch.scheduler import Stop
 from batch.sources import Plan, read_plan
 from batch.storage import S3Store, open_store
 
-__all__ = ["Job", "default_work_dir", "plan_counts", "private_dir", "run_with_stops"]
+__all__ = [
+    "Job",
+    "default_work_dir",
+    "local_key",
+    "plan_counts",
+    "private_dir",
+    "run_with_stops",
+]
 
 log = logging.getLogger(LOGGER)
 
@@ -49,6 +57,14 @@ def default_work_dir() -> Path:
     """``$XDG_STATE_HOME/liveness-audit``, else ``~/.local/state/liveness-audit``."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "liveness-audit"
+
+
+def local_key(key: str) -> Path:
+    """An S3 key as a relative path that stays inside the folder it is joined to."""
+    parts = [part for part in key.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise ConfigError(f"invalid --output: the S3 key {key!r} cannot be a local path")
+    return Path(*parts)
 
 
 def private_dir(path: Path) -> Path:
@@ -106,8 +122,9 @@ class Job:
         else:
             assert store is not None
             url = self.source
-            folder = private_dir(self.work_dir / "inputs" / url.bucket)
-            local = folder / (url.name or "input")
+            # A name of its own per run (the original name last: it tells the format).
+            folder = private_dir(self.work_dir / "inputs")
+            local = folder / f"{uuid.uuid4().hex[:12]}-{url.name or 'input'}"
             await store.download(url, local)
             try:
                 plan = read_plan(
@@ -123,7 +140,7 @@ class Job:
         if isinstance(self.target, Path):
             return Destination(self.target)
         url = self.target
-        local = self.work_dir / "reports" / url.bucket / url.key
+        local = self.work_dir / "reports" / url.bucket / local_key(url.key)
         private_dir(local.parent)
         check_output(local)
         return Destination(local, url)

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioboto3
 
@@ -40,6 +41,7 @@ from batch.errors import (
     NotFoundError,
     OutputError,
     ServiceError,
+    SessionError,
     ThrottledError,
 )
 from batch.limiter import Limiter
@@ -50,6 +52,8 @@ from batch.retry import RetryPolicy
 __all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "open_store"]
 
 log = logging.getLogger(LOGGER)
+
+T = TypeVar("T")
 
 PART_SIZE = 16 * 1024 * 1024  # bytes per multipart part; smaller files go in one PutObject
 _CHUNK = 1024 * 1024
@@ -88,15 +92,21 @@ class S3Store:
         self._policy = policy
         self._give_up = give_up
         self._random = random.Random().random  # noqa: S311  # jitter, not crypto
-        self._encryption: dict[str, str] = {"ServerSideEncryption": sse}
+        self._encryption: dict[str, Any] = {"ServerSideEncryption": sse}
         if kms_key_id is not None:
             self._encryption["SSEKMSKeyId"] = kms_key_id
 
-    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        async def attempt(_: int) -> dict[str, Any]:
+    async def _attempts(self, request: Callable[[], Awaitable[T]], *, stoppable: bool = True) -> T:
+        """``request()`` under the limiter and the retry policy, errors converted.
+
+        ``stoppable`` calls give up retrying once the run is stopping (per-session work:
+        evidence, images); the others (the input, the report's upload) never do.
+        """
+
+        async def attempt(_: int) -> T:
             async with self._limiter as sent_at:
                 try:
-                    response: dict[str, Any] = await getattr(self._client, operation)(**params)
+                    result = await request()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # converted at the one boundary
@@ -105,9 +115,14 @@ class S3Store:
                         self._limiter.throttled(sent_at)
                     raise error from exc
             self._limiter.succeeded(sent_at)
-            return response
+            return result
 
-        return await self._policy.call(attempt, random=self._random, give_up=self._give_up)
+        give_up = self._give_up if stoppable else (lambda: False)
+        return await self._policy.call(attempt, random=self._random, give_up=give_up)
+
+    async def _call(self, operation: str, *, stoppable: bool = True, **params: Any) -> Any:
+        method = getattr(self._client, operation)
+        return await self._attempts(lambda: method(**params), stoppable=stoppable)
 
     async def head(self, url: S3Url, version: str | None = None) -> ObjectInfo:
         """The object at ``url`` (that ``version`` of it, if given); NotFoundError if none."""
@@ -123,7 +138,7 @@ class S3Store:
             sse=response.get("ServerSideEncryption"),
         )
 
-    async def list(self, prefix: S3Url, *, suffix: str = "") -> list[S3Url]:
+    async def find(self, prefix: S3Url, *, suffix: str = "") -> list[S3Url]:
         """The objects under ``prefix`` whose keys end in ``suffix``, in key order."""
         found: list[S3Url] = []
         params: dict[str, Any] = {"Bucket": prefix.bucket, "Prefix": prefix.key}
@@ -156,27 +171,26 @@ class S3Store:
         """
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
 
-        async def attempt(_: int) -> None:
-            async with self._limiter as sent_at:
-                try:
-                    response = await self._client.get_object(Bucket=url.bucket, Key=url.key)
-                    with tmp.open("wb") as f:
-                        async with response["Body"] as body:
-                            async for chunk in body.content.iter_chunked(_CHUNK):
-                                f.write(chunk)
-                except asyncio.CancelledError:
-                    raise
-                except OSError as exc:
-                    raise InputError(f"cannot store the {what} at {tmp}: {exc}") from None
-                except Exception as exc:  # converted at the one boundary
-                    error = convert_error(exc)
-                    if isinstance(error, ThrottledError):
-                        self._limiter.throttled(sent_at)
-                    raise error from exc
-            self._limiter.succeeded(sent_at)
+        def local(exc: OSError) -> InputError:
+            return InputError(f"cannot store the {what} at {tmp}: {exc}")
+
+        async def request() -> None:
+            response = await self._client.get_object(Bucket=url.bucket, Key=url.key)
+            try:
+                f = tmp.open("wb")
+            except OSError as exc:
+                raise local(exc) from None
+            with f:
+                async with response["Body"] as body:
+                    # the network's errors are OSErrors too: only the writes are local
+                    async for chunk in body.content.iter_chunked(_CHUNK):
+                        try:
+                            f.write(chunk)
+                        except OSError as exc:
+                            raise local(exc) from None
 
         try:
-            await self._policy.call(attempt, random=self._random, give_up=self._give_up)
+            await self._attempts(request, stoppable=False)
             tmp.replace(target)
         except NotFoundError:
             raise InputError(f"{what} not found: {url}") from None
@@ -212,11 +226,22 @@ class S3Store:
         if size <= self.part_size:
             body = await asyncio.to_thread(path.read_bytes)
             await self._call(
-                "put_object", Bucket=url.bucket, Key=url.key, Body=body, **extra, **self._encryption
+                "put_object",
+                stoppable=False,
+                Bucket=url.bucket,
+                Key=url.key,
+                Body=body,
+                **extra,
+                **self._encryption,
             )
             return
         started = await self._call(
-            "create_multipart_upload", Bucket=url.bucket, Key=url.key, **extra, **self._encryption
+            "create_multipart_upload",
+            stoppable=False,
+            Bucket=url.bucket,
+            Key=url.key,
+            **extra,
+            **self._encryption,
         )
         upload_id = started["UploadId"]
         try:
@@ -226,6 +251,7 @@ class S3Store:
                 while chunk := await asyncio.to_thread(f.read, self.part_size):
                     part = await self._call(
                         "upload_part",
+                        stoppable=False,
                         Bucket=url.bucket,
                         Key=url.key,
                         UploadId=upload_id,
@@ -234,17 +260,33 @@ class S3Store:
                     )
                     parts.append({"ETag": part["ETag"], "PartNumber": number})
                     number += 1
-            await self._call(
-                "complete_multipart_upload",
-                Bucket=url.bucket,
-                Key=url.key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+            try:
+                await self._call(
+                    "complete_multipart_upload",
+                    stoppable=False,
+                    Bucket=url.bucket,
+                    Key=url.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            except SessionError as exc:
+                # A retry after a lost answer finds the upload already completed.
+                if exc.code != "NoSuchUpload" or not await self._holds(url, parts):
+                    raise
         except BaseException:
             # Nothing appeared at the key; drop the parts so they cost nothing.
             await asyncio.shield(self._abort(url, upload_id))
             raise
+
+    async def _holds(self, url: S3Url, parts: list[dict[str, Any]]) -> bool:
+        """Whether ``url`` is the object these parts make (S3's multipart ETag)."""
+        digests = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts)
+        expected = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
+        try:
+            info = await self.head(url)
+        except NotFoundError:
+            return False
+        return info.etag == expected
 
     async def _abort(self, url: S3Url, upload_id: str) -> None:
         # Best effort: an S3 lifecycle rule for incomplete uploads cleans up the rest.

@@ -328,7 +328,7 @@ async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path
             except ValueError as exc:
                 raise ConfigError(f"invalid {exc}") from None
             found = (
-                [url] if url.key.endswith(".parquet") else await store.list(url, suffix=".parquet")
+                [url] if url.key.endswith(".parquet") else await store.find(url, suffix=".parquet")
             )
             if not found:
                 raise InputError(f"no .parquet reports found under {text}")

@@ -128,6 +128,20 @@ def test_present_missing_and_changed_evidence(
     assert flat.loc[deleted, "reference_evidence"] == "missing"
     assert flat["reference_evidence_last_modified"].notna().sum() > 20
 
+    # Later: in a versioned bucket an overwrite and a delete show as another version
+    # at the key, or none; the report's own rows are untouched.
+    assert run_cli("verify", output, "--evidence").code == 0
+    later_changed, later_deleted = intact[0], intact[1]
+    evidence.overwrite(stored(emulator, later_changed)[0]["Name"])
+    evidence.delete(stored(emulator, later_deleted)[0]["Name"])
+    again = run_cli("verify", output, "--evidence")
+    assert again.code == 1
+    assert "intact: " in again.stdout
+    assert f"{later_changed} reference: s3://" in again.stderr
+    assert "changed (version " in again.stderr
+    assert f"{later_deleted} reference: s3://" in again.stderr
+    assert "missing (deleted since the audit)" in again.stderr
+
 
 def test_verify_evidence_later_finds_objects_deleted_or_changed_since(
     emulator: EmulatorThread, s3: MotoServer, tmp_path: Path

@@ -384,6 +384,20 @@ def test_save_images_writes_owner_only_files(emulator: EmulatorThread, tmp_path:
     assert read_report(without)["reference_image_path"].isna().all()
 
 
+def test_save_images_refuses_a_folder_open_to_others(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    write_input(source, list(emulator.population.ids()[:5]))
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    ran = run_cli("run", source, "--output", tmp_path / "r.parquet", "--save-images", shared)
+    assert ran.code == 2
+    assert f"image folder {shared} is open to others (mode 755)" in ran.stderr
+    assert emulator.stats()["requests"] == 0
+
+
 def test_plain_progress_lines_and_no_secrets_in_any_output(
     emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

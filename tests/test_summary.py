@@ -65,6 +65,10 @@ def test_flat_csv_and_xlsx_for_spreadsheets(reports: list[Path], tmp_path: Path)
     sheet = pd.read_excel(xlsx)
     assert len(sheet) == expected
     assert sheet["session_id"].tolist() == flat["session_id"].tolist()
+    wrong = run_cli("summarize", str(reports[0]), "--xlsx", tmp_path / "flat.xls")
+    assert wrong.code == 2
+    assert "invalid --xlsx" in wrong.stderr
+    assert "must end in .xlsx" in wrong.stderr
 
 
 def test_bad_report_paths_exit_2(tmp_path: Path) -> None:
