@@ -37,7 +37,7 @@ from batch.errors import (
 from batch.evidence import verify_evidence, with_evidence
 from batch.images import FolderSaver, ImageSaver, S3Saver
 from batch.limiter import Limiter
-from batch.locations import S3Url, parse_s3_url
+from batch.locations import S3Url, is_s3, parse_s3_url
 from batch.logs import LOGGER, event
 from batch.manifest import Manifest
 from batch.progress import Tally, summary_line
@@ -347,7 +347,7 @@ async def _fetch_all(  # the run's parts, passed down explicitly
 def _image_saver(settings: Settings, store: S3Store | None) -> ImageSaver | None:
     if settings.save_images is None:
         return None
-    if settings.save_images.startswith("s3:"):
+    if is_s3(settings.save_images):
         if store is None:
             raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
         return S3Saver(store, parse_s3_url(settings.save_images, "save_images"))

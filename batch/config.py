@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from batch.errors import ConfigError
-from batch.locations import parse_s3_url
+from batch.locations import is_s3, parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
@@ -104,7 +104,7 @@ class Settings(BaseModel):
     @field_validator("save_images")
     @classmethod
     def _check_images(cls, value: str | None) -> str | None:
-        if value is not None and value.lower().startswith("s3:"):
+        if value is not None and is_s3(value):
             url = parse_s3_url(value, "the S3 location")
             if not url.key.strip("/"):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")

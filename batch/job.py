@@ -25,7 +25,7 @@ from batch.audit import Destination, RunSummary, retry_policy, run_audit
 from batch.client import open_session
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
-from batch.locations import Location, S3Url
+from batch.locations import Location, S3Url, is_s3
 from batch.logs import LOGGER, event
 from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
 from batch.report import check_output
@@ -96,7 +96,7 @@ class Job:
             isinstance(self.source, S3Url)
             or isinstance(self.target, S3Url)
             or settings.verify_evidence
-            or (settings.save_images or "").startswith("s3:")
+            or is_s3(settings.save_images or "")
         )
 
     async def run(self, *, dry_run: bool = False) -> RunSummary | Plan:

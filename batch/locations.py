@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Location", "S3Url", "parse_location", "parse_s3_url"]
+__all__ = ["Location", "S3Url", "is_s3", "parse_location", "parse_s3_url"]
 
 # S3's rules for new buckets: 3-63 characters, lower-case letters, digits, dots, hyphens.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -39,6 +39,11 @@ class S3Url:
 Location = Path | S3Url
 
 
+def is_s3(text: str) -> bool:
+    """Whether ``text`` names an S3 location rather than a local path."""
+    return text.lower().startswith("s3:")
+
+
 def parse_s3_url(text: str, name: str) -> S3Url:
     """``s3://bucket/key`` -> :class:`S3Url`; ``ValueError`` naming ``name`` otherwise."""
     if not text.startswith("s3://"):
@@ -51,7 +56,7 @@ def parse_s3_url(text: str, name: str) -> S3Url:
 
 def parse_location(text: str, name: str, *, object_key: bool = True) -> Location:
     """A local path, or an S3 URL (which must name an object when ``object_key``)."""
-    if text.lower().startswith("s3:"):
+    if is_s3(text):
         url = parse_s3_url(text, name)
         if object_key and (not url.key or url.key.endswith("/")):
             raise ValueError(f"{name} {text!r} names no object: add a key after the bucket")

@@ -221,27 +221,17 @@ class S3Store:
         content_type: str = "application/vnd.apache.parquet",
     ) -> None:
         """Upload the finished file ``path`` to ``url``; the key shows all of it or nothing."""
+        at = {"Bucket": url.bucket, "Key": url.key}
         extra = {"ContentType": content_type, "Metadata": dict(metadata or {})}
         size = (await asyncio.to_thread(path.stat)).st_size
         if size <= self.part_size:
             body = await asyncio.to_thread(path.read_bytes)
             await self._call(
-                "put_object",
-                stoppable=False,
-                Bucket=url.bucket,
-                Key=url.key,
-                Body=body,
-                **extra,
-                **self._encryption,
+                "put_object", stoppable=False, Body=body, **at, **extra, **self._encryption
             )
             return
         started = await self._call(
-            "create_multipart_upload",
-            stoppable=False,
-            Bucket=url.bucket,
-            Key=url.key,
-            **extra,
-            **self._encryption,
+            "create_multipart_upload", stoppable=False, **at, **extra, **self._encryption
         )
         upload_id = started["UploadId"]
         try:
@@ -252,11 +242,10 @@ class S3Store:
                     part = await self._call(
                         "upload_part",
                         stoppable=False,
-                        Bucket=url.bucket,
-                        Key=url.key,
                         UploadId=upload_id,
                         PartNumber=number,
                         Body=chunk,
+                        **at,
                     )
                     parts.append({"ETag": part["ETag"], "PartNumber": number})
                     number += 1
@@ -264,10 +253,9 @@ class S3Store:
                 await self._call(
                     "complete_multipart_upload",
                     stoppable=False,
-                    Bucket=url.bucket,
-                    Key=url.key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
+                    **at,
                 )
             except SessionError as exc:
                 # A retry after a lost answer finds the upload already completed.

@@ -25,7 +25,7 @@ from batch.audit import retry_policy
 from batch.client import open_session
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
-from batch.locations import parse_s3_url
+from batch.locations import is_s3, parse_s3_url
 from batch.report import IMAGE_FIELDS, read_provenance
 from batch.storage import open_store
 
@@ -315,9 +315,9 @@ attempts {night.attempts_total}, throttled {p.get("throttled", 0)}.</p>
 async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
     """The nights of ``reports``: local files, folders and globs as they are; S3 objects,
     or every ``.parquet`` under an S3 prefix, copied into ``folder`` first."""
-    local = [r for r in reports if not r.lower().startswith("s3:")]
+    local = [r for r in reports if not is_s3(r)]
     nights = [load_night(path, settings.threshold) for path in find_reports(local)] if local else []
-    remote = [r for r in reports if r.lower().startswith("s3:")]
+    remote = [r for r in reports if is_s3(r)]
     if not remote:
         return nights
     session = await open_session(settings)
