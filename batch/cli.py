@@ -11,8 +11,9 @@ Exit codes (a contract, mapped in one place, :func:`exit_code_for`)::
     5  every session answered, but stored audit evidence is missing or changed in S3
        for some (--verify-evidence; error_code EvidenceMissing / EvidenceChanged)
 
-``liveness-audit verify`` exits 0 when a report matches its manifest, 1 when it does not,
-2 when it cannot be read.
+``liveness-audit verify`` exits 0 when a report matches its manifest (and, with
+``--evidence``, every S3 image it found is unchanged), 1 when it does not, 2 when it
+cannot be read, 3 when S3 refuses access.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def main() -> None:
 @click.option(
     "--work-dir",
     type=click.Path(path_type=Path),
-    help="Local state of S3-bound runs [~/.local/state/liveness-audit].",
+    help="Local state of S3-bound runs [$XDG_STATE_HOME or ~/.local/state, /liveness-audit].",
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
 @click.option("--fresh", is_flag=True, help="Ignore the checkpoint of an earlier run; refetch all.")
