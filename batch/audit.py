@@ -34,7 +34,7 @@ from batch.errors import (
     RetryableError,
     ServiceError,
 )
-from batch.evidence import verify_evidence, with_evidence
+from batch.evidence import EVIDENCE_PROBLEMS, verify_evidence, with_evidence
 from batch.images import FolderSaver, ImageSaver, S3Saver
 from batch.limiter import Limiter
 from batch.locations import S3Url, is_s3, parse_s3_url
@@ -107,7 +107,7 @@ class RunSummary:
     @property
     def evidence_problems(self) -> int:
         """Sessions whose stored images are missing or changed in S3."""
-        return sum(self.by_error.get(code, 0) for code in ("EvidenceMissing", "EvidenceChanged"))
+        return sum(self.by_error.get(code, 0) for code in EVIDENCE_PROBLEMS)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

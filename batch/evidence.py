@@ -43,6 +43,7 @@ from batch.storage import S3Store
 
 __all__ = [
     "EVIDENCE_CODES",
+    "EVIDENCE_PROBLEMS",
     "Evidence",
     "Recheck",
     "evidence_error",
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")
+EVIDENCE_PROBLEMS = EVIDENCE_CODES[:2]  # findings about the evidence itself: exit code 5
 
 
 @dataclass(frozen=True, slots=True)
