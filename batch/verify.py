@@ -7,6 +7,7 @@ themselves are :func:`batch.manifest.verify_report` and, with ``evidence``,
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -18,9 +19,19 @@ from batch.evidence import Recheck, recheck_evidence
 from batch.locations import Location, S3Url
 from batch.manifest import Verification, verify_report
 from batch.sources import file_sha256
-from batch.storage import open_store
+from batch.storage import S3Store, open_store
 
 __all__ = ["verify_location"]
+
+
+async def _local(store: S3Store | None, location: Location, folder: Path, what: str) -> Path:
+    """``location`` itself, or its copy in ``folder`` when it is in S3."""
+    if isinstance(location, Path):
+        return location
+    assert store is not None
+    copy = folder / what
+    await store.download(location, copy, what=what)
+    return copy
 
 
 async def verify_location(
@@ -31,25 +42,19 @@ async def verify_location(
     settings: Settings,
 ) -> tuple[Verification, Recheck | None]:
     """Verify the report at ``report`` (and ``source``, its input, if given)."""
-    with tempfile.TemporaryDirectory(prefix="liveness-audit-verify-") as folder:
-        local: dict[str, Path] = {}
-        remote = {
-            name: url
-            for name, url in (("report", report), ("input", source))
-            if isinstance(url, S3Url)
-        }
-        if remote:
+    needs_s3 = evidence or isinstance(report, S3Url) or isinstance(source, S3Url)
+    async with contextlib.AsyncExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveness-audit-")))
+        store = None
+        if needs_s3:
             session = await open_session(settings)
-            async with open_store(settings, session, retry_policy(settings)) as store:
-                for name, url in remote.items():
-                    local[name] = Path(folder) / name
-                    await store.download(url, local[name], what=name)
-        report_path = local.get("report") or report
-        source_path = local.get("input") or source
-        assert isinstance(report_path, Path)
+            store = await stack.enter_async_context(
+                open_store(settings, session, retry_policy(settings))
+            )
+        report_path = await _local(store, report, folder, "report")
         input_sha256 = None
-        if source_path is not None:
-            assert isinstance(source_path, Path)
+        if source is not None:
+            source_path = await _local(store, source, folder, "input")
             if not source_path.is_file():
                 raise InputError(f"input file not found: {source}")
             input_sha256 = file_sha256(source_path)
@@ -59,7 +64,5 @@ async def verify_location(
             raise InputError(str(exc).replace(str(report_path), str(report))) from None
         if not evidence:
             return result, None
-        session = await open_session(settings)
-        async with open_store(settings, session, retry_policy(settings)) as store:
-            recheck = await recheck_evidence(store, report_path, concurrency=settings.concurrency)
-        return result, recheck
+        assert store is not None  # evidence needs S3, so it was opened
+        return result, await recheck_evidence(store, report_path, concurrency=settings.concurrency)
