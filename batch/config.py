@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from batch.errors import ConfigError
-from batch.locations import is_s3, parse_s3_url
+from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 

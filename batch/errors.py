@@ -2,8 +2,8 @@
 
 Every error the tool raises on purpose derives from :class:`AuditError`. Errors from
 botocore and aiohttp are converted into this tree at exactly one place,
-:func:`batch.client.convert_error`, and the CLI maps the tree to exit codes at exactly
-one place, :func:`batch.cli.exit_code_for`.
+:func:`batch.aws.convert.convert_error`, and the CLI maps the tree to exit codes at exactly
+one place, :func:`batch.run.verdict.exit_code_for`.
 
 ::
 

@@ -3,7 +3,7 @@
 When a session was created with an ``OutputConfig``, the service stores its reference and
 audit images in S3 and the result names them (bucket, key and, in a versioned bucket, the
 version it wrote). With ``--verify-evidence`` each named object is checked with a HEAD
-through the run's :class:`~batch.storage.S3Store` (its limiter and retry policy), and the
+through the run's :class:`~batch.aws.s3.S3Store` (its limiter and retry policy), and the
 report records per image::
 
     present    the object is at its key (and is the version the service wrote)
@@ -29,50 +29,23 @@ import asyncio
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.client import Image, SessionResult
+from batch.aws.s3 import S3Store
 from batch.errors import AccessError, InputError, NotFoundError, ServiceError
-from batch.locations import S3Url
-from batch.scheduler import Outcome
-from batch.storage import S3Store
+from batch.model import EVIDENCE_CODES, Evidence, Image, Outcome, SessionResult, image_names
+from batch.store.locations import S3Url
 
 __all__ = [
-    "EVIDENCE_CODES",
-    "EVIDENCE_PROBLEMS",
-    "Evidence",
     "Recheck",
     "evidence_error",
-    "image_names",
     "recheck_evidence",
     "verify_evidence",
     "with_evidence",
 ]
-
-EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")
-EVIDENCE_PROBLEMS = EVIDENCE_CODES[:2]  # findings about the evidence itself: exit code 5
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """What S3 says about one stored image."""
-
-    status: str  # present | changed | missing | forbidden | error
-    size: int | None = None
-    etag: str | None = None
-    version_id: str | None = None
-    last_modified: datetime | None = None
-    message: str | None = None
-
-
-def image_names(result: SessionResult) -> list[tuple[str, Image]]:
-    """``("reference", image)``, ``("audit-0", image)``, ... as the report names them."""
-    named = [("reference", result.reference_image)] if result.reference_image else []
-    return named + [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
 
 
 async def _missing(store: S3Store, url: S3Url, version: str | None) -> Evidence:

@@ -1,6 +1,6 @@
 """Replay the real Limiter against a model token bucket, in simulated time.
 
-A tuning aid, not a benchmark: it runs :class:`batch.limiter.Limiter` (the class the tool
+A tuning aid, not a benchmark: it runs :class:`batch.pacing.limiter.Limiter` (the class the tool
 uses, on an injected clock) against a token-bucket quota with a fixed latency, sends as
 fast as the limiter allows, feeds every answer back, and prints share of quota, throttles
 and the per-second timeline. Deterministic and fast (a minute of traffic in well under a
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batch.limiter import Limiter  # after the path set-up above
+from batch.pacing.limiter import Limiter  # after the path set-up above
 
 Make = Callable[[Callable[[], float], Callable[[float], Awaitable[None]]], Limiter]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batch.checkpoint import Journal, RunLock, journal_path
 from batch.errors import CheckpointError, OutputError
-from batch.report import revive
+from batch.store.checkpoint import Journal, RunLock, journal_path
+from batch.store.report import revive
 
 ID = {"input_sha256": "abc", "input_column": "session_id", "input_format": "csv"}
 
@@ -105,7 +105,7 @@ def test_lock_of_a_killed_run_is_not_stuck(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from batch.checkpoint import RunLock\n"
+            "import sys; from pathlib import Path; from batch.store.checkpoint import RunLock\n"
             f"lock = RunLock(Path({str(report)!r})).__enter__()\n"
             "print('locked', flush=True); sys.stdin.read()",
         ],

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from batch.limiter import Limiter
+from batch.pacing.limiter import Limiter
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.emulator import EmulatorThread, write_input
-from batch.manifest import RowDigest, read_manifest, verify_report
+from batch.store.manifest import RowDigest, read_manifest, verify_report
 from tests.helpers import run_cli
 from tests.s3server import MotoServer
 

@@ -6,10 +6,10 @@ import io
 
 from rich.console import Console
 
-from batch.client import SessionResult
+from batch.durations import format_duration
 from batch.errors import ServerError, SessionError, ThrottledError
-from batch.progress import BarDisplay, LogDisplay, Tally, format_duration, summary_line
-from batch.scheduler import Outcome
+from batch.model import Outcome, SessionResult
+from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
 
 
 def result(status: str) -> SessionResult:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.checkpoint import RunLock, journal_path
 from batch.emulator import EmulatorThread, write_input
+from batch.store.checkpoint import RunLock, journal_path
 from tests.helpers import run_cli
 
 DEADLINE = 60.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch.retry import RetryPolicy
+from batch.pacing.retry import RetryPolicy
 
 
 class Flaky(Exception):

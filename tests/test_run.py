@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.emulator import EmulatorThread, write_input
-from batch.report import METADATA_KEY, SCHEMA, read_provenance
+from batch.store.report import METADATA_KEY, SCHEMA, read_provenance
 from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"

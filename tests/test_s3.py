@@ -16,15 +16,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from batch.audit import Destination, publish
-from batch.client import open_session
+from batch.aws.s3 import open_store
+from batch.aws.session import open_session
 from batch.config import Settings
 from batch.emulator import EmulatorThread, write_input
 from batch.errors import NotFoundError, PublishError, RetryableError
-from batch.locations import S3Url
-from batch.manifest import MANIFEST_KEY, Manifest
-from batch.retry import RetryPolicy
-from batch.storage import open_store
+from batch.pacing.retry import RetryPolicy
+from batch.run.audit import Destination, publish
+from batch.store.locations import S3Url
+from batch.store.manifest import MANIFEST_KEY, Manifest
 from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
 from tests.s3server import MotoServer
 from tests.test_run import assert_exactly_as_served

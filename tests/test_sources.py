@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch.errors import InputError
-from batch.sources import SESSION_ID_PATTERN, display_value, normalize, read_plan
+from batch.store.inputs import SESSION_ID_PATTERN, display_value, normalize, read_plan
 
 A = "0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b"
 B = "11111111-2222-4333-8444-555555555555"

@@ -39,7 +39,7 @@ from typing import Any, Literal, Self, TypeVar
 from aiohttp import web
 
 from batch.emulator.population import Population, write_input
-from batch.sources import SESSION_ID_PATTERN
+from batch.store.inputs import SESSION_ID_PATTERN
 
 __all__ = ["FAULTS", "OUTCOMES", "Emulator", "EmulatorSettings", "EmulatorThread", "serve"]
 

@@ -15,11 +15,10 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from batch.aws.s3 import S3Store
 from batch.errors import OutputError
-from batch.evidence import image_names
-from batch.locations import S3Url
-from batch.scheduler import Outcome
-from batch.storage import S3Store
+from batch.model import Outcome, image_names
+from batch.store.locations import S3Url
 
 __all__ = ["FolderSaver", "ImageSaver", "S3Saver"]
 

@@ -23,7 +23,7 @@ Columns (names are a contract; see the README for meanings and null semantics)::
 Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
 and the file is renamed over REPORT only when complete, so REPORT is never half-written.
 Run provenance goes into the file's key-value metadata under ``liveness_audit``, the
-manifest (row count, input hash, hash over the rows; :mod:`batch.manifest`) under
+manifest (row count, input hash, hash over the rows; :mod:`batch.store.manifest`) under
 ``liveness_audit_manifest``.
 """
 
@@ -40,12 +40,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.client import Image
 from batch.errors import OutputError
-from batch.evidence import Evidence
-from batch.manifest import MANIFEST_KEY, Manifest, RowDigest
-from batch.scheduler import Outcome
-from batch.sources import InvalidId
+from batch.model import Evidence, Image, Outcome
+from batch.store.inputs import InvalidId
+from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
 
 __all__ = [
     "IMAGE_FIELDS",

@@ -5,7 +5,7 @@ credential chain, profile and region), endpoint from ``s3_endpoint_url`` or boto
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``. botocore's retries are off: every call goes
 through :class:`S3Store`'s own limiter and retry policy, the same discipline as the
 Rekognition calls (``SlowDown`` slows the limiter down as ``ThrottlingException`` does).
-Errors leave this module converted by :func:`batch.client.convert_error`.
+Errors leave this module converted by :func:`batch.aws.convert.convert_error`.
 
 Atomicity. An upload is one ``PutObject`` (small files) or a multipart upload completed
 only after every part arrived (aborted otherwise): S3 makes the object visible at its key
@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 import aioboto3
 
-from batch.client import client_config, convert_error
+from batch.aws.convert import convert_error
+from batch.aws.session import client_config
 from batch.config import Settings
 from batch.errors import (
     AccessError,
@@ -44,10 +45,10 @@ from batch.errors import (
     SessionError,
     ThrottledError,
 )
-from batch.limiter import Limiter
-from batch.locations import S3Url
 from batch.logs import LOGGER
-from batch.retry import RetryPolicy
+from batch.pacing.limiter import Limiter
+from batch.pacing.retry import RetryPolicy
+from batch.store.locations import S3Url
 
 __all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "open_store"]
 

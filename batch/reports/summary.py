@@ -21,13 +21,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from batch.audit import retry_policy
-from batch.client import open_session
+from batch.aws.s3 import open_store
+from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
-from batch.locations import is_s3, parse_s3_url
-from batch.report import IMAGE_FIELDS, read_provenance
-from batch.storage import open_store
+from batch.store.locations import is_s3, parse_s3_url
+from batch.store.report import IMAGE_FIELDS, read_provenance
 
 __all__ = [
     "Night",

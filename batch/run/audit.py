@@ -1,4 +1,4 @@
-"""One audit run: a :class:`~batch.sources.Plan` in, a committed Parquet report out.
+"""One audit run: a :class:`~batch.store.inputs.Plan` in, a committed Parquet report out.
 
 Everything a run needs (client, limiter, retry policy, report writer) is built here,
 inside the running loop, from :class:`~batch.config.Settings`, and passed down. The report
@@ -23,37 +23,37 @@ from typing import Any, Protocol
 import aioboto3
 
 from batch import __version__
-from batch.checkpoint import Journal, RunLock, journal_path
-from batch.client import open_client
+from batch.aws.rekognition import open_client
+from batch.aws.s3 import S3Store
+from batch.aws.session import retry_policy
 from batch.config import Settings
 from batch.errors import (
     AccessError,
     AuditError,
     ConfigError,
     PublishError,
-    RetryableError,
     ServiceError,
 )
-from batch.evidence import EVIDENCE_PROBLEMS, verify_evidence, with_evidence
-from batch.images import FolderSaver, ImageSaver, S3Saver
-from batch.limiter import Limiter
-from batch.locations import S3Url, is_s3, parse_s3_url
+from batch.evidence import verify_evidence, with_evidence
 from batch.logs import LOGGER, event
-from batch.manifest import Manifest
-from batch.progress import Tally, summary_line
-from batch.report import ReportWriter, invalid_row, outcome_row, revive
-from batch.retry import RetryPolicy
-from batch.scheduler import Breaker, Fetcher, Outcome, Stop, worker_pool
-from batch.sources import Plan
-from batch.storage import S3Store
+from batch.model import Outcome, RunSummary
+from batch.pacing.limiter import Limiter
+from batch.run.fetch import Fetcher
+from batch.run.pool import worker_pool
+from batch.run.progress import Tally, summary_line
+from batch.run.stops import Breaker, Stop
+from batch.store.checkpoint import Journal, RunLock, journal_path
+from batch.store.images import FolderSaver, ImageSaver, S3Saver
+from batch.store.inputs import Plan
+from batch.store.locations import S3Url, is_s3, parse_s3_url
+from batch.store.manifest import Manifest
+from batch.store.report import ReportWriter, invalid_row, outcome_row, revive
 
 __all__ = [
     "Destination",
     "Display",
-    "RunSummary",
     "limiter_for",
     "publish",
-    "retry_policy",
     "run_audit",
 ]
 
@@ -77,46 +77,6 @@ class Destination:
 
     def __str__(self) -> str:
         return str(self.remote or self.local)
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """How a run ended; the CLI turns it into an exit code and a summary line."""
-
-    run_id: str
-    report: str
-    sessions: int
-    unresolved: int
-    not_attempted: int
-    aborted: AccessError | None
-    stop_reason: str | None
-    line: str
-    by_status: dict[str, int]
-    by_error: dict[str, int]
-    requests: int
-    throttled: int
-    wall: float
-    manifest: Manifest
-    publish_error: AuditError | None = None
-
-    @property
-    def errors(self) -> int:
-        """Sessions whose row carries an error code (per-session, invalid or unresolved)."""
-        return sum(self.by_error.values())
-
-    @property
-    def evidence_problems(self) -> int:
-        """Sessions whose stored images are missing or changed in S3."""
-        return sum(self.by_error.get(code, 0) for code in EVIDENCE_PROBLEMS)
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        on=(RetryableError,),
-        attempts=settings.max_attempts,
-        wait_initial=settings.backoff_initial,
-        wait_max=settings.backoff_max,
-    )
 
 
 AUTO_MAX_RATE = 10_000.0  # the ceiling when no --rate is given: the quota decides

@@ -21,17 +21,19 @@ from pathlib import Path
 
 import aioboto3
 
-from batch.audit import Destination, RunSummary, retry_policy, run_audit
-from batch.client import open_session
+from batch.aws.s3 import S3Store, open_store
+from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
+from batch.durations import format_duration
 from batch.errors import ConfigError, InputError, OutputError
-from batch.locations import Location, S3Url, is_s3
 from batch.logs import LOGGER, event
-from batch.progress import BarDisplay, LogDisplay, Tally, format_duration
-from batch.report import check_output
-from batch.scheduler import Stop
-from batch.sources import Plan, read_plan
-from batch.storage import S3Store, open_store
+from batch.model import RunSummary
+from batch.run.audit import Destination, run_audit
+from batch.run.progress import BarDisplay, LogDisplay, Tally
+from batch.run.stops import Stop
+from batch.store.inputs import Plan, read_plan
+from batch.store.locations import Location, S3Url, is_s3
+from batch.store.report import check_output
 
 __all__ = [
     "Job",

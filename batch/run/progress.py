@@ -27,11 +27,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from batch.durations import format_duration
 from batch.errors import ThrottledError
 from batch.logs import LOGGER, event
-from batch.scheduler import Outcome
+from batch.model import Outcome
 
-__all__ = ["BarDisplay", "LogDisplay", "Tally", "format_duration", "summary_line"]
+__all__ = ["BarDisplay", "LogDisplay", "Tally", "summary_line"]
 
 log = logging.getLogger(LOGGER)
 
@@ -75,15 +76,6 @@ class Tally:
             self.by_status[status] += 1
         if error_code is not None:  # with a status too: evidence findings
             self.by_error[error_code] += 1
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -1,7 +1,7 @@
 """``liveness-audit verify``: a report against its manifest, its input and its evidence.
 
 Reports and inputs in S3 are copied into a private temporary folder first; the checks
-themselves are :func:`batch.manifest.verify_report` and, with ``evidence``,
+themselves are :func:`batch.store.manifest.verify_report` and, with ``evidence``,
 :func:`batch.evidence.recheck_evidence`.
 """
 
@@ -11,15 +11,14 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from batch.audit import retry_policy
-from batch.client import open_session
+from batch.aws.s3 import S3Store, open_store
+from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
 from batch.errors import InputError
 from batch.evidence import Recheck, recheck_evidence
-from batch.locations import Location, S3Url
-from batch.manifest import Verification, verify_report
-from batch.sources import file_sha256
-from batch.storage import S3Store, open_store
+from batch.store.inputs import file_sha256
+from batch.store.locations import Location, S3Url
+from batch.store.manifest import Verification, verify_report
 
 __all__ = ["verify_location"]
 

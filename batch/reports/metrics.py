@@ -13,8 +13,8 @@ import re
 import time
 from pathlib import Path
 
-from batch.audit import RunSummary
 from batch.errors import OutputError
+from batch.model import RunSummary
 
 __all__ = ["write_metrics"]
 

@@ -183,19 +183,22 @@ class Limiter(Throttler):
         """A request (released at ``sent_at``) went through: counted for the estimate."""
         self._answer(self._now(), sent_at, True)
 
-    def throttled(self, sent_at: float | None = None) -> None:
-        """The service throttled a request: cut the rate, once per reading."""
+    def throttled(self, sent_at: float | None = None) -> bool:
+        """The service throttled a request: cut the rate, once per reading.
+
+        Returns whether this throttle cut the rate (the caller may log the new rate).
+        """
         now = self._now()
         self._answer(now, sent_at, False)
         if sent_at is not None and sent_at < self._cut_at:
-            return  # sent before the last cut: old news
+            return False  # sent before the last cut: old news
         if now - self._cut_at < self.reaction:
-            return
+            return False
         current = self._rate_at(now)
         measured = self._measured(now, current)
         if measured is None:
             if now - self._cut_at < _WINDOW:
-                return  # too few answers since the last cut to read the quota: wait
+                return False  # too few answers since the last cut to read the quota: wait
             new = current * self.decrease
             self._estimate, self._measured_estimate = new, False
         elif self._measured_estimate and (
@@ -216,6 +219,7 @@ class Limiter(Throttler):
         self._cut_at = now
         self._doubling_from = None
         self.cuts += 1
+        return True
 
     def _measured(self, now: float, current: float) -> float | None:
         """The quota as answers to requests sent since the last cut (at most 1 s) show it."""

@@ -1,0 +1,82 @@
+"""``liveness-audit emulator``: serve the local Rekognition endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from batch.logs import LOGGER
+from batch.run.verdict import EXIT_USAGE
+
+log = logging.getLogger(LOGGER)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=0, show_default=True, type=int, help="Port (0: any free).")
+@click.option("--tps", type=float, help="Quota: token-bucket refill per second (no quota).")
+@click.option("--burst", type=float, help="Quota: bucket capacity [max(1, tps/10)].")
+@click.option("--sessions", default=1000, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
+@click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of 500s.")
+@click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share dropped.")
+@click.option(
+    "--throttle-error",
+    type=click.Choice(["ThrottlingException", "ProvisionedThroughputExceededException", "mixed"]),
+    default="ThrottlingException",
+    show_default=True,
+)
+@click.option("--expire-after", type=float, help="Sessions older than this many s: EXPIRED.")
+@click.option(
+    "--write-input",
+    type=click.Path(path_type=Path),
+    help="Write the population's IDs to this .csv/.parquet file.",
+)
+@click.option(
+    "--url-file", type=click.Path(path_type=Path), help="Write the URL here once listening."
+)
+def emulator(
+    host: str,
+    port: int,
+    tps: float | None,
+    burst: float | None,
+    sessions: int,
+    seed: int,
+    latency: float,
+    error_rate: float,
+    drop_rate: float,
+    throttle_error: str,
+    expire_after: float | None,
+    write_input: Path | None,
+    url_file: Path | None,
+) -> None:
+    """Serve a local Rekognition endpoint with a synthetic population, quota and faults."""
+    from batch.emulator import EmulatorSettings, serve  # noqa: PLC0415  # only this command
+
+    try:
+        settings = EmulatorSettings(
+            sessions=sessions,
+            seed=seed,
+            tps=tps,
+            burst=burst,
+            latency=latency,
+            error_rate=error_rate,
+            drop_rate=drop_rate,
+            throttle_error=throttle_error,  # type: ignore[arg-type]  # click checked the choice
+            expire_after=expire_after,
+        )
+    except ValueError as exc:
+        click.echo(f"liveness-audit emulator: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        asyncio.run(
+            serve(settings, host=host, port=port, url_file=url_file, write_input_path=write_input)
+        )
+    except OSError as exc:
+        click.echo(f"liveness-audit emulator: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

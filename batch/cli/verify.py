@@ -1,0 +1,81 @@
+"""``liveness-audit verify``: a report against its manifest, input and evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from batch.cli.common import fail, location
+from batch.config import load_settings
+from batch.errors import AuditError, ConfigError
+from batch.logs import LOGGER
+from batch.reports.verify import verify_location
+from batch.run.verdict import EXIT_OK, EXIT_UNRESOLVED
+
+log = logging.getLogger(LOGGER)
+
+
+@click.command()
+@click.argument("report_text", metavar="REPORT")
+@click.option(
+    "--input",
+    "input_text",
+    metavar="INPUT",
+    help="The input the report was made from (path or s3://); its SHA-256 must match.",
+)
+@click.option(
+    "--sha256",
+    "rows_sha256",
+    metavar="DIGEST",
+    help="The rows_sha256 the run printed and logged; the report must still carry it.",
+)
+@click.option(
+    "--evidence",
+    is_flag=True,
+    help="Also look again at every S3 image the report found present: gone or changed since?",
+)
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
+)
+def verify(
+    report_text: str,
+    input_text: str | None,
+    rows_sha256: str | None,
+    evidence: bool,
+    config_file: Path | None,
+) -> None:
+    """Check that REPORT (a path or s3://) holds exactly the rows liveness-audit wrote."""
+    try:
+        settings = load_settings(config_file=config_file, flags={})
+        report = location(report_text, "REPORT")
+        source = location(input_text, "--input") if input_text else None
+        if rows_sha256 is not None and not _SHA256.fullmatch(rows_sha256.lower()):
+            raise ConfigError(f"invalid --sha256 {rows_sha256!r}: 64 hexadecimal digits")
+        checks = verify_location(report, source, rows_sha256, evidence=evidence, settings=settings)
+        result, recheck = asyncio.run(checks)
+    except AuditError as error:
+        sys.exit(fail(error))
+    problems = [*result.problems, *(recheck.problems if recheck else ())]
+    for problem in problems:
+        click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
+    if not result.ok:
+        click.echo(f"{report_text}: NOT intact", err=True)
+    else:
+        checked = " and the input" if source is not None else ""
+        click.echo(
+            f"{report_text}: intact: {result.rows} rows match the manifest{checked} "
+            f"(rows_sha256 {result.rows_sha256})"
+        )
+    if recheck is not None:
+        bad = len(recheck.problems)
+        state = f"{bad} missing, changed or unreadable" if bad else "all still in place"
+        click.echo(f"evidence: {recheck.checked} objects looked at again: {state}")
+    sys.exit(EXIT_UNRESOLVED if problems else EXIT_OK)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -1,0 +1,143 @@
+"""Plain data passed between the stages of a run: answers, images, outcomes, evidence.
+
+Nothing here does I/O. The AWS layer (:mod:`batch.aws`) produces :class:`SessionResult`;
+the run (:mod:`batch.run`) wraps it in an :class:`Outcome`; the store
+(:mod:`batch.store`) turns outcomes into report rows. Frozen dataclasses only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from batch.errors import AccessError, AuditError, ServiceError, SessionError
+from batch.store.manifest import Manifest
+
+__all__ = [
+    "EVIDENCE_CODES",
+    "EVIDENCE_PROBLEMS",
+    "STATUSES",
+    "BoundingBox",
+    "Evidence",
+    "Image",
+    "Outcome",
+    "RunSummary",
+    "SessionResult",
+    "image_names",
+]
+
+STATUSES = frozenset({"CREATED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "EXPIRED"})
+
+
+EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")
+EVIDENCE_PROBLEMS = EVIDENCE_CODES[:2]  # findings about the evidence itself: exit code 5
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    left: float | None
+    top: float | None
+    width: float | None
+    height: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One image of a session as data: where it is, or the size and hash of its bytes."""
+
+    bounding_box: BoundingBox | None = None
+    s3_bucket: str | None = None
+    s3_name: str | None = None
+    s3_version: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    # The bytes themselves are biometric data: carried only as far as the image saver,
+    # never printed (repr=False), never written to the report.
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    session_id: str
+    status: str
+    confidence: float | None
+    reference_image: Image | None
+    audit_images: tuple[Image, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What S3 says about one stored image."""
+
+    status: str  # present | changed | missing | forbidden | error
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    last_modified: datetime | None = None
+    message: str | None = None
+
+
+def image_names(result: SessionResult) -> list[tuple[str, Image]]:
+    """``("reference", image)``, ``("audit-0", image)``, ... as the report names them."""
+    named = [("reference", result.reference_image)] if result.reference_image else []
+    return named + [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one session: a result, or the error that ended its attempts."""
+
+    session_id: str
+    result: SessionResult | None
+    error_code: str | None
+    error_message: str | None
+    attempts: int
+    fetched_at: datetime | None
+    final: bool  # a definitive answer; False means a rerun should try again
+    evidence: Mapping[str, Evidence] | None = None  # --verify-evidence, by image name
+
+    @classmethod
+    def answered(cls, result: SessionResult, attempts: int) -> Outcome:
+        return cls(result.session_id, result, None, None, attempts, datetime.now(UTC), True)
+
+    @classmethod
+    def failed(cls, session_id: str, error: ServiceError, attempts: int) -> Outcome:
+        final = isinstance(error, SessionError)
+        now = datetime.now(UTC)
+        return cls(session_id, None, error.code, error.message, attempts, now, final)
+
+    @classmethod
+    def not_attempted(cls, session_id: str, message: str) -> Outcome:
+        return cls(session_id, None, "NotAttempted", message, 0, None, False)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended; the CLI turns it into an exit code and a summary line."""
+
+    run_id: str
+    report: str
+    sessions: int
+    unresolved: int
+    not_attempted: int
+    aborted: AccessError | None
+    stop_reason: str | None
+    line: str
+    by_status: dict[str, int]
+    by_error: dict[str, int]
+    requests: int
+    throttled: int
+    wall: float
+    manifest: Manifest
+    publish_error: AuditError | None = None
+
+    @property
+    def errors(self) -> int:
+        """Sessions whose row carries an error code (per-session, invalid or unresolved)."""
+        return sum(self.by_error.values())
+
+    @property
+    def evidence_problems(self) -> int:
+        """Sessions whose stored images are missing or changed in S3."""
+        return sum(self.by_error.get(code, 0) for code in EVIDENCE_PROBLEMS)
