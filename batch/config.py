@@ -96,6 +96,7 @@ class Settings(BaseModel):
     verify_evidence: bool = False
     s3_endpoint_url: str | None = None
     s3_rate: float = Field(500.0, gt=0, le=10_000, description="S3 requests per second at most")
+    s3_concurrency: int = Field(32, ge=1, le=1024, description="S3 connections at most")
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = Field(None, min_length=1)
     # summaries

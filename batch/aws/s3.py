@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import aioboto3
 
 from batch.aws.convert import convert_error
-from batch.aws.session import client_config
+from batch.aws.session import client_config, open_session, retry_policy
 from batch.config import Settings
 from batch.errors import (
     AccessError,
@@ -48,9 +48,9 @@ from batch.errors import (
 from batch.logs import LOGGER
 from batch.pacing.limiter import Limiter
 from batch.pacing.retry import RetryPolicy
-from batch.store.locations import S3Url
+from batch.store.locations import Location, S3Url
 
-__all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "open_store"]
+__all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "connect_s3", "local_copy", "open_store"]
 
 log = logging.getLogger(LOGGER)
 
@@ -286,6 +286,30 @@ class S3Store:
 
 
 @asynccontextmanager
+async def connect_s3(
+    settings: Settings,
+    session: aioboto3.Session | None = None,
+    *,
+    give_up: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[S3Store]:
+    """The S3 store of a command: on ``session`` (or a new one), with the run's retry policy."""
+    session = session or await open_session(settings)
+    async with open_store(settings, session, retry_policy(settings), give_up=give_up) as store:
+        yield store
+
+
+async def local_copy(store: S3Store | None, location: Location, folder: Path, what: str) -> Path:
+    """``location`` itself when local, else its copy in ``folder`` (named ``what``)."""
+    if isinstance(location, Path):
+        return location
+    if store is None:
+        raise ValueError(f"{what} {location} is in S3 but no S3 store was opened")
+    copy = folder / f"{uuid.uuid4().hex[:12]}-{location.name or what}"
+    await store.download(location, copy, what=what)
+    return copy
+
+
+@asynccontextmanager
 async def open_store(
     settings: Settings,
     session: aioboto3.Session,
@@ -295,7 +319,9 @@ async def open_store(
 ) -> AsyncIterator[S3Store]:
     """The run's S3 store on ``session``, paced at ``s3_rate``."""
     context = session.client(
-        "s3", endpoint_url=settings.s3_endpoint_url, config=client_config(settings)
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        config=client_config(settings, pool=settings.s3_concurrency),
     )
     async with context as client:
         yield S3Store(

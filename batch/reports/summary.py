@@ -21,8 +21,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from batch.aws.s3 import open_store
-from batch.aws.session import open_session, retry_policy
+from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
 from batch.store.locations import is_s3, parse_s3_url
@@ -319,8 +318,7 @@ async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path
     remote = [r for r in reports if is_s3(r)]
     if not remote:
         return nights
-    session = await open_session(settings)
-    async with open_store(settings, session, retry_policy(settings)) as store:
+    async with connect_s3(settings) as store:
         for text in remote:
             try:
                 url = parse_s3_url(text, "REPORTS")
@@ -332,7 +330,6 @@ async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path
             if not found:
                 raise InputError(f"no .parquet reports found under {text}")
             for item in found:
-                copy = folder / f"{len(nights)}.parquet"
-                await store.download(item, copy, what="report")
+                copy = await local_copy(store, item, folder, "report")
                 nights.append(load_night(copy, settings.threshold, source=str(item)))
     return nights

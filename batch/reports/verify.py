@@ -11,8 +11,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from batch.aws.s3 import S3Store, open_store
-from batch.aws.session import open_session, retry_policy
+from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
 from batch.errors import InputError
 from batch.evidence import Recheck, recheck_evidence
@@ -21,16 +20,6 @@ from batch.store.locations import Location, S3Url
 from batch.store.manifest import Verification, verify_report
 
 __all__ = ["verify_location"]
-
-
-async def _local(store: S3Store | None, location: Location, folder: Path, what: str) -> Path:
-    """``location`` itself, or its copy in ``folder`` when it is in S3."""
-    if isinstance(location, Path):
-        return location
-    assert store is not None
-    copy = folder / what
-    await store.download(location, copy, what=what)
-    return copy
 
 
 async def verify_location(
@@ -44,16 +33,11 @@ async def verify_location(
     needs_s3 = evidence or isinstance(report, S3Url) or isinstance(source, S3Url)
     async with contextlib.AsyncExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="liveness-audit-")))
-        store = None
-        if needs_s3:
-            session = await open_session(settings)
-            store = await stack.enter_async_context(
-                open_store(settings, session, retry_policy(settings))
-            )
-        report_path = await _local(store, report, folder, "report")
+        store = await stack.enter_async_context(connect_s3(settings)) if needs_s3 else None
+        report_path = await local_copy(store, report, folder, "report")
         input_sha256 = None
         if source is not None:
-            source_path = await _local(store, source, folder, "input")
+            source_path = await local_copy(store, source, folder, "input")
             if not source_path.is_file():
                 raise InputError(f"input file not found: {source}")
             input_sha256 = file_sha256(source_path)
