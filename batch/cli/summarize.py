@@ -15,7 +15,9 @@ from batch.cli.common import fail
 from batch.config import load_settings
 from batch.errors import AuditError, ConfigError, OutputError
 from batch.logs import LOGGER
-from batch.reports.summary import flat_table, load_nights, render_html, render_terminal
+from batch.reports.export import write_csv, write_xlsx
+from batch.reports.html import render_html
+from batch.reports.summary import flat_table, load_nights, render_terminal
 
 log = logging.getLogger(LOGGER)
 
@@ -49,12 +51,9 @@ def summarize(
             nights = asyncio.run(load_nights(reports, settings, Path(folder)))
         nights.sort(key=lambda night: (night.when, night.source))
         render_terminal(nights, settings.threshold, Console())
-        for path, write in ((csv_path, "to_csv"), (xlsx_path, "to_excel")):
+        for path, write in ((csv_path, write_csv), (xlsx_path, write_xlsx)):
             if path is not None:
-                try:
-                    getattr(flat_table(nights), write)(path, index=False)
-                except OSError as exc:
-                    raise OutputError(f"cannot write {path}: {exc}") from None
+                write(flat_table(nights), path)
                 click.echo(f"wrote {path}")
         if html_path is not None:
             try:

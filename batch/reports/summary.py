@@ -3,7 +3,8 @@
 Reads one report, a folder of them or a glob (nightly reports), computes the facts an
 analyst looks for (sessions by status, pass/fail against a confidence threshold,
 confidence percentiles, errors by code, attempts and throttling, provenance) and shows
-them as terminal tables, with a trend by night when several reports are given. The flat
+them as terminal tables, with a trend by night when several reports are given (the page is
+:mod:`batch.reports.html`; the spreadsheets :mod:`batch.reports.export`). The flat
 per-session table (no image bytes, bounding boxes as columns) can be written as CSV or
 XLSX for spreadsheet users.
 """
@@ -11,7 +12,6 @@ XLSX for spreadsheet users.
 from __future__ import annotations
 
 import glob
-import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,7 +33,6 @@ __all__ = [
     "flat_table",
     "load_night",
     "load_nights",
-    "render_html",
     "render_terminal",
 ]
 
@@ -187,127 +186,6 @@ def flat_table(nights: list[Night]) -> pd.DataFrame:
                 frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
-
-
-def _figure_png(draw: Any) -> str:
-    """Render a matplotlib drawing function to an embeddable base64 PNG ``<img>``."""
-    import base64  # noqa: PLC0415  # only the HTML report needs these
-    import io  # noqa: PLC0415
-
-    import matplotlib as mpl  # noqa: PLC0415
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
-    draw(ax)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="chart" src="data:image/png;base64,{data}">'
-
-
-def _needs_a_look(night: Night, threshold: float) -> pd.DataFrame:
-    df = night.frame
-    low = (df["status"] == "SUCCEEDED") & (df["confidence"] < threshold)
-    flagged = df[
-        (df["status"] == "FAILED") | (df["status"] == "EXPIRED") | low | df["error_code"].notna()
-    ]
-    return flagged
-
-
-def _s3_links(images: Any, reference: tuple[Any, Any]) -> str:
-    links = []
-    bucket, name = reference
-    if isinstance(bucket, str) and isinstance(name, str):
-        links.append(f"s3://{bucket}/{name}")
-    for image in images:
-        if image.get("s3_bucket") and image.get("s3_name"):
-            links.append(f"s3://{image['s3_bucket']}/{image['s3_name']}")
-    return " ".join(
-        f'<a href="https://s3.console.aws.amazon.com/s3/object/{u[5:].split("/", 1)[0]}'
-        f'?prefix={html.escape(u[5:].split("/", 1)[1])}">{html.escape(u)}</a>'
-        for u in links
-    )
-
-
-def _flagged_row(row: dict[str, Any]) -> str:
-    confidence = row["confidence"]
-    shown = "" if confidence is None or pd.isna(confidence) else f"{confidence:.2f}"
-    error = row["error_code"]
-    links = _s3_links(row["audit_images"], (row["reference_s3_bucket"], row["reference_s3_name"]))
-    cells = [
-        html.escape(str(row["session_id"])),
-        html.escape("" if row["status"] is None or pd.isna(row["status"]) else str(row["status"])),
-        shown,
-        html.escape("" if error is None or pd.isna(error) else str(error)),
-        links,
-    ]
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
-
-
-def render_html(nights: list[Night], threshold: float) -> str:
-    """One self-contained page: the same facts, charts embedded, no network needed."""
-    night = nights[-1]
-    p = night.provenance
-    statuses = dict(night.by_status)
-
-    def status_chart(ax: Any) -> None:
-        ax.bar(list(statuses), list(statuses.values()), color="#4c72b0")
-        ax.set_title("Sessions by status")
-
-    def histogram(ax: Any) -> None:
-        ax.hist(night.frame["confidence"].dropna(), bins=20, range=(0, 100), color="#55a868")
-        ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:g}")
-        ax.set_title("Confidence")
-        ax.legend()
-
-    def trend(ax: Any) -> None:
-        ax.plot([n.when[:10] for n in nights], [n.passed for n in nights], marker="o", label="pass")
-        ax.plot([n.when[:10] for n in nights], [n.failed for n in nights], marker="o", label="fail")
-        ax.set_title("Trend by night")
-        ax.legend()
-
-    rows = "".join(
-        f'<tr><td>{html.escape(str(name))}</td><td class="n" id="status-{html.escape(str(name))}">'
-        f"{count}</td></tr>"
-        for name, count in statuses.items()
-    )
-    errors = "".join(
-        f'<tr><td>{html.escape(code)}</td><td class="n">{count}</td></tr>'
-        for code, count in sorted(night.errors.items())
-    )
-    look = _needs_a_look(night, threshold)
-    flagged = "".join(
-        _flagged_row({str(k): v for k, v in row.items()}) for row in look.to_dict("records")
-    )
-    percentiles = " ".join(f"p{k} {v:.2f}" for k, v in night.confidence.items())
-    charts = _figure_png(status_chart) + _figure_png(histogram)
-    if len(nights) > 1:
-        charts += _figure_png(trend)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Liveness audit {html.escape(night.when)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}td,th{{padding:2px 8px;
-border-bottom:1px solid #ddd;text-align:left}}.n{{text-align:right}}img{{margin:4px}}</style>
-</head><body>
-<h1>Liveness audit</h1>
-<p>Report <code>{html.escape(night.source)}</code>, run {html.escape(night.when)} UTC,
-input <code>{html.escape(str(p.get("input_path")))}</code>, liveness-audit
-{html.escape(str(p.get("tool_version")))}.</p>
-<p><b id="sessions">{night.sessions}</b> sessions;
-pass at confidence &ge; {threshold:g}: <b id="passed">{night.passed}</b>,
-fail: <b id="failed">{night.failed}</b>; confidence {percentiles};
-attempts {night.attempts_total}, throttled {p.get("throttled", 0)}.</p>
-{charts}
-<h2>Sessions by status</h2><table>{rows}</table>
-<h2>Errors by code</h2><table>{errors or "<tr><td>none</td></tr>"}</table>
-<h2>Sessions that need a human look (<span id="flagged">{len(look)}</span>)</h2>
-<table><tr><th>session</th><th>status</th><th>confidence</th><th>error</th>
-<th>images in S3</th></tr>{flagged}</table>
-</body></html>
-"""
 
 
 async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
