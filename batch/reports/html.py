@@ -119,7 +119,10 @@ def _flagged(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         confidence = row["confidence"]
         links = [s3_link(row["reference_s3_bucket"], row["reference_s3_name"])]
         images = row["audit_images"]
-        links += [s3_link(i.get("s3_bucket"), i.get("s3_name")) for i in (() if images is None else images)]
+        links += [
+            s3_link(i.get("s3_bucket"), i.get("s3_name"))
+            for i in (() if images is None else images)
+        ]
         shown.append(
             {
                 "session_id": _text(row["session_id"]),
