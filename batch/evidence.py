@@ -132,10 +132,22 @@ def with_evidence(outcome: Outcome, evidence: Mapping[str, Evidence]) -> Outcome
 
 @dataclass(frozen=True, slots=True)
 class Recheck:
-    """What a later look at the evidence a report recorded found."""
+    """What a later look at the evidence a report recorded found.
+
+    Only ``problems`` are findings about the evidence; the other two say it could not be
+    looked at, which is not a sign of change: ``forbidden`` (S3 refused the HEAD, 403: an
+    IAM matter) and ``unchecked`` (the HEAD kept failing, throttled, 5xx or network,
+    after every attempt of the store's retry policy).
+    """
 
     checked: int
     problems: tuple[str, ...]  # one line per object missing or changed since the audit
+    forbidden: tuple[str, ...] = ()  # one line per object S3 refused to show
+    unchecked: tuple[str, ...] = ()  # one line per object S3 did not answer for
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return (*self.problems, *self.forbidden, *self.unchecked)
 
 
 _RECORDED = ("s3_bucket", "s3_name", "evidence", "evidence_version_id", "evidence_etag")
@@ -171,33 +183,45 @@ async def recheck_evidence(store: S3Store, report: Path, *, concurrency: int = 1
 
     The key must still hold what the audit saw: the same version where S3 gave one (in a
     versioned bucket an overwrite or a delete marker shows as another version, or none),
-    else the same ETag and size.
+    else the same ETag and size. Throttles, 5xx and network errors are retried by the
+    store's retry policy; a 403 or a HEAD that keeps failing is reported as such, never
+    as a change.
     """
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(item: _Item) -> str | None:
+    async def one(item: _Item) -> tuple[str, str] | None:
         session_id, name, url, version, etag, size = item
         where = f"{session_id} {name}: {url}"
         async with gate:
             try:
                 info = await store.head(url)
             except NotFoundError:
-                return f"{where}: missing (deleted since the audit)"
-            except (AccessError, ServiceError) as exc:
-                return f"{where}: cannot check ({exc})"
+                return "problem", f"{where}: missing (deleted since the audit)"
+            except AccessError as exc:
+                return "forbidden", f"{where}: cannot check: S3 refused access ({exc})"
+            except ServiceError as exc:
+                return "unchecked", f"{where}: cannot check: S3 kept failing ({exc})"
         if version is not None and info.version_id != version:
-            return f"{where}: changed (version {version} audited, now {info.version_id})"
+            return "problem", f"{where}: changed (version {version} audited, now {info.version_id})"
         if version is None and (info.etag != etag or info.size != size):
-            return f"{where}: changed (ETag {etag} -> {info.etag}, {size} -> {info.size} bytes)"
+            change = f"ETag {etag} -> {info.etag}, {size} -> {info.size} bytes"
+            return "problem", f"{where}: changed ({change})"
         return None
 
-    checked, problems = 0, []
+    checked = 0
+    found: dict[str, list[str]] = {"problem": [], "forbidden": [], "unchecked": []}
     items = _recorded(report)
     try:
         while chunk := list(itertools.islice(items, 1000)):  # bounded: reports are large
-            found = await asyncio.gather(*(one(item) for item in chunk))
+            for outcome in await asyncio.gather(*(one(item) for item in chunk)):
+                if outcome is not None:
+                    found[outcome[0]].append(outcome[1])
             checked += len(chunk)
-            problems += [p for p in found if p is not None]
     except (OSError, pa.ArrowException, KeyError) as exc:
         raise InputError(f"cannot read the evidence columns of {report}: {exc}") from None
-    return Recheck(checked, tuple(problems))
+    return Recheck(
+        checked,
+        tuple(found["problem"]),
+        forbidden=tuple(found["forbidden"]),
+        unchecked=tuple(found["unchecked"]),
+    )

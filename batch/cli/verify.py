@@ -13,9 +13,10 @@ import click
 from batch.cli.common import fail, location
 from batch.config import load_settings
 from batch.errors import AuditError, ConfigError
+from batch.evidence import Recheck
 from batch.logs import LOGGER
 from batch.reports.verify import verify_location
-from batch.run.verdict import EXIT_OK, EXIT_UNRESOLVED
+from batch.run.verdict import EXIT_ACCESS, EXIT_OK, EXIT_UNRESOLVED
 
 log = logging.getLogger(LOGGER)
 
@@ -60,8 +61,7 @@ def verify(
         result, recheck = asyncio.run(checks)
     except AuditError as error:
         sys.exit(fail(error))
-    problems = [*result.problems, *(recheck.problems if recheck else ())]
-    for problem in problems:
+    for problem in (*result.problems, *(recheck.lines if recheck else ())):
         click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
     if not result.ok:
         click.echo(f"{report_text}: NOT intact", err=True)
@@ -72,10 +72,35 @@ def verify(
             f"(rows_sha256 {result.rows_sha256})"
         )
     if recheck is not None:
-        bad = len(recheck.problems)
-        state = f"{bad} missing, changed or unreadable" if bad else "all still in place"
-        click.echo(f"evidence: {recheck.checked} objects looked at again: {state}")
-    sys.exit(EXIT_UNRESOLVED if problems else EXIT_OK)
+        click.echo(f"evidence: {recheck.checked} objects looked at again: {_state(recheck)}")
+    sys.exit(_exit_code(result.ok, recheck))
+
+
+EXIT_UNCHECKED = 4  # verify only: some evidence could not be looked at; run again
+
+
+def _exit_code(intact: bool, recheck: Recheck | None) -> int:
+    """1 for anything not intact (wins), 3 for a refused HEAD, 4 for one S3 kept failing."""
+    if not intact or (recheck is not None and recheck.problems):
+        return EXIT_UNRESOLVED
+    if recheck is not None and recheck.forbidden:
+        return EXIT_ACCESS
+    if recheck is not None and recheck.unchecked:
+        return EXIT_UNCHECKED
+    return EXIT_OK
+
+
+def _state(recheck: Recheck) -> str:
+    if not recheck.lines:
+        return "all still in place"
+    notes = [
+        f"{len(recheck.forbidden)} refused by S3 (403)" if recheck.forbidden else "",
+        f"{len(recheck.unchecked)} not answered after every retry" if recheck.unchecked else "",
+    ]
+    detail = "; ".join(note for note in notes if note)
+    return f"{len(recheck.lines)} missing, changed or unreadable" + (
+        f" ({detail})" if detail else ""
+    )
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
