@@ -22,8 +22,9 @@ one place, :func:`batch.run.verdict.exit_code_for`.
         │   ├── ServerError         InternalServerError and other 5xx
         │   ├── TransportError      connection refused/reset, timeouts, torn bodies
         │   └── StaleCredentialsError  ExpiredToken, a few times in a row at most
-        └── SessionError            a definitive per-session answer (SessionNotFound, ...)
-            └── NotFoundError       an S3 object, version or bucket does not exist
+        ├── SessionError            a definitive per-session answer (SessionNotFound, ...)
+        │   └── NotFoundError       an S3 object, version or bucket does not exist
+        └── ConflictError           a conditional S3 write lost a race (412/409): re-read
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "AuditError",
     "CheckpointError",
     "ConfigError",
+    "ConflictError",
     "CredentialsError",
     "InputError",
     "NotFoundError",
@@ -129,3 +131,10 @@ class SessionError(ServiceError):
 
 class NotFoundError(SessionError):
     """S3 answered that the object, version or bucket does not exist (404)."""
+
+
+class ConflictError(ServiceError):
+    """A conditional write (``If-Match``/``If-None-Match``) found the object changed (412/409).
+
+    Another writer got there first: read the object again, merge, and write again.
+    """

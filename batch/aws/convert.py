@@ -15,6 +15,7 @@ from botocore.parsers import ResponseParserError
 from batch.errors import (
     AccessError,
     AuditError,
+    ConflictError,
     CredentialsError,
     NotFoundError,
     ServerError,
@@ -51,6 +52,7 @@ CREDENTIAL_CODES = frozenset(
 )
 ACCESS_CODES = frozenset({"AccessDeniedException", "AccessDenied", "403"})
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
 EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 
 
@@ -72,6 +74,8 @@ def convert_error(exc: BaseException) -> AuditError:  # noqa: PLR0911, PLR0912  
             return AccessError(f"{code}: {message}", code=code)
         if code in THROTTLE_CODES:
             return ThrottledError(code, message, http_status=status)
+        if code in CONFLICT_CODES or status == 412:
+            return ConflictError(code, message or "the object changed", http_status=status)
         if code in NOT_FOUND_CODES:
             return NotFoundError(code, message or "not found", http_status=status)
         if code in ("InternalServerError", "ServiceUnavailable") or (status or 0) >= 500:

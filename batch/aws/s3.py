@@ -220,17 +220,35 @@ class S3Store:
         *,
         metadata: Mapping[str, str] | None = None,
         content_type: str = "application/vnd.apache.parquet",
-    ) -> None:
-        """Upload the finished file ``path`` to ``url``; the key shows all of it or nothing."""
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str | None:
+        """Upload the finished file ``path`` to ``url``; the key shows all of it or nothing.
+
+        ``if_match`` (the ETag the caller read) or ``if_none_match`` (the key must be new)
+        make the write conditional: S3 refuses it (:class:`ConflictError`) when another
+        writer changed the key meanwhile. Returns the new object's ETag.
+        """
         at = {"Bucket": url.bucket, "Key": url.key}
+        condition: dict[str, str] = {}
+        if if_match is not None:
+            condition["IfMatch"] = if_match
+        elif if_none_match:
+            condition["IfNoneMatch"] = "*"
         extra = {"ContentType": content_type, "Metadata": dict(metadata or {})}
         size = (await asyncio.to_thread(path.stat)).st_size
         if size <= self.part_size:
             body = await asyncio.to_thread(path.read_bytes)
-            await self._call(
-                "put_object", stoppable=False, Body=body, **at, **extra, **self._encryption
+            put = await self._call(
+                "put_object",
+                stoppable=False,
+                Body=body,
+                **at,
+                **extra,
+                **condition,
+                **self._encryption,
             )
-            return
+            return _etag(put)
         started = await self._call(
             "create_multipart_upload", stoppable=False, **at, **extra, **self._encryption
         )
@@ -251,21 +269,24 @@ class S3Store:
                     parts.append({"ETag": part["ETag"], "PartNumber": number})
                     number += 1
             try:
-                await self._call(
+                done = await self._call(
                     "complete_multipart_upload",
                     stoppable=False,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},
                     **at,
+                    **condition,
                 )
             except SessionError as exc:
                 # A retry after a lost answer finds the upload already completed.
                 if exc.code != "NoSuchUpload" or not await self._holds(url, parts):
                     raise
+                done = {}
         except BaseException:
             # Nothing appeared at the key; drop the parts so they cost nothing.
             await asyncio.shield(self._abort(url, upload_id))
             raise
+        return _etag(done)
 
     async def _holds(self, url: S3Url, parts: list[dict[str, Any]]) -> bool:
         """Whether ``url`` is the object these parts make (S3's multipart ETag)."""
@@ -283,6 +304,12 @@ class S3Store:
             await self._client.abort_multipart_upload(
                 Bucket=url.bucket, Key=url.key, UploadId=upload_id
             )
+
+
+def _etag(response: Mapping[str, Any]) -> str | None:
+    """An ETag as :meth:`S3Store.head` gives it: without S3's quotes."""
+    etag = response.get("ETag")
+    return None if etag is None else str(etag).strip('"')
 
 
 @asynccontextmanager

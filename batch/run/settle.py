@@ -1,0 +1,112 @@
+"""Settling pending sessions: ask a ``CREATED``/``IN_PROGRESS`` session again until it ends.
+
+A session that is still running when asked has no result yet, and its result will live
+only minutes once it comes. :class:`Settler` keeps each pending session's next turn (every
+``interval`` seconds, through the same pool, limiter and retry policy as every call) until
+it answers ``SUCCEEDED``, ``FAILED`` or ``EXPIRED``, disappears, or ``duration`` has passed
+since its first pending answer; then the last answer stands (a rerun asks again).
+
+It also knows when the fetch phase is over: :meth:`feed` returns once nothing is queued or
+in flight and no pending session is waiting for its turn (or the run is stopping). Time
+comes from the running loop's clock (or an injected one), so tests run on virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import Awaitable, Callable
+
+__all__ = ["Settler"]
+
+Clock = Callable[[], float]
+Put = Callable[[str], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+class Settler:
+    """Re-asks pending sessions every ``interval`` s for at most ``duration`` s each."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        duration: float,
+        stopping: Callable[[], bool] = lambda: False,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        if interval <= 0 or duration < 0:
+            raise ValueError("interval must be positive and duration not negative")
+        self.interval = interval
+        self.duration = duration
+        self._stopping = stopping
+        self._clock = clock
+        self._sleep = sleep  # tests: virtual time (an answer is noticed when it ends)
+        self._due: list[tuple[float, int, str]] = []  # (when, tie-break, session) heap
+        self._first: dict[str, float] = {}  # first pending answer of each waiting session
+        self._busy = 0  # sessions put into the pool and not yet answered
+        self._order = 0
+        self._changed = asyncio.Event()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    @property
+    def waiting(self) -> int:
+        """Pending sessions waiting for their next turn (or in it)."""
+        return len(self._first)
+
+    def sent(self) -> None:
+        """A session was put into the pool."""
+        self._busy += 1
+
+    def answered(self, session_id: str, *, pending: bool) -> bool:
+        """A session's turn ended; returns whether it will be asked again.
+
+        ``pending``: it answered ``CREATED`` or ``IN_PROGRESS``.
+        """
+        self._busy -= 1
+        again = False
+        if pending and self.duration > 0:
+            now = self._now()
+            first = self._first.setdefault(session_id, now)
+            if now + self.interval <= first + self.duration:
+                heapq.heappush(self._due, (now + self.interval, self._order, session_id))
+                self._order += 1
+                again = True
+        if not again:
+            self._first.pop(session_id, None)
+        self._changed.set()
+        return again
+
+    async def feed(self, put: Put) -> None:
+        """Put each waiting session back when its turn comes; return when all is done."""
+        while not self._stopping():
+            now = self._now()
+            if self._due and self._due[0][0] <= now:
+                _, _, session_id = heapq.heappop(self._due)
+                self.sent()
+                await put(session_id)
+                continue
+            if not self._due and self._busy <= 0:
+                return
+            self._changed.clear()
+            await self._wait(self._due[0][0] - now if self._due else None)
+
+    async def _wait(self, delay: float | None) -> None:
+        """Until an answer arrives or the next turn is due, whichever comes first."""
+        if delay is not None and self._sleep is not None:
+            await self._sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._changed.wait()
+
+    def abandon(self) -> list[str]:
+        """Stop settling: the sessions still waiting for a turn (their last answer stands)."""
+        left = sorted(self._first)
+        self._due.clear()
+        self._first.clear()
+        return left

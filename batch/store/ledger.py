@@ -1,0 +1,161 @@
+"""The answer ledger: which of two answers about one session a report keeps.
+
+A session's results live only minutes in the service, so an answer the tool has fetched
+is irreplaceable: no rerun can bring it back. Every run therefore merges what it learns
+into what the report (and an unfinished run's journal) already holds, and each session
+keeps the most informative answer any run has seen::
+
+    5  RESULT       SUCCEEDED or FAILED, with confidence and images
+    4  EXPIRED      the session ended without a result
+    3  IN_PROGRESS  pending: asked again until it settles
+    2  CREATED      pending
+    1  GONE         a definitive per-session error (SessionNotFoundException, ...)
+    0  NOTHING      no answer: an unresolved error (throttled, 5xx, ...) or NotAttempted
+
+A higher rank always wins. Between answers of equal rank the newer one wins, except for
+results: a result already kept is never replaced by another fetch of it (a rerun with
+``--fresh`` asks again but keeps the first result), only by a later version of the same
+answer (same ``fetched_at``) whose local steps (evidence check, image save) went further.
+
+Sessions whose kept answer is *settled* (RESULT, EXPIRED, GONE) are not asked again;
+pending and unanswered ones are. Rows carry ``checks`` (calls made for the session over
+all runs) and ``checked_at`` (the last call) beside ``fetched_at`` (when the kept answer
+arrived).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "DEFINITIVE_ERRORS",
+    "LOCAL_STEP_CODES",
+    "Ledger",
+    "Rank",
+    "keep",
+    "local_steps_due",
+    "pending",
+    "rank",
+    "settled",
+]
+
+Row = dict[str, Any]
+
+DEFINITIVE_ERRORS = frozenset(
+    {"SessionNotFoundException", "InvalidParameterException", "InvalidSessionId"}
+)
+LOCAL_STEP_CODES = frozenset({"EvidenceUnverified", "ImageNotSaved"})
+
+
+class Rank(IntEnum):
+    NOTHING = 0
+    GONE = 1
+    CREATED = 2
+    IN_PROGRESS = 3
+    EXPIRED = 4
+    RESULT = 5
+
+
+_BY_STATUS = {
+    "SUCCEEDED": Rank.RESULT,
+    "FAILED": Rank.RESULT,
+    "EXPIRED": Rank.EXPIRED,
+    "IN_PROGRESS": Rank.IN_PROGRESS,
+    "CREATED": Rank.CREATED,
+}
+
+
+def rank(row: Mapping[str, Any]) -> Rank:
+    """How informative ``row``'s answer is (see the module docstring)."""
+    status = row.get("status")
+    if status is not None:
+        return _BY_STATUS.get(str(status), Rank.NOTHING)
+    if row.get("error_code") in DEFINITIVE_ERRORS:
+        return Rank.GONE
+    return Rank.NOTHING
+
+
+def settled(row: Mapping[str, Any]) -> bool:
+    """The kept answer is final: the service will say nothing more about the session."""
+    return rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
+
+
+def pending(row: Mapping[str, Any]) -> bool:
+    """The session was still running when last asked: ask again until it settles."""
+    return rank(row) in (Rank.CREATED, Rank.IN_PROGRESS)
+
+
+def local_steps_due(row: Mapping[str, Any]) -> bool:
+    """A kept result whose evidence check or image save did not complete: redo locally."""
+    return rank(row) == Rank.RESULT and row.get("error_code") in LOCAL_STEP_CODES
+
+
+def _checks(row: Mapping[str, Any]) -> int:
+    checks = row.get("checks")
+    return int(checks if checks is not None else row.get("attempts") or 0)
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
+
+
+def _same_observation(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Both rows record the same call (a journal replayed into the report it fed)."""
+    return old.get("fetched_at") is not None and old.get("fetched_at") == new.get("fetched_at")
+
+
+def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
+    """The row to keep for a session, given the kept ``old`` row and a ``new`` one."""
+    if old is None:
+        row = dict(new)
+        row["checks"] = _checks(new)
+        row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
+        return row
+    if _same_observation(old, new):
+        # One answer seen twice: its later copy may only have gone further locally.
+        winner = new if rank(new) >= rank(old) else old
+        return {**winner, "checks": max(_checks(old), _checks(new))}
+    old_rank, new_rank = rank(old), rank(new)
+    newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
+    row = dict(new if newer_wins else old)
+    row["checks"] = _checks(old) + _checks(new)
+    row["checked_at"] = _latest(
+        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
+    )
+    return row
+
+
+class Ledger:
+    """The kept row of every session seen, in first-seen order."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._rows: dict[str, Row] = {}
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Mapping[str, Any]) -> Row:
+        """Merge ``row`` into the ledger; return the row now kept for its session."""
+        session_id = str(row["session_id"])
+        kept = keep(self._rows.get(session_id), row)
+        self._rows[session_id] = kept
+        return kept
+
+    def replace(self, row: Mapping[str, Any]) -> None:
+        """Put ``row`` as it is: the kept answer itself with a local step redone."""
+        self._rows[str(row["session_id"])] = dict(row)
+
+    def get(self, session_id: str) -> Row | None:
+        return self._rows.get(session_id)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows.values())
