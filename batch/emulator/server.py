@@ -442,7 +442,7 @@ class Emulator:
         if fate is None:
             drawn = unit("fate", self.settings.seed, session_id) < 0.8
             fate = "SUCCEEDED" if drawn else "FAILED"
-        finishes = fate != "EXPIRED" and finish_after is not None
+        finishes = fate != "EXPIRED" and None not in (start_after, finish_after)
         plan = Plan(
             created_at=at,
             start_after=start_after,
