@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aioboto3
 import aiohttp
 import pyarrow.parquet as pq
 import pytest
 
-from batch.emulator import FAULTS, EmulatorSettings, EmulatorThread, Population, write_input
+from batch.emulator import (
+    CHALLENGE_TYPES,
+    FAULTS,
+    EmulatorSettings,
+    EmulatorThread,
+    Population,
+    challenge,
+    planted_disagreements,
+    write_input,
+)
+from tests.helpers import run_cli
 
 TARGET = "RekognitionService.GetFaceLivenessSessionResults"
 AUTH = "AWS4-HMAC-SHA256 Credential={key}/20261124/us-east-1/rekognition/aws4_request, x"
@@ -242,3 +255,59 @@ def test_emulator_command_serves_and_writes_its_input(tmp_path: Path) -> None:
     proc.terminate()
     assert proc.wait(timeout=30) == 0
     proc.stdout.close()
+
+
+async def test_answers_carry_the_challenge_once_the_user_started(emulator: EmulatorThread) -> None:
+    population = Population(3, 600)
+    bodies = [population.response(s) or {} for s in population.ids()]
+    started = [b for b in bodies if b["Status"] in ("IN_PROGRESS", "SUCCEEDED", "FAILED")]
+    assert all("Challenge" not in b for b in bodies if b not in started)
+    assert {b["Challenge"]["Type"] for b in started} == set(CHALLENGE_TYPES)
+    assert {b["Challenge"]["Version"] for b in started} == {"1.0.0", "2.0.0"}
+    sid = emulator.population.ids()[0]  # SUCCEEDED
+    session = aioboto3.Session()
+    async with session.client(
+        "rekognition", endpoint_url=emulator.url, region_name="us-east-1"
+    ) as rek:
+        parsed = await rek.get_face_liveness_session_results(SessionId=sid)
+    expected = emulator.population.response(sid) or {}
+    assert parsed["Challenge"] == challenge(7, sid) == expected["Challenge"]
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.parquet"])
+def test_a_reconciliation_input_plants_a_disagreement_every_97th_row_with_a_result(
+    tmp_path: Path, name: str
+) -> None:
+    population = Population(7, 1000)
+    ids = population.ids()
+    path = tmp_path / name
+    write_input(path, ids, reconcile_with=population)
+    if name.endswith(".csv"):
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = pq.read_table(path).to_pylist()
+    assert [row["session_id"] for row in rows] == list(ids)
+    assert all(re.fullmatch(r"CUST-\d{6}", row["customer_ref"]) for row in rows)
+    planted = planted_disagreements(population, ids)
+    assert 5 <= len(planted) <= 10
+    for number, row in enumerate(rows, start=1):
+        body = population.response(row["session_id"]) or {}
+        if body["Status"] in ("SUCCEEDED", "FAILED"):
+            service = (
+                "pass" if body["Status"] == "SUCCEEDED" and body["Confidence"] >= 80 else "fail"
+            )
+            disagrees = row["app_decision"] != service
+            assert disagrees == (row["session_id"] in planted)
+            assert disagrees == (number % 97 == 0)
+        else:
+            assert row["session_id"] not in planted
+            assert row["app_decision"] in ("pass", "fail")
+
+
+def test_emulator_command_refuses_bad_settings_with_one_line_and_exit_2() -> None:
+    ran = run_cli("emulator", "--regions", "eu-west-1,Europe")
+    assert ran.code == 2
+    assert ran.stderr.strip().count("\n") == 0
+    assert "regions" in ran.stderr
+    assert run_cli("emulator", "--lifetime", "0").code == 2

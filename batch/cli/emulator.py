@@ -33,9 +33,33 @@ log = logging.getLogger(LOGGER)
 )
 @click.option("--expire-after", type=float, help="Sessions older than this many s: EXPIRED.")
 @click.option(
+    "--lifetime",
+    type=float,
+    is_flag=False,
+    flag_value=180.0,
+    help="Time passes: sessions live this many s, alone 180 (timeless: fixed statuses).",
+)
+@click.option("--new-per-second", default=0.0, type=float, help="Sessions created per second.")
+@click.option(
+    "--new-timing",
+    default=(5.0, 10.0),
+    show_default=True,
+    type=(float, float),
+    help="New sessions start and finish this many s after creation.",
+)
+@click.option(
+    "--background-tps", default=0.0, type=float, help="Production calls/s on the same quota."
+)
+@click.option("--regions", help="Comma-separated regions sessions live in (any region).")
+@click.option(
     "--write-input",
     type=click.Path(path_type=Path),
     help="Write the population's IDs to this .csv/.parquet file.",
+)
+@click.option(
+    "--reconcile-columns",
+    is_flag=True,
+    help="--write-input adds customer_ref and app_decision (a few planted disagreements).",
 )
 @click.option(
     "--url-file", type=click.Path(path_type=Path), help="Write the URL here once listening."
@@ -52,7 +76,13 @@ def emulator(
     drop_rate: float,
     throttle_error: str,
     expire_after: float | None,
+    lifetime: float | None,
+    new_per_second: float,
+    new_timing: tuple[float, float],
+    background_tps: float,
+    regions: str | None,
     write_input: Path | None,
+    reconcile_columns: bool,
     url_file: Path | None,
 ) -> None:
     """Serve a local Rekognition endpoint with a synthetic population, quota and faults."""
@@ -69,13 +99,26 @@ def emulator(
             drop_rate=drop_rate,
             throttle_error=throttle_error,  # type: ignore[arg-type]  # click checked the choice
             expire_after=expire_after,
+            lifetime=lifetime,
+            new_per_second=new_per_second,
+            new_start_after=new_timing[0],
+            new_finish_after=new_timing[1],
+            background_tps=background_tps,
+            regions=None if regions is None else tuple(r.strip() for r in regions.split(",")),
         )
     except ValueError as exc:
         click.echo(f"liveness-audit emulator: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     try:
         asyncio.run(
-            serve(settings, host=host, port=port, url_file=url_file, write_input_path=write_input)
+            serve(
+                settings,
+                host=host,
+                port=port,
+                url_file=url_file,
+                write_input_path=write_input,
+                reconcile_columns=reconcile_columns,
+            )
         )
     except OSError as exc:
         click.echo(f"liveness-audit emulator: error: {exc}", err=True)

@@ -1,6 +1,14 @@
 """The project's own Rekognition emulator: a real HTTP endpoint for tests and the demo."""
 
-from batch.emulator.population import EVIDENCE_BUCKET, Population, write_input
+from batch.emulator.lifecycle import FATES, Plan, status_at
+from batch.emulator.population import (
+    CHALLENGE_TYPES,
+    EVIDENCE_BUCKET,
+    Population,
+    challenge,
+    planted_disagreements,
+    write_input,
+)
 from batch.emulator.server import (
     FAULTS,
     OUTCOMES,
@@ -9,15 +17,23 @@ from batch.emulator.server import (
     EmulatorThread,
     serve,
 )
+from batch.emulator.servicequotas import QUOTA_NAME
 
 __all__ = [
+    "CHALLENGE_TYPES",
     "EVIDENCE_BUCKET",
+    "FATES",
     "FAULTS",
     "OUTCOMES",
+    "QUOTA_NAME",
     "Emulator",
     "EmulatorSettings",
     "EmulatorThread",
+    "Plan",
     "Population",
+    "challenge",
+    "planted_disagreements",
     "serve",
+    "status_at",
     "write_input",
 ]

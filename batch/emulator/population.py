@@ -8,7 +8,19 @@ answer with :meth:`Population.response` without storing anything.
 Roughly 60% SUCCEEDED, 15% FAILED, 10% EXPIRED, 8% IN_PROGRESS, 7% CREATED; indexes 0-4
 are one of each, index 5 is SUCCEEDED with confidence 100.0 and index 6 FAILED with 0.0.
 Finished sessions carry a reference image (95%) and 0-4 audit images, either inline bytes
-(a fake JPEG) or an S3 object, about half each.
+(a fake JPEG) or an S3 object, about half each. Sessions the user started (``IN_PROGRESS``,
+``SUCCEEDED``, ``FAILED``) carry ``Challenge {Type, Version}``, as today's API does: about
+70% ``FaceMovementAndLightChallenge``, the rest ``FaceMovementChallenge``.
+
+With a lifetime (:mod:`batch.emulator.lifecycle`) the fixed status is where the session's
+life ends: :meth:`Population.plan` spreads the sessions' creation over the last lifetime
+and gives the finished ones a start and a finish; the started-but-unfinished
+(``IN_PROGRESS``) and never-started (``CREATED``, ``EXPIRED``) ones end ``EXPIRED``.
+
+:func:`write_input` writes the IDs as an input file; with ``reconcile_with`` it adds a
+``customer_ref`` and the ``app_decision`` an application would have made from the
+session's answer at threshold 80, with a few planted disagreements
+(:func:`planted_disagreements`) for the reconciliation demo and tests.
 """
 
 from __future__ import annotations
@@ -21,12 +33,25 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EVIDENCE_BUCKET", "Population", "write_input"]
+from batch.emulator.lifecycle import Plan, unit
+
+__all__ = [
+    "CHALLENGE_TYPES",
+    "EVIDENCE_BUCKET",
+    "Population",
+    "challenge",
+    "planted_disagreements",
+    "write_input",
+]
 
 EVIDENCE_BUCKET = "liveness-audit-evidence"
 _FIRST = ("SUCCEEDED", "FAILED", "EXPIRED", "IN_PROGRESS", "CREATED")
 _WEIGHTS = (("SUCCEEDED", 0.60), ("FAILED", 0.75), ("EXPIRED", 0.85), ("IN_PROGRESS", 0.93))
 _MAX_AGE = 3600.0
+CHALLENGE_TYPES = ("FaceMovementAndLightChallenge", "FaceMovementChallenge")
+_STARTED = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
+THRESHOLD = 80.0  # the confidence at or above which an application decides "pass"
+PLANT_EVERY = 97  # every 97th row of a reconciliation input has its decision flipped
 
 
 def _digest(*parts: object) -> bytes:
@@ -82,14 +107,21 @@ class Population:
         self, session_id: str, *, expire_after: float | None = None
     ) -> dict[str, Any] | None:
         """The JSON body the service answers for ``session_id`` (None: unknown session)."""
-        index = self._index.get(session_id)
-        if index is None:
+        status = self.status(session_id)
+        if status is None:
             return None
-        rng = self._rng(session_id)
-        status = self._status(index, rng)
         if expire_after is not None and self.age_seconds(session_id) > expire_after:
             return {"SessionId": session_id, "Status": "EXPIRED"}
+        return self.body(session_id, status)
+
+    def body(self, session_id: str, status: str) -> dict[str, Any]:
+        """The answer for ``session_id`` in ``status``: also for sessions created later."""
+        index = self._index.get(session_id, -1)
+        rng = self._rng(session_id)
+        rng.random()  # the status draw: the rest of the body follows it, as always
         body: dict[str, Any] = {"SessionId": session_id, "Status": status}
+        if status in _STARTED:
+            body["Challenge"] = challenge(self.seed, session_id)
         if status not in ("SUCCEEDED", "FAILED"):
             return body
         if index in (5, 6):
@@ -107,6 +139,35 @@ class Population:
             for k in range(rng.randint(0, 4))
         ]
         return body
+
+    def plan(self, session_id: str, lifetime: float) -> Plan | None:
+        """The timeline of a population session when sessions live ``lifetime`` seconds:
+        created up to a lifetime before the reset, started 2-12% of the lifetime after
+        creation and, if it ends with a result, finished 2-12% later."""
+        status = self.status(session_id)
+        if status is None:
+            return None
+        age = self.age_seconds(session_id) / _MAX_AGE * lifetime
+        start = lifetime * (0.02 + 0.10 * unit("start", self.seed, session_id))
+        finish = start + lifetime * (0.02 + 0.10 * unit("finish", self.seed, session_id))
+        finished = status in ("SUCCEEDED", "FAILED")
+        return Plan(
+            created_at=-age,
+            start_after=start if finished or status == "IN_PROGRESS" else None,
+            finish_after=finish if finished else None,
+            outcome=status if finished else None,  # type: ignore[arg-type]  # checked above
+        )
+
+    def region(self, session_id: str, regions: tuple[str, ...]) -> str:
+        """The region (one of ``regions``) a session lives in."""
+        return regions[int(unit("region", self.seed, session_id) * len(regions))]
+
+
+def challenge(seed: int, session_id: str) -> dict[str, str]:
+    """The liveness challenge a session's user was given (deterministic per session)."""
+    kind = CHALLENGE_TYPES[0] if unit("challenge", seed, session_id) < 0.7 else CHALLENGE_TYPES[1]
+    version = "2.0.0" if unit("challenge-version", seed, session_id) < 0.25 else "1.0.0"
+    return {"Type": kind, "Version": version}
 
 
 def _image(
@@ -130,17 +191,66 @@ def _image(
     return {"BoundingBox": box, "S3Object": s3}
 
 
-def write_input(path: Path, ids: Iterable[str]) -> None:
-    """Write ``ids`` as an input file: ``.csv`` (header ``session_id``) or ``.parquet``."""
+def _decision(body: dict[str, Any] | None) -> str:
+    """What an application decided from ``body``: pass at or above the threshold."""
+    ok = body is not None and body["Status"] == "SUCCEEDED" and body["Confidence"] >= THRESHOLD
+    return "pass" if ok else "fail"
+
+
+def planted_disagreements(population: Population, ids: Iterable[str]) -> frozenset[str]:
+    """The IDs whose decision :func:`write_input` flips and the service can contradict:
+    every 97th row (rows 96, 193, ...) whose session has a result."""
+    return frozenset(
+        sid
+        for row, sid in enumerate(ids, start=1)
+        if row % PLANT_EVERY == 0 and population.status(sid) in ("SUCCEEDED", "FAILED")
+    )
+
+
+def _columns(ids: list[str], population: Population | None) -> dict[str, list[str]]:
+    columns = {"session_id": ids}
+    if population is None:
+        return columns
+    planted = planted_disagreements(population, ids)
+    decisions = []
+    for sid in ids:
+        decision = _decision(population.response(sid))
+        if sid in planted:
+            decision = "fail" if decision == "pass" else "pass"
+        decisions.append(decision)
+    columns["customer_ref"] = [
+        f"CUST-{int(unit('customer', population.seed, sid) * 1e6):06d}" for sid in ids
+    ]
+    columns["app_decision"] = decisions
+    return columns
+
+
+def write_input(
+    path: Path, ids: Iterable[str], *, reconcile_with: Population | None = None
+) -> None:
+    """Write ``ids`` as an input file: ``.csv`` (header ``session_id``) or ``.parquet``.
+
+    With ``reconcile_with`` (the population answering them) also write ``customer_ref``
+    and ``app_decision`` (``pass``/``fail``) columns, planted disagreements included.
+    """
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open("w", encoding="utf-8", newline="") as f:
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"cannot write input {path}: use a .csv or .parquet file name")
+    columns = _columns(list(ids), reconcile_with)
+    if suffix == ".csv" and reconcile_with is None:
+        with path.open("w", encoding="utf-8", newline="") as f:  # IDs as given, hostile or not
             f.write("session_id\n")
-            f.writelines(f"{sid}\n" for sid in ids)
-    elif suffix == ".parquet":
+            f.writelines(f"{sid}\n" for sid in columns["session_id"])
+    elif suffix == ".csv":
+        import csv  # noqa: PLC0415  # only this branch needs it
+
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(zip(*columns.values(), strict=True))
+    else:
         import pyarrow as pa  # noqa: PLC0415  # only this branch needs it
         import pyarrow.parquet as pq  # noqa: PLC0415
 
-        pq.write_table(pa.table({"session_id": pa.array(list(ids), pa.string())}), path)
-    else:
-        raise ValueError(f"cannot write input {path}: use a .csv or .parquet file name")
+        table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+        pq.write_table(table, path)
