@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 from batch.errors import CheckpointError, OutputError
+from batch.store.files import PRIVATE, check_target, open_private
 
 __all__ = ["Journal", "RunLock", "journal_path"]
 
@@ -67,14 +68,24 @@ class Journal:
         self._syncer.start()
 
     @classmethod
-    def open(cls, path: Path, identity: Mapping[str, str], *, fresh: bool = False) -> Journal:
-        """Open (or start) the journal of a run of the input described by ``identity``."""
+    def open(
+        cls,
+        path: Path,
+        identity: Mapping[str, str],
+        *,
+        fresh: bool = False,
+        mode: int = PRIVATE,
+    ) -> Journal:
+        """Open (or start) the journal of a run of the input described by ``identity``.
+
+        A symlink or anything but a regular file at ``path`` is refused (OutputError).
+        """
         if fresh:
+            check_target(path, "checkpoint")
             path.unlink(missing_ok=True)
-        try:
-            file = path.open("a+", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write the checkpoint {path}: {exc}") from None
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        fd = open_private(path, flags, what="checkpoint", mode=mode)
+        file = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             file.seek(0)
             end = _check(path, file, identity)
@@ -173,16 +184,15 @@ def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None
 class RunLock:
     """An exclusive lock on a report for the life of a run; released if the process dies."""
 
-    def __init__(self, report: Path) -> None:
+    def __init__(self, report: Path, *, mode: int = PRIVATE) -> None:
         self.report = report
         self.path = report.with_name(f".{report.name}.lock")
+        self._mode = mode
         self._fd: int | None = None
 
     def __enter__(self) -> Self:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"cannot create the lock {self.path}: {exc}") from None
+        # never through a symlink: a planted one would have the lock truncate its target
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT, what="lock", mode=self._mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ import pyarrow.parquet as pq
 
 from batch.errors import OutputError
 from batch.model import Evidence, Image, Outcome
+from batch.store.files import PRIVATE, AtomicFile, check_target
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
 
@@ -174,25 +174,27 @@ def check_output(path: Path) -> None:
         raise OutputError(f"output folder is not writable: {folder}")
     if path.suffix.lower() not in (".parquet", ".pq"):
         raise OutputError(f"output must be a .parquet file, got {path.name!r}")
+    check_target(path, "report")
 
 
 class ReportWriter:
     """Streams rows to a temporary Parquet file and renames it over the report at the end."""
 
-    def __init__(self, path: Path, *, batch_rows: int = 1000) -> None:
+    def __init__(self, path: Path, *, batch_rows: int = 1000, mode: int = PRIVATE) -> None:
         check_output(path)
         self.path = path
         self.rows = 0
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
         self._digest = RowDigest()
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
         # middle of a paced run where it would stall every worker at once.
         pa.array([""])
+        self._file = AtomicFile(path, mode=mode, what="report")
         try:
-            self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
-        except OSError as exc:
+            self._writer = pq.ParquetWriter(self._file.file, SCHEMA, compression="zstd")
+        except (OSError, pa.ArrowException) as exc:
+            self._file.discard()
             raise OutputError(f"cannot write the report next to {path}: {exc}") from None
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -217,11 +219,12 @@ class ReportWriter:
         self._writer.add_key_value_metadata(
             {METADATA_KEY: json.dumps(provenance), MANIFEST_KEY: manifest.to_json()}
         )
-        self._writer.close()
-        with self._tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        self._tmp.replace(self.path)
-        _fsync_dir(self.path.parent)
+        try:
+            self._writer.close()
+        except BaseException:
+            self._file.discard()
+            raise
+        self._file.commit()
         return manifest
 
     def abandon(self) -> None:
@@ -229,15 +232,7 @@ class ReportWriter:
         try:
             self._writer.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            self._file.discard()
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
