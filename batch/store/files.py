@@ -55,11 +55,11 @@ def parse_mode(text: str | None) -> int:
     try:
         mode = int(text, 8)
     except ValueError:
-        raise ValueError(f"must be an octal mode such as '0600' or '0640', got {text!r}") from None
+        raise ValueError("must be an octal mode such as '0600' or '0640'") from None
     if mode & ~0o666 or mode & 0o002 or (mode & 0o600) != 0o600:
         raise ValueError(
-            f"must give the owner read and write and nobody execute or others write "
-            f"(e.g. '0600', '0640'), got {text!r}"
+            "must give the owner read and write, and nobody execute or others write "
+            "(e.g. '0600', '0640')"
         )
     return mode
 
