@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import OutputError
-from batch.model import Evidence, Image, Outcome
+from batch.model import Evidence, Image, Outcome, image_names
 from batch.store.files import PRIVATE, AtomicFile, check_target
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
@@ -134,18 +134,14 @@ def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dic
         "attempts": outcome.attempts,
         "fetched_at": outcome.fetched_at,
     }
-    reference = _image_fields(
-        result.reference_image if result else None,
-        paths.get("reference"),
-        evidence.get("reference"),
-    )
+    named = image_names(result) if result else []
+    images = {
+        name: _image_fields(image, paths.get(name), evidence.get(name)) for name, image in named
+    }
+    reference = images.pop("reference", None) or _image_fields(None, None, None)
     row.update({f"reference_{k}": v for k, v in reference.items()})
-    audits = result.audit_images if result else ()
-    row["audit_image_count"] = len(audits)
-    row["audit_images"] = [
-        _image_fields(image, paths.get(f"audit-{i}"), evidence.get(f"audit-{i}"))
-        for i, image in enumerate(audits)
-    ]
+    row["audit_image_count"] = len(images)
+    row["audit_images"] = list(images.values())
     return row
 
 
