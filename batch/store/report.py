@@ -32,15 +32,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.errors import OutputError
+from batch.errors import InputError, OutputError
 from batch.model import Evidence, Image, Outcome, image_names
+from batch.store.encoding import read_footer, revive
 from batch.store.files import PRIVATE, AtomicFile, check_target
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
@@ -232,25 +232,12 @@ class ReportWriter:
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
-    """The run provenance stored in a report's key-value metadata."""
-    metadata = pq.read_metadata(path).metadata or {}
-    raw = metadata.get(METADATA_KEY)
-    if raw is None:
-        raise OutputError(f"{path} carries no liveness-audit provenance")
-    data: dict[str, Any] = json.loads(raw)
+    """The run provenance stored in a report's footer; InputError if it has none."""
+    raw = read_footer(path, METADATA_KEY, what="provenance")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{path} has damaged provenance: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} has damaged provenance: not an object")
     return data
-
-
-def _timestamp(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def revive(row: dict[str, Any]) -> dict[str, Any]:
-    """A row read back from JSON (the checkpoint): timestamps as datetimes again."""
-    for key in ("fetched_at", "reference_evidence_last_modified"):
-        if row.get(key) is not None:
-            row[key] = _timestamp(row[key])
-    for image in row.get("audit_images") or ():
-        if image.get("evidence_last_modified") is not None:
-            image["evidence_last_modified"] = _timestamp(image["evidence_last_modified"])
-    return row
