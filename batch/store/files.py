@@ -70,11 +70,23 @@ def dir_mode(mode: int) -> int:
 
 
 def private_dir(path: Path, *, mode: int = PRIVATE) -> Path:
-    """``path``, created owner-only (or per ``mode``, see :func:`dir_mode`) if missing."""
+    """``path``, created owner-only (or per ``mode``, see :func:`dir_mode`) if missing.
+
+    Every folder created on the way gets that mode, whatever the umask; folders that
+    exist already are left as they are.
+    """
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
     try:
-        path.mkdir(mode=dir_mode(mode), parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=dir_mode(mode))
+            except FileExistsError:  # made meanwhile by someone else: theirs to keep
+                continue
+            folder.chmod(dir_mode(mode))
     except OSError as exc:
         raise OutputError(f"cannot create the folder {path}: {exc}") from None
+    if not path.is_dir():
+        raise OutputError(f"cannot create the folder {path}: a file is in the way")
     return path
 
 
