@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import pytest
 
 from batch.aws.rekognition import parse_result
+from batch.aws.s3 import S3Store
 from batch.errors import ServerError
+from batch.evidence import _check
+from batch.model import Image
 
 GOOD_BOX = {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.4}
 
@@ -74,3 +78,14 @@ def test_the_message_names_the_bad_field_without_echoing_image_bytes() -> None:
                 "AuditImages": [{"Bytes": b"\xff" * 10}, {"BoundingBox": {"Left": "x" * 500}}],
             },
         )
+
+
+def test_an_image_without_an_s3_key_is_an_evidence_error_not_an_assert() -> None:
+    class NoCalls:
+        async def head(self, *_: object) -> None:
+            raise AssertionError("no S3 call for an image without a key")
+
+    evidence = asyncio.run(_check(cast(S3Store, NoCalls()), Image(s3_bucket="b")))
+
+    assert evidence.status == "error"
+    assert evidence.message is not None
