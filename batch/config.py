@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from batch.errors import ConfigError
+from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
@@ -89,6 +90,9 @@ class Settings(BaseModel):
     timezone: str = Field("UTC", description="zone of {date}/{time} in output templates")
     metrics_file: Path | None = None
     max_error_rate: float | None = Field(None, ge=0, le=1)
+    file_mode: str = Field(
+        "0600", description="mode of reports, checkpoints, lock and metrics files (octal)"
+    )
     work_dir: Path | None = Field(
         None, description="local state of S3-bound runs (report in progress, checkpoint)"
     )
@@ -109,6 +113,12 @@ class Settings(BaseModel):
             url = parse_s3_url(value, "the S3 location")
             if not url.key.strip("/"):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
+        return value
+
+    @field_validator("file_mode")
+    @classmethod
+    def _check_file_mode(cls, value: str) -> str:
+        parse_mode(value)  # raises ValueError with the reason
         return value
 
     @model_validator(mode="after")

@@ -36,7 +36,15 @@ import pyarrow.parquet as pq
 
 from batch.aws.s3 import S3Store
 from batch.errors import AccessError, InputError, NotFoundError, ServiceError
-from batch.model import EVIDENCE_CODES, Evidence, Image, Outcome, SessionResult, image_names
+from batch.model import (
+    EVIDENCE_CODES,
+    Evidence,
+    Image,
+    Outcome,
+    SessionResult,
+    image_names,
+    named_images,
+)
 from batch.store.locations import S3Url
 
 __all__ = [
@@ -65,8 +73,8 @@ async def _missing(store: S3Store, url: S3Url, version: str | None) -> Evidence:
 
 
 async def _check(store: S3Store, image: Image) -> Evidence:
-    assert image.s3_bucket is not None
-    assert image.s3_name is not None
+    if not image.s3_bucket or not image.s3_name:  # parse_result refuses these; be sure
+        return Evidence("error", message="the service named no S3 bucket and key")
     url = S3Url(image.s3_bucket, image.s3_name)
     try:
         info = await store.head(url)
@@ -164,9 +172,7 @@ def _recorded(report: Path) -> Iterator[_Item]:
     for batch in pq.ParquetFile(report).iter_batches(batch_size=1000, columns=columns):
         for row in batch.to_pylist():
             reference = {k.removeprefix("reference_"): v for k, v in row.items()}
-            images = [("reference", reference)]
-            images += [(f"audit-{i}", image) for i, image in enumerate(row["audit_images"])]
-            for name, image in images:
+            for name, image in named_images(reference, row["audit_images"]):
                 if image.get("evidence") in ("present", "changed") and image.get("s3_bucket"):
                     yield (
                         row["session_id"],

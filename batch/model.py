@@ -7,12 +7,15 @@ the run (:mod:`batch.run`) wraps it in an :class:`Outcome`; the store
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from batch.errors import AccessError, AuditError, ServiceError, SessionError
 from batch.store.manifest import Manifest
+
+T = TypeVar("T")
 
 __all__ = [
     "EVIDENCE_CODES",
@@ -25,6 +28,7 @@ __all__ = [
     "RunSummary",
     "SessionResult",
     "image_names",
+    "named_images",
 ]
 
 STATUSES = frozenset({"CREATED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "EXPIRED"})
@@ -78,10 +82,18 @@ class Evidence:
     message: str | None = None
 
 
+def named_images(reference: T | None, audits: Iterable[T]) -> list[tuple[str, T]]:
+    """``("reference", reference)``, ``("audit-0", audit)``, ...: the one naming of images.
+
+    Generic so that report rows read back (dicts) are named like results (:class:`Image`).
+    """
+    named = [("reference", reference)] if reference is not None else []
+    return named + [(f"audit-{i}", image) for i, image in enumerate(audits)]
+
+
 def image_names(result: SessionResult) -> list[tuple[str, Image]]:
     """``("reference", image)``, ``("audit-0", image)``, ... as the report names them."""
-    named = [("reference", result.reference_image)] if result.reference_image else []
-    return named + [(f"audit-{i}", image) for i, image in enumerate(result.audit_images)]
+    return named_images(result.reference_image, result.audit_images)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,24 +26,57 @@ from batch.model import STATUSES, BoundingBox, Image, SessionResult
 
 __all__ = ["LivenessClient", "open_client", "parse_result"]
 
+_BOX_KEYS = ("Left", "Top", "Width", "Height")
 
-def _image(raw: Mapping[str, Any]) -> Image:
+
+def _malformed(what: str) -> ServerError:
+    return ServerError("MalformedResponse", what)
+
+
+def _number(value: object, what: str) -> float | None:
+    """A finite number, or None when absent; anything else is a malformed answer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _malformed(f"{what} is not a finite number: {str(value)[:40]!r}")
+    return float(value)
+
+
+def _text(value: object, what: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _malformed(f"{what} is missing or not a string")
+    return value
+
+
+def _image(raw: object, what: str) -> Image:
+    """One image of the answer, checked: what cannot go into the report raises."""
+    if not isinstance(raw, Mapping):
+        raise _malformed(f"{what} is not an object")
     box = raw.get("BoundingBox")
-    bbox = (
-        BoundingBox(box.get("Left"), box.get("Top"), box.get("Width"), box.get("Height"))
-        if isinstance(box, Mapping)
-        else None
-    )
-    s3_object = raw.get("S3Object")
-    s3: Mapping[str, Any] = s3_object if isinstance(s3_object, Mapping) else {}
+    bbox = None
+    if box is not None:
+        if not isinstance(box, Mapping):
+            raise _malformed(f"{what}.BoundingBox is not an object")
+        bbox = BoundingBox(*(_number(box.get(k), f"{what}.BoundingBox.{k}") for k in _BOX_KEYS))
+    s3 = raw.get("S3Object")
+    if s3 is not None and not isinstance(s3, Mapping):
+        raise _malformed(f"{what}.S3Object is not an object")
     data = raw.get("Bytes")
-    if not isinstance(data, bytes | bytearray):
-        data = None
+    if data is not None and not isinstance(data, bytes | bytearray):
+        raise _malformed(f"{what}.Bytes is not binary")
     return Image(
         bounding_box=bbox,
-        s3_bucket=s3.get("Bucket"),
-        s3_name=s3.get("Name"),
-        s3_version=s3.get("Version"),
+        s3_bucket=None
+        if s3 is None
+        else _text(s3.get("Bucket"), f"{what}.S3Object.Bucket", required=True),
+        s3_name=None
+        if s3 is None
+        else _text(s3.get("Name"), f"{what}.S3Object.Name", required=True),
+        s3_version=None
+        if s3 is None
+        else _text(s3.get("Version"), f"{what}.S3Object.Version", required=False),
         size=None if data is None else len(data),
         sha256=None if data is None else hashlib.sha256(data).hexdigest(),
         data=None if data is None else bytes(data),
@@ -50,28 +84,32 @@ def _image(raw: Mapping[str, Any]) -> Image:
 
 
 def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
-    """Turn a successful response into a :class:`SessionResult`.
+    """Turn a successful response into a :class:`SessionResult`, validated.
 
-    A 200 that lacks a known ``Status`` or answers for another session is not an answer:
-    it raises :class:`ServerError` (``MalformedResponse``) so the call is retried.
+    A 200 that is not a well-formed answer raises :class:`ServerError`
+    (``MalformedResponse``) so the call is retried, and after the last attempt the session
+    records that error: nothing malformed reaches the report or the checkpoint. Malformed
+    means: no known ``Status``; an answer for another session; a ``Confidence`` or
+    bounding-box value that is not a finite number; an image, ``BoundingBox`` or
+    ``S3Object`` that is not an object; an ``S3Object`` without ``Bucket`` or ``Name``;
+    ``Bytes`` that are not binary; ``AuditImages`` that is not a list.
     """
     status = response.get("Status")
     if status not in STATUSES:
-        raise ServerError("MalformedResponse", f"response has no valid Status: {status!r}")
+        raise _malformed(f"response has no valid Status: {str(status)[:40]!r}")
     answered = response.get("SessionId")
     if answered is not None and answered != session_id:
-        raise ServerError("MalformedResponse", "response is for another session")
-    confidence = response.get("Confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
-        confidence = None
+        raise _malformed("response is for another session")
     reference = response.get("ReferenceImage")
-    audits = response.get("AuditImages") or []
+    audits = response.get("AuditImages")
+    if audits is not None and not isinstance(audits, list | tuple):
+        raise _malformed("AuditImages is not a list")
     return SessionResult(
         session_id=session_id,
         status=str(status),
-        confidence=None if confidence is None else float(confidence),
-        reference_image=_image(reference) if isinstance(reference, Mapping) else None,
-        audit_images=tuple(_image(a) for a in audits if isinstance(a, Mapping)),
+        confidence=_number(response.get("Confidence"), "Confidence"),
+        reference_image=None if reference is None else _image(reference, "ReferenceImage"),
+        audit_images=tuple(_image(a, f"AuditImages[{i}]") for i, a in enumerate(audits or ())),
     )
 
 

@@ -48,6 +48,7 @@ from batch.errors import (
 from batch.logs import LOGGER
 from batch.pacing.limiter import Limiter
 from batch.pacing.retry import RetryPolicy
+from batch.store.files import AtomicFile
 from batch.store.locations import Location, S3Url
 
 __all__ = ["PART_SIZE", "ObjectInfo", "S3Store", "connect_s3", "local_copy", "open_store"]
@@ -170,33 +171,42 @@ class S3Store:
 
         ``what`` names the object in errors (``input not found: s3://...``).
         """
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
 
         def local(exc: OSError) -> InputError:
-            return InputError(f"cannot store the {what} at {tmp}: {exc}")
+            return InputError(f"cannot store the {what} next to {target}: {exc}")
+
+        try:
+            atomic = AtomicFile(target, what=what)
+        except OutputError as exc:
+            raise InputError(str(exc)) from None
+        f = atomic.file
 
         async def request() -> None:
             response = await self._client.get_object(Bucket=url.bucket, Key=url.key)
             try:
-                f = tmp.open("wb")
+                f.seek(0)
+                f.truncate()  # a retried download starts over
             except OSError as exc:
                 raise local(exc) from None
-            with f:
-                async with response["Body"] as body:
-                    # the network's errors are OSErrors too: only the writes are local
-                    async for chunk in body.content.iter_chunked(_CHUNK):
-                        try:
-                            f.write(chunk)
-                        except OSError as exc:
-                            raise local(exc) from None
+            async with response["Body"] as body:
+                # the network's errors are OSErrors too: only the writes are local
+                async for chunk in body.content.iter_chunked(_CHUNK):
+                    try:
+                        f.write(chunk)
+                    except OSError as exc:
+                        raise local(exc) from None
 
         try:
             await self._attempts(request, stoppable=False)
-            tmp.replace(target)
-        except NotFoundError:
-            raise InputError(f"{what} not found: {url}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            atomic.discard()
+            if isinstance(exc, NotFoundError):
+                raise InputError(f"{what} not found: {url}") from None
+            raise
+        try:
+            atomic.commit()
+        except OSError as exc:
+            raise local(exc) from None
 
     async def put(
         self, url: S3Url, data: bytes, *, content_type: str = "application/octet-stream"

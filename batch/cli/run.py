@@ -149,7 +149,7 @@ def run(  # one parameter per command-line option
         source = location(input_text, "INPUT")
         target = location(render_output(output_template, timezone=settings.timezone), "--output")
         if isinstance(target, Path) and not dry_run:
-            if str(target) != output_template:  # a dated folder of a nightly template
+            if target.parent != Path(output_template).parent:  # a {date} folder was made
                 target.parent.mkdir(parents=True, exist_ok=True)
             check_output(target)
         job = Job(source, target, settings, fresh=fresh, budget=budget)

@@ -8,13 +8,13 @@ carried over from the previous file when this run did not succeed, so an alert o
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 from batch.errors import OutputError
 from batch.model import RunSummary
+from batch.store.files import PRIVATE, atomic_write
 
 __all__ = ["write_metrics"]
 
@@ -34,7 +34,9 @@ def _previous_success(path: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def write_metrics(path: Path, summary: RunSummary | None, exit_code: int) -> None:
+def write_metrics(
+    path: Path, summary: RunSummary | None, exit_code: int, *, mode: int = PRIVATE
+) -> None:
     """Write the metrics of a run (``summary`` None: it stopped before fetching)."""
     now = time.time()
     last_success = now if exit_code == 0 else _previous_success(path)
@@ -77,10 +79,8 @@ def write_metrics(path: Path, summary: RunSummary | None, exit_code: int) -> Non
             "# TYPE liveness_audit_last_success_timestamp_seconds gauge",
             f"{_LAST_SUCCESS} {last_success:.3f}",
         ]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)
+        with atomic_write(path, mode=mode, what="metrics file") as f:
+            f.write(("\n".join(lines) + "\n").encode())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write the metrics file {path}: {exc}") from None

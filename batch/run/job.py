@@ -25,12 +25,13 @@ from batch.aws.s3 import S3Store, open_store
 from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
 from batch.durations import format_duration
-from batch.errors import ConfigError, InputError, OutputError
+from batch.errors import ConfigError, InputError
 from batch.logs import LOGGER, event
 from batch.model import RunSummary
 from batch.run.audit import Destination, run_audit
 from batch.run.progress import BarDisplay, LogDisplay, Tally
 from batch.run.stops import Stop
+from batch.store.files import private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.locations import Location, S3Url, is_s3
 from batch.store.report import check_output
@@ -67,15 +68,6 @@ def local_key(key: str) -> Path:
     if ".." in parts or not parts:
         raise ConfigError(f"invalid --output: the S3 key {key!r} cannot be a local path")
     return Path(*parts)
-
-
-def private_dir(path: Path) -> Path:
-    """``path``, created owner-only if missing."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the work directory {path}: {exc}") from None
-    return path
 
 
 @dataclass(frozen=True, slots=True)

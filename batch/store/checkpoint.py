@@ -26,27 +26,28 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Self
 
+import pyarrow as pa
+
 from batch.errors import CheckpointError, OutputError
+from batch.store.encoding import json_default, revive
+from batch.store.files import PRIVATE, check_target, open_private
+from batch.store.report import SCHEMA
 
 __all__ = ["Journal", "RunLock", "journal_path"]
 
 _VERSION = 1
 _SYNC_ROWS = 100
 _SYNC_SECONDS = 1.0
+_CHECK_ROWS = 1000  # journal rows checked against the report's schema at a time
+# what converting a row that does not fit the schema raises (pyarrow, revive, _row)
+_UNFIT = (pa.ArrowException, TypeError, ValueError, AttributeError, KeyError)
 
 
 def journal_path(report: Path) -> Path:
     return report.with_name(report.name + ".journal")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot journal {type(value).__name__}")
 
 
 class Journal:
@@ -67,14 +68,24 @@ class Journal:
         self._syncer.start()
 
     @classmethod
-    def open(cls, path: Path, identity: Mapping[str, str], *, fresh: bool = False) -> Journal:
-        """Open (or start) the journal of a run of the input described by ``identity``."""
+    def open(
+        cls,
+        path: Path,
+        identity: Mapping[str, str],
+        *,
+        fresh: bool = False,
+        mode: int = PRIVATE,
+    ) -> Journal:
+        """Open (or start) the journal of a run of the input described by ``identity``.
+
+        A symlink or anything but a regular file at ``path`` is refused (OutputError).
+        """
         if fresh:
+            check_target(path, "checkpoint")
             path.unlink(missing_ok=True)
-        try:
-            file = path.open("a+", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write the checkpoint {path}: {exc}") from None
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        fd = open_private(path, flags, what="checkpoint", mode=mode)
+        file = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             file.seek(0)
             end = _check(path, file, identity)
@@ -95,18 +106,47 @@ class Journal:
         return cls(path, file, replay_end=end)
 
     def replay(self) -> Iterator[dict[str, Any]]:
-        """The rows journaled by earlier runs, in order, as decoded JSON."""
+        """The rows journaled by earlier runs, in order, revived (datetimes again).
+
+        Rows are checked against the report's schema a chunk at a time: a row that could
+        not be written to the report (a journal from a damaged disk, or edited) raises
+        :class:`CheckpointError` naming the journal and the line, never a traceback at
+        the report's next flush.
+        """
+        chunk: list[tuple[int, Any]] = []
         with self.path.open(encoding="utf-8") as f:
             f.readline()  # header
+            number = 1
             while f.tell() < self._replay_end:
                 line = f.readline()
                 if not line:
                     break
-                row: dict[str, Any] = json.loads(line)
-                yield row
+                number += 1
+                chunk.append((number, json.loads(line)))
+                if len(chunk) >= _CHECK_ROWS:
+                    yield from self._checked(chunk)
+                    chunk = []
+        yield from self._checked(chunk)
+
+    def _checked(self, chunk: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+        try:
+            rows = [_row(value) for _, value in chunk]
+            pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
+        except _UNFIT:
+            for number, value in chunk:  # find the first row that does not fit
+                try:
+                    pa.RecordBatch.from_pylist([_row(value)], schema=SCHEMA)
+                except _UNFIT as exc:
+                    raise CheckpointError(
+                        f"checkpoint {self.path} line {number} holds a row the report cannot "
+                        f"take ({type(exc).__name__}: {str(exc)[:120]}); move it away or "
+                        "pass --fresh to start over"
+                    ) from None
+            raise  # the chunk failed but no single row did: not the rows' fault
+        return rows
 
     def append(self, row: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(row, default=_encode, separators=(",", ":")) + "\n")
+        self._file.write(json.dumps(row, default=json_default, separators=(",", ":")) + "\n")
         self._file.flush()
         self._unsynced += 1
         if self._unsynced >= _SYNC_ROWS:
@@ -132,6 +172,12 @@ class Journal:
         self._file.close()
         if remove:
             self.path.unlink(missing_ok=True)
+
+
+def _row(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a row must be a JSON object, got {type(value).__name__}")
+    return revive(value)
 
 
 def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None:
@@ -173,16 +219,15 @@ def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None
 class RunLock:
     """An exclusive lock on a report for the life of a run; released if the process dies."""
 
-    def __init__(self, report: Path) -> None:
+    def __init__(self, report: Path, *, mode: int = PRIVATE) -> None:
         self.report = report
         self.path = report.with_name(f".{report.name}.lock")
+        self._mode = mode
         self._fd: int | None = None
 
     def __enter__(self) -> Self:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(f"cannot create the lock {self.path}: {exc}") from None
+        # never through a symlink: a planted one would have the lock truncate its target
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT, what="lock", mode=self._mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

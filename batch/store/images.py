@@ -11,13 +11,13 @@ it belongs to. Names are
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Protocol
 
 from batch.aws.s3 import S3Store
 from batch.errors import OutputError
 from batch.model import Outcome, image_names
+from batch.store.files import PRIVATE, atomic_write
 from batch.store.locations import S3Url
 
 __all__ = ["FolderSaver", "ImageSaver", "S3Saver"]
@@ -60,16 +60,10 @@ class FolderSaver:
         for name, data in _inline(outcome):
             target = self.folder / f"{outcome.session_id}-{name}.jpg"
             # A new owner-only file renamed over the target: an existing file's mode, or
-            # a symlink planted at the name, never decides where the bytes go.
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                tmp.replace(target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            # a symlink planted at the name, never decides where the bytes go. Images are
+            # owner-only whatever ``file_mode`` says: they are the biometric data itself.
+            with atomic_write(target, mode=PRIVATE, what="image file") as f:
+                f.write(data)
             paths[name] = str(target)
         return paths
 

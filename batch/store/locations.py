@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Location", "S3Url", "is_s3", "parse_location", "parse_s3_url"]
+__all__ = ["Location", "S3Url", "is_s3", "normal_key", "parse_location", "parse_s3_url"]
 
 # S3's rules for new buckets: 3-63 characters, lower-case letters, digits, dots, hyphens.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -54,10 +54,28 @@ def parse_s3_url(text: str, name: str) -> S3Url:
     return S3Url(bucket, key)
 
 
+def normal_key(key: str, text: str, name: str) -> str:
+    """``key`` with empty segments collapsed (``a//b`` -> ``a/b``, a leading ``/`` dropped).
+
+    A ``.`` or ``..`` segment is refused (``ValueError`` naming ``name``): S3 would keep
+    it as written, a local copy would resolve it, so two spellings would part ways.
+    """
+    segments = key.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise ValueError(f"{name} {text!r} has a '.' or '..' segment in its S3 key")
+    kept = "/".join(segment for segment in segments if segment)
+    return kept + "/" if kept and key.endswith("/") else kept
+
+
 def parse_location(text: str, name: str, *, object_key: bool = True) -> Location:
-    """A local path, or an S3 URL (which must name an object when ``object_key``)."""
+    """A local path, or an S3 URL (which must name an object when ``object_key``).
+
+    S3 keys are normalised here, once (:func:`normal_key`): ``s3://b/a//r.parquet`` and
+    ``s3://b/a/r.parquet`` are one report, with one checkpoint and one lock.
+    """
     if is_s3(text):
         url = parse_s3_url(text, name)
+        url = S3Url(url.bucket, normal_key(url.key, text, name))
         if object_key and (not url.key or url.key.endswith("/")):
             raise ValueError(f"{name} {text!r} names no object: add a key after the bucket")
         return url

@@ -23,7 +23,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
+from batch.store.encoding import json_default, read_footer
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -47,17 +47,9 @@ MANIFEST_FORMAT = "liveness-audit-manifest/1"
 _DIGEST = "sha256 of canonical JSON lines"
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"cannot hash a {type(value).__name__} value")
-
-
 def canonical(row: Mapping[str, Any]) -> bytes:
     """One row as the bytes that are hashed: canonical JSON and a newline."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=_encode)
+    text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=json_default)
     return text.encode() + b"\n"
 
 
@@ -105,16 +97,7 @@ class Verification:
 
 def read_manifest(path: Path) -> Manifest:
     """The manifest stored in the report at ``path``; InputError if it has none."""
-    try:
-        metadata = pq.read_metadata(path).metadata or {}
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"cannot read {path} as a Parquet report: {exc}") from None
-    raw = metadata.get(MANIFEST_KEY)
-    if raw is None:
-        raise InputError(
-            f"{path} carries no liveness-audit manifest (not written by liveness-audit, "
-            "or rewritten by another tool)"
-        )
+    raw = read_footer(path, MANIFEST_KEY, what="manifest")
     try:
         data = json.loads(raw)
         manifest = Manifest(

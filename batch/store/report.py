@@ -31,17 +31,17 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.errors import OutputError
-from batch.model import Evidence, Image, Outcome
+from batch.errors import InputError, OutputError
+from batch.model import Evidence, Image, Outcome, image_names
+from batch.store.encoding import read_footer, revive
+from batch.store.files import PRIVATE, AtomicFile, check_target
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
 
@@ -134,18 +134,14 @@ def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dic
         "attempts": outcome.attempts,
         "fetched_at": outcome.fetched_at,
     }
-    reference = _image_fields(
-        result.reference_image if result else None,
-        paths.get("reference"),
-        evidence.get("reference"),
-    )
+    named = image_names(result) if result else []
+    images = {
+        name: _image_fields(image, paths.get(name), evidence.get(name)) for name, image in named
+    }
+    reference = images.pop("reference", None) or _image_fields(None, None, None)
     row.update({f"reference_{k}": v for k, v in reference.items()})
-    audits = result.audit_images if result else ()
-    row["audit_image_count"] = len(audits)
-    row["audit_images"] = [
-        _image_fields(image, paths.get(f"audit-{i}"), evidence.get(f"audit-{i}"))
-        for i, image in enumerate(audits)
-    ]
+    row["audit_image_count"] = len(images)
+    row["audit_images"] = list(images.values())
     return row
 
 
@@ -174,25 +170,27 @@ def check_output(path: Path) -> None:
         raise OutputError(f"output folder is not writable: {folder}")
     if path.suffix.lower() not in (".parquet", ".pq"):
         raise OutputError(f"output must be a .parquet file, got {path.name!r}")
+    check_target(path, "report")
 
 
 class ReportWriter:
     """Streams rows to a temporary Parquet file and renames it over the report at the end."""
 
-    def __init__(self, path: Path, *, batch_rows: int = 1000) -> None:
+    def __init__(self, path: Path, *, batch_rows: int = 1000, mode: int = PRIVATE) -> None:
         check_output(path)
         self.path = path
         self.rows = 0
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
         self._digest = RowDigest()
-        self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
         # middle of a paced run where it would stall every worker at once.
         pa.array([""])
+        self._file = AtomicFile(path, mode=mode, what="report")
         try:
-            self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
-        except OSError as exc:
+            self._writer = pq.ParquetWriter(self._file.file, SCHEMA, compression="zstd")
+        except (OSError, pa.ArrowException) as exc:
+            self._file.discard()
             raise OutputError(f"cannot write the report next to {path}: {exc}") from None
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -217,11 +215,12 @@ class ReportWriter:
         self._writer.add_key_value_metadata(
             {METADATA_KEY: json.dumps(provenance), MANIFEST_KEY: manifest.to_json()}
         )
-        self._writer.close()
-        with self._tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        self._tmp.replace(self.path)
-        _fsync_dir(self.path.parent)
+        try:
+            self._writer.close()
+        except BaseException:
+            self._file.discard()
+            raise
+        self._file.commit()
         return manifest
 
     def abandon(self) -> None:
@@ -229,37 +228,16 @@ class ReportWriter:
         try:
             self._writer.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            self._file.discard()
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
-    """The run provenance stored in a report's key-value metadata."""
-    metadata = pq.read_metadata(path).metadata or {}
-    raw = metadata.get(METADATA_KEY)
-    if raw is None:
-        raise OutputError(f"{path} carries no liveness-audit provenance")
-    data: dict[str, Any] = json.loads(raw)
+    """The run provenance stored in a report's footer; InputError if it has none."""
+    raw = read_footer(path, METADATA_KEY, what="provenance")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{path} has damaged provenance: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} has damaged provenance: not an object")
     return data
-
-
-def _timestamp(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def revive(row: dict[str, Any]) -> dict[str, Any]:
-    """A row read back from JSON (the checkpoint): timestamps as datetimes again."""
-    for key in ("fetched_at", "reference_evidence_last_modified"):
-        if row.get(key) is not None:
-            row[key] = _timestamp(row[key])
-    for image in row.get("audit_images") or ():
-        if image.get("evidence_last_modified") is not None:
-            image["evidence_last_modified"] = _timestamp(image["evidence_last_modified"])
-    return row
