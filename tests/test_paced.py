@@ -9,30 +9,7 @@ import pytest
 from batch.aws.paced import PacedCall
 from batch.errors import AccessError, ServerError, SessionError, ThrottledError, TransportError
 from batch.pacing.retry import RetryPolicy
-
-
-class FakeLimiter:
-    """Hands out numbered turns and writes down what it is told."""
-
-    def __init__(self, *, cuts: bool = True) -> None:
-        self.turns = 0
-        self.throttles: list[float | None] = []
-        self.successes: list[float | None] = []
-        self._cuts = cuts
-
-    async def __aenter__(self) -> float:
-        self.turns += 1
-        return float(self.turns)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-    def throttled(self, sent_at: float | None = None) -> bool:
-        self.throttles.append(sent_at)
-        return self._cuts
-
-    def succeeded(self, sent_at: float | None = None) -> None:
-        self.successes.append(sent_at)
+from tests.fakes import FakeLimiter
 
 
 def policy(attempts: int = 5) -> RetryPolicy:

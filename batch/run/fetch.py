@@ -10,17 +10,17 @@ retryable error becomes a failed :class:`Outcome` instead of an exception.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from batch.aws.convert import EXPIRED_CODES
 from batch.aws.paced import PacedCall
-from batch.aws.rekognition import LivenessClient
 from batch.config import Settings
 from batch.errors import CredentialsError, RetryableError, SessionError, StaleCredentialsError
 from batch.logs import LOGGER, event
 from batch.model import Outcome, SessionResult
 from batch.pacing.limiter import Limiter
 
-__all__ = ["AUTO_MAX_RATE", "Fetcher", "limiter_for", "log_rate_cut"]
+__all__ = ["AUTO_MAX_RATE", "Answers", "Fetcher", "limiter_for", "log_rate_cut"]
 
 log = logging.getLogger(LOGGER)
 
@@ -44,12 +44,18 @@ def log_rate_cut(limiter: Limiter) -> None:
     )
 
 
+class Answers(Protocol):
+    """What the fetcher needs of a client (:class:`batch.aws.rekognition.LivenessClient`)."""
+
+    async def get(self, session_id: str) -> SessionResult: ...
+
+
 class Fetcher:
     """One session through a paced call to the client: ``await fetcher.fetch(id)``."""
 
     expired_tolerance = 3
 
-    def __init__(self, client: LivenessClient, paced: PacedCall) -> None:
+    def __init__(self, client: Answers, paced: PacedCall) -> None:
         self._client = client
         self._paced = paced
         self._expired = 0  # ExpiredToken answers in a row, across all sessions
