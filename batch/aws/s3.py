@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,7 +32,7 @@ from typing import Any, TypeVar
 
 import aioboto3
 
-from batch.aws.convert import convert_error
+from batch.aws.paced import PacedCall
 from batch.aws.session import client_config, open_session, retry_policy
 from batch.config import Settings
 from batch.errors import (
@@ -43,7 +42,6 @@ from batch.errors import (
     OutputError,
     ServiceError,
     SessionError,
-    ThrottledError,
 )
 from batch.logs import LOGGER
 from batch.pacing.limiter import Limiter
@@ -90,37 +88,18 @@ class S3Store:
             raise ValueError(f"part_size must be at least 5 MiB (S3's minimum), got {part_size}")
         self.part_size = part_size
         self._client = client
-        self._limiter = limiter
-        self._policy = policy
-        self._give_up = give_up
-        self._random = random.Random().random  # noqa: S311  # jitter, not crypto
+        self._paced = PacedCall(limiter, policy, give_up=give_up)
         self._encryption: dict[str, Any] = {"ServerSideEncryption": sse}
         if kms_key_id is not None:
             self._encryption["SSEKMSKeyId"] = kms_key_id
 
     async def _attempts(self, request: Callable[[], Awaitable[T]], *, stoppable: bool = True) -> T:
-        """``request()`` under the limiter and the retry policy, errors converted.
+        """``request()`` as a :class:`~batch.aws.paced.PacedCall`.
 
         ``stoppable`` calls give up retrying once the run is stopping (per-session work:
         evidence, images); the others (the input, the report's upload) never do.
         """
-
-        async def attempt(_: int) -> T:
-            async with self._limiter as sent_at:
-                try:
-                    result = await request()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # converted at the one boundary
-                    error = convert_error(exc)
-                    if isinstance(error, ThrottledError):
-                        self._limiter.throttled(sent_at)
-                    raise error from exc
-            self._limiter.succeeded(sent_at)
-            return result
-
-        give_up = self._give_up if stoppable else (lambda: False)
-        return await self._policy.call(attempt, random=self._random, give_up=give_up)
+        return await self._paced(request, stoppable=stoppable)
 
     async def _call(self, operation: str, *, stoppable: bool = True, **params: Any) -> Any:
         method = getattr(self._client, operation)

@@ -8,7 +8,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import click
@@ -20,10 +20,10 @@ from batch.errors import AuditError, ConfigError, OutputError
 from batch.logs import LOGGER, configure_logging, event
 from batch.model import RunSummary
 from batch.reports.metrics import write_metrics
-from batch.run.job import Job, plan_counts
-from batch.run.verdict import EXIT_ERROR_RATE, EXIT_EVIDENCE, EXIT_OK, exit_code_for
+from batch.run.audit import AuditRun, plan_counts
+from batch.run.verdict import EXIT_OK, verdict
+from batch.store.files import PRIVATE, parse_mode, private_dir
 from batch.store.inputs import Plan
-from batch.store.report import check_output
 
 log = logging.getLogger(LOGGER)
 
@@ -141,68 +141,50 @@ def run(  # one parameter per command-line option
         "metrics_file": metrics_file,
         "max_error_rate": max_error_rate,
     }
-    summary: RunSummary | None = None
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         configure_logging(log_level, settings.log_format)
         source = location(input_text, "INPUT")
         target = location(render_output(output_template, timezone=settings.timezone), "--output")
-        if isinstance(target, Path) and not dry_run:
+        if isinstance(target, Path) and not dry_run:  # noqa: SIM102  # the inner test: its own reason
             if target.parent != Path(output_template).parent:  # a {date} folder was made
-                target.parent.mkdir(parents=True, exist_ok=True)
-            check_output(target)
-        job = Job(source, target, settings, fresh=fresh, budget=budget)
-        outcome = asyncio.run(job.run(dry_run=dry_run))
-        if isinstance(outcome, Plan):  # a dry run: nothing was sent
-            click.echo(_plan_text(outcome, settings))
+                private_dir(target.parent, mode=parse_mode(settings.file_mode))
+        audit = AuditRun(source, target, settings, fresh=fresh, budget=budget)
+        if dry_run:  # only the plan: nothing is sent
+            click.echo(_plan_text(asyncio.run(audit.dry_run()), settings))
             sys.exit(EXIT_OK)
-        summary = outcome
+        summary = asyncio.run(audit.run())
     except AuditError as error:
         code = fail(error)
         metrics = metrics_file or _maybe_settings(flags, config_file)
         if metrics is not None:
             _write_metrics_quietly(metrics, None, code)
         sys.exit(code)
-    code = exit_code_for(summary, settings.max_error_rate)
-    _report_end(summary, settings, code)
-    if settings.metrics_file is not None:
-        _write_metrics_quietly(settings.metrics_file, summary, code)
-    sys.exit(code)
+    _report_end(summary, settings)
 
 
-def _report_end(summary: RunSummary, settings: Settings, code: int) -> None:
-    """The last lines of a run on the terminal, and its ``end`` event in the log."""
+def _report_end(summary: RunSummary, settings: Settings) -> NoReturn:
+    """The last lines of a run, its ``end`` event and its metrics; exits with its code."""
+    ending = verdict(summary, settings.max_error_rate)
     click.echo(f"liveness-audit: {summary.line}")
     click.echo(
         f"report: {summary.report} (run {summary.run_id}, {summary.manifest.rows} rows, "
         f"rows_sha256 {summary.manifest.rows_sha256})"
     )
-    if summary.aborted is not None:
-        fail(summary.aborted)
-    elif summary.publish_error is not None:
-        fail(summary.publish_error)
-    elif summary.unresolved or summary.not_attempted:
-        left = summary.unresolved + summary.not_attempted
-        stopped = f"run stopped ({summary.stop_reason}); " if summary.stop_reason else ""
-        click.echo(
-            f"liveness-audit: {stopped}{left} sessions unresolved (see error_code in the "
-            "report); a rerun of the same command retries them and keeps the rest",
-            err=True,
-        )
-    elif code == EXIT_EVIDENCE:
-        click.echo(
-            f"liveness-audit: stored evidence is missing or changed for "
-            f"{summary.evidence_problems} sessions (error_code EvidenceMissing / "
-            "EvidenceChanged in the report)",
-            err=True,
-        )
-    elif code == EXIT_ERROR_RATE:
-        click.echo(
-            f"liveness-audit: {summary.errors} of {summary.sessions} sessions ended in errors,"
-            f" more than --max-error-rate {settings.max_error_rate:g} allows",
-            err=True,
-        )
+    if ending.error is not None:
+        fail(ending.error)
+    elif ending.message is not None:
+        click.echo(f"liveness-audit: {ending.message}", err=True)
+    _log_end(summary, ending.code)
+    if settings.metrics_file is not None:
+        mode = parse_mode(settings.file_mode)
+        _write_metrics_quietly(settings.metrics_file, summary, ending.code, mode=mode)
+    sys.exit(ending.code)
+
+
+def _log_end(summary: RunSummary, code: int) -> None:
+    """The run's ``end`` event in the log."""
     log.info(
         "end: exit %d: %s",
         code,
@@ -233,9 +215,11 @@ def _maybe_settings(flags: dict[str, Any], config_file: Path | None) -> Path | N
         return None
 
 
-def _write_metrics_quietly(path: Path, summary: RunSummary | None, code: int) -> None:
+def _write_metrics_quietly(
+    path: Path, summary: RunSummary | None, code: int, *, mode: int = PRIVATE
+) -> None:
     try:
-        write_metrics(path, summary, code)
+        write_metrics(path, summary, code, mode=mode)
     except OutputError as exc:
         click.echo(f"liveness-audit: warning: {exc}", err=True)
 

@@ -1,188 +1,363 @@
-"""One audit run: a :class:`~batch.store.inputs.Plan` in, a committed Parquet report out.
+"""One ``liveness-audit run``: :class:`AuditRun`, from locations to a committed report.
 
-Everything a run needs (client, limiter, retry policy, report writer) is built here,
-inside the running loop, from :class:`~batch.config.Settings`, and passed down. The report
-always holds every unique session exactly once: fetched sessions as they finished,
-rejected cells as ``InvalidSessionId`` rows, and sessions the run never got to (stopped
-or aborted) as ``NotAttempted`` rows that a rerun fetches.
+The CLI builds an :class:`AuditRun` from the input and output locations and the
+:class:`~batch.config.Settings`, and awaits :meth:`AuditRun.run` (or
+:meth:`AuditRun.dry_run`, which only reads the plan). The run holds every part it uses,
+each built once: the plain ones (stop, retry policy, limiter, tally, breaker, display) at
+construction, the ones that do I/O (AWS session, S3 store, Rekognition client) inside the
+event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, in order:
+
+1. :meth:`~AuditRun.stage_input`: the plan (an S3 input is copied to the work directory);
+2. :meth:`~AuditRun.resume`: rows of invalid cells and of an earlier run's checkpoint;
+3. :meth:`~AuditRun.fetch`: the rest through the worker pool, each session as
+   :class:`~batch.run.steps.SessionSteps` (fetch -> evidence -> images -> record);
+4. :meth:`~AuditRun.finish`: ``NotAttempted`` rows for what was left, the report committed;
+5. :meth:`~AuditRun.publish`: an S3 report uploaded (kept locally if that fails).
+
+The report always holds every unique session exactly once, and the run's report lock is
+held from resume to publish; signals and the time budget stop it in good order
+(:func:`~batch.run.stops.orderly_stops`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, replace
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aioboto3
 
 from batch import __version__
+from batch.aws.paced import PacedCall
 from batch.aws.rekognition import open_client
-from batch.aws.s3 import S3Store
-from batch.aws.session import retry_policy
+from batch.aws.s3 import S3Store, local_copy, open_store
+from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
 from batch.errors import (
     AccessError,
     AuditError,
     ConfigError,
+    InputError,
     PublishError,
     ServiceError,
 )
-from batch.evidence import verify_evidence, with_evidence
 from batch.logs import LOGGER, event
-from batch.model import Outcome, RunSummary
-from batch.pacing.limiter import Limiter
-from batch.run.fetch import Fetcher
+from batch.model import RunSummary
+from batch.run.destination import Destination, default_work_dir, destination_for
+from batch.run.fetch import Fetcher, limiter_for, log_rate_cut
 from batch.run.pool import worker_pool
-from batch.run.progress import Tally, summary_line
-from batch.run.stops import Breaker, Stop
-from batch.store.checkpoint import Journal, RunLock, journal_path
+from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
+from batch.run.record import Recorder
+from batch.run.steps import SessionSteps
+from batch.run.stops import Breaker, Stop, orderly_stops
+from batch.store.checkpoint import RunLock
+from batch.store.files import parse_mode, private_dir
 from batch.store.images import FolderSaver, ImageSaver, S3Saver
-from batch.store.inputs import Plan
-from batch.store.locations import S3Url, is_s3, parse_s3_url
+from batch.store.inputs import Plan, read_plan
+from batch.store.locations import Location, S3Url, is_s3, parse_s3_url
 from batch.store.manifest import Manifest
-from batch.store.report import ReportWriter, invalid_row, outcome_row, revive
 
-__all__ = [
-    "Destination",
-    "Display",
-    "limiter_for",
-    "publish",
-    "run_audit",
-]
+__all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
 log = logging.getLogger(LOGGER)
 
 
-class Display(Protocol):
-    def running(self) -> AbstractAsyncContextManager[None]: ...
+def plan_counts(plan: Plan) -> str:
+    c = plan.counts()
+    return (
+        f"{c['rows']} rows: {c['valid']} valid, {c['duplicates']} duplicate, "
+        f"{c['invalid']} invalid, {c['blank']} blank"
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class Destination:
-    """Where the report goes: written at ``local``, then published to ``remote`` if set.
+class Ending:
+    """What :meth:`AuditRun.finish` leaves: the committed report and the last counts."""
 
-    For an S3 report ``local`` lies in the work directory, with the checkpoint beside it,
-    so an interrupted run resumes there and only a complete report is uploaded.
-    """
+    manifest: Manifest
+    leftovers: Counter[str]  # NotAttempted and InvalidSessionId rows, by code
+    line: str
+    wall: float
+    aborted: AccessError | None
 
-    local: Path
-    remote: S3Url | None = None
-
-    def __str__(self) -> str:
-        return str(self.remote or self.local)
-
-
-AUTO_MAX_RATE = 10_000.0  # the ceiling when no --rate is given: the quota decides
+    @property
+    def left(self) -> int:
+        return self.leftovers["NotAttempted"]
 
 
-def limiter_for(settings: Settings) -> Limiter:
-    if settings.rate is None:  # no rate given: start low and find the quota
-        return Limiter(AUTO_MAX_RATE, start=settings.rate_start, decrease=settings.rate_decrease)
-    return Limiter(settings.rate, decrease=settings.rate_decrease)
+class AuditRun:
+    """One ``run`` command: ``await AuditRun(...).run()`` inside the event loop."""
 
+    def __init__(
+        self,
+        source: Location,
+        target: Location,
+        settings: Settings,
+        *,
+        fresh: bool = False,
+        budget: float | None = None,
+    ) -> None:
+        self.source, self.target, self.settings = source, target, settings
+        self.fresh, self.budget = fresh, budget
+        self.work_dir = settings.work_dir or default_work_dir()
+        self.mode = parse_mode(settings.file_mode)  # of every file that holds answers
+        self.run_id = uuid.uuid4().hex
+        self.stop = Stop()
+        self.policy = retry_policy(settings)  # the one retry policy: Rekognition and S3
+        self.limiter = limiter_for(settings)
+        self.tally = Tally(rate_now=lambda: self.limiter.rate)
+        self.breaker = Breaker(settings.abort_after_failures, self.stop)
+        bar = settings.progress and settings.log_format == "text" and sys.stderr.isatty()
+        self.display = (
+            BarDisplay(self.tally)
+            if bar
+            else LogDisplay(self.tally, interval=settings.log_interval)
+        )
+        self._stack = AsyncExitStack()
+        self._session: aioboto3.Session | None = None
+        self._store: S3Store | None = None
 
-async def run_audit(
-    plan: Plan,
-    settings: Settings,
-    destination: Destination | Path,
-    *,
-    stop: Stop,
-    session: aioboto3.Session | None = None,
-    store: S3Store | None = None,
-    fresh: bool = False,
-    display: Display | None = None,
-    tally: Tally | None = None,
-) -> RunSummary:
-    """Fetch every valid session of ``plan`` and commit the report at ``destination``.
+    def needs_s3(self) -> bool:
+        settings = self.settings
+        return (
+            isinstance(self.source, S3Url)
+            or isinstance(self.target, S3Url)
+            or settings.verify_evidence
+            or is_s3(settings.save_images or "")
+        )
 
-    Resumes from the checkpoint journal of an earlier run of the same input unless
-    ``fresh``; holds the report's run lock throughout. ``store`` (S3) is needed for an S3
-    destination, evidence checks and saving images to S3.
-    """
-    if isinstance(destination, Path):
-        destination = Destination(destination)
-    output = destination.local
-    loop = asyncio.get_running_loop()
-    started_at, start = datetime.now(UTC), loop.time()
-    run_id = uuid.uuid4().hex
-    tally = tally or Tally()
-    tally.total = len(plan.valid)
-    with RunLock(output):
-        writer = ReportWriter(output, batch_rows=settings.batch_rows)
-        journal: Journal | None = None
-        try:
-            journal = Journal.open(journal_path(output), _identity(plan), fresh=fresh)
-            for invalid in plan.invalid:
-                writer.add(invalid_row(invalid))
-            finished = _replay(journal, plan, writer, tally)
-            if finished:
-                log.info(
-                    "resuming: %d sessions already answered in %s", len(finished), journal.path
-                )
+    async def dry_run(self) -> Plan:
+        """The plan of the input; nothing is sent to Rekognition, nothing written."""
+        async with self._stack:
+            return await self.stage_input()
 
-            def record(outcome: Outcome, paths: Mapping[str, str] | None) -> None:
-                row = outcome_row(outcome, paths)
-                writer.add(row)
-                if outcome.final:
-                    journal.append(row)
-                finished.add(outcome.session_id)
-                tally.finished(outcome)
-
-            todo = [sid for sid in plan.valid if sid not in finished]
-            aborted = None
-            if todo:
-                aborted = await _fetch_all(
-                    todo, settings, stop, record, display, tally, session=session, store=store
-                )
-            stop.fetched = True
-            leftovers = _add_leftovers(todo, finished, stop, writer)
-            if plan.invalid:
-                leftovers["InvalidSessionId"] = len(plan.invalid)
-            wall = loop.time() - start
-            line = summary_line(tally, wall=wall, extra=leftovers)
-            manifest = writer.commit(
-                _provenance(
-                    plan, settings, run_id=run_id, started_at=started_at, tally=tally, line=line
-                ),
-                input_sha256=plan.sha256,
+    async def run(self) -> RunSummary:
+        """All the phases, under orderly stops; the run's summary."""
+        destination = destination_for(self.target, self.work_dir, mode=self.mode)  # checked once
+        async with self._stack:
+            plan = await self.stage_input()
+            if isinstance(self.target, S3Url):
+                await self._s3().check_bucket(self.target.bucket)
+            log.info(
+                "plan: %s",
+                plan_counts(plan),
+                extra=event("start", input=plan.origin, output=str(destination), **plan.counts()),
             )
-        except BaseException:
-            writer.abandon()
-            if journal is not None:
-                journal.close()
-            raise
-        complete = aborted is None and not tally.unresolved and not leftovers["NotAttempted"]
-        publish_error = None
+            async with orderly_stops(
+                self.stop, drain_timeout=self.settings.drain_timeout, budget=self.budget
+            ):
+                return await self._audit(plan, destination)
+
+    async def _audit(self, plan: Plan, destination: Destination) -> RunSummary:
+        """Resume -> fetch -> finish -> publish, holding the report's lock."""
+        started_at, start = datetime.now(UTC), asyncio.get_running_loop().time()
+        self.tally.total = len(plan.valid)
+        with RunLock(destination.local, mode=self.mode):
+            recorder = Recorder.open(
+                destination.local,
+                plan,
+                self.tally,
+                batch_rows=self.settings.batch_rows,
+                fresh=self.fresh,
+                mode=self.mode,
+            )
+            try:
+                todo = self.resume(plan, recorder)
+                aborted = await self.fetch(todo, recorder) if todo else None
+                ending = self.finish(plan, todo, recorder, aborted, started_at, start)
+            except BaseException:
+                recorder.abandon()
+                raise
+            complete = aborted is None and not self.tally.unresolved and not ending.left
+            publish_error = None
+            try:
+                publish_error = await self.publish(destination, ending.manifest)
+            finally:
+                recorder.journal.close(remove=complete and publish_error is None)
+        return self._summary(plan, destination, ending, publish_error)
+
+    # --- the phases -------------------------------------------------------------------
+
+    async def stage_input(self) -> Plan:
+        """The input's plan; an S3 input is copied to the work directory and read there."""
+        await self._open_s3()
+        settings = self.settings
+        if isinstance(self.source, Path):
+            return read_plan(self.source, column=settings.column, fmt=settings.format)
+        url = self.source
+        # A name of its own per run (the original name last: it tells the format).
+        local = await local_copy(
+            self._store, url, private_dir(self.work_dir / "inputs", mode=self.mode), "input"
+        )
         try:
-            if destination.remote is not None:
-                assert store is not None, "an S3 destination needs the S3 store"
-                publish_error = await publish(store, destination, manifest, run_id)
+            return read_plan(local, column=settings.column, fmt=settings.format, origin=str(url))
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(local), str(url))) from None
         finally:
-            journal.close(remove=complete and publish_error is None)
-    return RunSummary(
-        run_id=run_id,
-        report=str(destination),
-        sessions=len(plan.valid) + len(plan.invalid),
-        unresolved=tally.unresolved,
-        not_attempted=leftovers["NotAttempted"],
-        aborted=aborted,
-        stop_reason=stop.reason,
-        line=line,
-        by_status=dict(tally.by_status),
-        by_error=dict(tally.by_error + leftovers),
-        requests=tally.requests,
-        throttled=tally.throttles,
-        wall=wall,
-        manifest=manifest,
-        publish_error=publish_error,
-    )
+            local.unlink(missing_ok=True)
+
+    def resume(self, plan: Plan, recorder: Recorder) -> list[str]:
+        """Rows for invalid cells and the checkpoint's answers; the sessions left to fetch."""
+        todo = recorder.resume(plan)
+        if recorder.finished:
+            log.info(
+                "resuming: %d sessions already answered in %s",
+                len(recorder.finished),
+                recorder.journal.path,
+            )
+        return todo
+
+    async def fetch(self, todo: list[str], recorder: Recorder) -> AccessError | None:
+        """Fetch ``todo`` through the worker pool; the error that aborted the run, if one did."""
+        steps = await self._steps(recorder)
+        aborted: AccessError | None = None
+        try:
+            async with (
+                self.display.running(),
+                worker_pool(steps, concurrency=self.settings.concurrency, stop=self.stop) as pool,
+            ):
+                for session_id in todo:
+                    if self.stop:
+                        break
+                    await pool.put(session_id)
+        except* AccessError as group:
+            aborted = _first(group.exceptions)
+            self.stop.request(f"aborted: {aborted}")
+        except* asyncio.CancelledError:
+            # A second signal or the drain deadline cancelled the workers: keep what is done.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.stop.request("interrupted")
+        return aborted
+
+    def finish(  # the phase's inputs, named
+        self,
+        plan: Plan,
+        todo: list[str],
+        recorder: Recorder,
+        aborted: AccessError | None,
+        started_at: datetime,
+        start: float,
+    ) -> Ending:
+        """``NotAttempted`` rows for what was left; the report committed with its provenance."""
+        self.stop.fetched = True
+        leftovers = recorder.leftovers(todo, self.stop.reason)
+        if plan.invalid:
+            leftovers["InvalidSessionId"] = len(plan.invalid)
+        wall = asyncio.get_running_loop().time() - start
+        line = summary_line(self.tally, wall=wall, extra=leftovers)
+        provenance = self._provenance(plan, started_at=started_at, line=line)
+        manifest = recorder.commit(provenance, input_sha256=plan.sha256)
+        return Ending(manifest, leftovers, line, wall, aborted)
+
+    async def publish(self, destination: Destination, manifest: Manifest) -> AuditError | None:
+        """Upload an S3 report (:func:`publish`); the error that kept it local, if any."""
+        if destination.remote is None:
+            return None
+        return await publish(self._s3(), destination, manifest, self.run_id)
+
+    # --- the parts --------------------------------------------------------------------
+
+    async def _open_s3(self) -> None:
+        """The AWS session and the S3 store, when an input, output or feature needs S3."""
+        if not self.needs_s3() or self._store is not None:
+            return
+        self._session = await open_session(self.settings)
+        store = open_store(
+            self.settings, self._session, self.policy, give_up=lambda: bool(self.stop)
+        )
+        self._store = await self._stack.enter_async_context(store)
+
+    def _s3(self) -> S3Store:
+        assert self._store is not None, "S3 is needed but no store was opened"
+        return self._store
+
+    async def _steps(self, recorder: Recorder) -> SessionSteps:
+        """The per-session chain on the run's Rekognition client, opened here."""
+        saver = self._image_saver()
+        if self.settings.verify_evidence and self._store is None:
+            raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
+        client = await self._stack.enter_async_context(open_client(self.settings, self._session))
+        paced = PacedCall(
+            self.limiter,
+            self.policy,
+            give_up=lambda: bool(self.stop),
+            on_attempt=self._observe,
+            on_cut=lambda: log_rate_cut(self.limiter),
+        )
+        return SessionSteps(
+            Fetcher(client, paced),
+            recorder.record,
+            evidence_store=self._store if self.settings.verify_evidence else None,
+            saver=saver,
+        )
+
+    def _observe(self, error: BaseException | None) -> None:
+        """Every Rekognition attempt: counted, and heard by the breaker."""
+        self.tally.attempt(error)
+        self.breaker.record(error)
+
+    def _image_saver(self) -> ImageSaver | None:
+        folder = self.settings.save_images
+        if folder is None:
+            return None
+        if is_s3(folder):
+            if self._store is None:
+                raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
+            return S3Saver(self._store, parse_s3_url(folder, "save_images"))
+        return FolderSaver(Path(folder))
+
+    def _provenance(self, plan: Plan, *, started_at: datetime, line: str) -> dict[str, Any]:
+        return {
+            "tool": "liveness-audit",
+            "tool_version": __version__,
+            "run_id": self.run_id,
+            "started_at": started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "input_path": plan.origin,
+            "input_sha256": plan.sha256,
+            "input_format": plan.format,
+            "input_column": plan.column,
+            "input_counts": plan.counts(),
+            "settings": self.settings.public(),
+            "requests": self.tally.requests,
+            "throttled": self.tally.throttles,
+            "summary": line,
+        }
+
+    def _summary(
+        self,
+        plan: Plan,
+        destination: Destination,
+        ending: Ending,
+        publish_error: AuditError | None,
+    ) -> RunSummary:
+        tally = self.tally
+        return RunSummary(
+            run_id=self.run_id,
+            report=str(destination),
+            sessions=len(plan.valid) + len(plan.invalid),
+            unresolved=tally.unresolved,
+            not_attempted=ending.left,
+            aborted=ending.aborted,
+            stop_reason=self.stop.reason,
+            line=ending.line,
+            by_status=dict(tally.by_status),
+            by_error=dict(tally.by_error + ending.leftovers),
+            requests=tally.requests,
+            throttled=tally.throttles,
+            wall=ending.wall,
+            manifest=ending.manifest,
+            publish_error=publish_error,
+        )
 
 
 async def publish(
@@ -223,97 +398,6 @@ async def publish(
     return None
 
 
-def _identity(plan: Plan) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: the same input read the same way."""
-    return {"input_sha256": plan.sha256, "input_column": plan.column, "input_format": plan.format}
-
-
-def _replay(journal: Journal, plan: Plan, writer: ReportWriter, tally: Tally) -> set[str]:
-    """Copy the rows of earlier runs into the report; return their session IDs."""
-    wanted = set(plan.valid)
-    done: set[str] = set()
-    for row in map(revive, journal.replay()):
-        session_id = row["session_id"]
-        if session_id in wanted and session_id not in done:
-            writer.add(row)
-            done.add(session_id)
-            tally.replayed(row.get("status"), row.get("error_code"))
-    return done
-
-
-async def _fetch_all(  # the run's parts, passed down explicitly
-    session_ids: Iterable[str],
-    settings: Settings,
-    stop: Stop,
-    record: Callable[[Outcome, Mapping[str, str] | None], None],
-    display: Display | None,
-    tally: Tally,
-    *,
-    session: aioboto3.Session | None,
-    store: S3Store | None,
-) -> AccessError | None:
-    """Fetch through the worker pool; return the error that aborted the run, if one did."""
-    saver = _image_saver(settings, store)
-    if settings.verify_evidence and store is None:
-        raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
-    async with open_client(settings, session) as client:
-        limiter = limiter_for(settings)
-        tally.rate_now = lambda: limiter.rate
-        breaker = Breaker(settings.abort_after_failures, stop)
-
-        def observe(error: BaseException | None) -> None:
-            tally.attempt(error)
-            breaker.record(error)
-
-        fetcher = Fetcher(client, limiter, retry_policy(settings), stop, on_attempt=observe)
-
-        async def handle(session_id: str) -> None:
-            outcome = await fetcher.fetch(session_id)
-            if settings.verify_evidence and store is not None and outcome.result is not None:
-                outcome = with_evidence(outcome, await verify_evidence(store, outcome.result))
-            paths = None
-            if saver is not None:
-                try:
-                    paths = await saver.save(outcome)
-                except (ServiceError, OSError) as exc:
-                    message = f"could not save the images: {exc}"
-                    outcome = replace(
-                        outcome, error_code="ImageNotSaved", error_message=message, final=False
-                    )
-            record(outcome, paths)
-
-        aborted: AccessError | None = None
-        try:
-            async with (
-                display.running() if display else nullcontext(),
-                worker_pool(handle, concurrency=settings.concurrency, stop=stop) as pool,
-            ):
-                for session_id in session_ids:
-                    if stop:
-                        break
-                    await pool.put(session_id)
-        except* AccessError as group:
-            aborted = _first(group.exceptions)
-            stop.request(f"aborted: {aborted}")
-        except* asyncio.CancelledError:
-            # A second signal or the drain deadline cancelled the workers: keep what is done.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            stop.request("interrupted")
-    return aborted
-
-
-def _image_saver(settings: Settings, store: S3Store | None) -> ImageSaver | None:
-    if settings.save_images is None:
-        return None
-    if is_s3(settings.save_images):
-        if store is None:
-            raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
-        return S3Saver(store, parse_s3_url(settings.save_images, "save_images"))
-    return FolderSaver(Path(settings.save_images))
-
-
 def _first(errors: tuple[BaseException, ...]) -> AccessError:
     for error in errors:
         if isinstance(error, AccessError):
@@ -321,44 +405,3 @@ def _first(errors: tuple[BaseException, ...]) -> AccessError:
         if isinstance(error, BaseExceptionGroup):
             return _first(error.exceptions)
     raise AssertionError("no AccessError in the group")
-
-
-def _add_leftovers(
-    todo: Iterable[str], finished: set[str], stop: Stop, writer: ReportWriter
-) -> Counter[str]:
-    """A ``NotAttempted`` row for each session the run did not get to."""
-    because = stop.reason or "stopped"
-    why = f"run ended before this session was fetched ({because}); a rerun fetches it"
-    leftovers = Counter[str]()
-    for session_id in todo:
-        if session_id not in finished:
-            writer.add(outcome_row(Outcome.not_attempted(session_id, why)))
-            leftovers["NotAttempted"] += 1
-    return leftovers
-
-
-def _provenance(
-    plan: Plan,
-    settings: Settings,
-    *,
-    run_id: str,
-    started_at: datetime,
-    tally: Tally,
-    line: str,
-) -> dict[str, Any]:
-    return {
-        "tool": "liveness-audit",
-        "tool_version": __version__,
-        "run_id": run_id,
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "input_path": plan.origin,
-        "input_sha256": plan.sha256,
-        "input_format": plan.format,
-        "input_column": plan.column,
-        "input_counts": plan.counts(),
-        "settings": settings.public(),
-        "requests": tally.requests,
-        "throttled": tally.throttles,
-        "summary": line,
-    }

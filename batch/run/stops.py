@@ -1,14 +1,29 @@
-"""How a run stops: a :class:`Stop` request, and the :class:`Breaker` that makes one.
+"""How a run stops: a :class:`Stop` request, what makes one, and the deadline after it.
 
-:meth:`Stop.request` (a signal, a time budget, the breaker) makes workers take no new
-session and abandon further retries; what is in flight completes.
+:meth:`Stop.request` (a signal, the time budget, the :class:`Breaker`) makes workers take
+no new session and abandon further retries; what is in flight completes.
+:func:`orderly_stops` turns SIGINT/SIGTERM and the time budget into a stop request, gives
+in-flight calls ``drain_timeout`` seconds, then cancels the run's task (keeping what is
+done); a second signal cancels at once.
 """
 
 from __future__ import annotations
 
-from batch.errors import SessionError, ThrottledError
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-__all__ = ["Breaker", "Stop"]
+from batch.durations import format_duration
+from batch.errors import SessionError, ThrottledError
+from batch.logs import LOGGER, event
+
+__all__ = ["Breaker", "Stop", "orderly_stops"]
+
+log = logging.getLogger(LOGGER)
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Stop:
@@ -54,3 +69,55 @@ class Breaker:
                 f"the endpoint failed {self.streak} calls in a row (last: {code}); "
                 "stopping early, check the endpoint and the network"
             )
+
+
+@asynccontextmanager
+async def orderly_stops(
+    stop: Stop, *, drain_timeout: float, budget: float | None = None
+) -> AsyncIterator[Stop]:
+    """For the life of the block: signals and the ``budget`` request ``stop``, then a deadline.
+
+    The first signal (or the budget running out) requests the stop and, ``drain_timeout``
+    seconds later, cancels the current task if calls are still in flight
+    (``stop.fetched`` false); a second signal cancels it at once.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    timers: list[asyncio.TimerHandle] = []
+
+    def begin_stop(reason: str) -> None:
+        if stop:
+            log.warning(
+                "%s again: stopping at once; finished sessions are kept",
+                reason,
+                extra=event("stop", reason=f"{reason} again"),
+            )
+            task.cancel()
+            return
+        stop.request(reason)
+        log.warning(
+            "%s: stopping: no new sessions, in-flight ones finish (up to %ss); "
+            "a second signal stops at once",
+            reason,
+            f"{drain_timeout:g}",
+            extra=event("stop", reason=reason),
+        )
+        timers.append(loop.call_later(drain_timeout, drain_deadline))
+
+    def drain_deadline() -> None:
+        if not stop.fetched:  # calls still in flight: cut them short, keep what is done
+            task.cancel()
+
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, begin_stop, sig.name)
+    if budget is not None:
+        used_up = f"time budget of {format_duration(budget)} used up"
+        timers.append(loop.call_later(budget, begin_stop, used_up))
+    try:
+        yield stop
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for sig in _SIGNALS:
+            loop.remove_signal_handler(sig)

@@ -1,4 +1,4 @@
-"""Exit codes: how a run ended, mapped to the process's exit code in one place.
+"""How a run ended: its exit code and its end-of-run message, decided in one place.
 
 ::
 
@@ -10,11 +10,16 @@
     4  every session answered, but more than --max-error-rate of them ended in errors
     5  every session answered, but stored audit evidence is missing or changed in S3
        for some (--verify-evidence; error_code EvidenceMissing / EvidenceChanged)
+
+When several apply the first of 3, 1, 5, 4 wins. :func:`verdict` walks that ladder once
+and returns both the code and what to tell the operator, so the two cannot drift.
 """
 
 from __future__ import annotations
 
-from batch.errors import AccessError, UsageError
+from dataclasses import dataclass
+
+from batch.errors import AccessError, AuditError, UsageError
 from batch.model import RunSummary
 
 __all__ = [
@@ -24,28 +29,70 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNRESOLVED",
     "EXIT_USAGE",
+    "Verdict",
     "exit_code_for",
+    "verdict",
 ]
 
 EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS, EXIT_ERROR_RATE, EXIT_EVIDENCE = range(6)
 
 
-def exit_code_for(  # noqa: PLR0911  # the exit-code table, one return per row
-    outcome: RunSummary | BaseException, max_error_rate: float | None = None
-) -> int:
-    """The one mapping from how a run ended to the process exit code."""
-    if isinstance(outcome, UsageError):
-        return EXIT_USAGE
-    if isinstance(outcome, AccessError):
-        return EXIT_ACCESS
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The exit ``code``, and either the ``error`` that decided it or a ``message``.
+
+    ``error`` is shown as an error line (with its hint); ``message`` is a plain line for
+    stderr; neither is set when the run ended well.
+    """
+
+    code: int
+    message: str | None = None
+    error: AuditError | None = None
+
+
+def verdict(outcome: RunSummary | BaseException, max_error_rate: float | None = None) -> Verdict:
+    """The one mapping from how a run ended to its exit code and closing words."""
     if isinstance(outcome, BaseException):
-        return EXIT_UNRESOLVED
-    if outcome.aborted is not None or isinstance(outcome.publish_error, AccessError):
-        return EXIT_ACCESS
-    if outcome.unresolved or outcome.not_attempted or outcome.publish_error is not None:
-        return EXIT_UNRESOLVED
-    if outcome.evidence_problems:
-        return EXIT_EVIDENCE
-    if max_error_rate is not None and outcome.errors > max_error_rate * max(1, outcome.sessions):
-        return EXIT_ERROR_RATE
-    return EXIT_OK
+        error = outcome if isinstance(outcome, AuditError) else None
+        if isinstance(outcome, UsageError):
+            return Verdict(EXIT_USAGE, error=error)
+        if isinstance(outcome, AccessError):
+            return Verdict(EXIT_ACCESS, error=error)
+        return Verdict(EXIT_UNRESOLVED, error=error)
+    return _summary_verdict(outcome, max_error_rate)
+
+
+def _summary_verdict(  # the exit-code table, one return per row
+    summary: RunSummary, max_error_rate: float | None
+) -> Verdict:
+    if summary.aborted is not None:
+        return Verdict(EXIT_ACCESS, error=summary.aborted)
+    if summary.publish_error is not None:
+        access = isinstance(summary.publish_error, AccessError)
+        return Verdict(EXIT_ACCESS if access else EXIT_UNRESOLVED, error=summary.publish_error)
+    if summary.unresolved or summary.not_attempted:
+        left = summary.unresolved + summary.not_attempted
+        stopped = f"run stopped ({summary.stop_reason}); " if summary.stop_reason else ""
+        return Verdict(
+            EXIT_UNRESOLVED,
+            f"{stopped}{left} sessions unresolved (see error_code in the report); "
+            "a rerun of the same command retries them and keeps the rest",
+        )
+    if summary.evidence_problems:
+        return Verdict(
+            EXIT_EVIDENCE,
+            f"stored evidence is missing or changed for {summary.evidence_problems} sessions "
+            "(error_code EvidenceMissing / EvidenceChanged in the report)",
+        )
+    if max_error_rate is not None and summary.errors > max_error_rate * max(1, summary.sessions):
+        return Verdict(
+            EXIT_ERROR_RATE,
+            f"{summary.errors} of {summary.sessions} sessions ended in errors, "
+            f"more than --max-error-rate {max_error_rate:g} allows",
+        )
+    return Verdict(EXIT_OK)
+
+
+def exit_code_for(outcome: RunSummary | BaseException, max_error_rate: float | None = None) -> int:
+    """The exit code alone (:func:`verdict`'s ``code``)."""
+    return verdict(outcome, max_error_rate).code
