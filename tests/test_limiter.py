@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from batch.pacing.limiter import Limiter
+from batch.pacing.limiter import Limiter, Pace
 
 T = TypeVar("T")
 
@@ -199,7 +199,7 @@ async def test_a_stall_on_our_side_is_not_read_as_a_lower_quota() -> None:
 
 async def test_after_a_cut_it_ramps_to_the_estimate_then_probes_beyond() -> None:
     t = FakeTime()
-    lim = limiter(t, 100, decrease=0.5, ramp=2.0, probe=4.0, reaction=1.5)
+    lim = limiter(t, 100, decrease=0.5, margin=0.97, ramp=2.0, probe=4.0, reaction=1.5)
     lim.throttled()  # 100 -> 50
     feed(t, lim, 0.5, 1.5, ok=20, throttled=29)
     t.now = 1.5
@@ -383,4 +383,108 @@ async def test_after_a_cut_it_waits_for_a_reading_before_cutting_again() -> None
     t.now = 0.2
     lim.throttled(sent_at=0.15)  # 10 answers since the cut (its own too), 7 through
     assert lim.cuts == 2
-    assert lim.rate == pytest.approx(0.97 * 50 * 7.5 / 10)
+    assert lim.rate == pytest.approx(0.98 * 50 * 7.5 / 10)
+
+
+async def test_the_cap_is_never_exceeded_nor_probed_past() -> None:
+    t = FakeTime()
+    lim = limiter(t, 10_000, start=5.0, cap=100.0)
+    released = []
+    while t.now < 60:  # a minute of answers that all go through, at once
+        sent = await lim.acquire()
+        lim.succeeded(sent)
+        released.append(sent)
+        assert lim.rate <= 100.0
+    last_ten = [r for r in released if r >= 50]
+    assert len(last_ten) <= 100 * 10 + 1
+    assert lim.pace().cap == 100.0
+
+
+async def test_a_throttle_at_or_below_the_cap_holds_back_for_the_hold_time() -> None:
+    t = FakeTime()
+    lim = limiter(t, 100, cap=80.0, hold=120.0, decrease=0.5)
+    assert lim.rate == 80.0
+    lim.throttled(await lim.acquire())  # at the cap: the application is busy
+    assert lim.rate == pytest.approx(40.0)
+    assert lim.holding
+    while t.now < 119:  # answers all go through, and still it stays down
+        lim.succeeded(await lim.acquire())
+        assert lim.rate == pytest.approx(40.0)
+    assert lim.pace() == Pace(40.0, lim.estimate, 80.0, True, 1)
+    while t.now < 125:
+        lim.succeeded(await lim.acquire())
+    assert not lim.holding
+    assert lim.rate > 40.0  # climbing again
+
+
+async def test_without_a_cap_the_same_throttle_does_not_hold() -> None:
+    t = FakeTime()
+    lim = limiter(t, 80, decrease=0.5)
+    lim.throttled(await lim.acquire())
+    assert not lim.holding
+    while t.now < 5:
+        lim.succeeded(await lim.acquire())
+    assert lim.rate > 70.0  # clean readings searched it back up within seconds
+
+
+class Bucket:
+    """The service's quota as a token bucket, answering after ``latency`` on a fake clock."""
+
+    def __init__(self, quota: float, burst: float, latency: float) -> None:
+        self.quota, self.burst, self.latency = quota, burst, latency
+        self.now, self.tokens, self.filled = 0.0, burst, 0.0
+        self.pending: list[tuple[float, int, float, bool]] = []
+        self.sends: list[tuple[float, bool]] = []
+        self.lim: Limiter | None = None
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:  # deliver the answers due meanwhile
+        assert self.lim is not None
+        until = self.now + seconds
+        while self.pending and self.pending[0][0] <= until:
+            self.now, _, sent, ok = heapq.heappop(self.pending)
+            (self.lim.succeeded if ok else self.lim.throttled)(sent)
+        self.now = until
+
+    async def run(self, lim: Limiter, seconds: float) -> None:
+        self.lim = lim
+        while self.now < seconds:
+            sent = await lim.acquire()
+            self.tokens = min(self.burst, self.tokens + (sent - self.filled) * self.quota)
+            self.filled, ok = sent, self.tokens >= 1 - 1e-9
+            self.tokens -= ok
+            self.sends.append((sent, ok))
+            heapq.heappush(self.pending, (sent + self.latency, len(self.sends), sent, ok))
+
+    def through(self, start: float, end: float) -> int:
+        return sum(1 for t, ok in self.sends if ok and start <= t < end)
+
+
+async def test_slow_start_reaches_500_per_second_within_a_second_of_answers() -> None:
+    # Was seven seconds (doubling once a second from 5/s).
+    bucket = Bucket(quota=1000, burst=1000, latency=0.05)
+    lim = Limiter(10_000, start=5.0, clock=bucket.clock, sleep=bucket.sleep)
+    await bucket.run(lim, 0.8)
+    assert lim.rate >= 500
+
+
+@pytest.mark.parametrize("quota", [50, 150, 500, 1000])
+@pytest.mark.parametrize("start", ["none", "3Q"])
+async def test_within_a_second_of_the_first_throttle_it_holds_095_of_the_quota(
+    quota: float, start: str
+) -> None:
+    bucket = Bucket(quota, burst=quota / 5, latency=0.05)
+    lim = Limiter(
+        10_000 if start == "none" else 3 * quota,
+        start=5.0 if start == "none" else None,
+        clock=bucket.clock,
+        sleep=bucket.sleep,
+    )
+    await bucket.run(lim, 15.0)
+    first = next(t for t, ok in bucket.sends if not ok)
+    for second in range(1, 14):  # every second from one after the first throttle
+        begin = first + second
+        if begin + 1 <= 15.0:
+            assert bucket.through(begin, begin + 1) >= 0.95 * quota, (begin, lim.pace())

@@ -107,7 +107,7 @@ class Limiter:
         rate: float,
         *,
         decrease: float = 0.6,
-        margin: float = 0.97,
+        margin: float = 0.98,
         ramp: float = 2.0,
         probe: float = 7.0,
         reaction: float = 0.0,
@@ -232,7 +232,7 @@ class Limiter:
         now = self._now()
         sent = now if sent_at is None else sent_at
         self._answer(now, sent, True)
-        if self._phase == "steady" or sent < self._step_at:
+        if self._phase == "steady" or sent < self._step_at or now < self._hold_until:
             return
         self._clean += 1
         if self._phase == "start":  # an answer at the current rate is in: double
