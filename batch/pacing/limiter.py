@@ -296,8 +296,12 @@ class Limiter:
             # Throttled while probing just past the last estimate: the quota is still
             # about there; go back under it rather than trust a reading that still
             # counts the bucket's burst. Throttled at the estimate itself: it is high.
+            # Throttled well past it, the probe passed the estimate cleanly: it is a
+            # little low (with a bucket of one, the reading alone would keep it low).
             if current <= self._estimate * _AT[1]:
                 self._estimate *= _SETTLE
+            else:
+                self._estimate /= _SETTLE
             return min(measured, self._estimate) * self.margin
         # Never cut by more than two plain decreases on one (possibly noisy) reading.
         new = max(measured * self.margin, current * self.decrease**2)
