@@ -14,12 +14,12 @@ expected to have, at any quota. (Two periods, the other usual choice, would let 
 at once at 5/s, where the bucket may hold one.)
 
 Written without asyncio-throttle. Its ``Throttler(rate_limit=1, period=1 / rate)`` polls
-every ``retry_interval`` (10 ms) and reads ``time.monotonic``: measured on this project's
-machine (``python /tmp/lim/throttle_quant.py``, the script is quoted in
-docs/BENCHMARKS.md), sequential acquires reach 19.4/s at 20/s, 48.5/s at 50/s, but 96/s
-at 150/s and 96/s at 500/s: the poll caps it near 100/s, it cannot run on a test's virtual
-clock, and it has no notion of a schedule to catch up on. What is left of it would be a
-deque, so nothing of it is used.
+every ``retry_interval`` (10 ms) and reads ``time.monotonic``. Measured on this project's
+machine (2026-11-26, the script and command are in docs/BENCHMARKS.md, "Limiter
+simulation (tuning aid)"), sequential acquires reach 19.4/s at 20/s and 48.5/s at 50/s,
+but 96/s at 150/s and 96/s at 500/s: the poll caps it near 100/s. It also cannot run on a
+test's virtual clock and has no schedule to catch up on; what would be left of it is a
+deque, so it is not used (and no longer a dependency).
 
 Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
 it begins at ``start`` and doubles each time an answer to a request sent at the current
@@ -27,7 +27,8 @@ rate is in (once per round trip, as TCP's slow start), up to the maximum. The fi
 throttle ends the slow start: the rate goes to ``decrease`` x the rate that request was
 sent at, or to the rate that went through over the last second if lower (a bucket's
 burst can hide the quota for several doublings, so the rate at the throttle may be many
-times the quota: this bounds the overshoot to one round trip), and then *searches*: each
+times the quota: the overshoot then lasts one round trip, and the cut lands near the
+quota instead of at half of a far too high rate), and then *searches*: each
 clean reading (three answers to requests sent since the last step, none throttled)
 moves it halfway to the throttled rate (at most doubling it), so a quota between the two
 is bracketed in a few round trips rather than probed for seconds.
