@@ -1,14 +1,23 @@
 """Replay the real Limiter against a model token bucket, in simulated time.
 
-A tuning aid, not a benchmark: it runs :class:`batch.pacing.limiter.Limiter` (the class the tool
-uses, on an injected clock) against a token-bucket quota with a fixed latency, sends as
-fast as the limiter allows, feeds every answer back, and prints share of quota, throttles
-and the per-second timeline. Deterministic and fast (a minute of traffic in well under a
-second), so parameter changes can be compared before spending real minutes on
-``scripts/bench.py``, which is what the figures in docs/BENCHMARKS.md come from.
+A tuning aid, not a benchmark: it runs :class:`batch.pacing.limiter.Limiter` (the class the
+tool uses, on an injected clock) against a token-bucket quota with a fixed latency, sends as
+fast as the limiter allows (no concurrency limit), feeds every answer back, and reports
+what happened after the first throttle. Deterministic and fast, so a change is judged on
+the whole grid before spending real minutes on ``scripts/bench.py``, which is what the
+measured figures in docs/BENCHMARKS.md come from.
 
-    .venv/bin/python scripts/limiter_sim.py                 # the standard scenarios
-    .venv/bin/python scripts/limiter_sim.py --probe 8 --decrease 0.6
+    .venv/bin/python scripts/limiter_sim.py                    # the grid (about a minute)
+    .venv/bin/python scripts/limiter_sim.py --quota 500 --latency 0.05 --burst 100 \\
+        --start none --timeline                                 # one scenario, per second
+
+The grid: quota 5, 50, 150, 500, 1000/s x latency 5, 50, 200 ms x burst Q/5 and Q x start
+(no rate: slow start from 5/s under a ceiling of 10,000/s; rate = Q; rate = 3 x Q), each
+for ``--seconds`` of simulated time. Columns: share of quota after the first throttle
+(successes sent from then to the end / quota x time), the time from the first throttle
+until every later window of ``max(1 s, 20 / Q)`` carries at least 0.95 of the quota ("-"
+when never throttled and at the quota from the start, "never" when it does not happen),
+and the share of all requests throttled.
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import itertools
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,14 +36,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from batch.pacing.limiter import Limiter  # after the path set-up above
 
 Make = Callable[[Callable[[], float], Callable[[float], Awaitable[None]]], Limiter]
+AUTO_MAX_RATE, RATE_START = 10_000.0, 5.0  # as the tool builds it without --rate
 
 
-@dataclass
+@dataclass(frozen=True)
+class Scenario:
+    quota: float
+    latency: float
+    burst: float
+    start: str  # "none", "Q" or "3Q"
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Result:
-    share: float
-    throttled: int
-    sent: int
-    seconds: list[tuple[int, int]] = field(default_factory=list)
+    sends: list[tuple[float, bool]]  # (sent at, went through), in order
+    first_throttle: float | None  # when the first throttled request was sent
+    end: float
 
 
 class World:
@@ -43,7 +62,7 @@ class World:
         self.now = 0.0
         self.limiter: Limiter | None = None
         self._answers: list[tuple[float, int, float, bool]] = []
-        self._n = 0
+        self._n = itertools.count()
 
     def clock(self) -> float:
         return self.now
@@ -56,81 +75,108 @@ class World:
         while self._answers and self._answers[0][0] <= until:
             self.now, _, sent_at, ok = heapq.heappop(self._answers)
             (self.limiter.succeeded if ok else self.limiter.throttled)(sent_at)
-        self.now = until
+        self.now = max(self.now, until)
 
     def answer(self, at: float, sent_at: float, ok: bool) -> None:
-        self._n += 1
-        heapq.heappush(self._answers, (at, self._n, sent_at, ok))
+        heapq.heappush(self._answers, (at, next(self._n), sent_at, ok))
 
 
-async def simulate(  # the scenario's knobs
-    make: Make,
-    *,
-    quota: float,
-    burst: float,
-    latency: float,
-    sessions: int,
-    drop: tuple[float, float] | None = None,
-) -> Result:
-    """``sessions`` answers through a bucket of ``quota``/s (halved during ``drop``)."""
+def make_limiter(s: Scenario, tune: dict[str, float]) -> Make:
+    if s.start == "none":
+        return lambda c, z: Limiter(AUTO_MAX_RATE, start=RATE_START, clock=c, sleep=z, **tune)
+    rate = s.quota * (3 if s.start == "3Q" else 1)
+    return lambda c, z: Limiter(rate, clock=c, sleep=z, **tune)
+
+
+async def simulate(s: Scenario, make: Make, drop: tuple[float, float] | None = None) -> Result:
+    """Send for ``s.seconds`` through a bucket of ``s.quota``/s (halved during ``drop``)."""
     world = World()
     limiter = world.limiter = make(world.clock, world.sleep)
-    tokens, filled, sent, done, throttled = burst, 0.0, 0, 0, 0
-    per_second: dict[int, list[int]] = {}
-    while done < sessions:
+    tokens, filled = s.burst, 0.0
+    sends: list[tuple[float, bool]] = []
+    first: float | None = None
+    while world.now < s.seconds:
         t = await limiter.acquire()
-        rate = quota / 2 if drop and drop[0] <= t < drop[1] else quota
-        tokens, filled = min(burst, tokens + (t - filled) * rate), t
-        ok = tokens >= 1
-        if ok:
-            tokens -= 1
-            done += 1
-        else:
-            throttled += 1
-        per_second.setdefault(int(t), [0, 0])[0 if ok else 1] += 1
-        sent += 1
-        world.answer(t + latency, t, ok)
-    seconds = [(ok, th) for _, (ok, th) in sorted(per_second.items())]
-    return Result(sessions / world.now / quota, throttled, sent, seconds)
+        rate = s.quota / 2 if drop and drop[0] <= t < drop[1] else s.quota
+        tokens, filled = min(s.burst, tokens + (t - filled) * rate), t
+        ok = tokens >= 1 - 1e-9  # a request exactly on the refill is not a float's victim
+        tokens -= ok
+        if not ok and first is None:
+            first = t
+        sends.append((t, ok))
+        world.answer(t + s.latency, t, ok)
+    return Result(sends, first, world.now)
+
+
+def summarize(s: Scenario, r: Result) -> tuple[float, float | None, float]:
+    """Share of quota after the first throttle, time to 0.95 (None: never), throttled."""
+    t0 = r.first_throttle if r.first_throttle is not None else 0.0
+    oks = [t for t, ok in r.sends if ok and t >= t0]
+    share = len(oks) / (s.quota * (r.end - t0))
+    window = max(1.0, 20 / s.quota)
+    starts = [t0 + k * 0.05 for k in range(int((r.end - window - t0) / 0.05) + 1)]
+    counts = [sum(1 for t in oks if a <= t < a + window) >= 0.95 * s.quota * window for a in starts]
+    settled = next((i for i in range(len(counts)) if all(counts[i:])), None)
+    reach = None if settled is None else starts[settled] - t0
+    throttled = sum(1 for _, ok in r.sends if not ok) / len(r.sends)
+    return share, reach, throttled
+
+
+def grid(seconds: float, tune: dict[str, float]) -> None:
+    print("| quota | latency | burst | start | share after 1st throttle | to 0.95 | throttled |")
+    print("|---|---|---|---|---|---|---|")
+    for q, lat, b, start in itertools.product(
+        (5, 50, 150, 500, 1000), (0.005, 0.05, 0.2), ("Q/5", "Q"), ("none", "Q", "3Q")
+    ):
+        burst = max(1.0, q / 5) if b == "Q/5" else float(q)
+        s = Scenario(q, lat, burst, start, seconds)
+        r = asyncio.run(simulate(s, make_limiter(s, tune)))
+        share, reach, throttled = summarize(s, r)
+        shown = "never" if reach is None else f"{reach:.2f} s"
+        if r.first_throttle is None:
+            shown = "-"
+        rate = {"none": "no rate", "Q": "rate = Q", "3Q": "rate = 3Q"}[start]
+        print(
+            f"| {q} | {lat * 1000:g} ms | {b} | {rate} | {share:.3f} | {shown} "
+            f"| {100 * throttled:.2f}% |"
+        )
+
+
+def one(s: Scenario, tune: dict[str, float], timeline: bool, drop: bool) -> None:
+    span = (s.seconds / 3, 2 * s.seconds / 3) if drop else None
+    r = asyncio.run(simulate(s, make_limiter(s, tune), span))
+    share, reach, throttled = summarize(s, r)
+    print(
+        f"quota {s.quota:g}/s, burst {s.burst:g}, latency {s.latency:g} s, start {s.start}: "
+        f"first throttle at {r.first_throttle}, share after it {share:.3f}, "
+        f"to 0.95 {reach}, throttled {100 * throttled:.2f}%"
+    )
+    if timeline:
+        per: dict[int, list[int]] = {}
+        for t, ok in r.sends:
+            per.setdefault(int(t), [0, 0])[0 if ok else 1] += 1
+        print("per second, through/throttled: " + " ".join(f"{a}/{b}" for a, b in per.values()))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quota", type=float, default=50.0)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--quota", type=float, help="one scenario instead of the grid")
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--sessions", type=int, default=3000)
+    parser.add_argument("--burst", type=float, help="default: quota / 5")
+    parser.add_argument("--start", choices=("none", "Q", "3Q"), default="none")
+    parser.add_argument("--timeline", action="store_true")
+    parser.add_argument("--drop", action="store_true", help="halve the quota mid-run")
     for name in ("decrease", "margin", "ramp", "probe"):
         parser.add_argument(f"--{name}", type=float)
     args = parser.parse_args()
-    tune = {
-        k: v for k, v in vars(args).items() if k in ("decrease", "margin", "ramp", "probe") and v
-    }
-    q, burst = args.quota, max(1.0, args.quota / 10)
-    scenarios: dict[str, Make] = {
-        "rate = Q": lambda c, s: Limiter(q, clock=c, sleep=s, **tune),
-        "rate = 1.2 Q": lambda c, s: Limiter(1.2 * q, clock=c, sleep=s, **tune),
-        "rate = 3 Q": lambda c, s: Limiter(3 * q, clock=c, sleep=s, **tune),
-        "no rate": lambda c, s: Limiter(10_000, start=5.0, clock=c, sleep=s, **tune),
-    }
-    print(f"quota {q:g}/s, burst {burst:g}, latency {args.latency:g}s, {args.sessions} sessions")
-    for name, make in scenarios.items():
-        r = asyncio.run(
-            simulate(make, quota=q, burst=burst, latency=args.latency, sessions=args.sessions)
-        )
-        print(f"{name:14} share {r.share:.3f}  throttled {100 * r.throttled / r.sent:.2f}%")
-    third = args.sessions / q / 3
-    r = asyncio.run(
-        simulate(
-            scenarios["rate = Q"],
-            quota=q,
-            burst=burst,
-            latency=args.latency,
-            sessions=args.sessions,
-            drop=(third, 2 * third),
-        )
-    )
-    print(f"quota halved from {third:.0f}s to {2 * third:.0f}s, 200s/throttles per second:")
-    print("  " + " ".join(f"{ok}/{th}" for ok, th in r.seconds))
+    tune = {k: v for k in ("decrease", "margin", "ramp", "probe") if (v := getattr(args, k))}
+    if args.quota is None:
+        grid(args.seconds, tune)
+        return
+    burst = args.burst or max(1.0, args.quota / 5)
+    s = Scenario(args.quota, args.latency, burst, args.start, args.seconds)
+    one(s, tune, args.timeline, args.drop)
 
 
 if __name__ == "__main__":

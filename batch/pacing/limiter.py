@@ -1,50 +1,66 @@
 """An evenly paced limiter that finds the service's quota and runs right at it.
 
-Pacing. ``asyncio_throttle.Throttler(rate_limit=N, period=1)`` is a sliding window: it
-admits N requests at once and then waits for the window to slide. Rekognition meters calls
-with a token bucket whose burst is small, so a client that sends a second's worth at once
-gets most of that burst throttled. The window that paces evenly is one request per
-``1 / rate`` seconds, ``Throttler(rate_limit=1, period=1 / rate)``, and :class:`Limiter`
-is that throttler with three changes:
+Pacing. One request every ``1 / rate`` seconds, released in arrival order (FIFO), each
+timed at the rate of the moment; time comes from the running loop's clock (or an injected
+one in tests). A release that wakes late keeps to the schedule: the schedule may lag
+the clock by up to a *tolerance* (GCRA's tau) of 10 ms, and the slots it is behind are
+released at once until it has caught up, so on a busy loop (at 500/s a slot is 2 ms, about
+what signing one request costs) the long-run rate is the set rate. Lateness beyond the
+tolerance, and idle time, is not saved up. Why 10 ms: it covers the timer and loop latency
+of a busy 2-core machine (a few ms, with stalls of a few more), and the largest burst it
+allows, ``1 + rate x 10 ms`` requests (one at a time below 100/s, 6 at 500/s, 11 at
+1000/s), is a twentieth of a token bucket of ``Q / 5``, the smallest burst the service is
+expected to have, at any quota. (Two periods, the other usual choice, would let three go
+at once at 5/s, where the bucket may hold one.)
 
-- it reads time from the running loop's clock (or an injected one in tests), never
-  ``time.monotonic`` behind the loop's back;
-- a waiter sleeps exactly until its turn instead of polling every ``retry_interval``
-  (at 50 requests/s the upstream 10 ms poll quantises a 20 ms period into 20-30 ms);
-- turns are taken in arrival order (FIFO), so no worker starves, and each is timed at
-  the rate of the moment, so nothing is reserved ahead at a pace that no longer holds.
+Written without asyncio-throttle. Its ``Throttler(rate_limit=1, period=1 / rate)`` polls
+every ``retry_interval`` (10 ms) and reads ``time.monotonic``. Measured on this project's
+machine (2026-11-26, the script and command are in docs/BENCHMARKS.md, "Limiter
+simulation (tuning aid)"), sequential acquires reach 19.4/s at 20/s and 48.5/s at 50/s,
+but 96/s at 150/s and 96/s at 500/s: the poll caps it near 100/s. It also cannot run on a
+test's virtual clock and has no schedule to catch up on; what would be left of it is a
+deque, so it is not used (and no longer a dependency).
 
-Adapting. The rate starts at the configured maximum. A throttling answer means the quota
-is below the current rate. The limiter cuts once per *reading*: after a cut, throttles
-of requests sent before it are old news, and the next cut waits until answers to at
-least eight requests sent since then are in (or a second has passed), however many
-throttles arrive meanwhile. It cuts:
+Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
+it begins at ``start`` and doubles each time an answer to a request sent at the current
+rate is in (once per round trip, as TCP's slow start), up to the maximum. The first
+throttle ends the slow start: the rate goes to ``decrease`` x the rate that request was
+sent at, or to the rate that went through over the last second if lower (a bucket's
+burst can hide the quota for several doublings, so the rate at the throttle may be many
+times the quota: the overshoot then lasts one round trip, and the cut lands near the
+quota instead of at half of a far too high rate), and then *searches*: each
+clean reading (three answers to requests sent since the last step, none throttled)
+moves it halfway to the throttled rate (at most doubling it), so a quota between the two
+is bracketed in a few round trips rather than probed for seconds.
+
+A throttle once running cuts once per *reading*: after a cut, throttles of requests sent
+before it are old news, and the next cut waits until answers to at least eight requests
+sent since then are in, and a tenth of a second's worth at the current rate (fewer read
+the share too coarsely at high rates), or a reading's time has passed (a second, or eight
+periods at rates under 8/s, where a second holds too few answers to read). It cuts:
 
 - back under the last estimate when the throttle comes while probing just past it (the
   quota is most likely still there); a throttle at the estimate itself means the
   estimate is a little high, and it comes down by 2%;
 - otherwise to ``margin`` x its estimate of the quota: the current rate times the share
   of answers since the last cut (over at most the last second) that were not throttled,
-  counted half a success up so that a handful of answers does not read low. When the
-  client sends faster than the quota, that share is quota / rate, so repeated cuts
-  converge on the quota instead of compounding, and a stall on the client's side (which
-  lowers what it sends, not the share) does not read as a lower quota;
-- by ``decrease`` when there is no such measurement yet (the first throttle of a run,
-  where the bucket's initial burst would inflate it, or too few answers for a second).
+  counted half a success up so that a handful of answers does not read low;
+- by ``decrease`` when there is no such measurement yet (the first throttle of a run, or
+  too few answers for a reading's time), and then searches as above.
 
-After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
-probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
-time since, doubling ``probe`` seconds after passing the estimate, like CUBIC), never
-above the configured maximum. So a quota that drops is followed within a round trip or
-two, one that comes back is found again within a few seconds, and a steady quota costs
-one throttle per probe (every five seconds or so).
+After a measured cut the rate climbs back linearly to the estimate over ``ramp`` seconds,
+then probes beyond it, barely at first and faster the longer no throttle comes (cubic in
+the time since, doubling ``probe`` seconds after passing the estimate, like CUBIC).
 
-Without a configured rate the audit builds it with a ``start`` (5/s) and a high maximum:
-it then doubles the rate every second from the start (a slow start, as TCP's) until the
-first throttle, and from then on works as above.
+Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
+ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
+someone else (the application) is using the quota: the limiter backs off to at most
+``decrease`` x its rate and stays there for ``hold`` seconds before climbing again, and
+:attr:`Limiter.holding` says so. :meth:`Limiter.pace` reports rate, estimate, cap and
+holding together for the run's log and summary.
 
-Use it as ``await limiter.acquire()`` or ``async with limiter:``; report outcomes with
-:meth:`Limiter.throttled` and :meth:`Limiter.succeeded`.
+Use it as ``await limiter.acquire()`` or ``async with limiter as sent_at:``; report
+outcomes with :meth:`Limiter.throttled` and :meth:`Limiter.succeeded`.
 """
 
 from __future__ import annotations
@@ -53,22 +69,38 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
-from asyncio_throttle.throttler import Throttler
-
-__all__ = ["Limiter"]
+__all__ = ["Limiter", "Pace"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
+Phase = Literal["start", "search", "steady"]
 
-_WINDOW = 1.0  # seconds of answers kept for the quota estimate
-_MIN_SAMPLES = 8  # fewer answers than this is no measurement
+_WINDOW = 1.0  # seconds of answers kept for the quota estimate (at least _MIN_SAMPLES' worth)
+_MIN_SAMPLES = 8  # fewer answers than this is no measurement ...
+_MIN_SPAN = 0.1  # ... nor fewer than this many seconds' worth at the current rate
+_RECHECK = 0.05  # a waiter looks again this often, so a rate that went up applies
+_CLEAN = 3  # answers, none throttled, that let a search step up
 _NEAR = 1.25  # a throttle below this multiple of the estimate is "just past it"
 _AT = (0.98, 1.05)  # a throttle within these multiples is "at the estimate": too high
 _SETTLE = 0.98  # ... so the estimate comes down by this factor
+_TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 
 
-class Limiter(Throttler):
+@dataclass(frozen=True)
+class Pace:
+    """What the limiter is doing, for the run's log and summary."""
+
+    rate: float  # requests per second now
+    estimate: float  # the quota estimate the rate climbs back to
+    cap: float | None  # the ceiling (quota x share), if one was given
+    holding: bool  # backed off for the application, not climbing yet
+    cuts: int
+
+
+class Limiter:
     """One request every ``1 / rate`` seconds; the rate follows the service's quota."""
 
     def __init__(
@@ -76,46 +108,48 @@ class Limiter(Throttler):
         rate: float,
         *,
         decrease: float = 0.6,
-        margin: float = 0.97,
+        margin: float = 0.98,
         ramp: float = 2.0,
         probe: float = 7.0,
         reaction: float = 0.0,
         start: float | None = None,
         min_rate: float | None = None,
+        cap: float | None = None,
+        hold: float = 120.0,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if not (rate > 0 and math.isfinite(rate)):
-            raise ValueError(f"rate must be a positive number, got {rate!r}")
+        for name, value in (("rate", rate), ("cap", rate if cap is None else cap)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not 0 < decrease < 1:
             raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
-        if not (ramp > 0 and probe > 0 and reaction >= 0):
-            raise ValueError("ramp and probe must be positive and reaction not negative")
-        super().__init__(rate_limit=1, period=1.0 / rate)
-        self.max_rate = rate
-        floor = max(0.1, min(rate, start or rate) / 100)
-        self.min_rate = min(rate, min_rate if min_rate is not None else floor)
-        self.decrease = decrease
-        self.margin = margin
-        self.ramp = ramp
-        self.probe = probe
-        self.reaction = reaction
+        if not (ramp > 0 and probe > 0 and reaction >= 0 and hold >= 0):
+            raise ValueError("ramp and probe must be positive, reaction and hold not negative")
+        self.cap = cap
+        self.max_rate = min(rate, cap) if cap is not None else rate
+        first = min(self.max_rate, start) if start is not None else self.max_rate
+        self.min_rate = min(first, min_rate if min_rate is not None else max(0.1, first / 100))
+        self.decrease, self.margin, self.ramp, self.probe = decrease, margin, ramp, probe
+        self.reaction, self.hold = reaction, hold
         self.cuts = 0
-        self._clock = clock
-        self._sleep = sleep
+        self._clock, self._sleep = clock, sleep
         self._turn = asyncio.Lock()
-        self._released = -math.inf
-        self._cut_at = -math.inf  # when the last cut happened
-        self._base = rate  # the rate right after the last cut
-        self._estimate = rate  # the quota estimate the rate climbs back to
+        self._slot = -math.inf  # the schedule: the last slot released
+        self._slot_first = math.inf  # the first one
+        self._phase: Phase = "start" if first < self.max_rate else "steady"
+        self._base = first  # the rate right after the last cut or step
+        self._estimate = first  # the quota estimate the rate climbs back to
         self._measured_estimate = False  # the estimate came from a reading, not a guess
+        self._cut_at = -math.inf  # when the last cut happened
+        self._hold_until = -math.inf  # no climbing before this (the application is busy)
+        self._step_at = -math.inf  # when slow start or search last changed the rate
+        self._below = first  # the rate before that step
+        self._above = self.max_rate  # search: the rate that was throttled
+        self._clean: float = 0  # answers sent since the step, -inf once one is throttled
         self._answers: deque[tuple[float, bool]] = deque()
-        # With a ``start`` below the maximum the limiter begins there and probes upwards,
-        # as if it had just reached an estimate of ``start`` (set at the first acquire).
-        self._start = start if start is not None and start < rate else None
-        self._doubling_from: float | None = None
 
     # --- pacing -----------------------------------------------------------------------
 
@@ -123,9 +157,9 @@ class Limiter(Throttler):
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def _rate_at(self, now: float) -> float:
-        since = now - self._cut_at
-        if self._doubling_from is not None:
-            return min(self.max_rate, self._base * 2 ** min(64.0, now - self._doubling_from))
+        if self._phase != "steady" or now < self._hold_until:
+            return self._base
+        since = now - max(self._cut_at, self._hold_until)
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
@@ -136,52 +170,82 @@ class Limiter(Throttler):
     @property
     def rate(self) -> float:
         """The current pace in requests per second (at most :attr:`max_rate`)."""
-        return self._start if self._start is not None else self._rate_at(self._now())
+        return self._rate_at(self._now())
 
     @property
     def estimate(self) -> float:
         """The quota estimate the rate climbs back to after a cut (the maximum before)."""
         return self._estimate
 
+    @property
+    def holding(self) -> bool:
+        """Backed off after a throttle at or below the cap, and not climbing yet."""
+        return self._now() < self._hold_until
+
+    def pace(self) -> Pace:
+        """Rate, estimate, cap and whether it is holding back, read together."""
+        return Pace(self.rate, self._estimate, self.cap, self.holding, self.cuts)
+
     async def acquire(self) -> float:
-        """Wait for this caller's turn: releases are ``1 / rate`` apart, in arrival order.
+        """Wait for this caller's turn: slots are ``1 / rate`` apart, in arrival order.
 
         Waiters queue on a lock (FIFO); the one at the head sleeps until one period after
-        the last release, at the rate of the moment, so a rate that changes applies at
-        once and waiters that wake late after a stall still leave one period apart.
-        Returns the time of release: pass it back as ``sent_at`` with the answer, so the
-        quota estimate counts only requests sent at the current pace.
+        the last slot, at the rate of the moment. Woken late, it takes its slot on the
+        schedule if that is at most the tolerance (10 ms) behind the clock (the next waiters
+        then go at once until the schedule has caught up), else the slot 10 ms back.
+        Returns the time of release: pass it back as ``sent_at`` with the answer.
         """
         async with self._turn:
             now = self._now()
-            if self._start is not None:  # slow start: double every second until throttled
-                self._base = self._estimate = self._start
-                self._cut_at = self._doubling_from = now
-                self._start = None
             while True:
-                self.period = 1.0 / self._rate_at(now)
-                due = self._released + self.period
+                period = 1.0 / self._rate_at(now)
+                due = self._slot + period
                 if due <= now:
                     break
-                await self._sleep(due - now)
+                await self._sleep(min(due - now, _RECHECK))
                 now = self._now()
-            # Woken a little late (timer and loop latency): keep to the schedule, so the
-            # lateness does not add up; idle or stalled for longer: start from now, so
-            # nothing saved up is spent in a burst.
-            self._released = due if now - due < self.period / 2 else now
+            if self._slot == -math.inf:
+                self._slot = self._slot_first = now
+            else:
+                self._slot = max(due, now - _TOLERANCE)
             return now
+
+    async def __aenter__(self) -> float:
+        return await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
 
     # --- feedback ---------------------------------------------------------------------
 
-    def _answer(self, now: float, sent_at: float | None, ok: bool) -> None:
-        self._answers.append((now if sent_at is None else sent_at, ok))
-        horizon = now - _WINDOW
+    def _window(self, rate: float) -> float:
+        """Seconds a reading may span: a second, or the time _MIN_SAMPLES take at ``rate``."""
+        return max(_WINDOW, _MIN_SAMPLES / rate)
+
+    def _answer(self, now: float, sent: float, ok: bool) -> None:
+        self._answers.append((sent, ok))
+        horizon = now - self._window(self._rate_at(now))
         while self._answers and self._answers[0][0] < horizon:
             self._answers.popleft()
 
     def succeeded(self, sent_at: float | None = None) -> None:
-        """A request (released at ``sent_at``) went through: counted for the estimate."""
-        self._answer(self._now(), sent_at, True)
+        """A request (released at ``sent_at``) went through: counted, and may step up."""
+        now = self._now()
+        sent = now if sent_at is None else sent_at
+        self._answer(now, sent, True)
+        if self._phase == "steady" or sent < self._step_at or now < self._hold_until:
+            return
+        self._clean += 1
+        if self._phase == "start":  # an answer at the current rate is in: double
+            self._step(now, min(self.max_rate, self._base * 2))
+        elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
+            self._step(now, min(self._base * 2, (self._base + self._above) / 2))
+            if self._base >= self._above * self.margin:  # bracketed: run as after a cut
+                self._phase, self._estimate, self._cut_at = "steady", self._base, now
+
+    def _step(self, now: float, rate: float) -> None:
+        self._below, self._base = self._base, rate
+        self._step_at, self._clean = now, 0
 
     def throttled(self, sent_at: float | None = None) -> bool:
         """The service throttled a request: cut the rate, once per reading.
@@ -189,51 +253,83 @@ class Limiter(Throttler):
         Returns whether this throttle cut the rate (the caller may log the new rate).
         """
         now = self._now()
-        self._answer(now, sent_at, False)
-        if sent_at is not None and sent_at < self._cut_at:
-            return False  # sent before the last cut: old news
-        if now - self._cut_at < self.reaction:
-            return False
+        sent = now if sent_at is None else sent_at
+        self._answer(now, sent, False)
+        if sent >= self._step_at:
+            self._clean = -math.inf  # this step's reading is not clean
+        if sent < self._cut_at or now - self._cut_at < self.reaction:
+            return False  # sent before the last cut (old news), or too soon to react
         current = self._rate_at(now)
+        if self._phase == "start":  # the slow start overshot: back to below that rate
+            at = self._base if sent >= self._step_at else self._below
+            new = min(self._blind(at), self._delivered(now))
+        else:
+            cut = self._cut(now, current)
+            if cut is None:
+                return False  # too few answers since the last cut to read the quota: wait
+            new = cut
+        if self.cap is not None and current <= self.cap:  # the application is busy
+            new = min(new, current * self.decrease)
+            self._hold_until = now + self.hold
+        self._base = min(current, max(self.min_rate, new))
+        self._cut_at, self._step_at, self._clean = now, now, 0
+        self.cuts += 1
+        return True
+
+    def _blind(self, throttled_at: float) -> float:
+        """No reading yet: cut by ``decrease`` and search up towards the throttled rate."""
+        new = throttled_at * self.decrease
+        self._phase, self._above = "search", throttled_at
+        self._estimate, self._measured_estimate = new, False
+        return new
+
+    def _cut(self, now: float, current: float) -> float | None:
+        """The rate after a throttle while running, or None to wait for a reading."""
         measured = self._measured(now, current)
         if measured is None:
-            if now - self._cut_at < _WINDOW:
-                return False  # too few answers since the last cut to read the quota: wait
-            new = current * self.decrease
-            self._estimate, self._measured_estimate = new, False
-        elif self._measured_estimate and (
+            if now - self._cut_at < self._window(current):
+                return None
+            return self._blind(current)
+        self._phase = "steady"
+        if self._measured_estimate and (
             self._estimate * _AT[0] <= current <= self._estimate * _NEAR
         ):
             # Throttled while probing just past the last estimate: the quota is still
             # about there; go back under it rather than trust a reading that still
             # counts the bucket's burst. Throttled at the estimate itself: it is high.
+            # Throttled well past it, the probe passed the estimate cleanly: it is a
+            # little low (with a bucket of one, the reading alone would keep it low).
             if current <= self._estimate * _AT[1]:
                 self._estimate *= _SETTLE
-            new = min(measured, self._estimate) * self.margin
-        else:
-            # Never cut by more than two plain decreases on one (possibly noisy) reading.
-            new = max(measured * self.margin, current * self.decrease**2)
-            self._estimate = max(new, min(measured, current))
-            self._measured_estimate = True
-        self._base = min(current, max(self.min_rate, new))
-        self._cut_at = now
-        self._doubling_from = None
-        self.cuts += 1
-        return True
+            else:
+                self._estimate /= _SETTLE
+            return min(measured, self._estimate) * self.margin
+        # Never cut by more than two plain decreases on one (possibly noisy) reading.
+        new = max(measured * self.margin, current * self.decrease**2)
+        self._estimate = max(new, min(measured, current))
+        self._measured_estimate = True
+        return new
+
+    def _delivered(self, now: float) -> float:
+        """Requests per second that went through, by time sent, over the last window.
+
+        Bounds the first cut after a slow start: the rate the throttled request was sent
+        at may be many times the quota when the bucket's burst hid it for a few round
+        trips, but what went through in the last second is at most quota plus burst.
+        """
+        window = min(self._window(self._base), now - self._slot_first)
+        went = [ok for t, ok in self._answers if t >= now - window]
+        if len(went) < _MIN_SAMPLES or window <= 0:
+            return math.inf  # too few to say
+        return max(self.min_rate, sum(went) / window)
 
     def _measured(self, now: float, current: float) -> float | None:
-        """The quota as answers to requests sent since the last cut (at most 1 s) show it."""
+        """The quota as answers to requests sent since the last cut (in the window) show it."""
         if self._cut_at == -math.inf:
             return None  # the first throttle: the bucket's initial burst skews any count
-        start = max(self._cut_at, now - _WINDOW)
+        start = max(self._cut_at, now - self._window(current))
         answers = [ok for t, ok in self._answers if t >= start]
-        if len(answers) < _MIN_SAMPLES:
+        if len(answers) < max(_MIN_SAMPLES, current * _MIN_SPAN):
             return None
         # k of n answers went through: the share lies in [k/n, (k+1)/n); take the middle
         return current * min(1.0, (sum(answers) + 0.5) / len(answers))
-
-    async def __aenter__(self) -> float:
-        return await self.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
