@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EVIDENCE_BUCKET, EmulatorThread, write_input
-from tests.helpers import run_cli
+from tests.helpers import read_report, run_cli
 from tests.s3server import MotoServer
-from tests.test_run import read_report
 
 
 def stored(emulator: EmulatorThread, session_id: str) -> list[dict[str, str]]:

@@ -13,7 +13,6 @@ import pytest
 from batch.emulator import EmulatorThread, write_input
 from tests.helpers import run_cli
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -72,8 +71,6 @@ def test_html_report_renders_with_the_numbers_of_the_parquet(
         assert shown(f"status-{status}") == count
     assert dom.count('<img alt="chart"') == 2
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "summary.png"
-    screenshot.unlink(missing_ok=True)
+    screenshot = tmp_path / "summary.png"
     chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri())
     assert screenshot.stat().st_size > 10_000
