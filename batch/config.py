@@ -12,6 +12,10 @@ and where its value came from, so ``rate = -1`` in a file reads as
 ``invalid setting 'rate' (from configs/nightly.toml): input should be greater than 0,
 got -1``.
 
+:class:`Settings` is the one declaration of each setting: its type, bounds, default and
+description. A field marked ``Annotated[..., Option()]`` is also a command-line option,
+generated from the field by :mod:`batch.cli.options` (flag, help, type).
+
 AWS settings (region, profile, endpoint) are optional here: when unset, the standard AWS
 chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``, ...).
 """
