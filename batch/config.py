@@ -12,6 +12,10 @@ and where its value came from, so ``rate = -1`` in a file reads as
 ``invalid setting 'rate' (from configs/nightly.toml): input should be greater than 0,
 got -1``.
 
+:class:`Settings` is the one declaration of each setting: its type, bounds, default and
+description. A field marked ``Annotated[..., Option()]`` is also a command-line option,
+generated from the field by :mod:`batch.cli.options` (flag, help, type).
+
 AWS settings (region, profile, endpoint) are optional here: when unset, the standard AWS
 chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``, ...).
 """
@@ -21,8 +25,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,29 +44,55 @@ from batch.errors import ConfigError
 from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings"]
 
 ENV_PREFIX = "LIVENESS_AUDIT_"
 _CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
+@dataclass(frozen=True)
+class Option:
+    """Marks a setting as a command-line option of ``commands`` (see batch/cli/options.py).
+
+    The flag is the field's name with dashes (``max_attempts``: ``--max-attempts``), its
+    help the field's description, its type the annotation's. A bool setting is a flag
+    that turns its default around: ``verify_evidence`` (default off) is
+    ``--verify-evidence``, ``progress`` (default on) is ``--no-progress``.
+    """
+
+    commands: tuple[str, ...] = ("run",)
+    metavar: str | None = None
+
+
+RUN = Option()
+
+
 class Settings(BaseModel):
-    """Every tunable of a run; immutable once built."""
+    """Every tunable of a run; immutable once built. The one declaration of each setting."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     # input
-    column: str = Field("session_id", min_length=1, description="column holding the IDs")
-    format: Literal["auto", "csv", "parquet"] = "auto"
+    column: Annotated[str, RUN] = Field(
+        "session_id", min_length=1, description="Column holding the session IDs."
+    )
+    format: Annotated[Literal["auto", "csv", "parquet"], RUN] = Field(
+        "auto", description="Input format (auto: by the file's extension)."
+    )
     # pacing and retries
-    rate: float | None = Field(
-        None, gt=0, le=10_000, description="maximum requests per second; unset: find the quota"
+    rate: Annotated[float | None, RUN] = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description="Maximum requests per second [unset: probe up to the quota].",
     )
     rate_start: float = Field(
         5.0, gt=0, le=10_000, description="first rate when `rate` is unset, probed upwards"
     )
-    concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at most")
-    max_attempts: int = Field(10, ge=1, le=100, description="attempts per session")
+    concurrency: Annotated[int, RUN] = Field(
+        16, ge=1, le=1024, description="Requests in flight at most."
+    )
+    max_attempts: Annotated[int, RUN] = Field(10, ge=1, le=100, description="Attempts per session.")
     backoff_initial: float = Field(0.2, ge=0, le=60)
     backoff_max: float = Field(20.0, ge=0, le=600)
     rate_decrease: float = Field(
@@ -74,37 +105,64 @@ class Settings(BaseModel):
         15.0, gt=0, le=600, description="seconds in-flight calls may finish after a stop"
     )
     # AWS
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
+    region: Annotated[str | None, RUN] = Field(
+        None, description="AWS region (default: AWS_REGION / profile)."
+    )
+    profile: Annotated[str | None, RUN] = Field(
+        None, description="AWS profile (default: AWS_PROFILE / default chain)."
+    )
+    endpoint_url: Annotated[str | None, RUN] = Field(
+        None, description="Rekognition endpoint (default: AWS's, or the env)."
+    )
     connect_timeout: float = Field(5.0, gt=0, le=300)
     read_timeout: float = Field(30.0, gt=0, le=900)
     # output
     batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per record batch")
-    save_images: str | None = Field(
-        None, min_length=1, description="folder or s3://bucket/prefix for inline image bytes"
+    save_images: Annotated[str | None, Option(metavar="DIR|s3://BUCKET/PREFIX")] = Field(
+        None,
+        min_length=1,
+        description="Write inline image bytes (biometric data) as owner-only files, "
+        "or encrypted S3 objects.",
     )
-    progress: bool = True
+    progress: Annotated[bool, RUN] = Field(True, description="Log lines instead of a progress bar.")
     log_interval: float = Field(10.0, gt=0, le=3600)
-    log_format: Literal["text", "json"] = "text"
-    timezone: str = Field("UTC", description="zone of {date}/{time} in output templates")
-    metrics_file: Path | None = None
-    max_error_rate: float | None = Field(None, ge=0, le=1)
+    log_format: Annotated[Literal["text", "json"], RUN] = Field(
+        "text", description="Log lines as text or JSON."
+    )
+    timezone: Annotated[str, RUN] = Field(
+        "UTC", description="Zone of {date}/{time} in the --output template."
+    )
+    metrics_file: Annotated[Path | None, RUN] = Field(
+        None, description="Write Prometheus textfile metrics here at the end (atomically)."
+    )
+    max_error_rate: Annotated[float | None, RUN] = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Exit 4 when more than this share of sessions ended in errors.",
+    )
     file_mode: str = Field(
         "0600", description="mode of reports, checkpoints, lock and metrics files (octal)"
     )
-    work_dir: Path | None = Field(
-        None, description="local state of S3-bound runs (report in progress, checkpoint)"
+    work_dir: Annotated[Path | None, RUN] = Field(
+        None,
+        description="Local state of S3-bound runs (report in progress, checkpoint) "
+        "[$XDG_STATE_HOME or ~/.local/state, /liveness-audit].",
     )
     # S3 (input, output, evidence, saved images)
-    verify_evidence: bool = False
+    verify_evidence: Annotated[bool, RUN] = Field(
+        False,
+        description="Check that every image the service stored in S3 is still there (HEAD).",
+    )
     s3_endpoint_url: str | None = None
     s3_rate: float = Field(500.0, gt=0, le=10_000, description="S3 requests per second at most")
     s3_concurrency: int = Field(32, ge=1, le=1024, description="S3 connections at most")
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = Field(None, min_length=1)
     # summaries
-    threshold: float = Field(80.0, ge=0, le=100, description="confidence that passes")
+    threshold: Annotated[float, Option(commands=("summarize",))] = Field(
+        80.0, ge=0, le=100, description="Confidence that passes."
+    )
 
     @field_validator("save_images")
     @classmethod

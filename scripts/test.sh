@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Install liveness-audit with its test extras into .venv and run the test suite.
+# Install liveness-audit with its test extras into a virtual environment and run the tests.
 # Usage: ./scripts/test.sh [pytest args...]
+#   PYTHON  the interpreter to build the venv with   [python3.11]
+#   VENV    the venv's folder, kept between runs      [.venv]
+# e.g. the newest supported Python: PYTHON=python3.13 VENV=.venv-3.13 ./scripts/test.sh -q
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[test]'
 # The HTML summary is tested in a real headless browser: Debian's chromium.
 if ! command -v chromium >/dev/null 2>&1; then
     echo "test.sh: installing Debian's chromium for the HTML report test" >&2
@@ -17,4 +21,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
-exec .venv/bin/python -m pytest "$@"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import math
+import shutil
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
+from batch.emulator import EVIDENCE_BUCKET, EmulatorThread
+
+if TYPE_CHECKING:
+    from tests.s3server import MotoServer
 
 ACCESS_KEY = "AKIDMARKERKEY0000001"
 SECRET_KEY = "marker-secret-key-do-not-print-0001"
@@ -24,3 +38,147 @@ def run_cli(*args: str | Path) -> Ran:
     """Run ``liveness-audit ARGS`` in-process, the way the console script does."""
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def read_report(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path).set_index("session_id")
+
+
+def same(got: Any, want: Any) -> bool:
+    """Equal, or both missing (pandas shows a null string as NaN)."""
+    if want is None:
+        return bool(pd.isna(got))
+    return bool(got == want)
+
+
+def image_matches(row: dict[str, Any] | pd.Series, raw: dict[str, Any] | None, prefix: str) -> None:
+    """One image of the report against the emulator's JSON for it."""
+    if raw is None:
+        assert pd.isna(row[f"{prefix}bytes_size"])
+        assert pd.isna(row[f"{prefix}s3_bucket"])
+        return
+    box = raw["BoundingBox"]
+    for side in ("Left", "Top", "Width", "Height"):
+        assert row[f"{prefix}bbox_{side.lower()}"] == box[side]
+    if "Bytes" in raw:
+        data = base64.b64decode(raw["Bytes"])
+        assert row[f"{prefix}bytes_size"] == len(data)
+        assert row[f"{prefix}bytes_sha256"] == hashlib.sha256(data).hexdigest()
+        assert same(row[f"{prefix}s3_bucket"], None)
+    else:
+        s3 = raw["S3Object"]
+        assert row[f"{prefix}s3_bucket"] == s3["Bucket"]
+        assert row[f"{prefix}s3_name"] == s3["Name"]
+        assert same(row[f"{prefix}s3_version"], s3.get("Version"))
+        assert pd.isna(row[f"{prefix}bytes_size"])
+
+
+def assert_exactly_as_served(
+    report: pd.DataFrame, emulator: EmulatorThread, ids: list[str], **kw: Any
+) -> None:
+    """Every session's status, confidence and images equal what the service returned."""
+    for sid in ids:
+        expected = emulator.population.response(sid, **kw)
+        assert expected is not None
+        row = report.loc[sid]
+        assert row["status"] == expected["Status"], sid
+        assert pd.isna(row["error_code"])
+        if "Confidence" in expected:
+            assert row["confidence"] == expected["Confidence"]
+        else:
+            assert math.isnan(row["confidence"])
+        image_matches(row, expected.get("ReferenceImage"), "reference_")
+        audits = expected.get("AuditImages", [])
+        assert row["audit_image_count"] == len(audits)
+        for got, want in zip(row["audit_images"], audits, strict=True):
+            image_matches(got, want, "")
+
+
+DEADLINE = 60.0
+
+
+def start_cli(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen[str]) -> int:
+    """Block until the journal holds ``count`` rows (the observable we synchronise on)."""
+    limit = time.monotonic() + DEADLINE
+    while time.monotonic() < limit:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended early: {proc.communicate()}")
+        if path.exists():
+            rows = path.read_bytes().count(b"\n") - 1
+            if rows >= count:
+                return rows
+        time.sleep(0.01)
+    pytest.fail(f"{path} never reached {count} rows")
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium is not installed: ./scripts/test.sh installs Debian's package")
+    done = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def stored(emulator: EmulatorThread, session_id: str) -> list[dict[str, str]]:
+    """The S3 objects the service names for a session (reference first)."""
+    body = emulator.population.response(session_id) or {}
+    images = [body.get("ReferenceImage"), *body.get("AuditImages", [])]
+    return [image["S3Object"] for image in images if image and "S3Object" in image]
+
+
+class Evidence:
+    """The evidence bucket, filled with every image the service says it stored."""
+
+    def __init__(
+        self, emulator: EmulatorThread, s3: MotoServer, ids: list[str], *, versioned: bool = True
+    ) -> None:
+        self.client = s3.client()
+        self.client.create_bucket(Bucket=EVIDENCE_BUCKET)
+        if versioned:
+            self.client.put_bucket_versioning(
+                Bucket=EVIDENCE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+            )
+        self.bodies: dict[str, bytes] = {}
+        versions: dict[str, str] = {}
+        for sid in ids:
+            for obj in stored(emulator, sid):
+                body = hashlib.sha256(obj["Name"].encode()).digest() * 20
+                put = self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=obj["Name"], Body=body)
+                self.bodies[obj["Name"]] = body
+                if "Version" in obj and "VersionId" in put:  # written in a versioned bucket
+                    versions[obj["Name"]] = put["VersionId"]
+        emulator.configure(evidence_versions=versions)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=EVIDENCE_BUCKET, Key=key)
+
+    def overwrite(self, key: str) -> None:
+        self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=key, Body=b"replaced")

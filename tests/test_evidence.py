@@ -11,46 +11,8 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EVIDENCE_BUCKET, EmulatorThread, write_input
-from tests.helpers import run_cli
+from tests.helpers import Evidence, read_report, run_cli, stored
 from tests.s3server import MotoServer
-from tests.test_run import read_report
-
-
-def stored(emulator: EmulatorThread, session_id: str) -> list[dict[str, str]]:
-    """The S3 objects the service names for a session (reference first)."""
-    body = emulator.population.response(session_id) or {}
-    images = [body.get("ReferenceImage"), *body.get("AuditImages", [])]
-    return [image["S3Object"] for image in images if image and "S3Object" in image]
-
-
-class Evidence:
-    """The evidence bucket, filled with every image the service says it stored."""
-
-    def __init__(
-        self, emulator: EmulatorThread, s3: MotoServer, ids: list[str], *, versioned: bool = True
-    ) -> None:
-        self.client = s3.client()
-        self.client.create_bucket(Bucket=EVIDENCE_BUCKET)
-        if versioned:
-            self.client.put_bucket_versioning(
-                Bucket=EVIDENCE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
-            )
-        self.bodies: dict[str, bytes] = {}
-        versions: dict[str, str] = {}
-        for sid in ids:
-            for obj in stored(emulator, sid):
-                body = hashlib.sha256(obj["Name"].encode()).digest() * 20
-                put = self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=obj["Name"], Body=body)
-                self.bodies[obj["Name"]] = body
-                if "Version" in obj and "VersionId" in put:  # written in a versioned bucket
-                    versions[obj["Name"]] = put["VersionId"]
-        emulator.configure(evidence_versions=versions)
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=EVIDENCE_BUCKET, Key=key)
-
-    def overwrite(self, key: str) -> None:
-        self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=key, Body=b"replaced")
 
 
 def pick(emulator: EmulatorThread, ids: list[str], versioned: bool) -> list[str]:

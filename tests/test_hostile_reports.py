@@ -17,8 +17,7 @@ import pyarrow.parquet as pq
 from batch.emulator import EmulatorThread, write_input
 from batch.reports.html import s3_link, valid_bucket, valid_key
 from batch.store.report import METADATA_KEY
-from tests.helpers import run_cli
-from tests.test_summary_html import chromium
+from tests.helpers import chromium, run_cli
 
 BREAK_OUT = 'x"><img src=x onerror="document.title=\'pwned\'">'
 SCRIPT = "<script>document.title='pwned'</script>"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 
 from batch.emulator import EmulatorThread, write_input
 from batch.store.report import METADATA_KEY, SCHEMA, read_provenance
-from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
+from tests.helpers import ACCESS_KEY, SECRET_KEY, assert_exactly_as_served, read_report, run_cli
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
@@ -24,60 +22,6 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 def stat(emulator: EmulatorThread) -> dict[str, Any]:
     data = emulator.stats()
     return data if isinstance(data, dict) else data.__dict__
-
-
-def read_report(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path).set_index("session_id")
-
-
-def same(got: Any, want: Any) -> bool:
-    """Equal, or both missing (pandas shows a null string as NaN)."""
-    if want is None:
-        return bool(pd.isna(got))
-    return bool(got == want)
-
-
-def image_matches(row: dict[str, Any] | pd.Series, raw: dict[str, Any] | None, prefix: str) -> None:
-    """One image of the report against the emulator's JSON for it."""
-    if raw is None:
-        assert pd.isna(row[f"{prefix}bytes_size"])
-        assert pd.isna(row[f"{prefix}s3_bucket"])
-        return
-    box = raw["BoundingBox"]
-    for side in ("Left", "Top", "Width", "Height"):
-        assert row[f"{prefix}bbox_{side.lower()}"] == box[side]
-    if "Bytes" in raw:
-        data = base64.b64decode(raw["Bytes"])
-        assert row[f"{prefix}bytes_size"] == len(data)
-        assert row[f"{prefix}bytes_sha256"] == hashlib.sha256(data).hexdigest()
-        assert same(row[f"{prefix}s3_bucket"], None)
-    else:
-        s3 = raw["S3Object"]
-        assert row[f"{prefix}s3_bucket"] == s3["Bucket"]
-        assert row[f"{prefix}s3_name"] == s3["Name"]
-        assert same(row[f"{prefix}s3_version"], s3.get("Version"))
-        assert pd.isna(row[f"{prefix}bytes_size"])
-
-
-def assert_exactly_as_served(
-    report: pd.DataFrame, emulator: EmulatorThread, ids: list[str], **kw: Any
-) -> None:
-    """Every session's status, confidence and images equal what the service returned."""
-    for sid in ids:
-        expected = emulator.population.response(sid, **kw)
-        assert expected is not None
-        row = report.loc[sid]
-        assert row["status"] == expected["Status"], sid
-        assert pd.isna(row["error_code"])
-        if "Confidence" in expected:
-            assert row["confidence"] == expected["Confidence"]
-        else:
-            assert math.isnan(row["confidence"])
-        image_matches(row, expected.get("ReferenceImage"), "reference_")
-        audits = expected.get("AuditImages", [])
-        assert row["audit_image_count"] == len(audits)
-        for got, want in zip(row["audit_images"], audits, strict=True):
-            image_matches(got, want, "")
 
 
 def test_every_status_exactly_as_the_service_returned(

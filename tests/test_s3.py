@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import random
+import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,18 +18,26 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from batch.aws.s3 import open_store
-from batch.aws.session import open_session
+from batch.aws.s3 import S3Store, open_store
+from batch.aws.session import client_config, open_session
 from batch.config import Settings
 from batch.emulator import EmulatorThread, write_input
 from batch.errors import NotFoundError, PublishError, RetryableError
+from batch.pacing.limiter import Limiter
 from batch.pacing.retry import RetryPolicy
 from batch.run.audit import Destination, publish
 from batch.store.locations import S3Url
 from batch.store.manifest import MANIFEST_KEY, Manifest
-from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli
+from tests.helpers import (
+    ACCESS_KEY,
+    DEADLINE,
+    SECRET_KEY,
+    assert_exactly_as_served,
+    run_cli,
+    start_cli,
+    wait_for_lines,
+)
 from tests.s3server import MotoServer
-from tests.test_run import assert_exactly_as_served
 
 BUCKET = "audit-reports"
 
@@ -204,11 +214,15 @@ def test_interrupted_s3_run_resumes_from_the_local_checkpoint(
     output = f"s3://{BUCKET}/r/part.parquet"
     work = tmp_path / "work"
     args = ("run", source, "--output", output, "--work-dir", work, "--concurrency", "2")
-    first = run_cli(*args, "--time-budget", "1s")
-    assert first.code == 1  # 100 calls of 50 ms, 2 at a time, cannot end within 1 s
     journal = work / "reports" / BUCKET / "r" / "part.parquet.journal"
+    first = start_cli(*args)
+    # stop once 10 answers are journalled: 100 calls of 50 ms, 2 at a time, take 2.5 s
+    wait_for_lines(journal, 10, first)
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=DEADLINE)
+    assert first.returncode == 1, stderr
     kept = len(journal.read_text().splitlines()) - 1  # the first line names the input
-    assert 0 < kept < 100
+    assert 10 <= kept < 100
     # as with a local report: every session once, the ones not reached as NotAttempted
     partial = get_report(client, "r/part.parquet")
     assert len(partial) == 100
@@ -248,6 +262,23 @@ def test_summarize_reads_the_nights_under_an_s3_prefix(
     assert f"no .parquet reports found under s3://{BUCKET}/elsewhere/" in none.stderr
 
 
+class FirstCallSeen:
+    """The real S3 client, setting ``started`` when the store sends its first request."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.started = asyncio.Event()
+
+    def __getattr__(self, operation: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._client, operation)
+
+        async def call(**params: Any) -> Any:
+            self.started.set()
+            return await method(**params)
+
+        return call
+
+
 async def test_an_upload_stopped_by_a_second_signal_keeps_the_report(
     s3: MotoServer, tmp_path: Path
 ) -> None:
@@ -258,9 +289,12 @@ async def test_an_upload_stopped_by_a_second_signal_keeps_the_report(
     manifest = Manifest(rows=0, input_sha256="0" * 64, rows_sha256="0" * 64)
     settings = Settings()
     policy = RetryPolicy(on=(RetryableError,), attempts=3, wait_initial=0, wait_max=0)
-    async with open_store(settings, await open_session(settings), policy) as store:
+    session = await open_session(settings)
+    async with session.client("s3", config=client_config(settings, pool=2)) as client:
+        watched = FirstCallSeen(client)
+        store = S3Store(watched, Limiter(settings.s3_rate), policy)
         task = asyncio.create_task(publish(store, destination, manifest, "run"))
-        await asyncio.sleep(0)  # the upload has started and waits on its first step
+        await watched.started.wait()  # the PutObject is on its way to S3
         task.cancel()  # what a second SIGTERM does to the run
         error = await task
     assert isinstance(error, PublishError)

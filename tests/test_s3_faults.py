@@ -11,11 +11,9 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EVIDENCE_BUCKET, EmulatorThread, write_input
-from tests.helpers import run_cli
+from tests.helpers import Evidence, read_report, run_cli, stored
 from tests.s3proxy import S3Proxy
 from tests.s3server import MotoServer
-from tests.test_evidence import Evidence, stored
-from tests.test_run import read_report
 
 BUCKET = "nightly"
 

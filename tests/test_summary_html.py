@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from batch.emulator import EmulatorThread, write_input
-from tests.helpers import run_cli
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.fail("chromium is not installed: ./scripts/test.sh installs Debian's package")
-    done = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from tests.helpers import chromium, run_cli
 
 
 def test_html_report_renders_with_the_numbers_of_the_parquet(
@@ -72,8 +42,6 @@ def test_html_report_renders_with_the_numbers_of_the_parquet(
         assert shown(f"status-{status}") == count
     assert dom.count('<img alt="chart"') == 2
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "summary.png"
-    screenshot.unlink(missing_ok=True)
+    screenshot = tmp_path / "summary.png"
     chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri())
     assert screenshot.stat().st_size > 10_000

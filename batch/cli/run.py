@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from batch.cli.common import fail, location
+from batch.cli.options import settings_options
 from batch.config import Settings, load_settings
 from batch.durations import format_duration, parse_duration
 from batch.errors import AuditError, ConfigError, OutputError
@@ -38,36 +39,9 @@ log = logging.getLogger(LOGGER)
     help="Report (.parquet), a path or s3://bucket/key; may hold {date}, {time}, {datetime}, "
     "e.g. s3://audits/liveness/date={date}/part.parquet",
 )
-@click.option("--column", help="Column holding the session IDs [session_id].")
-@click.option(
-    "--format", "fmt", type=click.Choice(["auto", "csv", "parquet"]), help="Input format."
-)
-@click.option(
-    "--rate", type=float, help="Maximum requests per second [unset: probe up to the quota]."
-)
-@click.option("--concurrency", type=int, help="Requests in flight at most [16].")
-@click.option("--max-attempts", type=int, help="Attempts per session [10].")
-@click.option("--endpoint-url", help="Rekognition endpoint (default: AWS's, or the env).")
-@click.option("--region", help="AWS region (default: AWS_REGION / profile).")
-@click.option("--profile", help="AWS profile (default: AWS_PROFILE / default chain).")
+@settings_options(Settings, "run")
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
-)
-@click.option(
-    "--save-images",
-    metavar="DIR|s3://BUCKET/PREFIX",
-    help="Write inline image bytes (biometric data) as owner-only files, or encrypted S3 objects.",
-)
-@click.option(
-    "--verify-evidence",
-    is_flag=True,
-    default=None,
-    help="Check that every image the service stored in S3 is still there (HEAD).",
-)
-@click.option(
-    "--work-dir",
-    type=click.Path(path_type=Path),
-    help="Local state of S3-bound runs [$XDG_STATE_HOME or ~/.local/state, /liveness-audit].",
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
 @click.option("--fresh", is_flag=True, help="Ignore the checkpoint of an earlier run; refetch all.")
@@ -76,71 +50,23 @@ log = logging.getLogger(LOGGER)
     metavar="DURATION",
     help="Stop in good order after this long (e.g. 45m, 2h, 1h30m, 900s).",
 )
-@click.option("--no-progress", is_flag=True, help="Log lines instead of a progress bar.")
-@click.option(
-    "--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON."
-)
-@click.option("--timezone", help="Zone of {date}/{time} in the --output template [UTC].")
-@click.option(
-    "--metrics-file",
-    type=click.Path(path_type=Path),
-    help="Write Prometheus textfile metrics here at the end (atomically).",
-)
-@click.option(
-    "--max-error-rate",
-    type=float,
-    help="Exit 4 when more than this share of sessions ended in errors.",
-)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
 )
-def run(  # one parameter per command-line option
+def run(
     input_text: str,
     output_template: str,
-    column: str | None,
-    fmt: str | None,
-    rate: float | None,
-    concurrency: int | None,
-    max_attempts: int | None,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
     config_file: Path | None,
-    save_images: str | None,
-    verify_evidence: bool | None,
-    work_dir: Path | None,
     dry_run: bool,
     fresh: bool,
     time_budget: str | None,
-    no_progress: bool,
-    log_format: str | None,
-    timezone: str | None,
-    metrics_file: Path | None,
-    max_error_rate: float | None,
     log_level: str,
+    flags: dict[str, Any],
 ) -> None:
     """Fetch the results of every session ID in INPUT (.csv or .parquet; a path or s3://)."""
-    flags: dict[str, Any] = {
-        "column": column,
-        "format": fmt,
-        "rate": rate,
-        "concurrency": concurrency,
-        "max_attempts": max_attempts,
-        "endpoint_url": endpoint_url,
-        "region": region,
-        "profile": profile,
-        "save_images": save_images,
-        "verify_evidence": verify_evidence,
-        "work_dir": work_dir,
-        "progress": False if no_progress else None,
-        "log_format": log_format,
-        "timezone": timezone,
-        "metrics_file": metrics_file,
-        "max_error_rate": max_error_rate,
-    }
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
@@ -157,7 +83,7 @@ def run(  # one parameter per command-line option
         summary = asyncio.run(audit.run())
     except AuditError as error:
         code = fail(error)
-        metrics = metrics_file or _maybe_settings(flags, config_file)
+        metrics = flags.get("metrics_file") or _maybe_settings(flags, config_file)
         if metrics is not None:
             _write_metrics_quietly(metrics, None, code)
         sys.exit(code)

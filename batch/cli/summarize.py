@@ -7,12 +7,14 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
 from batch.cli.common import fail
-from batch.config import load_settings
+from batch.cli.options import settings_options
+from batch.config import Settings, load_settings
 from batch.errors import AuditError, ConfigError, OutputError
 from batch.logs import LOGGER
 from batch.reports.export import write_csv, write_xlsx
@@ -24,7 +26,7 @@ log = logging.getLogger(LOGGER)
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True, metavar="REPORTS...")
-@click.option("--threshold", type=float, help="Confidence that passes [80, from the config].")
+@settings_options(Settings, "summarize")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Flat table as CSV.")
 @click.option("--xlsx", "xlsx_path", type=click.Path(path_type=Path), help="Flat table as XLSX.")
 @click.option(
@@ -35,15 +37,15 @@ log = logging.getLogger(LOGGER)
 )
 def summarize(
     reports: tuple[str, ...],
-    threshold: float | None,
     csv_path: Path | None,
     xlsx_path: Path | None,
     html_path: Path | None,
     config_file: Path | None,
+    flags: dict[str, Any],
 ) -> None:
     """Summarise REPORTS (files, folders, globs or s3:// prefixes of nightly reports)."""
     try:
-        settings = load_settings(config_file=config_file, flags={"threshold": threshold})
+        settings = load_settings(config_file=config_file, flags=flags)
         for path, suffix, option in ((csv_path, ".csv", "--csv"), (xlsx_path, ".xlsx", "--xlsx")):
             if path is not None and path.suffix.lower() != suffix:
                 raise ConfigError(f"invalid {option} {str(path)!r}: the file must end in {suffix}")
