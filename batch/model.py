@@ -22,6 +22,7 @@ __all__ = [
     "EVIDENCE_PROBLEMS",
     "STATUSES",
     "BoundingBox",
+    "Challenge",
     "Evidence",
     "Image",
     "Outcome",
@@ -62,12 +63,23 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenge:
+    """Which check the user did: ``FaceMovementAndLightChallenge`` or
+    ``FaceMovementChallenge`` (a newer type is kept as the service names it), and its
+    version."""
+
+    type: str
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionResult:
     session_id: str
     status: str
     confidence: float | None
     reference_image: Image | None
     audit_images: tuple[Image, ...]
+    challenge: Challenge | None = None
 
 
 @dataclass(frozen=True, slots=True)

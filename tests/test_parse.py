@@ -89,3 +89,20 @@ def test_an_image_without_an_s3_key_is_an_evidence_error_not_an_assert() -> None
 
     assert evidence.status == "error"
     assert evidence.message is not None
+
+
+def test_the_challenge_is_parsed_and_a_newer_type_is_kept_as_named() -> None:
+    body = {"SessionId": "s1", "Status": "SUCCEEDED", "Confidence": 91.0}
+    light = {"Type": "FaceMovementAndLightChallenge", "Version": "2.0.0"}
+    result = parse_result("s1", {**body, "Challenge": light})
+    assert result.challenge is not None
+    assert (result.challenge.type, result.challenge.version) == (
+        "FaceMovementAndLightChallenge",
+        "2.0.0",
+    )
+    newer = parse_result("s1", {**body, "Challenge": {"Type": "SomeFutureChallenge"}})
+    assert newer.challenge is not None
+    assert newer.challenge.type == "SomeFutureChallenge"
+    assert parse_result("s1", body).challenge is None
+    with pytest.raises(ServerError):
+        parse_result("s1", {**body, "Challenge": "FaceMovementChallenge"})

@@ -22,7 +22,7 @@ from batch.aws.convert import convert_error
 from batch.aws.session import client_config, open_session
 from batch.config import Settings
 from batch.errors import ConfigError, ServerError
-from batch.model import STATUSES, BoundingBox, Image, SessionResult
+from batch.model import STATUSES, BoundingBox, Challenge, Image, SessionResult
 
 __all__ = ["LivenessClient", "open_client", "parse_result"]
 
@@ -92,7 +92,8 @@ def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
     means: no known ``Status``; an answer for another session; a ``Confidence`` or
     bounding-box value that is not a finite number; an image, ``BoundingBox`` or
     ``S3Object`` that is not an object; an ``S3Object`` without ``Bucket`` or ``Name``;
-    ``Bytes`` that are not binary; ``AuditImages`` that is not a list.
+    ``Bytes`` that are not binary; ``AuditImages`` that is not a list; a ``Challenge``
+    without a ``Type``.
     """
     status = response.get("Status")
     if status not in STATUSES:
@@ -110,7 +111,20 @@ def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
         confidence=_number(response.get("Confidence"), "Confidence"),
         reference_image=None if reference is None else _image(reference, "ReferenceImage"),
         audit_images=tuple(_image(a, f"AuditImages[{i}]") for i, a in enumerate(audits or ())),
+        challenge=_challenge(response.get("Challenge")),
     )
+
+
+def _challenge(raw: object) -> Challenge | None:
+    """``Challenge {Type, Version}``; a type this tool does not know yet is kept as named."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("Type"), str):
+        raise _malformed("Challenge is not an object with a Type")
+    version = raw.get("Version")
+    if version is not None and not isinstance(version, str):
+        raise _malformed("Challenge.Version is not a string")
+    return Challenge(str(raw["Type"])[:64], None if version is None else version[:64])
 
 
 class LivenessClient:

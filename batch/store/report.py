@@ -5,10 +5,14 @@ Columns (names are a contract; see the README for meanings and null semantics)::
     session_id              string     the normalised ID (or the rejected cell, escaped)
     status                  string     CREATED | IN_PROGRESS | SUCCEEDED | FAILED | EXPIRED
     confidence              double     0-100; null when the service gave none
+    challenge_type          string     FaceMovementAndLightChallenge | FaceMovementChallenge
+    challenge_version       string     the challenge's version
     error_code              string     null on success
     error_message           string
     attempts                int32      calls made for this session (0: never sent)
-    fetched_at              timestamp  UTC, when the last answer arrived
+    fetched_at              timestamp  UTC, when the kept answer arrived
+    checked_at              timestamp  UTC, when the session was last asked (any run)
+    checks                  int32      calls made for the session over all runs
     reference_bbox_*        double     left, top, width, height of the face
     reference_s3_*          string     bucket, name, version when stored in S3
     reference_bytes_size    int64      size of inline bytes (the bytes are not stored)
@@ -84,10 +88,14 @@ SCHEMA = pa.schema(
         pa.field("session_id", pa.string(), nullable=False),
         pa.field("status", pa.string()),
         pa.field("confidence", pa.float64()),
+        pa.field("challenge_type", pa.string()),
+        pa.field("challenge_version", pa.string()),
         pa.field("error_code", pa.string()),
         pa.field("error_message", pa.string()),
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+        pa.field("checked_at", pa.timestamp("us", tz="UTC")),
+        pa.field("checks", pa.int32()),
         *(pa.field(f"reference_{name}", kind) for name, kind in _IMAGE_TYPES),
         pa.field("audit_image_count", pa.int32(), nullable=False),
         pa.field("audit_images", pa.list_(_AUDIT_IMAGE), nullable=False),
@@ -125,14 +133,19 @@ def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dic
     paths = paths or {}
     evidence = outcome.evidence or {}
     result = outcome.result
+    challenge = result.challenge if result else None
     row: dict[str, Any] = {
         "session_id": outcome.session_id,
         "status": result.status if result else None,
         "confidence": result.confidence if result else None,
+        "challenge_type": challenge.type if challenge else None,
+        "challenge_version": challenge.version if challenge else None,
         "error_code": outcome.error_code,
         "error_message": outcome.error_message,
         "attempts": outcome.attempts,
         "fetched_at": outcome.fetched_at,
+        "checked_at": outcome.fetched_at,
+        "checks": outcome.attempts,
     }
     named = image_names(result) if result else []
     images = {
@@ -153,6 +166,7 @@ def invalid_row(invalid: InvalidId) -> dict[str, Any]:
         error_code="InvalidSessionId",
         error_message=invalid.reason,
         attempts=0,
+        checks=0,
         audit_image_count=0,
         audit_images=[],
     )
