@@ -87,6 +87,9 @@ def assert_exactly_as_served(
             assert row["confidence"] == expected["Confidence"]
         else:
             assert math.isnan(row["confidence"])
+        challenge = expected.get("Challenge") or {}
+        assert same(row["challenge_type"], challenge.get("Type")), sid
+        assert same(row["challenge_version"], challenge.get("Version")), sid
         image_matches(row, expected.get("ReferenceImage"), "reference_")
         audits = expected.get("AuditImages", [])
         assert row["audit_image_count"] == len(audits)

@@ -23,7 +23,7 @@ from batch.errors import InputError
 __all__ = ["TIMESTAMP_FIELDS", "json_default", "read_footer", "revive"]
 
 # The report's timestamp columns: top level, and inside each image (reference_ + name).
-TIMESTAMP_FIELDS = ("fetched_at",)
+TIMESTAMP_FIELDS = ("fetched_at", "checked_at")
 _IMAGE_TIMESTAMPS = ("evidence_last_modified",)
 
 
