@@ -3,7 +3,7 @@
 Every error the tool raises on purpose derives from :class:`AuditError`. Errors from
 botocore and aiohttp are converted into this tree at exactly one place,
 :func:`batch.aws.convert.convert_error`, and the CLI maps the tree to exit codes at exactly
-one place, :func:`batch.run.verdict.exit_code_for`.
+one place, :func:`batch.verdict.exit_code_for`.
 
 ::
 

@@ -7,24 +7,26 @@ the run (:mod:`batch.run`) wraps it in an :class:`Outcome`; the store
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from batch.errors import AccessError, AuditError, ServiceError, SessionError
-from batch.store.manifest import Manifest
 
 T = TypeVar("T")
 
 __all__ = [
     "EVIDENCE_CODES",
     "EVIDENCE_PROBLEMS",
+    "MANIFEST_FORMAT",
     "STATUSES",
     "BoundingBox",
     "Challenge",
     "Evidence",
     "Image",
+    "Manifest",
     "Outcome",
     "RunSummary",
     "SessionResult",
@@ -134,6 +136,26 @@ class Outcome:
     @classmethod
     def not_attempted(cls, session_id: str, message: str) -> Outcome:
         return cls(session_id, None, "NotAttempted", message, 0, None, False)
+
+
+MANIFEST_FORMAT = "liveness-audit-manifest/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a report says of itself: its rows, their hash, the input's hash.
+
+    See :mod:`batch.store.manifest` for how ``rows_sha256`` is computed and checked.
+    """
+
+    rows: int
+    input_sha256: str
+    rows_sha256: str
+    format: str = MANIFEST_FORMAT
+    digest: str = "sha256 of canonical JSON lines"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)

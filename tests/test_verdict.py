@@ -17,7 +17,8 @@ from batch.errors import (
     ServerError,
 )
 from batch.model import RunSummary
-from batch.run.verdict import (
+from batch.store.manifest import Manifest
+from batch.verdict import (
     EXIT_ACCESS,
     EXIT_ERROR_RATE,
     EXIT_EVIDENCE,
@@ -27,7 +28,6 @@ from batch.run.verdict import (
     exit_code_for,
     verdict,
 )
-from batch.store.manifest import Manifest
 
 CLEAN = RunSummary(
     run_id="run",

@@ -238,25 +238,19 @@ class S3Store:
                 **self._encryption,
             )
             return _etag(put)
+        return await self._multipart(path, url, extra, condition)
+
+    async def _multipart(
+        self, path: Path, url: S3Url, extra: Mapping[str, Any], condition: Mapping[str, str]
+    ) -> str | None:
+        """``path`` in parts; S3 shows the object only once the upload is completed."""
+        at = {"Bucket": url.bucket, "Key": url.key}
         started = await self._call(
             "create_multipart_upload", stoppable=False, **at, **extra, **self._encryption
         )
         upload_id = started["UploadId"]
         try:
-            parts = []
-            with path.open("rb") as f:
-                number = 1
-                while chunk := await asyncio.to_thread(f.read, self.part_size):
-                    part = await self._call(
-                        "upload_part",
-                        stoppable=False,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        **at,
-                    )
-                    parts.append({"ETag": part["ETag"], "PartNumber": number})
-                    number += 1
+            parts = await self._parts(path, at, upload_id)
             try:
                 done = await self._call(
                     "complete_multipart_upload",
@@ -276,6 +270,25 @@ class S3Store:
             await asyncio.shield(self._abort(url, upload_id))
             raise
         return _etag(done)
+
+    async def _parts(
+        self, path: Path, at: Mapping[str, str], upload_id: str
+    ) -> list[dict[str, Any]]:
+        parts = []
+        with path.open("rb") as f:
+            number = 1
+            while chunk := await asyncio.to_thread(f.read, self.part_size):
+                part = await self._call(
+                    "upload_part",
+                    stoppable=False,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    **at,
+                )
+                parts.append({"ETag": part["ETag"], "PartNumber": number})
+                number += 1
+        return parts
 
     async def _holds(self, url: S3Url, parts: list[dict[str, Any]]) -> bool:
         """Whether ``url`` is the object these parts make (S3's multipart ETag)."""

@@ -1,6 +1,6 @@
 """The ``liveness-audit`` command: ``run`` an audit, or serve the local ``emulator``.
 
-Exit codes (a contract, mapped in one place, :func:`batch.run.verdict.exit_code_for`)::
+Exit codes (a contract, mapped in one place, :func:`batch.verdict.exit_code_for`)::
 
     0  every session has a definitive answer (a status, or a per-session error)
     1  some sessions are unresolved (retries exhausted, or the run was stopped);

@@ -8,8 +8,8 @@ import click
 
 from batch.errors import AccessError, AuditError, ConfigError
 from batch.logs import LOGGER, event
-from batch.run.verdict import exit_code_for
 from batch.store.locations import Location, parse_location
+from batch.verdict import exit_code_for
 
 __all__ = ["fail", "location"]
 

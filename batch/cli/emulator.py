@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from batch.logs import LOGGER
-from batch.run.verdict import EXIT_USAGE
+from batch.verdict import EXIT_USAGE
 
 log = logging.getLogger(LOGGER)
 
@@ -64,7 +64,7 @@ log = logging.getLogger(LOGGER)
 @click.option(
     "--url-file", type=click.Path(path_type=Path), help="Write the URL here once listening."
 )
-def emulator(
+def emulator(  # long: one parameter per option, then one settings object built from them
     host: str,
     port: int,
     tps: float | None,

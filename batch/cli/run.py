@@ -22,9 +22,9 @@ from batch.logs import LOGGER, configure_logging, event
 from batch.model import RunSummary
 from batch.reports.metrics import write_metrics
 from batch.run.audit import AuditRun, plan_counts
-from batch.run.verdict import EXIT_OK, verdict
 from batch.store.files import PRIVATE, parse_mode, private_dir
 from batch.store.inputs import Plan
+from batch.verdict import EXIT_OK, verdict
 
 log = logging.getLogger(LOGGER)
 

@@ -16,7 +16,7 @@ from batch.errors import AuditError, ConfigError
 from batch.evidence import Recheck
 from batch.logs import LOGGER
 from batch.reports.verify import verify_location
-from batch.run.verdict import EXIT_ACCESS, EXIT_OK, EXIT_UNRESOLVED
+from batch.verdict import EXIT_ACCESS, EXIT_OK, EXIT_UNRESOLVED
 
 log = logging.getLogger(LOGGER)
 

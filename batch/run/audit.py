@@ -52,6 +52,7 @@ from batch.logs import LOGGER, event
 from batch.model import RunSummary
 from batch.run.destination import Destination, default_work_dir, destination_for
 from batch.run.fetch import Fetcher, limiter_for, log_rate_cut
+from batch.run.images import FolderSaver, ImageSaver, S3Saver
 from batch.run.pool import worker_pool
 from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
 from batch.run.record import Recorder
@@ -59,7 +60,6 @@ from batch.run.steps import SessionSteps
 from batch.run.stops import Breaker, Stop, orderly_stops
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
-from batch.store.images import FolderSaver, ImageSaver, S3Saver
 from batch.store.inputs import Plan, read_plan
 from batch.store.locations import Location, S3Url, is_s3, parse_s3_url
 from batch.store.manifest import Manifest

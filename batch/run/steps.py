@@ -16,7 +16,7 @@ from batch.errors import ServiceError
 from batch.evidence import verify_evidence, with_evidence
 from batch.model import Outcome
 from batch.run.fetch import Fetcher
-from batch.store.images import ImageSaver
+from batch.run.images import ImageSaver
 
 __all__ = ["SessionSteps"]
 

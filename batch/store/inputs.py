@@ -194,6 +194,36 @@ def _parquet_batches(path: Path, column: str) -> Iterator[pa.Array]:
         ) from None
 
 
+class _Cells:
+    """The input's cells sorted as they are read: valid IDs, invalid cells, and counts."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.shown_invalid: set[str] = set()
+        self.valid: list[str] = []
+        self.invalid: list[InvalidId] = []
+        self.rows = self.blank = self.duplicates = 0
+
+    def add(self, cell: str | None) -> None:
+        self.rows += 1
+        value = normalize(cell) if cell is not None else ""
+        if not value:
+            self.blank += 1
+        elif value in self.seen:
+            self.duplicates += 1
+        else:
+            self.seen.add(value)
+            if SESSION_ID_PATTERN.fullmatch(value):
+                self.valid.append(value)
+                return
+            shown = display_value(value)
+            if shown in self.shown_invalid:  # long cells that differ only past the cut
+                self.duplicates += 1
+            else:
+                self.shown_invalid.add(shown)
+                self.invalid.append(InvalidId(shown, _invalid_reason(value)))
+
+
 def read_plan(
     path: Path, *, column: str = "session_id", fmt: str = "auto", origin: str | None = None
 ) -> Plan:
@@ -205,43 +235,19 @@ def read_plan(
     _check_file(path)
     batches = _csv_batches(path, column) if format_ == "csv" else _parquet_batches(path, column)
 
-    seen: set[str] = set()
-    shown_invalid: set[str] = set()
-    valid: list[str] = []
-    invalid: list[InvalidId] = []
-    rows = blank = duplicates = 0
-    fullmatch = SESSION_ID_PATTERN.fullmatch
+    cells = _Cells()
     for array in batches:
         for cell in array.to_pylist():
-            rows += 1
-            if cell is None:
-                blank += 1
-                continue
-            value = normalize(cell)
-            if not value:
-                blank += 1
-            elif value in seen:
-                duplicates += 1
-            else:
-                seen.add(value)
-                if fullmatch(value):
-                    valid.append(value)
-                    continue
-                shown = display_value(value)
-                if shown in shown_invalid:  # long cells that differ only past the cut
-                    duplicates += 1
-                else:
-                    shown_invalid.add(shown)
-                    invalid.append(InvalidId(shown, _invalid_reason(value)))
+            cells.add(cell)
     return Plan(
         path=path,
         format=format_,
         column=column,
         sha256=file_sha256(path),
-        rows=rows,
-        blank=blank,
-        duplicates=duplicates,
-        valid=tuple(valid),
-        invalid=tuple(invalid),
+        rows=cells.rows,
+        blank=cells.blank,
+        duplicates=cells.duplicates,
+        valid=tuple(cells.valid),
+        invalid=tuple(cells.invalid),
         origin=origin or str(path.resolve()),
     )

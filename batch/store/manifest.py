@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
+from batch.model import MANIFEST_FORMAT, Manifest
 from batch.store.encoding import json_default, read_footer
 
 __all__ = [
@@ -43,8 +44,6 @@ __all__ = [
 ]
 
 MANIFEST_KEY = b"liveness_audit_manifest"
-MANIFEST_FORMAT = "liveness-audit-manifest/1"
-_DIGEST = "sha256 of canonical JSON lines"
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
@@ -67,18 +66,6 @@ class RowDigest:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    rows: int
-    input_sha256: str
-    rows_sha256: str
-    format: str = MANIFEST_FORMAT
-    digest: str = field(default=_DIGEST)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)
