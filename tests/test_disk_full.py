@@ -12,9 +12,9 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO, cast
 
 import pytest
 
@@ -24,7 +24,6 @@ from batch.store.checkpoint import Journal, journal_path
 from batch.store.files import AtomicFile
 from batch.store.inputs import InvalidId
 from batch.store.report import ReportWriter, invalid_row
-from batch.verdict import EXIT_UNRESOLVED, exit_code_for
 from tests.helpers import assert_exactly_as_served, read_report, run_cli
 
 ENOSPC = "ENOSPC: No space left on device"
@@ -64,13 +63,26 @@ class FullAtomicFile(AtomicFile):
 
     def __init__(self, target: Path, room: int) -> None:
         super().__init__(target, what="report")
-        self.file = FullFile(self.file, room)
+        self.disk = FullFile(self.file, room)
+        self.file = cast(BinaryIO, self.disk)  # a file to the writer, full at ``room``
 
 
 def rows(n: int) -> list[dict[str, Any]]:
     return [
         invalid_row(InvalidId(f"cell-{i:05d}-" + "x" * 40, "not a session ID")) for i in range(n)
     ]
+
+
+def until_full(
+    write: Callable[[dict[str, Any]], None], items: list[dict[str, Any]]
+) -> tuple[int, StorageError]:
+    """How many ``items`` were written before the StorageError, and that error."""
+    for written, item in enumerate(items):
+        try:
+            write(item)
+        except StorageError as error:
+            return written, error
+    raise AssertionError("the disk never filled up")
 
 
 # --- faults injected at the file layer ---------------------------------------------------
@@ -82,15 +94,11 @@ def test_a_journal_write_on_a_full_disk_stops_appending_and_keeps_the_lines_befo
     path = tmp_path / "r.parquet.journal"
     Journal.open(path, IDENTITY).close()
     file = path.open("a+", encoding="utf-8")
-    journal = Journal(path, FullFile(file, room=5000), replay_end=path.stat().st_size)
-    written = 0
-    with pytest.raises(StorageError) as raised:
-        for row in rows(100):
-            journal.append(row)
-            written += 1
-    assert str(raised.value).startswith(f"cannot write the checkpoint {path}: {ENOSPC}")
-    assert "\n" not in str(raised.value)
-    assert raised.value.path == str(path)
+    journal = Journal(path, cast(IO[str], FullFile(file, 5000)), replay_end=path.stat().st_size)
+    written, error = until_full(journal.append, rows(100))
+    assert str(error).startswith(f"cannot write the checkpoint {path}: {ENOSPC}")
+    assert "\n" not in str(error)
+    assert error.path == str(path)
     with pytest.raises(StorageError):  # nothing after a torn line: the journal stays sound
         journal.append(rows(1)[0])
     journal.close(quiet=True)  # the cleanup after the error never raises another
@@ -151,11 +159,8 @@ def test_a_report_write_on_a_full_disk_raises_naming_the_file_and_leaves_no_temp
     report = tmp_path / "r.parquet"
     file = FullAtomicFile(report, room=4096)
     writer = ReportWriter(report, batch_rows=5, file=file)
-    with pytest.raises(StorageError) as raised:
-        for row in rows(2000):
-            writer.add(row)
-        writer.commit({}, input_sha256="0" * 64)
-    assert str(raised.value).startswith(f"cannot write the report {file.tmp}: {ENOSPC}")
+    _, error = until_full(writer.add, rows(2000))
+    assert str(error).startswith(f"cannot write the report {file.tmp}: {ENOSPC}")
     with pytest.raises(StorageError):  # the file is in an unknown state: no more writes
         writer.commit({}, input_sha256="0" * 64)
     writer.abandon()  # the cleanup after the error never raises another
@@ -169,16 +174,12 @@ def test_a_report_whose_commit_fails_leaves_the_old_report_untouched(tmp_path: P
     writer = ReportWriter(report, batch_rows=1000, file=file)
     for row in rows(10):
         writer.add(row)
-    file.file.room = 100  # type: ignore[attr-defined]  # the disk fills before the commit
+    file.disk.room = 100  # the disk fills up before the commit
     with pytest.raises(StorageError, match=ENOSPC):
         writer.commit({}, input_sha256="0" * 64)
     writer.abandon()
     assert report.read_bytes() == b"yesterday"
     assert [p.name for p in tmp_path.iterdir()] == ["r.parquet"]
-
-
-def test_a_storage_error_ends_the_command_with_exit_1() -> None:
-    assert exit_code_for(StorageError("cannot write", path="/x")) == EXIT_UNRESOLVED
 
 
 # --- a real, small file system -----------------------------------------------------------
