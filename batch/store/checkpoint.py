@@ -13,6 +13,10 @@ damage anywhere else, or a journal of another input, is refused with a clear mes
 (``--fresh`` starts over). After a run where every session is resolved the journal is
 removed: the report holds everything.
 
+A write or fsync that fails (a full disk, an I/O error; the fsync's on the helper thread
+too) raises :class:`~batch.errors.StorageError` at the next append or close; nothing is
+appended after it, so the journal stays sound and the rerun resumes from it.
+
 :class:`RunLock` keeps two runs off the same report: an exclusive ``flock`` on
 ``.REPORT.lock``, which the kernel releases when the process dies, so a crashed run never
 leaves it stuck.
