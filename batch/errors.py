@@ -14,6 +14,8 @@ one place, :func:`batch.verdict.exit_code_for`.
     │   ├── OutputError             the report cannot be written where asked
     │   └── CheckpointError         the checkpoint belongs to another input or settings
     ├── PublishError                exit 1: the report is complete locally, not uploaded
+    ├── StorageError                exit 1: a local write failed (disk full, I/O error): the
+    │                               run stops in good order, what was journaled is kept
     ├── AccessError                 exit 3: not about one session, the whole run stops
     │   └── CredentialsError        missing, expired or rejected credentials
     └── ServiceError                one call failed; carries the service's error code
@@ -45,6 +47,7 @@ __all__ = [
     "ServiceError",
     "SessionError",
     "StaleCredentialsError",
+    "StorageError",
     "ThrottledError",
     "TransportError",
     "UsageError",
@@ -77,6 +80,19 @@ class CheckpointError(UsageError):
 
 class PublishError(AuditError):
     """The report is complete in the work directory but could not be uploaded. Exit 1."""
+
+
+class StorageError(AuditError):
+    """A local write (checkpoint, report) failed: disk full, an I/O error. Exit 1.
+
+    The run stops in good order: what was journaled is kept and a rerun of the same
+    command, once there is space again, resumes. ``path`` is the file that could not be
+    written; the message names it and the error (``ENOSPC: No space left on device``).
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class AccessError(AuditError):

@@ -4,7 +4,9 @@
 
     0  every session has a definitive answer (a status, or a per-session error)
     1  some sessions are unresolved (retries exhausted, or the run was stopped);
-       they are in the report with their last error and a rerun retries them
+       they are in the report with their last error and a rerun retries them; or a
+       local write failed (disk full: StorageError) and the run stopped, keeping its
+       checkpoint, so a rerun once there is space resumes
     2  usage, configuration or input error: nothing was fetched
     3  aborted on an access or credential error; what was fetched is in the report
     4  every session answered, but more than --max-error-rate of them ended in errors
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batch.errors import AccessError, AuditError, UsageError
+from batch.errors import AccessError, AuditError, StorageError, UsageError
 from batch.model import RunSummary
 
 __all__ = [
@@ -58,6 +60,8 @@ def verdict(outcome: RunSummary | BaseException, max_error_rate: float | None = 
             return Verdict(EXIT_USAGE, error=error)
         if isinstance(outcome, AccessError):
             return Verdict(EXIT_ACCESS, error=error)
+        if isinstance(outcome, StorageError):  # stopped in good order: the rerun resumes
+            return Verdict(EXIT_UNRESOLVED, error=error)
         return Verdict(EXIT_UNRESOLVED, error=error)
     return _summary_verdict(outcome, max_error_rate)
 

@@ -8,6 +8,7 @@ except those a test scripted a fault for::
     proxy.fail("PUT", "r/part.parquet", "slowdown")       # the next upload of that key
     proxy.fail("GET", "in.csv", "drop")                   # close the connection, no answer
     proxy.fail("HEAD", "faces/ref.jpg", "403", times=None)  # every time
+    proxy.fail("HEAD", "*", "500", times=None)              # every HEAD of any key
 
 Faults: ``slowdown`` (503 SlowDown), ``500`` (InternalError), ``403`` (AccessDenied) and
 ``drop`` (the connection closed after the request was read, before any answer). A rule
@@ -46,7 +47,7 @@ class Rule:
 
     def matches(self, method: str, key: str) -> bool:
         left = self.times is None or self.served < self.times
-        return left and method == self.method and key == self.key
+        return left and method == self.method and self.key in (key, "*")
 
 
 class S3Proxy:

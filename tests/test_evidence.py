@@ -142,6 +142,8 @@ def test_evidence_that_cannot_be_checked_leaves_the_session_unresolved(
     with_images = [sid for sid in ids if stored(emulator, sid)]
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # S3 down
     monkeypatch.setenv("LIVENESS_AUDIT_MAX_ATTEMPTS", "2")
+    # every session reached: the S3 breaker would end the run early (test_s3_outage.py)
+    monkeypatch.setenv("LIVENESS_AUDIT_ABORT_AFTER_FAILURES", "100000")
     source = tmp_path / "in.csv"
     write_input(source, ids)
     output = tmp_path / "report.parquet"

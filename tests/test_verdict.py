@@ -15,6 +15,7 @@ from batch.errors import (
     OutputError,
     PublishError,
     ServerError,
+    StorageError,
 )
 from batch.model import RunSummary
 from batch.store.manifest import Manifest
@@ -103,6 +104,10 @@ def test_too_many_errors_exit_4_only_past_the_max_error_rate() -> None:
         (CredentialsError("no credentials", code="NoCredentials"), EXIT_ACCESS),
         (PublishError("kept locally"), EXIT_UNRESOLVED),
         (ServerError("InternalServerError", "boom"), EXIT_UNRESOLVED),
+        (
+            StorageError("cannot write the checkpoint /d/r.parquet.journal: ENOSPC", path="/d"),
+            EXIT_UNRESOLVED,
+        ),
     ],
 )
 def test_an_error_that_ended_the_command_maps_to_its_code(error: Exception, code: int) -> None:

@@ -82,13 +82,15 @@ class S3Store:
         sse: str = "AES256",
         kms_key_id: str | None = None,
         give_up: Callable[[], bool] = lambda: False,
+        on_attempt: Callable[[BaseException | None], None] = lambda _: None,
         part_size: int = PART_SIZE,
     ) -> None:
+        """``on_attempt(error)`` hears of every attempt (a run's S3 :class:`Breaker`)."""
         if part_size < 5 * 1024 * 1024:
             raise ValueError(f"part_size must be at least 5 MiB (S3's minimum), got {part_size}")
         self.part_size = part_size
         self._client = client
-        self._paced = PacedCall(limiter, policy, give_up=give_up)
+        self._paced = PacedCall(limiter, policy, give_up=give_up, on_attempt=on_attempt)
         self._encryption: dict[str, Any] = {"ServerSideEncryption": sse}
         if kms_key_id is not None:
             self._encryption["SSEKMSKeyId"] = kms_key_id
@@ -345,8 +347,9 @@ async def open_store(
     policy: RetryPolicy,
     *,
     give_up: Callable[[], bool] = lambda: False,
+    on_attempt: Callable[[BaseException | None], None] = lambda _: None,
 ) -> AsyncIterator[S3Store]:
-    """The run's S3 store on ``session``, paced at ``s3_rate``."""
+    """The run's S3 store on ``session``, paced at ``s3_rate``; ``on_attempt`` as S3Store's."""
     context = session.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
@@ -360,4 +363,5 @@ async def open_store(
             sse=settings.s3_sse,
             kms_key_id=settings.s3_kms_key_id,
             give_up=give_up,
+            on_attempt=on_attempt,
         )

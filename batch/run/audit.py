@@ -30,7 +30,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioboto3
 
@@ -47,6 +47,7 @@ from batch.errors import (
     InputError,
     PublishError,
     ServiceError,
+    StorageError,
 )
 from batch.logs import LOGGER, event
 from batch.model import RunSummary
@@ -67,6 +68,8 @@ from batch.store.manifest import Manifest
 __all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
 log = logging.getLogger(LOGGER)
+
+E = TypeVar("E", bound=BaseException)
 
 
 def plan_counts(plan: Plan) -> str:
@@ -114,6 +117,7 @@ class AuditRun:
         self.limiter = limiter_for(settings)
         self.tally = Tally(rate_now=lambda: self.limiter.rate)
         self.breaker = Breaker(settings.abort_after_failures, self.stop)
+        self.s3_breaker = Breaker(settings.abort_after_failures, self.stop, name="S3")
         bar = settings.progress and settings.log_format == "text" and sys.stderr.isatty()
         self.display = (
             BarDisplay(self.tally)
@@ -215,9 +219,14 @@ class AuditRun:
         return todo
 
     async def fetch(self, todo: list[str], recorder: Recorder) -> AccessError | None:
-        """Fetch ``todo`` through the worker pool; the error that aborted the run, if one did."""
+        """Fetch ``todo`` through the worker pool; the error that aborted the run, if one did.
+
+        A failed local write (:class:`StorageError`: the disk is full) stops the run and is
+        raised once the pool is done: the report cannot be written, the journal is kept.
+        """
         steps = await self._steps(recorder)
         aborted: AccessError | None = None
+        storage: StorageError | None = None
         try:
             async with (
                 self.display.running(),
@@ -228,14 +237,19 @@ class AuditRun:
                         break
                     await pool.put(session_id)
         except* AccessError as group:
-            aborted = _first(group.exceptions)
+            aborted = _first(group.exceptions, AccessError)
             self.stop.request(f"aborted: {aborted}")
+        except* StorageError as group:
+            storage = _first(group.exceptions, StorageError)
+            self.stop.request(str(storage))
         except* asyncio.CancelledError:
             # A second signal or the drain deadline cancelled the workers: keep what is done.
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             self.stop.request("interrupted")
+        if storage is not None:
+            raise storage
         return aborted
 
     def finish(  # the phase's inputs, named
@@ -272,7 +286,11 @@ class AuditRun:
             return
         self._session = await open_session(self.settings)
         store = open_store(
-            self.settings, self._session, self.policy, give_up=lambda: bool(self.stop)
+            self.settings,
+            self._session,
+            self.policy,
+            give_up=lambda: bool(self.stop),
+            on_attempt=self.s3_breaker.record,  # an S3 outage ends the run early too
         )
         self._store = await self._stack.enter_async_context(store)
 
@@ -398,10 +416,10 @@ async def publish(
     return None
 
 
-def _first(errors: tuple[BaseException, ...]) -> AccessError:
+def _first(errors: tuple[BaseException, ...], kind: type[E]) -> E:
     for error in errors:
-        if isinstance(error, AccessError):
+        if isinstance(error, kind):
             return error
         if isinstance(error, BaseExceptionGroup):
-            return _first(error.exceptions)
-    raise AssertionError("no AccessError in the group")
+            return _first(error.exceptions, kind)
+    raise AssertionError(f"no {kind.__name__} in the group")

@@ -83,9 +83,12 @@ class Recorder:
         return self.writer.commit(provenance, input_sha256=input_sha256)
 
     def abandon(self) -> None:
-        """The run failed: drop the unfinished report, keep the journal for a rerun."""
+        """The run failed: drop the unfinished report, keep the journal for a rerun.
+
+        Quietly: this cleanup runs after the error that ended the run and must not hide it.
+        """
         self.writer.abandon()
-        self.journal.close()
+        self.journal.close(quiet=True)
 
 
 def _identity(plan: Plan) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from batch.durations import format_duration
-from batch.errors import SessionError, ThrottledError
+from batch.errors import AccessError, ConflictError, SessionError, ThrottledError
 from batch.logs import LOGGER, event
 
 __all__ = ["Breaker", "Stop", "orderly_stops"]
@@ -24,6 +24,8 @@ __all__ = ["Breaker", "Stop", "orderly_stops"]
 log = logging.getLogger(LOGGER)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# answers that show the endpoint is up (a refusal of one object, a lost race): no outage
+_ALIVE = (ThrottledError, SessionError, AccessError, ConflictError)
 
 
 class Stop:
@@ -46,27 +48,30 @@ class Stop:
 
 
 class Breaker:
-    """Stops the run when the endpoint fails ``threshold`` calls in a row.
+    """Stops the run when an endpoint (``name``) fails ``threshold`` calls in a row.
 
-    Throttles and per-session answers show the endpoint is alive and reset the streak;
-    server errors, resets and timeouts extend it. An endpoint that is down for everything
-    then ends the run early instead of spending every session's attempts.
+    Throttles, per-session answers, refusals and conflicts show the endpoint is alive and
+    reset the streak; server errors, resets and timeouts extend it. An endpoint that is
+    down for everything then ends the run early instead of spending every session's
+    attempts. A run has one for Rekognition and one for S3 (the evidence HEADs).
     """
 
-    def __init__(self, threshold: int, stop: Stop) -> None:
+    def __init__(self, threshold: int, stop: Stop, *, name: str = "the endpoint") -> None:
         self.threshold = threshold
+        self.name = name
         self.streak = 0
         self._stop = stop
 
     def record(self, error: BaseException | None) -> None:
-        if error is None or isinstance(error, ThrottledError | SessionError):
+        """Hear one attempt (``None``: it succeeded); the stop is requested at the threshold."""
+        if error is None or isinstance(error, _ALIVE):
             self.streak = 0
             return
         self.streak += 1
         if self.streak >= self.threshold and not self._stop:
             code = getattr(error, "code", type(error).__name__)
             self._stop.request(
-                f"the endpoint failed {self.streak} calls in a row (last: {code}); "
+                f"{self.name} failed {self.streak} calls in a row (last: {code}); "
                 "stopping early, check the endpoint and the network"
             )
 

@@ -13,6 +13,10 @@ damage anywhere else, or a journal of another input, is refused with a clear mes
 (``--fresh`` starts over). After a run where every session is resolved the journal is
 removed: the report holds everything.
 
+A write or fsync that fails (a full disk, an I/O error; the fsync's on the helper thread
+too) raises :class:`~batch.errors.StorageError` at the next append or close; nothing is
+appended after it, so the journal stays sound and the rerun resumes from it.
+
 :class:`RunLock` keeps two runs off the same report: an exclusive ``flock`` on
 ``.REPORT.lock``, which the kernel releases when the process dies, so a crashed run never
 leaves it stuck.
@@ -25,15 +29,15 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
 import pyarrow as pa
 
-from batch.errors import CheckpointError, OutputError
+from batch.errors import CheckpointError, OutputError, StorageError
 from batch.store.encoding import json_default, revive
-from batch.store.files import PRIVATE, check_target, open_private
+from batch.store.files import PRIVATE, check_target, open_private, storage_error
 from batch.store.report import SCHEMA
 
 __all__ = ["Journal", "RunLock", "journal_path"]
@@ -57,10 +61,19 @@ class Journal:
     or as soon as 100 rows wait) so a slow disk never stalls the event loop's pacing.
     """
 
-    def __init__(self, path: Path, file: IO[str], *, replay_end: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        file: IO[str],
+        *,
+        replay_end: int,
+        sync: Callable[[int], None] = os.fsync,
+    ) -> None:
         self.path = path
         self._file = file
         self._replay_end = replay_end
+        self._sync = sync  # os.fsync; a test passes a failing one
+        self._failure: StorageError | None = None  # the first failed write or fsync
         self._unsynced = 0
         self._wake = threading.Event()
         self._closing = False
@@ -75,6 +88,7 @@ class Journal:
         *,
         fresh: bool = False,
         mode: int = PRIVATE,
+        sync: Callable[[int], None] = os.fsync,
     ) -> Journal:
         """Open (or start) the journal of a run of the input described by ``identity``.
 
@@ -96,14 +110,18 @@ class Journal:
                 )
                 file.write("\n")
                 file.flush()
-                os.fsync(file.fileno())
+                sync(file.fileno())
                 end = file.tell()
             else:
                 file.truncate(end)  # drop a torn last line before appending after it
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                file.close()
+            raise storage_error("checkpoint", path, exc) from None
         except BaseException:
             file.close()
             raise
-        return cls(path, file, replay_end=end)
+        return cls(path, file, replay_end=end, sync=sync)
 
     def replay(self) -> Iterator[dict[str, Any]]:
         """The rows journaled by earlier runs, in order, revived (datetimes again).
@@ -146,8 +164,20 @@ class Journal:
         return rows
 
     def append(self, row: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(row, default=json_default, separators=(",", ":")) + "\n")
-        self._file.flush()
+        """Journal one finished row; :class:`StorageError` once a write or fsync failed.
+
+        After a failure nothing more is appended (a line after a torn one would damage
+        the journal for good); the lines before it are kept for the rerun.
+        """
+        if self._failure is not None:  # an earlier write, or the fsync thread, failed
+            raise self._failure
+        line = json.dumps(row, default=json_default, separators=(",", ":")) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self._failure = storage_error("checkpoint", self.path, exc)
+            raise self._failure from None
         self._unsynced += 1
         if self._unsynced >= _SYNC_ROWS:
             self._wake.set()
@@ -159,19 +189,36 @@ class Journal:
             self._wake.clear()
             if self._unsynced:
                 self._unsynced = 0
-                os.fsync(fd)
+                try:
+                    self._sync(fd)
+                except OSError as exc:  # heard by the run at its next append or close
+                    self._failure = storage_error("checkpoint", self.path, exc)
+                    return
 
-    def close(self, *, remove: bool = False) -> None:
+    def close(self, *, remove: bool = False, quiet: bool = False) -> None:
+        """Flush, fsync and close (and ``remove``) the journal.
+
+        :class:`StorageError` if that (or an fsync before it) failed, unless ``quiet``:
+        cleanup after another error must never hide that error.
+        """
         if self._file.closed:
             return
         self._closing = True
         self._wake.set()
         self._syncer.join()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        failure = self._failure
+        if failure is None:
+            try:
+                self._file.flush()
+                self._sync(self._file.fileno())
+            except OSError as exc:
+                failure = storage_error("checkpoint", self.path, exc)
+        with contextlib.suppress(OSError):  # its flush fails again if the first one did
+            self._file.close()
         if remove:
             self.path.unlink(missing_ok=True)
+        elif failure is not None and not quiet:
+            raise failure
 
 
 def _row(value: Any) -> dict[str, Any]:

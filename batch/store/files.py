@@ -12,6 +12,10 @@ users may control, on disks that fill up. Every file the tool writes goes throug
   through a symlink and only if it is a regular file.
 - :func:`private_dir`: a folder the tool creates, owner-only.
 
+A local write that fails mid-run (a full disk, an I/O error) becomes a
+:class:`~batch.errors.StorageError` through :func:`storage_error`, once, where the
+journal and the report write: the run stops in good order on it.
+
 Files are owner-only (``0600``, folders ``0700``) unless the operator sets ``file_mode``
 (e.g. ``"0640"`` for a group of analysts): the mode is applied with ``fchmod``, so the
 umask does not narrow or widen what the operator asked for.
@@ -28,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from batch.errors import OutputError
+from batch.errors import OutputError, StorageError
 
 __all__ = [
     "PRIVATE",
@@ -39,6 +43,7 @@ __all__ = [
     "open_private",
     "parse_mode",
     "private_dir",
+    "storage_error",
 ]
 
 PRIVATE = 0o600
@@ -62,6 +67,18 @@ def parse_mode(text: str | None) -> int:
             "(e.g. '0600', '0640')"
         )
     return mode
+
+
+def storage_error(what: str, path: Path, error: OSError) -> StorageError:
+    """The one-line error of a failed local write: the file, then ``ENOSPC: No space ...``."""
+    name = errno.errorcode.get(error.errno or 0)
+    reason = error.strerror or str(error)
+    said = f"{name}: {reason}" if name else reason
+    return StorageError(
+        f"cannot write the {what} {path}: {said}; the run stopped, keeping what was "
+        "journaled: free space (or fix the disk) and rerun the same command to resume",
+        path=str(path),
+    )
 
 
 def dir_mode(mode: int) -> int:

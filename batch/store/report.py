@@ -26,13 +26,15 @@ Columns (names are a contract; see the README for meanings and null semantics)::
 
 Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
 and the file is renamed over REPORT only when complete, so REPORT is never half-written.
-Run provenance goes into the file's key-value metadata under ``liveness_audit``, the
-manifest (row count, input hash, hash over the rows; :mod:`batch.store.manifest`) under
-``liveness_audit_manifest``.
+A write that fails (a full disk) raises :class:`~batch.errors.StorageError` naming the
+file; the run stops on it and its checkpoint is kept. Run provenance goes into the file's
+key-value metadata under ``liveness_audit``, the manifest (row count, input hash, hash
+over the rows; :mod:`batch.store.manifest`) under ``liveness_audit_manifest``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -42,10 +44,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.errors import InputError, OutputError
+from batch.errors import InputError, OutputError, StorageError
 from batch.model import Evidence, Image, Outcome, image_names
 from batch.store.encoding import read_footer, revive
-from batch.store.files import PRIVATE, AtomicFile, check_target
+from batch.store.files import PRIVATE, AtomicFile, check_target, storage_error
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
 
@@ -190,17 +192,26 @@ def check_output(path: Path) -> None:
 class ReportWriter:
     """Streams rows to a temporary Parquet file and renames it over the report at the end."""
 
-    def __init__(self, path: Path, *, batch_rows: int = 1000, mode: int = PRIVATE) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_rows: int = 1000,
+        mode: int = PRIVATE,
+        file: AtomicFile | None = None,
+    ) -> None:
+        """``file``: the temporary file to write (a new :class:`AtomicFile` beside ``path``)."""
         check_output(path)
         self.path = path
         self.rows = 0
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
         self._digest = RowDigest()
+        self._failure: StorageError | None = None  # the first failed write
         # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
         # middle of a paced run where it would stall every worker at once.
         pa.array([""])
-        self._file = AtomicFile(path, mode=mode, what="report")
+        self._file = file or AtomicFile(path, mode=mode, what="report")
         try:
             self._writer = pq.ParquetWriter(self._file.file, SCHEMA, compression="zstd")
         except (OSError, pa.ArrowException) as exc:
@@ -213,15 +224,25 @@ class ReportWriter:
             self._flush()
 
     def _flush(self) -> None:
+        """Write the buffered rows; :class:`StorageError` if the disk refuses them."""
+        if self._failure is not None:  # the file is in an unknown state: write no more
+            raise self._failure
         if self._buffer:
             batch = pa.RecordBatch.from_pylist(self._buffer, schema=SCHEMA)
-            self._writer.write_batch(batch)
+            try:
+                self._writer.write_batch(batch)
+            except OSError as exc:
+                self._failure = storage_error("report", self._file.tmp, exc)
+                raise self._failure from None
             self._digest.update(batch)
             self.rows += len(self._buffer)
             self._buffer.clear()
 
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        """Write the last rows, provenance and manifest, fsync, move the file into place."""
+        """Write the last rows, provenance and manifest, fsync, move the file into place.
+
+        :class:`StorageError` if a write fails (the temporary file is removed then).
+        """
         self._flush()
         manifest = Manifest(
             rows=self.rows, input_sha256=input_sha256, rows_sha256=self._digest.hexdigest()
@@ -231,16 +252,24 @@ class ReportWriter:
         )
         try:
             self._writer.close()
+            self._file.commit()
+        except OSError as exc:
+            self._failure = storage_error("report", self._file.tmp, exc)
+            self._file.discard()
+            raise self._failure from None
         except BaseException:
             self._file.discard()
             raise
-        self._file.commit()
         return manifest
 
     def abandon(self) -> None:
-        """Drop the temporary file (the report at ``path``, if any, is left as it was)."""
+        """Drop the temporary file (the report at ``path``, if any, is left as it was).
+
+        Never raises for the file: it runs after another error, which it must not hide.
+        """
         try:
-            self._writer.close()
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self._writer.close()
         finally:
             self._file.discard()
 
