@@ -34,6 +34,25 @@ def _previous_success(path: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _quota_lines(summary: RunSummary) -> list[str]:
+    """The quota the run knew of, its cap and the share it used (none: no quota known)."""
+    use = summary.quota
+    if use is None:
+        return []
+    return [
+        "# HELP liveness_audit_quota_requests_per_second The quota the last run knew of.",
+        "# TYPE liveness_audit_quota_requests_per_second gauge",
+        f"liveness_audit_quota_requests_per_second {use.quota:g}",
+        "# HELP liveness_audit_quota_cap_requests_per_second The most the last run allowed "
+        "itself (quota x share).",
+        "# TYPE liveness_audit_quota_cap_requests_per_second gauge",
+        f"liveness_audit_quota_cap_requests_per_second {use.cap:g}",
+        "# HELP liveness_audit_quota_used_ratio Requests/s of the last run over the quota.",
+        "# TYPE liveness_audit_quota_used_ratio gauge",
+        f"liveness_audit_quota_used_ratio {use.used:.4f}",
+    ]
+
+
 def write_metrics(
     path: Path, summary: RunSummary | None, exit_code: int, *, mode: int = PRIVATE
 ) -> None:
@@ -65,6 +84,7 @@ def write_metrics(
             "# TYPE liveness_audit_throttled gauge",
             f"liveness_audit_throttled {summary.throttled}",
         ]
+        lines += _quota_lines(summary)
     lines += [
         "# HELP liveness_audit_exit_code Exit code of the last run.",
         "# TYPE liveness_audit_exit_code gauge",
