@@ -82,7 +82,8 @@ class Gate:
     @property
     def limit(self) -> int:
         """How many may be in flight now."""
-        wanted = math.ceil(self.limiter.rate * self.latency * self.headroom) + self.spare
+        # rounded first: a latency a hair above 0.2 s must not make 30.000001 read as 31
+        wanted = math.ceil(round(self.limiter.rate * self.latency * self.headroom, 6)) + self.spare
         return min(self.ceiling, wanted)
 
     async def __aenter__(self) -> float:
