@@ -131,7 +131,15 @@ def test_the_metrics_file_states_the_quota_its_cap_and_the_share_used(
 ) -> None:
     metrics = tmp_path / "audit.prom"
     code, events, _, _ = audit(
-        emulator, tmp_path, 20, "--quota", "400", "--quota-share", "0.25", "--metrics-file", metrics
+        emulator,
+        tmp_path,
+        20,
+        "--quota",
+        "400",
+        "--quota-share",
+        "0.25",
+        "--metrics-file",
+        str(metrics),
     )
     assert code == 0, events
     lines = dict(line.split(" ", 1) for line in metrics.read_text().splitlines() if line[0] != "#")
