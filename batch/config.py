@@ -22,6 +22,8 @@ chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -65,6 +67,7 @@ class Option:
 
 
 RUN = Option()
+_URLS = ("endpoint_url", "s3_endpoint_url", "quotas_endpoint_url")
 
 
 class Settings(BaseModel):
@@ -90,7 +93,25 @@ class Settings(BaseModel):
         5.0, gt=0, le=10_000, description="first rate when `rate` is unset, probed upwards"
     )
     concurrency: Annotated[int, RUN] = Field(
-        16, ge=1, le=1024, description="Requests in flight at most."
+        256,
+        ge=1,
+        le=1024,
+        description="Requests in flight at most: a ceiling (and the HTTP pool); below it the "
+        "run keeps rate x latency in flight.",
+    )
+    quota: Annotated[str | None, Option(metavar="TPS|auto")] = Field(
+        None,
+        description="The account's quota for GetFaceLivenessSessionResults in this region, "
+        "in requests/s, or auto: read it from Service Quotas [unset: unknown].",
+    )
+    quota_share: Annotated[float, RUN] = Field(
+        1.0, gt=0, le=1, description="Share of --quota this run may use at most."
+    )
+    quota_hold: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="seconds the rate stays down after a throttle at or below the share",
     )
     max_attempts: Annotated[int, RUN] = Field(10, ge=1, le=100, description="Attempts per session.")
     backoff_initial: float = Field(0.2, ge=0, le=60)
@@ -113,6 +134,9 @@ class Settings(BaseModel):
     )
     endpoint_url: Annotated[str | None, RUN] = Field(
         None, description="Rekognition endpoint (default: AWS's, or the env)."
+    )
+    quotas_endpoint_url: str | None = Field(
+        None, description="Service Quotas endpoint for quota = auto (default: AWS's, or the env)"
     )
     connect_timeout: float = Field(5.0, gt=0, le=300)
     read_timeout: float = Field(30.0, gt=0, le=900)
@@ -173,6 +197,24 @@ class Settings(BaseModel):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
         return value
 
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _check_quota(cls, value: object) -> str | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None if value is None else "auto"
+        tps = math.nan
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
+                tps = float(value)
+        if not (0 < tps <= 100_000):  # also NaN: not a number
+            raise ValueError("give requests per second above 0 (e.g. 50), or auto")
+        return repr(tps).removesuffix(".0")
+
+    @property
+    def quota_tps(self) -> float | None:
+        """The quota given as a number (None: unset or ``auto``)."""
+        return None if self.quota in (None, "auto") else float(self.quota)
+
     @field_validator("file_mode")
     @classmethod
     def _check_file_mode(cls, value: str) -> str:
@@ -187,7 +229,7 @@ class Settings(BaseModel):
             raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from None
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must not be smaller than backoff_initial")
-        for name in ("endpoint_url", "s3_endpoint_url"):
+        for name in _URLS:
             url = getattr(self, name)
             if url is not None:
                 parts = urlsplit(url)
@@ -200,7 +242,7 @@ class Settings(BaseModel):
     def public(self) -> dict[str, Any]:
         """The settings as JSON-ready data, safe to print or store (no secrets)."""
         data = self.model_dump(mode="json")
-        for name in ("endpoint_url", "s3_endpoint_url"):
+        for name in _URLS:
             url = getattr(self, name)
             if url:
                 parts = urlsplit(url)

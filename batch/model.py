@@ -28,6 +28,7 @@ __all__ = [
     "Image",
     "Manifest",
     "Outcome",
+    "QuotaUse",
     "RunSummary",
     "SessionResult",
     "image_names",
@@ -159,6 +160,39 @@ class Manifest:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """The quota a run knew of, its cap (quota x share) and how much of it the run used."""
+
+    quota: float  # requests per second the account may make (this operation, this region)
+    cap: float  # requests per second this run allowed itself at most
+    source: str  # where the quota came from: "--quota" or "Service Quotas"
+    rate: float  # requests per second the run made (every attempt, over its wall time)
+    throttled: int  # of its requests, answered with throttling
+    requests: int
+
+    @property
+    def used(self) -> float:
+        """The share of the quota the run used: ``rate / quota``."""
+        return self.rate / self.quota
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.requests if self.requests else 0.0
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """JSON-ready, for the provenance and the ``end`` event."""
+        return {
+            "quota": self.quota,
+            "cap": round(self.cap, 3),
+            "source": self.source,
+            "rate": round(self.rate, 3),
+            "used": round(self.used, 4),
+            "throttled": self.throttled,
+            "throttled_share": round(self.throttled_share, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended; the CLI turns it into an exit code and a summary line."""
 
@@ -177,6 +211,7 @@ class RunSummary:
     wall: float
     manifest: Manifest
     publish_error: AuditError | None = None
+    quota: QuotaUse | None = None  # when the run knew its quota (--quota)
 
     @property
     def errors(self) -> int:

@@ -9,15 +9,28 @@ on the same sessions, one after another:
                    most quotas, so this one only shows the ceiling the default imposes)
 - ``boto3-adaptive`` / ``boto3-standard``: boto3 in a thread pool with botocore's retry
                    modes (``scripts/peer_boto3.py``)
+- ``audit@share0.5`` liveness-audit with ``--quota Q --quota-share 0.5`` (no rate)
 - ``audit-drop``   liveness-audit at ``--rate`` = Q while the quota halves for a while and
                    comes back (``--drop``)
 
+liveness-audit runs with its default ``--concurrency`` (a ceiling; the pool sizes itself)
+unless ``--concurrency`` is given; boto3 with ``--threads`` (32).
+
+``--scenario NAME`` runs one figure of issue 14 in one command, boto3 adaptive beside the
+project in the same run (see :data:`SCENARIOS`; ``--sessions`` may shrink it to try it):
+``q150`` (Q = 150, burst Q/5, 20 s), ``q50`` (60 s), ``q500`` (burst 100, 10,000
+sessions), ``q5`` (5 minutes) and ``production`` (production calls at 40% of Q drawing
+from the same bucket: production calls throttled per 1,000 audit requests).
+
 For each: share of the quota achieved (200 answers per second while active, over Q),
-share of requests throttled, wall time, CPU milliseconds per request and peak RSS of the
+share of requests throttled, production calls throttled per 1,000 audit requests (with a
+background load), wall time, CPU milliseconds per request and peak RSS of the
 client process (from ``wait4``), and sessions answered exactly as the emulator serves them.
 
 Usage: .venv/bin/python scripts/bench.py [--sessions 3000] [--quota 50] [--latency 0.05]
+           [--burst B] [--background-tps T]
            [--runs audit@Q,audit@3Q,boto3-adaptive,boto3-standard] [--drop]
+       .venv/bin/python scripts/bench.py --scenario q150|q50|q500|q5|production [--sessions N]
 """
 
 from __future__ import annotations
@@ -52,12 +65,37 @@ ENV = {
 }
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """One figure of issue 14: the emulator's quota and load, and the clients compared."""
+
+    quota: float
+    burst: float | None  # None: the emulator's default, max(1, Q / 10)
+    sessions: int
+    runs: str
+    background: float = 0.0  # production calls per second on the same bucket
+    latency: float = 0.05
+
+
+_ALL = "audit@none,audit@Q,audit@3Q,boto3-adaptive"
+SCENARIOS = {
+    "q150": Scenario(150, 30, 3000, _ALL),  # 20 s at Q
+    "q50": Scenario(50, 10, 3000, "audit@Q,audit@none,boto3-adaptive"),  # 60 s
+    "q500": Scenario(500, 100, 10_000, "audit@Q,audit@none,boto3-adaptive"),
+    "q5": Scenario(5, 1, 1500, "audit@none,audit@Q,boto3-adaptive"),  # 5 minutes
+    "production": Scenario(
+        150, 30, 3000, "audit@none,audit@Q,audit@share0.5,boto3-adaptive", background=60
+    ),
+}
+
+
 @dataclass
 class Result:
     name: str
     sessions: int
     quota_share: float
     throttled_share: float
+    production_per_1000: float | None  # production calls throttled per 1,000 audit requests
     wall: float
     cpu_ms_per_request: float
     peak_rss_mb: float
@@ -66,8 +104,11 @@ class Result:
     timeline: list[list[int]]
 
 
-def audit_command(source: Path, output: Path, concurrency: int, url: str, *extra: str) -> list[str]:
-    """The liveness-audit command line every run uses."""
+def audit_command(
+    source: Path, output: Path, concurrency: int | None, url: str, *extra: str
+) -> list[str]:
+    """The liveness-audit command line every run uses (default concurrency: None)."""
+    pool = [] if concurrency is None else ["--concurrency", str(concurrency)]
     return [
         PYTHON,
         "-m",
@@ -76,8 +117,7 @@ def audit_command(source: Path, output: Path, concurrency: int, url: str, *extra
         str(source),
         "--output",
         str(output),
-        "--concurrency",
-        str(concurrency),
+        *pool,
         "--no-progress",
         "--fresh",
         "--endpoint-url",
@@ -94,7 +134,12 @@ def control(url: str, route: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def start_emulator(
-    work: Path, sessions: int, quota: float | None, latency: float
+    work: Path,
+    sessions: int,
+    quota: float | None,
+    latency: float,
+    burst: float | None = None,
+    background: float = 0.0,
 ) -> tuple[Any, str]:
     """The emulator as its own process (writing ``work/in.csv``); returns it and its URL."""
     url_file = work / "url"
@@ -116,6 +161,10 @@ def start_emulator(
     ]
     if quota is not None:
         command += ["--tps", str(quota)]
+    if burst is not None:
+        command += ["--burst", str(burst)]
+    if background:
+        command += ["--background-tps", str(background)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
     for _ in range(600):
         if url_file.exists():
@@ -180,11 +229,15 @@ def measure(
     ok = stats["outcomes"]["ok"]
     active = stats["active_seconds"] or wall
     requests = stats["requests"]
+    production = stats["production"]
     return Result(
         name=name,
         sessions=len(results),
         quota_share=ok / active / quota,
         throttled_share=stats["outcomes"]["throttled"] / max(1, requests),
+        production_per_1000=(
+            1000 * production["throttled"] / max(1, requests) if production["calls"] else None
+        ),
         wall=wall,
         cpu_ms_per_request=1000 * (usage.ru_utime + usage.ru_stime) / max(1, requests),
         peak_rss_mb=usage.ru_maxrss / 1024,
@@ -194,16 +247,43 @@ def measure(
     )
 
 
-def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the runs
+def client_command(
+    name: str, source: Path, work: Path, url: str, args: argparse.Namespace
+) -> tuple[list[str], Path]:
+    """The command line of run ``name`` and the file it writes its answers to."""
+    q = args.quota
+    if name.startswith("audit"):
+        output = work / "out.parquet"
+        command = audit_command(source, output, args.concurrency, url)
+        factor = {"audit@Q": 1.0, "audit@3Q": 3.0}.get(name)
+        if factor is not None:
+            command += ["--rate", str(q * factor)]
+        elif name.startswith("audit@share"):
+            command += ["--quota", str(q), "--quota-share", name.removeprefix("audit@share")]
+        elif name != "audit@none":
+            raise SystemExit(f"unknown run {name!r}")
+        return command, output
+    output = work / "out.jsonl"
+    mode = name.removeprefix("boto3-")
+    command = [PYTHON, str(ROOT / "scripts" / "peer_boto3.py"), str(source), str(output)]
+    command += ["--mode", mode, "--threads", str(args.threads), "--endpoint-url", url]
+    return command, output
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=3000)
-    parser.add_argument("--quota", type=float, default=50.0)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), help="one figure of issue 14")
+    parser.add_argument("--sessions", type=int)
+    parser.add_argument("--quota", type=float)
+    parser.add_argument("--burst", type=float, help="the bucket's capacity [max(1, Q/10)]")
+    parser.add_argument("--background-tps", type=float, help="production calls/s [0]")
+    parser.add_argument("--latency", type=float)
+    parser.add_argument("--concurrency", type=int, help="liveness-audit's [its default]")
+    parser.add_argument("--threads", type=int, default=32, help="boto3's thread pool [32]")
     parser.add_argument(
         "--runs",
-        default="audit@Q,audit@3Q,boto3-adaptive,boto3-standard",
-        help="comma-separated: audit@Q, audit@3Q, audit@none, boto3-adaptive, boto3-standard",
+        help="comma-separated: audit@Q, audit@3Q, audit@none, audit@share0.5, boto3-adaptive, "
+        "boto3-standard",
     )
     parser.add_argument("--drop", action="store_true", help="also run the quota-drop scenario")
     parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
@@ -213,6 +293,23 @@ def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the ru
         help="instead: cost growth, e.g. 1000,10000,100000 sessions, no quota, --rate 5000",
     )
     args = parser.parse_args()
+    plain = Scenario(50, None, 3000, "audit@Q,audit@3Q,boto3-adaptive,boto3-standard")
+    scenario = SCENARIOS[args.scenario] if args.scenario else plain
+    for name, value in (
+        ("sessions", scenario.sessions),
+        ("quota", scenario.quota),
+        ("burst", scenario.burst),
+        ("background_tps", scenario.background),
+        ("latency", scenario.latency),
+        ("runs", scenario.runs),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def main() -> None:
+    args = arguments()
     if args.scale:
         scale([int(n) for n in args.scale.split(",")], args.concurrency)
         return
@@ -221,74 +318,64 @@ def main() -> None:  # noqa: PLR0915  # a script: one linear walk through the ru
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
+    burst = args.burst if args.burst is not None else max(1, q / 10)
     print(
-        f"emulator: {args.sessions} sessions, quota {q:g}/s (burst {max(1, q / 10):g}), "
+        f"emulator: {args.sessions} sessions, quota {q:g}/s (burst {burst:g}), "
         f"latency {args.latency * 1000:g} ms"
+        + (f", production {args.background_tps:g}/s" if args.background_tps else "")
+        + (f" [scenario {args.scenario}]" if args.scenario else "")
     )
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        emulator, url = start_emulator(work, args.sessions, q, args.latency)
+        emulator, url = start_emulator(
+            work, args.sessions, q, args.latency, args.burst, args.background_tps
+        )
         source = work / "in.csv"
         try:
             for name in [r for r in args.runs.split(",") if r]:
-                if name.startswith("audit"):
-                    output = work / "out.parquet"
-                    command = audit_command(source, output, args.concurrency, url)
-                    factor = {"audit@Q": 1.0, "audit@3Q": 3.0}.get(name)
-                    if factor is not None:
-                        command += ["--rate", str(q * factor)]
-                else:
-                    output = work / "out.jsonl"
-                    mode = name.removeprefix("boto3-")
-                    command = [
-                        PYTHON,
-                        str(ROOT / "scripts" / "peer_boto3.py"),
-                        str(source),
-                        str(output),
-                        "--mode",
-                        mode,
-                        "--threads",
-                        str(args.concurrency),
-                        "--endpoint-url",
-                        url,
-                    ]
+                command, output = client_command(name, source, work, url, args)
                 results.append(measure(name, command, output, url, population, q))
                 print(row(results[-1]), flush=True)
                 if args.timeline:
                     print("  " + timeline(results[-1]))
             if args.drop:
-                output = work / "out.parquet"
-                command = audit_command(source, output, args.concurrency, url, "--rate", str(q))
-                third = args.sessions / q / 3
-                schedule = [(third, {"tps": q / 2}), (2 * third, {"tps": q})]
-                drop = measure("audit-drop", command, output, url, population, q, schedule)
-                results.append(drop)
-                print(
-                    f"{row(drop)}\n  quota {q:g} -> {q / 2:g} at {third:.0f}s -> {q:g} at "
-                    f"{2 * third:.0f}s; 200s/throttles per second: "
-                    + "  ".join(f"{s}:{ok}/{th}" for s, ok, th in drop.timeline)
-                )
+                results.append(drop_run(source, work, url, population, args))
         finally:
             emulator.terminate()
             emulator.wait()
     if args.json:
         with args.json.open("a") as f:
             for r in results:
-                f.write(
-                    json.dumps(
-                        {**r.__dict__, "timeline": None, "quota": q, "latency": args.latency}
-                    )
-                    + "\n"
-                )
+                line = {**r.__dict__, "timeline": None, "quota": q, "latency": args.latency}
+                f.write(json.dumps({**line, "scenario": args.scenario}) + "\n")
 
 
-def scale(sizes: list[int], concurrency: int) -> None:
+def drop_run(
+    source: Path, work: Path, url: str, population: Population, args: argparse.Namespace
+) -> Result:
+    """liveness-audit at ``--rate`` = Q while the quota halves for a third of the run."""
+    q = args.quota
+    output = work / "out.parquet"
+    command = audit_command(source, output, args.concurrency, url, "--rate", str(q))
+    third = args.sessions / q / 3
+    schedule = [(third, {"tps": q / 2}), (2 * third, {"tps": q})]
+    drop = measure("audit-drop", command, output, url, population, q, schedule)
+    print(
+        f"{row(drop)}\n  quota {q:g} -> {q / 2:g} at {third:.0f}s -> {q:g} at "
+        f"{2 * third:.0f}s; 200s/throttles per second: "
+        + "  ".join(f"{s}:{ok}/{th}" for s, ok, th in drop.timeline)
+    )
+    return drop
+
+
+def scale(sizes: list[int], concurrency: int | None) -> None:
     """CPU per request and peak RSS of liveness-audit as the session count grows."""
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(f"emulator: no quota, no latency; liveness-audit --rate 5000 --concurrency {concurrency}")
+    pool = "its default" if concurrency is None else str(concurrency)
+    print(f"emulator: no quota, no latency; liveness-audit --rate 5000, --concurrency {pool}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         emulator, url = start_emulator(work, max(sizes), None, 0.0)
@@ -320,8 +407,14 @@ def timeline(r: Result) -> str:
 
 
 def row(r: Result) -> str:
+    production = (
+        ""
+        if r.production_per_1000 is None
+        else f"  production throttled {r.production_per_1000:6.2f}/1000"
+    )
     return (
         f"{r.name:15} quota share {r.quota_share:6.3f}  throttled {100 * r.throttled_share:5.2f}%"
+        f"{production}"
         f"  wall {r.wall:6.1f}s  cpu {r.cpu_ms_per_request:5.2f} ms/req"
         f"  peak rss {r.peak_rss_mb:6.1f} MB  correct {r.correct}/{r.sessions}"
         f"  requests {r.requests}"

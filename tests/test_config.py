@@ -20,6 +20,8 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
     # every setting that has a value is spelled out in the file (AWS ones are optional)
     optional = {
         "rate",
+        "quota",
+        "quotas_endpoint_url",
         "region",
         "profile",
         "endpoint_url",

@@ -17,6 +17,8 @@ from batch.config import Option, Settings, load_settings
 RUN_FLAGS = {
     "--rate": "rate",
     "--concurrency": "concurrency",
+    "--quota": "quota",
+    "--quota-share": "quota_share",
     "--max-attempts": "max_attempts",
     "--endpoint-url": "endpoint_url",
     "--region": "region",

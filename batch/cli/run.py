@@ -128,6 +128,7 @@ def _log_end(summary: RunSummary, code: int) -> None:
             by_error=summary.by_error,
             requests=summary.requests,
             throttled=summary.throttled,
+            quota=None if summary.quota is None else summary.quota.as_dict(),
             wall_seconds=round(summary.wall, 3),
         ),
     )

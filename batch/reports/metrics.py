@@ -34,37 +34,57 @@ def _previous_success(path: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _quota_lines(summary: RunSummary) -> list[str]:
+    """The quota the run knew of, its cap and the share it used (none: no quota known)."""
+    use = summary.quota
+    if use is None:
+        return []
+    return [
+        "# HELP liveness_audit_quota_requests_per_second The quota the last run knew of.",
+        "# TYPE liveness_audit_quota_requests_per_second gauge",
+        f"liveness_audit_quota_requests_per_second {use.quota:g}",
+        "# HELP liveness_audit_quota_cap_requests_per_second The most the last run allowed "
+        "itself (quota x share).",
+        "# TYPE liveness_audit_quota_cap_requests_per_second gauge",
+        f"liveness_audit_quota_cap_requests_per_second {use.cap:g}",
+        "# HELP liveness_audit_quota_used_ratio Requests/s of the last run over the quota.",
+        "# TYPE liveness_audit_quota_used_ratio gauge",
+        f"liveness_audit_quota_used_ratio {use.used:.4f}",
+    ]
+
+
+def _run_lines(summary: RunSummary) -> list[str]:
+    """The gauges of a run that got to fetching: outcomes, time, calls, the quota."""
+    lines = [
+        "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
+        "# TYPE liveness_audit_sessions gauge",
+    ]
+    for status, n in sorted(summary.by_status.items()):
+        lines.append(f'liveness_audit_sessions{{outcome="status",status="{_label(status)}"}} {n}')
+    for code, n in sorted(summary.by_error.items()):
+        lines.append(f'liveness_audit_sessions{{outcome="error",error_code="{_label(code)}"}} {n}')
+    lines += [
+        "# HELP liveness_audit_duration_seconds Wall time of the last run.",
+        "# TYPE liveness_audit_duration_seconds gauge",
+        f"liveness_audit_duration_seconds {summary.wall:.3f}",
+        "# HELP liveness_audit_requests Calls made by the last run.",
+        "# TYPE liveness_audit_requests gauge",
+        f"liveness_audit_requests {summary.requests}",
+        "# HELP liveness_audit_throttled Calls of the last run answered with throttling.",
+        "# TYPE liveness_audit_throttled gauge",
+        f"liveness_audit_throttled {summary.throttled}",
+        *_quota_lines(summary),
+    ]
+    return lines
+
+
 def write_metrics(
     path: Path, summary: RunSummary | None, exit_code: int, *, mode: int = PRIVATE
 ) -> None:
     """Write the metrics of a run (``summary`` None: it stopped before fetching)."""
     now = time.time()
     last_success = now if exit_code == 0 else _previous_success(path)
-    lines: list[str] = []
-    if summary is not None:
-        lines += [
-            "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
-            "# TYPE liveness_audit_sessions gauge",
-        ]
-        for status, n in sorted(summary.by_status.items()):
-            lines.append(
-                f'liveness_audit_sessions{{outcome="status",status="{_label(status)}"}} {n}'
-            )
-        for code, n in sorted(summary.by_error.items()):
-            lines.append(
-                f'liveness_audit_sessions{{outcome="error",error_code="{_label(code)}"}} {n}'
-            )
-        lines += [
-            "# HELP liveness_audit_duration_seconds Wall time of the last run.",
-            "# TYPE liveness_audit_duration_seconds gauge",
-            f"liveness_audit_duration_seconds {summary.wall:.3f}",
-            "# HELP liveness_audit_requests Calls made by the last run.",
-            "# TYPE liveness_audit_requests gauge",
-            f"liveness_audit_requests {summary.requests}",
-            "# HELP liveness_audit_throttled Calls of the last run answered with throttling.",
-            "# TYPE liveness_audit_throttled gauge",
-            f"liveness_audit_throttled {summary.throttled}",
-        ]
+    lines = [] if summary is None else _run_lines(summary)
     lines += [
         "# HELP liveness_audit_exit_code Exit code of the last run.",
         "# TYPE liveness_audit_exit_code gauge",

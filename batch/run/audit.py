@@ -50,9 +50,10 @@ from batch.errors import (
     StorageError,
 )
 from batch.logs import LOGGER, event
-from batch.model import RunSummary
+from batch.model import QuotaUse, RunSummary
+from batch.pacing.gate import Gate
 from batch.run.destination import Destination, default_work_dir, destination_for
-from batch.run.fetch import Fetcher, limiter_for, log_rate_cut
+from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
 from batch.run.images import FolderSaver, ImageSaver, S3Saver
 from batch.run.pool import worker_pool
 from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
@@ -89,6 +90,7 @@ class Ending:
     line: str
     wall: float
     aborted: AccessError | None
+    quota: QuotaUse | None = None
 
     @property
     def left(self) -> int:
@@ -115,6 +117,8 @@ class AuditRun:
         self.stop = Stop()
         self.policy = retry_policy(settings)  # the one retry policy: Rekognition and S3
         self.limiter = limiter_for(settings)
+        self.gate = Gate(self.limiter, ceiling=settings.concurrency)
+        self.quota: tuple[float, str] | None = None  # requests/s and where it came from
         self.tally = Tally(rate_now=lambda: self.limiter.rate)
         self.breaker = Breaker(settings.abort_after_failures, self.stop)
         self.s3_breaker = Breaker(settings.abort_after_failures, self.stop, name="S3")
@@ -267,10 +271,11 @@ class AuditRun:
         if plan.invalid:
             leftovers["InvalidSessionId"] = len(plan.invalid)
         wall = asyncio.get_running_loop().time() - start
-        line = summary_line(self.tally, wall=wall, extra=leftovers)
-        provenance = self._provenance(plan, started_at=started_at, line=line)
+        quota = self._quota_use(wall)
+        line = summary_line(self.tally, wall=wall, extra=leftovers, quota=quota)
+        provenance = self._provenance(plan, started_at=started_at, line=line, quota=quota)
         manifest = recorder.commit(provenance, input_sha256=plan.sha256)
-        return Ending(manifest, leftovers, line, wall, aborted)
+        return Ending(manifest, leftovers, line, wall, aborted, quota)
 
     async def publish(self, destination: Destination, manifest: Manifest) -> AuditError | None:
         """Upload an S3 report (:func:`publish`); the error that kept it local, if any."""
@@ -303,9 +308,14 @@ class AuditRun:
         saver = self._image_saver()
         if self.settings.verify_evidence and self._store is None:
             raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
+        self._session = self._session or await open_session(self.settings)
+        self.quota = await quota_for(self.settings, self._session)
+        if self.quota is not None:  # the cap (quota x share) is the limiter's from the start
+            self.limiter = limiter_for(self.settings, self.quota[0])
+            self.gate = Gate(self.limiter, ceiling=self.settings.concurrency)
         client = await self._stack.enter_async_context(open_client(self.settings, self._session))
         paced = PacedCall(
-            self.limiter,
+            self.gate,
             self.policy,
             give_up=lambda: bool(self.stop),
             on_attempt=self._observe,
@@ -333,7 +343,18 @@ class AuditRun:
             return S3Saver(self._store, parse_s3_url(folder, "save_images"))
         return FolderSaver(Path(folder))
 
-    def _provenance(self, plan: Plan, *, started_at: datetime, line: str) -> dict[str, Any]:
+    def _quota_use(self, wall: float) -> QuotaUse | None:
+        if self.quota is None or self.limiter.cap is None:
+            return None
+        t = self.tally
+        rate = t.requests / wall if wall > 0 else 0.0
+        return QuotaUse(
+            self.quota[0], self.limiter.cap, self.quota[1], rate, t.throttles, t.requests
+        )
+
+    def _provenance(
+        self, plan: Plan, *, started_at: datetime, line: str, quota: QuotaUse | None
+    ) -> dict[str, Any]:
         return {
             "tool": "liveness-audit",
             "tool_version": __version__,
@@ -348,6 +369,8 @@ class AuditRun:
             "settings": self.settings.public(),
             "requests": self.tally.requests,
             "throttled": self.tally.throttles,
+            "quota": None if quota is None else quota.as_dict(),
+            "pool": {"ceiling": self.gate.ceiling, "in_flight_max": self.gate.most},
             "summary": line,
         }
 
@@ -375,6 +398,7 @@ class AuditRun:
             wall=ending.wall,
             manifest=ending.manifest,
             publish_error=publish_error,
+            quota=ending.quota,
         )
 
 

@@ -12,35 +12,62 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+import aioboto3
+
 from batch.aws.convert import EXPIRED_CODES
 from batch.aws.paced import PacedCall
+from batch.aws.quotas import lookup_quota
 from batch.config import Settings
 from batch.errors import CredentialsError, RetryableError, SessionError, StaleCredentialsError
 from batch.logs import LOGGER, event
 from batch.model import Outcome, SessionResult
 from batch.pacing.limiter import Limiter
 
-__all__ = ["AUTO_MAX_RATE", "Answers", "Fetcher", "limiter_for", "log_rate_cut"]
+__all__ = ["AUTO_MAX_RATE", "Answers", "Fetcher", "limiter_for", "log_rate_cut", "quota_for"]
 
 log = logging.getLogger(LOGGER)
 
 AUTO_MAX_RATE = 10_000.0  # the ceiling when no --rate is given: the quota decides
 
 
-def limiter_for(settings: Settings) -> Limiter:
-    """The Rekognition limiter: at ``rate``, or (unset) starting low to find the quota."""
-    if settings.rate is None:
-        return Limiter(AUTO_MAX_RATE, start=settings.rate_start, decrease=settings.rate_decrease)
-    return Limiter(settings.rate, decrease=settings.rate_decrease)
+def limiter_for(settings: Settings, quota: float | None = None) -> Limiter:
+    """The Rekognition limiter: at ``rate``, or (unset) starting low to find the quota.
+
+    With a quota (``quota``, else the ``quota`` setting's number) the limiter never goes
+    above ``quota_share`` x quota (its ``cap``: the lower of that and ``rate`` is the
+    maximum), and holds back ``quota_hold`` seconds after a throttle at or below it.
+    """
+    quota = settings.quota_tps if quota is None else quota
+    cap = None if quota is None else quota * settings.quota_share
+    return Limiter(
+        AUTO_MAX_RATE if settings.rate is None else settings.rate,
+        start=settings.rate_start if settings.rate is None else None,
+        decrease=settings.rate_decrease,
+        cap=cap,
+        hold=settings.quota_hold,
+    )
 
 
 def log_rate_cut(limiter: Limiter) -> None:
     """The log line (and ``rate`` event) of a throttle that cut the limiter's rate."""
-    rate = limiter.rate
+    pace = limiter.pace()
+    holding = (
+        f" and holding there {limiter.hold:g}s: throttled within this run's share, "
+        "the application is busy"
+        if pace.holding
+        else ""
+    )
     log.info(
-        "throttled: limiter now %.1f requests/s",
-        rate,
-        extra=event("rate", rate=round(rate, 3), cuts=limiter.cuts),
+        "throttled: limiter now %.1f requests/s%s",
+        pace.rate,
+        holding,
+        extra=event(
+            "rate",
+            rate=round(pace.rate, 3),
+            cuts=pace.cuts,
+            cap=None if pace.cap is None else round(pace.cap, 3),
+            holding=pace.holding,
+        ),
     )
 
 
@@ -86,3 +113,41 @@ class Fetcher:
             raise StaleCredentialsError(exc.code, str(exc)) from exc
         self._expired = 0
         return result
+
+
+async def quota_for(settings: Settings, session: aioboto3.Session) -> tuple[float, str] | None:
+    """The run's quota (requests/s) and where it came from; logged, with its cap.
+
+    ``--quota TPS`` is taken as given; ``--quota auto`` is read from Service Quotas
+    (:func:`batch.aws.quotas.lookup_quota`), and when that fails the log says why and the
+    run goes on as with no quota. None: no quota known.
+    """
+    if settings.quota is None:
+        return None
+    found: tuple[float, str] | None
+    if settings.quota == "auto":
+        lookup = await lookup_quota(session, settings)
+        found = None if lookup.tps is None else (lookup.tps, "Service Quotas")
+        log.info(
+            "quota: %s",
+            lookup.describe(),
+            extra=event("quota", quota=lookup.tps, source="Service Quotas", reason=lookup.reason),
+        )
+    else:
+        assert settings.quota_tps is not None  # a number, by the setting's validator
+        found = (settings.quota_tps, "--quota")
+    if found is not None:
+        cap = found[0] * settings.quota_share
+        rate = (
+            "" if settings.rate is None or settings.rate >= cap else f" (--rate {settings.rate:g})"
+        )
+        log.info(
+            "quota: %g requests/s (%s); this run uses at most %g/s, share %g%s",
+            found[0],
+            found[1],
+            min(cap, settings.rate or cap),
+            settings.quota_share,
+            rate,
+            extra=event("quota", quota=found[0], source=found[1], cap=round(cap, 3)),
+        )
+    return found

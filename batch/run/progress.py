@@ -30,9 +30,9 @@ from rich.progress import (
 from batch.durations import format_duration
 from batch.errors import ThrottledError
 from batch.logs import LOGGER, event
-from batch.model import Outcome
+from batch.model import Outcome, QuotaUse
 
-__all__ = ["BarDisplay", "LogDisplay", "Tally", "summary_line"]
+__all__ = ["BarDisplay", "LogDisplay", "Tally", "quota_text", "summary_line"]
 
 log = logging.getLogger(LOGGER)
 
@@ -82,8 +82,23 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
 
 
-def summary_line(tally: Tally, *, wall: float, extra: Counter[str] | None = None) -> str:
-    """Counts by status and by error, wall time and achieved request rate, on one line."""
+def quota_text(use: QuotaUse) -> str:
+    """The share of the quota a run used, its cap and its throttled share, for the summary."""
+    return (
+        f"quota: {use.used:.2f} used ({use.rate:.1f} of {use.quota:g} req/s from {use.source},"
+        f" cap {use.cap:g}/s), {100 * use.throttled_share:.1f}% of requests throttled"
+    )
+
+
+def summary_line(
+    tally: Tally,
+    *,
+    wall: float,
+    extra: Counter[str] | None = None,
+    quota: QuotaUse | None = None,
+) -> str:
+    """Counts by status and by error, wall time and achieved request rate, on one line;
+    with a known quota, the share of it used (:func:`quota_text`)."""
     errors = tally.by_error + (extra or Counter())
     rate = tally.requests / wall if wall > 0 else 0.0
     return (
@@ -93,6 +108,7 @@ def summary_line(tally: Tally, *, wall: float, extra: Counter[str] | None = None
         f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
         f" {tally.throttles} throttled, {tally.failures} failed attempts"
         + (f" | {tally.resumed} resumed from the checkpoint" if tally.resumed else "")
+        + (f" | {quota_text(quota)}" if quota is not None else "")
     )
 
 
