@@ -28,6 +28,7 @@ __all__ = [
     "Image",
     "Manifest",
     "Outcome",
+    "Reconciliation",
     "RunSummary",
     "SessionResult",
     "image_names",
@@ -159,6 +160,23 @@ class Manifest:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """The application's decisions against the service's (:mod:`batch.reconcile`)."""
+
+    agreed: int
+    disagreed: int
+    unverifiable: int  # no result from the service, or no usable application decision
+    bad_input: int  # rows whose decision or confidence could not be read
+
+    def line(self) -> str:
+        bad = f"; {self.bad_input} with a bad decision or confidence" if self.bad_input else ""
+        return (
+            f"reconciled: {self.agreed} agree, {self.disagreed} disagree, "
+            f"{self.unverifiable} unverifiable{bad}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended; the CLI turns it into an exit code and a summary line."""
 
@@ -177,6 +195,13 @@ class RunSummary:
     wall: float
     manifest: Manifest
     publish_error: AuditError | None = None
+    reconciliation: Reconciliation | None = None  # with --app-decision-column
+    kept_conflicts: int = 0  # repeated IDs whose kept input values differ (first row kept)
+
+    @property
+    def disagreements(self) -> int:
+        """Sessions whose application decision the service's answer contradicts."""
+        return self.reconciliation.disagreed if self.reconciliation else 0
 
     @property
     def errors(self) -> int:

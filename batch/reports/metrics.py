@@ -34,6 +34,26 @@ def _previous_success(path: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _reconciled(summary: RunSummary) -> list[str]:
+    """The application's decisions against the service's, when the run reconciled them."""
+    found = summary.reconciliation
+    if found is None:
+        return []
+    counts = {
+        "agreed": found.agreed,
+        "disagreed": found.disagreed,
+        "unverifiable": found.unverifiable,
+    }
+    return [
+        "# HELP liveness_audit_reconciled Application decisions against the service's answers.",
+        "# TYPE liveness_audit_reconciled gauge",
+        *(f'liveness_audit_reconciled{{outcome="{k}"}} {n}' for k, n in counts.items()),
+        "# HELP liveness_audit_reconcile_bad_input Rows whose application decision was unusable.",
+        "# TYPE liveness_audit_reconcile_bad_input gauge",
+        f"liveness_audit_reconcile_bad_input {found.bad_input}",
+    ]
+
+
 def write_metrics(
     path: Path, summary: RunSummary | None, exit_code: int, *, mode: int = PRIVATE
 ) -> None:
@@ -65,6 +85,7 @@ def write_metrics(
             "# TYPE liveness_audit_throttled gauge",
             f"liveness_audit_throttled {summary.throttled}",
         ]
+        lines += _reconciled(summary)
     lines += [
         "# HELP liveness_audit_exit_code Exit code of the last run.",
         "# TYPE liveness_audit_exit_code gauge",
