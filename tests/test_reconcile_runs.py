@@ -160,3 +160,28 @@ def test_an_unresolved_session_outranks_a_disagreement(
     assert ran.code == 1, ran.stderr
     assert f"{len(planted)} disagree" in ran.stdout  # there were disagreements: 1 still wins
     assert "1 sessions unresolved" in ran.stderr
+
+
+def test_summarize_lists_the_disagreements_first_and_exports_the_new_columns(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source, ids = reconciled_input(emulator, tmp_path, 300)
+    planted = planted_disagreements(emulator.population, ids)
+    report = tmp_path / "report.parquet"
+    assert run_cli("run", source, "-o", report, *RECONCILE).code == 0
+    table = tmp_path / "flat.csv"
+
+    ran = run_cli("summarize", report, "--csv", table)
+
+    assert ran.code == 0, ran.stderr
+    head = ran.stdout.split("Sessions by status")[0]
+    assert "Disagreements: the service contradicts the application" in head
+    given = pd.read_csv(source, dtype=str).set_index("session_id")
+    for sid in planted:
+        assert sid in head
+        assert given.loc[sid, "customer_ref"] in head
+    assert f"{len(planted)} disagree" in head
+    flat = pd.read_csv(table)
+    for column in ("customer_ref", "app_decision", "service_decision", "agrees", "disagreement"):
+        assert column in flat.columns
+    assert set(flat.loc[flat["disagreement"] == "decision", "session_id"]) == planted

@@ -219,36 +219,28 @@ def _render_disagreements(night: Night, console: Console) -> None:
     table = Table(
         title="Disagreements: the service contradicts the application", title_justify="left"
     )
-    for column in (
-        "session",
-        *kept,
-        "app",
-        "service",
-        "status",
-        "confidence",
-        "why",
-        "reference image",
-    ):
+    for column in ("session", *kept):
+        table.add_column(column, no_wrap=True)  # whole, so it can be copied
+    for column in ("app", "service", "confidence", "why"):
         table.add_column(column, overflow="fold")
+    evidence = []
     for row in found.to_dict("records"):
         confidence = row["confidence"]
         bucket, key = row["reference_s3_bucket"], row["reference_s3_name"]
-        table.add_row(
-            *(
-                _plain(value)
-                for value in (
-                    row["session_id"],
-                    *(row[c] for c in kept),
-                    row["app_decision"],
-                    row["service_decision"],
-                    row["status"],
-                    "" if pd.isna(confidence) else f"{confidence:.2f}",
-                    row["disagreement"],
-                    f"s3://{bucket}/{key}" if isinstance(key, str) else "",
-                )
-            )
+        values = (
+            row["session_id"],
+            *(row[c] for c in kept),
+            row["app_decision"],
+            f"{row['service_decision']} ({row['status']})",
+            "" if pd.isna(confidence) else f"{confidence:.2f}",
+            row["disagreement"],
         )
+        table.add_row(*map(_plain, values))
+        if isinstance(key, str):
+            evidence.append(f"  {_plain(row['session_id'])}: s3://{_plain(bucket)}/{_plain(key)}")
     console.print(table)
+    if evidence:
+        console.print("Their reference images in S3:", *evidence, sep="\n")
 
 
 def _plain(value: object) -> str:
