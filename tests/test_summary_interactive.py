@@ -50,10 +50,11 @@ def open_page(page_file: Path) -> Iterator[tuple[Page, list[str]]]:
 
 def shown(page: Page, table: str, column: int) -> list[str]:
     """The text of ``column`` in the rows of ``table`` the page shows, in order."""
-    return page.eval_on_selector_all(
+    texts = page.eval_on_selector_all(
         f"#{table} tbody tr:not([hidden])",
         f"rows => rows.map(r => r.cells[{column}].textContent.trim())",
     )
+    return [str(text) for text in texts]
 
 
 @pytest.fixture
