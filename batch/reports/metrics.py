@@ -54,6 +54,30 @@ def _reconciled(summary: RunSummary) -> list[str]:
     ]
 
 
+def _run_lines(summary: RunSummary) -> list[str]:
+    """The metrics of a run that fetched: sessions by outcome, time, calls, reconciliation."""
+    lines = [
+        "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
+        "# TYPE liveness_audit_sessions gauge",
+    ]
+    for status, n in sorted(summary.by_status.items()):
+        lines.append(f'liveness_audit_sessions{{outcome="status",status="{_label(status)}"}} {n}')
+    for code, n in sorted(summary.by_error.items()):
+        lines.append(f'liveness_audit_sessions{{outcome="error",error_code="{_label(code)}"}} {n}')
+    lines += [
+        "# HELP liveness_audit_duration_seconds Wall time of the last run.",
+        "# TYPE liveness_audit_duration_seconds gauge",
+        f"liveness_audit_duration_seconds {summary.wall:.3f}",
+        "# HELP liveness_audit_requests Calls made by the last run.",
+        "# TYPE liveness_audit_requests gauge",
+        f"liveness_audit_requests {summary.requests}",
+        "# HELP liveness_audit_throttled Calls of the last run answered with throttling.",
+        "# TYPE liveness_audit_throttled gauge",
+        f"liveness_audit_throttled {summary.throttled}",
+    ]
+    return lines + _reconciled(summary)
+
+
 def write_metrics(
     path: Path, summary: RunSummary | None, exit_code: int, *, mode: int = PRIVATE
 ) -> None:
@@ -62,30 +86,7 @@ def write_metrics(
     last_success = now if exit_code == 0 else _previous_success(path)
     lines: list[str] = []
     if summary is not None:
-        lines += [
-            "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
-            "# TYPE liveness_audit_sessions gauge",
-        ]
-        for status, n in sorted(summary.by_status.items()):
-            lines.append(
-                f'liveness_audit_sessions{{outcome="status",status="{_label(status)}"}} {n}'
-            )
-        for code, n in sorted(summary.by_error.items()):
-            lines.append(
-                f'liveness_audit_sessions{{outcome="error",error_code="{_label(code)}"}} {n}'
-            )
-        lines += [
-            "# HELP liveness_audit_duration_seconds Wall time of the last run.",
-            "# TYPE liveness_audit_duration_seconds gauge",
-            f"liveness_audit_duration_seconds {summary.wall:.3f}",
-            "# HELP liveness_audit_requests Calls made by the last run.",
-            "# TYPE liveness_audit_requests gauge",
-            f"liveness_audit_requests {summary.requests}",
-            "# HELP liveness_audit_throttled Calls of the last run answered with throttling.",
-            "# TYPE liveness_audit_throttled gauge",
-            f"liveness_audit_throttled {summary.throttled}",
-        ]
-        lines += _reconciled(summary)
+        lines += _run_lines(summary)
     lines += [
         "# HELP liveness_audit_exit_code Exit code of the last run.",
         "# TYPE liveness_audit_exit_code gauge",
