@@ -82,6 +82,33 @@ class Settings(BaseModel):
     format: Annotated[Literal["auto", "csv", "parquet"], RUN] = Field(
         "auto", description="Input format (auto: by the file's extension)."
     )
+    keep_columns: Annotated[str | None, Option(metavar="A,B,...")] = Field(
+        None,
+        min_length=1,
+        description="Copy these input columns into the report (comma-separated; they may "
+        "hold personal data, so nothing is kept unless named).",
+    )
+    app_decision_column: Annotated[str | None, Option(metavar="NAME")] = Field(
+        None,
+        min_length=1,
+        description="Input column with the application's decision (pass/fail, true/false, "
+        "1/0, live/spoof): reconcile it with the service's answer.",
+    )
+    app_confidence_column: Annotated[str | None, Option(metavar="NAME")] = Field(
+        None,
+        min_length=1,
+        description="Input column with the confidence the application saw (0-100).",
+    )
+    confidence_tolerance: Annotated[float, RUN] = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Confidence points the application's may differ from the service's.",
+    )
+    fail_on_disagreement: Annotated[bool, RUN] = Field(
+        False,
+        description="Exit 6 when an application decision disagrees with the service.",
+    )
     # pacing and retries
     rate: Annotated[float | None, RUN] = Field(
         None,
@@ -184,9 +211,32 @@ class Settings(BaseModel):
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = Field(None, min_length=1)
     # summaries
-    threshold: Annotated[float, Option(commands=("summarize",))] = Field(
+    threshold: Annotated[float, Option(commands=("run", "summarize"))] = Field(
         80.0, ge=0, le=100, description="Confidence that passes."
     )
+
+    @field_validator("keep_columns", mode="before")
+    @classmethod
+    def _check_keep_columns(cls, value: object) -> object:
+        if isinstance(value, list | tuple):  # a TOML list
+            value = ",".join(map(str, value))
+        if isinstance(value, str):
+            names = [name.strip() for name in value.split(",")]
+            if not all(names):
+                raise ValueError("give column names separated by commas, e.g. customer_ref,region")
+            return ",".join(dict.fromkeys(names))
+        return value
+
+    @property
+    def kept_columns(self) -> tuple[str, ...]:
+        """The input columns the report carries (``keep_columns``), in order."""
+        return tuple(self.keep_columns.split(",")) if self.keep_columns else ()
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Every input column read beside the IDs: kept, then the application's."""
+        named = (*self.kept_columns, self.app_decision_column, self.app_confidence_column)
+        return tuple(dict.fromkeys(name for name in named if name))
 
     @field_validator("save_images")
     @classmethod
@@ -235,6 +285,8 @@ class Settings(BaseModel):
                 parts = urlsplit(url)
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ValueError(f"{name} must be an http(s) URL")
+        if self.app_confidence_column is not None and self.app_decision_column is None:
+            raise ValueError("app_confidence_column needs app_decision_column")
         if self.s3_kms_key_id is not None and self.s3_sse != "aws:kms":
             raise ValueError("s3_kms_key_id needs s3_sse = 'aws:kms'")
         return self

@@ -29,6 +29,7 @@ __all__ = [
     "Manifest",
     "Outcome",
     "QuotaUse",
+    "Reconciliation",
     "RunSummary",
     "SessionResult",
     "image_names",
@@ -193,6 +194,23 @@ class QuotaUse:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """The application's decisions against the service's (:mod:`batch.reconcile`)."""
+
+    agreed: int
+    disagreed: int
+    unverifiable: int  # no result from the service, or no usable application decision
+    bad_input: int  # rows whose decision or confidence could not be read
+
+    def line(self) -> str:
+        bad = f"; {self.bad_input} with a bad decision or confidence" if self.bad_input else ""
+        return (
+            f"reconciled: {self.agreed} agree, {self.disagreed} disagree, "
+            f"{self.unverifiable} unverifiable{bad}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended; the CLI turns it into an exit code and a summary line."""
 
@@ -212,6 +230,13 @@ class RunSummary:
     manifest: Manifest
     publish_error: AuditError | None = None
     quota: QuotaUse | None = None  # when the run knew its quota (--quota)
+    reconciliation: Reconciliation | None = None  # with --app-decision-column
+    kept_conflicts: int = 0  # repeated IDs whose kept input values differ (first row kept)
+
+    @property
+    def disagreements(self) -> int:
+        """Sessions whose application decision the service's answer contradicts."""
+        return self.reconciliation.disagreed if self.reconciliation else 0
 
     @property
     def errors(self) -> int:

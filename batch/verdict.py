@@ -12,8 +12,10 @@
     4  every session answered, but more than --max-error-rate of them ended in errors
     5  every session answered, but stored audit evidence is missing or changed in S3
        for some (--verify-evidence; error_code EvidenceMissing / EvidenceChanged)
+    6  every session answered, but the service's answer contradicts the application's
+       decision for some (--fail-on-disagreement; agrees = false in the report)
 
-When several apply the first of 3, 1, 5, 4 wins. :func:`verdict` walks that ladder once
+When several apply the first of 3, 1, 5, 6, 4 wins. :func:`verdict` walks that ladder once
 and returns both the code and what to tell the operator, so the two cannot drift.
 """
 
@@ -26,6 +28,7 @@ from batch.model import RunSummary
 
 __all__ = [
     "EXIT_ACCESS",
+    "EXIT_DISAGREEMENT",
     "EXIT_ERROR_RATE",
     "EXIT_EVIDENCE",
     "EXIT_OK",
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_UNRESOLVED, EXIT_USAGE, EXIT_ACCESS, EXIT_ERROR_RATE, EXIT_EVIDENCE = range(6)
+EXIT_DISAGREEMENT = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,12 @@ class Verdict:
     error: AuditError | None = None
 
 
-def verdict(outcome: RunSummary | BaseException, max_error_rate: float | None = None) -> Verdict:
+def verdict(
+    outcome: RunSummary | BaseException,
+    max_error_rate: float | None = None,
+    *,
+    fail_on_disagreement: bool = False,
+) -> Verdict:
     """The one mapping from how a run ended to its exit code and closing words."""
     if isinstance(outcome, BaseException):
         error = outcome if isinstance(outcome, AuditError) else None
@@ -63,11 +72,11 @@ def verdict(outcome: RunSummary | BaseException, max_error_rate: float | None = 
         if isinstance(outcome, StorageError):  # stopped in good order: the rerun resumes
             return Verdict(EXIT_UNRESOLVED, error=error)
         return Verdict(EXIT_UNRESOLVED, error=error)
-    return _summary_verdict(outcome, max_error_rate)
+    return _summary_verdict(outcome, max_error_rate, fail_on_disagreement)
 
 
-def _summary_verdict(  # the exit-code table, one return per row
-    summary: RunSummary, max_error_rate: float | None
+def _summary_verdict(  # noqa: PLR0911  # the exit-code table, one return per row
+    summary: RunSummary, max_error_rate: float | None, fail_on_disagreement: bool
 ) -> Verdict:
     if summary.aborted is not None:
         return Verdict(EXIT_ACCESS, error=summary.aborted)
@@ -87,6 +96,13 @@ def _summary_verdict(  # the exit-code table, one return per row
             EXIT_EVIDENCE,
             f"stored evidence is missing or changed for {summary.evidence_problems} sessions "
             "(error_code EvidenceMissing / EvidenceChanged in the report)",
+        )
+    if fail_on_disagreement and summary.disagreements:
+        return Verdict(
+            EXIT_DISAGREEMENT,
+            f"the service's answer contradicts the application's decision for "
+            f"{summary.disagreements} sessions (agrees = false in the report; "
+            "liveness-audit summarize lists them first)",
         )
     if max_error_rate is not None and summary.errors > max_error_rate * max(1, summary.sessions):
         return Verdict(

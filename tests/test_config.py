@@ -31,6 +31,9 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
         "work_dir",
         "s3_endpoint_url",
         "s3_kms_key_id",
+        "keep_columns",
+        "app_decision_column",
+        "app_confidence_column",
     }
     assert set(shipped) == set(Settings.model_fields) - optional
 

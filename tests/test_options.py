@@ -33,6 +33,12 @@ RUN_FLAGS = {
     "--max-error-rate": "max_error_rate",
     "--column": "column",
     "--format": "format",
+    "--keep-columns": "keep_columns",
+    "--app-decision-column": "app_decision_column",
+    "--app-confidence-column": "app_confidence_column",
+    "--confidence-tolerance": "confidence_tolerance",
+    "--fail-on-disagreement": "fail_on_disagreement",
+    "--threshold": "threshold",
 }
 
 

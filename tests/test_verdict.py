@@ -17,10 +17,11 @@ from batch.errors import (
     ServerError,
     StorageError,
 )
-from batch.model import RunSummary
+from batch.model import Reconciliation, RunSummary
 from batch.store.manifest import Manifest
 from batch.verdict import (
     EXIT_ACCESS,
+    EXIT_DISAGREEMENT,
     EXIT_ERROR_RATE,
     EXIT_EVIDENCE,
     EXIT_OK,
@@ -166,3 +167,39 @@ def test_the_words_agree_with_the_code(summary: RunSummary) -> None:
         assert exit_code_for(ending.error) == ending.code  # the error's own code agrees
     else:
         assert ending.message is not None
+
+
+DISAGREED = replace(
+    CLEAN, reconciliation=Reconciliation(agreed=7, disagreed=2, unverifiable=1, bad_input=0)
+)
+
+
+def test_disagreements_exit_6_only_with_fail_on_disagreement() -> None:
+    assert verdict(DISAGREED).code == EXIT_OK
+    ending = verdict(DISAGREED, fail_on_disagreement=True)
+    assert ending.code == EXIT_DISAGREEMENT == 6
+    assert ending.message is not None
+    assert "contradicts the application's decision for 2 sessions" in ending.message
+    agreeing = replace(DISAGREED, reconciliation=Reconciliation(9, 0, 1, 0))
+    assert verdict(agreeing, fail_on_disagreement=True).code == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("worse", "code"),
+    [
+        ({"aborted": DENIED}, EXIT_ACCESS),
+        ({"unresolved": 1}, EXIT_UNRESOLVED),
+        ({"by_error": {"EvidenceChanged": 1}}, EXIT_EVIDENCE),
+    ],
+)
+def test_an_abort_unresolved_sessions_and_evidence_outrank_disagreements(
+    worse: dict[str, object], code: int
+) -> None:
+    summary = replace(DISAGREED, **worse)  # type: ignore[arg-type]  # fields of RunSummary
+    assert verdict(summary, fail_on_disagreement=True).code == code
+
+
+def test_disagreements_outrank_the_error_rate() -> None:
+    summary = replace(DISAGREED, by_error={"SessionNotFoundException": 8})
+    assert verdict(summary, 0.1).code == EXIT_ERROR_RATE
+    assert verdict(summary, 0.1, fail_on_disagreement=True).code == EXIT_DISAGREEMENT

@@ -10,6 +10,10 @@ Exit codes (a contract, mapped in one place, :func:`batch.verdict.exit_code_for`
     4  every session answered, but more than --max-error-rate of them ended in errors
     5  every session answered, but stored audit evidence is missing or changed in S3
        for some (--verify-evidence; error_code EvidenceMissing / EvidenceChanged)
+    6  every session answered, but the service contradicts the application's decision
+       for some (--fail-on-disagreement; agrees = false in the report)
+
+When several apply the first of 3, 1, 5, 6, 4 wins.
 
 ``liveness-audit verify`` exits 0 when a report matches its manifest (and, with
 ``--evidence``, every S3 image it found is unchanged), 1 when it does not, 2 when it

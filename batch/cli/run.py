@@ -92,8 +92,17 @@ def run(
 
 def _report_end(summary: RunSummary, settings: Settings) -> NoReturn:
     """The last lines of a run, its ``end`` event and its metrics; exits with its code."""
-    ending = verdict(summary, settings.max_error_rate)
+    ending = verdict(
+        summary, settings.max_error_rate, fail_on_disagreement=settings.fail_on_disagreement
+    )
     click.echo(f"liveness-audit: {summary.line}")
+    if summary.reconciliation is not None:
+        click.echo(f"liveness-audit: {summary.reconciliation.line()}")
+    if summary.kept_conflicts:
+        click.echo(
+            f"liveness-audit: {summary.kept_conflicts} repeated session IDs had other values "
+            "in the kept columns than their first row (the first row's are in the report)"
+        )
     click.echo(
         f"report: {summary.report} (run {summary.run_id}, {summary.manifest.rows} rows, "
         f"rows_sha256 {summary.manifest.rows_sha256})"
@@ -130,8 +139,23 @@ def _log_end(summary: RunSummary, code: int) -> None:
             throttled=summary.throttled,
             quota=None if summary.quota is None else summary.quota.as_dict(),
             wall_seconds=round(summary.wall, 3),
+            **_reconciled(summary),
         ),
     )
+
+
+def _reconciled(summary: RunSummary) -> dict[str, int]:
+    """The ``end`` event's reconciliation counts (none without --app-decision-column)."""
+    counts = {"kept_conflicts": summary.kept_conflicts} if summary.kept_conflicts else {}
+    found = summary.reconciliation
+    if found is not None:
+        counts.update(
+            agreed=found.agreed,
+            disagreed=found.disagreed,
+            unverifiable=found.unverifiable,
+            bad_app_input=found.bad_input,
+        )
+    return counts
 
 
 def _maybe_settings(flags: dict[str, Any], config_file: Path | None) -> Path | None:

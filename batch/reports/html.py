@@ -4,13 +4,21 @@ The page is rendered from ``templates/summary.html.j2`` by Jinja2 with autoescap
 every value from a report (which may come from the input file, the service's answers or
 any ``.parquet`` in a summarized folder) is escaped. Links to S3 objects are built only
 for bucket names and keys that follow S3's rules, with URL quoting; anything else is
-shown as text. A Content-Security-Policy forbids every script, so even a value that got
-through could not run.
+shown as text. A Content-Security-Policy forbids every script but the page's own: the
+one inline script (``templates/tables.js``: sort a table by clicking a header, filter its
+rows by typing) is allowed by its SHA-256, computed here when rendering, so even a value
+that got through could not run; the script adds its handlers with ``addEventListener`` and
+reads and writes values with ``textContent`` only.
+
+A report of a run that reconciled the application's decisions gets, at the top, the table
+of disagreements with the kept input columns and the evidence links; the "needs a look"
+list includes those sessions and shows the kept columns and the decisions too.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import ipaddress
 import re
@@ -22,6 +30,9 @@ from urllib.parse import quote
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
+
+from batch.reports.summary import disagreements, kept_columns
 
 if TYPE_CHECKING:
     from batch.reports.summary import Night
@@ -105,34 +116,57 @@ def _figure_png(draw: Callable[[Any], None]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _script() -> tuple[str, str]:
+    """The page's one script and its CSP source (``'sha256-...'`` of its exact text)."""
+    loader = _environment.loader
+    assert loader is not None
+    text, _, _ = loader.get_source(_environment, "tables.js")
+    if "</" in text:  # it would end the <script> element early
+        raise AssertionError("tables.js must not contain '</'")
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return text, f"'sha256-{digest}'"
+
+
 def _needs_a_look(night: Night, threshold: float) -> pd.DataFrame:
     df = night.frame
     low = (df["status"] == "SUCCEEDED") & (df["confidence"] < threshold)
-    return df[
-        (df["status"] == "FAILED") | (df["status"] == "EXPIRED") | low | df["error_code"].notna()
+    odd = df["status"].isin(["FAILED", "EXPIRED"]) | low | df["error_code"].notna()
+    if night.reconciled:
+        odd |= (df["agrees"] == False) | df["app_decision_error"].notna()  # noqa: E712  # nullable
+    return df[odd]
+
+
+def _links(row: dict[str, Any]) -> list[S3Link]:
+    links = [s3_link(row["reference_s3_bucket"], row["reference_s3_name"])]
+    images = row["audit_images"]
+    links += [
+        s3_link(i.get("s3_bucket"), i.get("s3_name")) for i in (() if images is None else images)
     ]
+    return [link for link in links if link is not None]
 
 
-def _flagged(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _flagged(rows: Iterable[dict[str, Any]], kept: list[str]) -> list[dict[str, Any]]:
     shown = []
     for row in rows:
         confidence = row["confidence"]
-        links = [s3_link(row["reference_s3_bucket"], row["reference_s3_name"])]
-        images = row["audit_images"]
-        links += [
-            s3_link(i.get("s3_bucket"), i.get("s3_name"))
-            for i in (() if images is None else images)
-        ]
         shown.append(
             {
                 "session_id": _text(row["session_id"]),
+                "kept": [_text(row[name]) for name in kept],
                 "status": _text(row["status"]),
                 "confidence": "" if not _present(confidence) else f"{confidence:.2f}",
                 "error": _text(row["error_code"]),
-                "links": [link for link in links if link is not None],
+                "app": _text(row.get("app_decision")),
+                "service": _text(row.get("service_decision")),
+                "disagreement": _text(row.get("disagreement") or row.get("app_decision_error")),
+                "links": _links(row),
             }
         )
     return shown
+
+
+def _records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    return ({str(k): v for k, v in row.items()} for row in frame.to_dict("records"))
 
 
 def _charts(nights: list[Night], threshold: float) -> list[str]:
@@ -160,11 +194,11 @@ def _charts(nights: list[Night], threshold: float) -> list[str]:
 
 
 def render_html(nights: list[Night], threshold: float) -> str:
-    """One self-contained page: the same facts, charts embedded, no network, no script."""
+    """One self-contained page: the same facts, charts embedded, no network, one script."""
     night = nights[-1]
     p = night.provenance
-    look = _needs_a_look(night, threshold)
-    records = ({str(k): v for k, v in row.items()} for row in look.to_dict("records"))
+    kept = kept_columns(night.frame)
+    script, script_source = _script()
     return _environment.get_template("summary.html.j2").render(
         night=night,
         when=night.when,
@@ -175,6 +209,12 @@ def render_html(nights: list[Night], threshold: float) -> str:
         percentiles=" ".join(f"p{k} {v:.2f}" for k, v in night.confidence.items()),
         statuses=[(str(name), count) for name, count in night.by_status.items()],
         errors=sorted(night.errors.items()),
-        flagged=_flagged(records),
+        flagged=_flagged(_records(_needs_a_look(night, threshold)), kept),
         charts=_charts(nights, threshold),
+        kept=kept,
+        reconciled=night.reconciled,
+        reconciliation=night.reconciliation() if night.reconciled else {},
+        disagreements=_flagged(_records(disagreements(night.frame)), kept),
+        script=Markup(script),  # noqa: S704  # our own file, checked to hold no '</'
+        script_source=Markup(script_source),  # noqa: S704  # quotes and base64 only
     )

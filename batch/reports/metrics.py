@@ -53,8 +53,28 @@ def _quota_lines(summary: RunSummary) -> list[str]:
     ]
 
 
+def _reconciled(summary: RunSummary) -> list[str]:
+    """The application's decisions against the service's, when the run reconciled them."""
+    found = summary.reconciliation
+    if found is None:
+        return []
+    counts = {
+        "agreed": found.agreed,
+        "disagreed": found.disagreed,
+        "unverifiable": found.unverifiable,
+    }
+    return [
+        "# HELP liveness_audit_reconciled Application decisions against the service's answers.",
+        "# TYPE liveness_audit_reconciled gauge",
+        *(f'liveness_audit_reconciled{{outcome="{k}"}} {n}' for k, n in counts.items()),
+        "# HELP liveness_audit_reconcile_bad_input Rows whose application decision was unusable.",
+        "# TYPE liveness_audit_reconcile_bad_input gauge",
+        f"liveness_audit_reconcile_bad_input {found.bad_input}",
+    ]
+
+
 def _run_lines(summary: RunSummary) -> list[str]:
-    """The gauges of a run that got to fetching: outcomes, time, calls, the quota."""
+    """The gauges of a run that got to fetching: outcomes, time, calls, quota, reconciliation."""
     lines = [
         "# HELP liveness_audit_sessions Sessions by outcome in the last run.",
         "# TYPE liveness_audit_sessions gauge",
@@ -75,7 +95,7 @@ def _run_lines(summary: RunSummary) -> list[str]:
         f"liveness_audit_throttled {summary.throttled}",
         *_quota_lines(summary),
     ]
-    return lines
+    return lines + _reconciled(summary)
 
 
 def write_metrics(

@@ -7,11 +7,16 @@ them as terminal tables, with a trend by night when several reports are given (t
 :mod:`batch.reports.html`; the spreadsheets :mod:`batch.reports.export`). The flat
 per-session table (no image bytes, bounding boxes as columns) can be written as CSV or
 XLSX for spreadsheet users.
+
+A report of a run that reconciled the application's decisions (``--app-decision-column``)
+has its disagreements shown first: the sessions, their kept input columns (the customer
+reference) and where the service stored their images.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,18 +24,21 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
 from batch.store.locations import is_s3, parse_s3_url
-from batch.store.report import IMAGE_FIELDS, read_provenance
+from batch.store.report import IMAGE_FIELDS, RECONCILED_FIELDS, SCHEMA, read_provenance
 
 __all__ = [
     "Night",
+    "disagreements",
     "find_reports",
     "flat_table",
+    "kept_columns",
     "load_night",
     "load_nights",
     "render_terminal",
@@ -59,6 +67,35 @@ class Night:
     @property
     def when(self) -> str:
         return str(self.provenance.get("started_at", ""))[:19]
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether the run compared the application's decisions (its report has ``agrees``)."""
+        return "agrees" in self.frame.columns
+
+    def reconciliation(self) -> dict[str, int]:
+        """Sessions by how the application's decision compares with the service's."""
+        agrees = self.frame["agrees"]
+        return {
+            "agreed": int((agrees == True).sum()),  # noqa: E712  # a nullable column
+            "disagreed": int((agrees == False).sum()),  # noqa: E712
+            "unverifiable": int(agrees.isna().sum()),
+        }
+
+
+_REPORT_COLUMNS = frozenset({*SCHEMA.names, *(f.name for f in RECONCILED_FIELDS)})
+
+
+def kept_columns(frame: pd.DataFrame) -> list[str]:
+    """The input columns a run kept in its report (``--keep-columns``), in order."""
+    return [str(c) for c in frame.columns if c not in _REPORT_COLUMNS]
+
+
+def disagreements(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose application decision the service contradicts (none if not reconciled)."""
+    if "agrees" not in frame.columns:
+        return frame.iloc[0:0]
+    return frame[frame["agrees"] == False]  # noqa: E712  # a nullable column
 
 
 def find_reports(patterns: Iterable[str]) -> list[Path]:
@@ -127,6 +164,8 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
         f"input {p.get('input_path')} (sha256 {str(p.get('input_sha256', ''))[:12]}), "
         f"liveness-audit {p.get('tool_version')}"
     )
+    if night.reconciled:
+        _render_disagreements(night, console)
     status = _table("Sessions by status", "status", "sessions", "share")
     for name, count in night.by_status.items():
         status.add_row(name, str(count), f"{100 * count / max(1, night.sessions):.1f}%")
@@ -164,6 +203,53 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
                 str(sum(n.errors.values())),
             )
         console.print(trend)
+
+
+def _render_disagreements(night: Night, console: Console) -> None:
+    """The application's decisions the service contradicts, first: who, what, where."""
+    counts = night.reconciliation()
+    console.print(
+        f"Reconciled with the application's decisions: {counts['agreed']} agree, "
+        f"{counts['disagreed']} disagree, {counts['unverifiable']} unverifiable"
+    )
+    found = disagreements(night.frame)
+    if found.empty:
+        return
+    kept = kept_columns(night.frame)
+    table = Table(
+        title="Disagreements: the service contradicts the application", title_justify="left"
+    )
+    for column in ("session", *kept):
+        table.add_column(column, no_wrap=True)  # whole, so it can be copied
+    for column in ("app", "service", "confidence", "why"):
+        table.add_column(column, overflow="fold")
+    evidence = []
+    for row in found.to_dict("records"):
+        confidence = row["confidence"]
+        bucket, key = row["reference_s3_bucket"], row["reference_s3_name"]
+        values = (
+            row["session_id"],
+            *(row[c] for c in kept),
+            row["app_decision"],
+            f"{row['service_decision']} ({row['status']})",
+            "" if pd.isna(confidence) else f"{confidence:.2f}",
+            row["disagreement"],
+        )
+        table.add_row(*map(_plain, values))
+        if isinstance(key, str):
+            evidence.append(f"  {_plain(row['session_id'])}: s3://{_plain(bucket)}/{_plain(key)}")
+    console.print(table)
+    if evidence:
+        console.print("Their reference images in S3:", *evidence, sep="\n")
+
+
+def _plain(value: object) -> str:
+    """A cell as plain text: no rich markup, nothing for a missing value."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return escape(str(value))
 
 
 def flat_table(nights: list[Night]) -> pd.DataFrame:

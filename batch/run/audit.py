@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aioboto3
+import pyarrow as pa
 
 from batch import __version__
 from batch.aws.paced import PacedCall
@@ -52,6 +53,7 @@ from batch.errors import (
 from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
 from batch.pacing.gate import Gate
+from batch.reconcile import Annotator
 from batch.run.destination import Destination, default_work_dir, destination_for
 from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
 from batch.run.images import FolderSaver, ImageSaver, S3Saver
@@ -65,6 +67,7 @@ from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.locations import Location, S3Url, is_s3, parse_s3_url
 from batch.store.manifest import Manifest
+from batch.store.report import report_schema
 
 __all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
@@ -131,6 +134,7 @@ class AuditRun:
         self._stack = AsyncExitStack()
         self._session: aioboto3.Session | None = None
         self._store: S3Store | None = None
+        self._annotator: Annotator | None = None
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -168,6 +172,7 @@ class AuditRun:
         started_at, start = datetime.now(UTC), asyncio.get_running_loop().time()
         self.tally.total = len(plan.valid)
         with RunLock(destination.local, mode=self.mode):
+            schema, self._annotator = self._annotate(plan)
             recorder = Recorder.open(
                 destination.local,
                 plan,
@@ -175,6 +180,8 @@ class AuditRun:
                 batch_rows=self.settings.batch_rows,
                 fresh=self.fresh,
                 mode=self.mode,
+                schema=schema,
+                decorate=self._annotator,
             )
             try:
                 todo = self.resume(plan, recorder)
@@ -198,14 +205,25 @@ class AuditRun:
         await self._open_s3()
         settings = self.settings
         if isinstance(self.source, Path):
-            return read_plan(self.source, column=settings.column, fmt=settings.format)
+            return read_plan(
+                self.source,
+                column=settings.column,
+                fmt=settings.format,
+                keep=settings.input_columns,
+            )
         url = self.source
         # A name of its own per run (the original name last: it tells the format).
         local = await local_copy(
             self._store, url, private_dir(self.work_dir / "inputs", mode=self.mode), "input"
         )
         try:
-            return read_plan(local, column=settings.column, fmt=settings.format, origin=str(url))
+            return read_plan(
+                local,
+                column=settings.column,
+                fmt=settings.format,
+                origin=str(url),
+                keep=settings.input_columns,
+            )
         except InputError as exc:
             raise InputError(str(exc).replace(str(local), str(url))) from None
         finally:
@@ -328,6 +346,22 @@ class AuditRun:
             saver=saver,
         )
 
+    def _annotate(self, plan: Plan) -> tuple[pa.Schema, Annotator]:
+        """The report's schema and what completes its rows: kept columns, reconciliation."""
+        settings = self.settings
+        kept = [f for f in plan.kept_fields if f.name in settings.kept_columns]
+        schema = report_schema(kept, reconciled=settings.app_decision_column is not None)
+        annotator = Annotator(
+            plan.kept,
+            [f.name for f in plan.kept_fields],
+            report=settings.kept_columns,
+            decision=settings.app_decision_column,
+            confidence=settings.app_confidence_column,
+            threshold=settings.threshold,
+            tolerance=settings.confidence_tolerance,
+        )
+        return schema, annotator
+
     def _observe(self, error: BaseException | None) -> None:
         """Every Rekognition attempt: counted, and heard by the breaker."""
         self.tally.attempt(error)
@@ -399,6 +433,8 @@ class AuditRun:
             manifest=ending.manifest,
             publish_error=publish_error,
             quota=ending.quota,
+            reconciliation=self._annotator.counts() if self._annotator else None,
+            kept_conflicts=plan.conflicts,
         )
 
 

@@ -15,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from batch.model import Outcome
 from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
 from batch.store.inputs import Plan
 from batch.store.manifest import Manifest
-from batch.store.report import ReportWriter, invalid_row, outcome_row, revive
+from batch.store.report import SCHEMA, Decorate, ReportWriter, invalid_row, outcome_row, revive
 
 __all__ = ["Recorder"]
 
@@ -35,11 +37,26 @@ class Recorder:
         self.finished: set[str] = set()
 
     @classmethod
-    def open(
-        cls, report: Path, plan: Plan, tally: Tally, *, batch_rows: int, fresh: bool, mode: int
+    def open(  # the report's options, named
+        cls,
+        report: Path,
+        plan: Plan,
+        tally: Tally,
+        *,
+        batch_rows: int,
+        fresh: bool,
+        mode: int,
+        schema: pa.Schema = SCHEMA,
+        decorate: Decorate | None = None,
     ) -> Recorder:
-        """A writer for ``report`` and its journal (new when ``fresh``), files of ``mode``."""
-        writer = ReportWriter(report, batch_rows=batch_rows, mode=mode)
+        """A writer for ``report`` and its journal (new when ``fresh``), files of ``mode``.
+
+        ``schema`` and ``decorate`` are the report's (kept input columns, reconciliation):
+        every row written goes through ``decorate``; the journal keeps the rows as fetched.
+        """
+        writer = ReportWriter(
+            report, batch_rows=batch_rows, mode=mode, schema=schema, decorate=decorate
+        )
         try:
             journal = Journal.open(journal_path(report), _identity(plan), fresh=fresh, mode=mode)
         except BaseException:

@@ -4,6 +4,11 @@ Both formats are read in record batches (pyarrow's streaming CSV reader and
 ``ParquetFile.iter_batches``) and only the ID column is materialised, so memory grows with
 the set of unique IDs and nothing else.
 
+Columns named in ``keep`` (``--keep-columns``, and the application's decision and
+confidence columns) are read beside the ID: typed as stored in a Parquet input, as text
+from a CSV. Their values are kept per valid session only, from the session's first row;
+a later row of the same ID with other values counts as a conflict (:attr:`Plan.conflicts`).
+
 Each cell is stripped of surrounding whitespace and lower-cased, then checked against the
 API's pattern. Blank cells are counted and skipped; repeated IDs collapse to their first
 occurrence; cells that still fail the pattern become :class:`InvalidId` entries that get a
@@ -15,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -66,6 +71,9 @@ class Plan:
     valid: tuple[str, ...]
     invalid: tuple[InvalidId, ...]
     origin: str = ""  # where the input came from (an s3:// URL for a downloaded copy)
+    kept_fields: tuple[pa.Field, ...] = ()  # the columns read beside the ID, typed
+    kept: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # valid ID -> values
+    conflicts: int = 0  # repeated IDs whose kept values differ from the first row's
 
     def counts(self) -> dict[str, int]:
         return {
@@ -133,12 +141,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _columns_message(column: str, present: list[str]) -> str:
+def _columns_message(column: str, present: list[str], option: str = "--column") -> str:
     shown = ", ".join(repr(c) for c in present[:20]) + (" ..." if len(present) > 20 else "")
-    return f"column {column!r} not found; columns present: {shown or '(none)'} (see --column)"
+    return f"column {column!r} not found; columns present: {shown or '(none)'} (see {option})"
 
 
-def _csv_batches(path: Path, column: str) -> Iterator[pa.Array]:
+def _check_columns(column: str, keep: Sequence[str], present: list[str]) -> None:
+    if column not in present:
+        raise InputError(_columns_message(column, present))
+    for name in keep:
+        if name not in present:
+            raise InputError(_columns_message(name, present, "--keep-columns"))
+
+
+def _csv_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``column`` then ``keep``, every cell as text."""
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
     parse = pacsv.ParseOptions(newlines_in_values=True)
     try:
@@ -146,19 +163,24 @@ def _csv_batches(path: Path, column: str) -> Iterator[pa.Array]:
             names = peek.schema.names
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc) from None
-    if column not in names:
-        raise InputError(_columns_message(column, names))
+    _check_columns(column, keep, names)
+    wanted = [column, *keep]
     # In a one-column export an empty line is a blank cell, not noise: count it.
     parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=len(names) > 1)
-    convert = pacsv.ConvertOptions(column_types={column: pa.string()}, include_columns=[column])
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(wanted, pa.string()), include_columns=wanted
+    )
     try:
         with pacsv.open_csv(
             path, read_options=read, parse_options=parse, convert_options=convert
         ) as reader:
-            for batch in reader:
-                yield batch.column(0)
+            yield from reader
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc) from None
+
+
+def _csv_fields(keep: Sequence[str]) -> tuple[pa.Field, ...]:
+    return tuple(pa.field(name, pa.string()) for name in keep)
 
 
 def _csv_error(path: Path, exc: Exception) -> InputError:
@@ -170,24 +192,37 @@ def _csv_error(path: Path, exc: Exception) -> InputError:
     return InputError(f"input {path} is not a readable CSV file: {text.splitlines()[0]}")
 
 
-def _parquet_batches(path: Path, column: str) -> Iterator[pa.Array]:
+def _open_parquet(path: Path) -> pq.ParquetFile:
     try:
-        pf = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(
             f"input {path} is not a readable Parquet file: {str(exc).splitlines()[0]}"
         ) from None
+
+
+def _value_type(kind: pa.DataType) -> pa.DataType:
+    """A dictionary-encoded column's values' type (what ``to_pylist`` gives)."""
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
+def _parquet_fields(path: Path, column: str, keep: Sequence[str]) -> tuple[pa.Field, ...]:
+    schema = _open_parquet(path).schema_arrow
+    _check_columns(column, keep, schema.names)
+    return tuple(pa.field(name, _value_type(schema.field(name).type)) for name in keep)
+
+
+def _parquet_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``column`` then ``keep``, as stored."""
+    pf = _open_parquet(path)
     schema = pf.schema_arrow
-    if column not in schema.names:
-        raise InputError(_columns_message(column, schema.names))
-    kind = schema.field(column).type
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
+    _check_columns(column, keep, schema.names)
+    kind = _value_type(schema.field(column).type)
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InputError(f"column {column!r} in {path} holds {kind}, not text")
     try:
-        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=[column]):
-            yield batch.column(0)
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=[column, *keep]):
+            yield batch.select([column, *keep])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(
             f"input {path} is a damaged Parquet file: {str(exc).splitlines()[0]}"
@@ -202,19 +237,25 @@ class _Cells:
         self.shown_invalid: set[str] = set()
         self.valid: list[str] = []
         self.invalid: list[InvalidId] = []
-        self.rows = self.blank = self.duplicates = 0
+        self.kept: dict[str, tuple[Any, ...]] = {}
+        self.rows = self.blank = self.duplicates = self.conflicts = 0
 
-    def add(self, cell: str | None) -> None:
+    def add(self, cell: str | None, kept: tuple[Any, ...] = ()) -> None:
         self.rows += 1
         value = normalize(cell) if cell is not None else ""
         if not value:
             self.blank += 1
         elif value in self.seen:
             self.duplicates += 1
+            first = self.kept.get(value)
+            if first is not None and first != kept:
+                self.conflicts += 1
         else:
             self.seen.add(value)
             if SESSION_ID_PATTERN.fullmatch(value):
                 self.valid.append(value)
+                if kept:
+                    self.kept[value] = kept
                 return
             shown = display_value(value)
             if shown in self.shown_invalid:  # long cells that differ only past the cut
@@ -224,21 +265,37 @@ class _Cells:
                 self.invalid.append(InvalidId(shown, _invalid_reason(value)))
 
 
-def read_plan(
-    path: Path, *, column: str = "session_id", fmt: str = "auto", origin: str | None = None
+def read_plan(  # the options of reading, named
+    path: Path,
+    *,
+    column: str = "session_id",
+    fmt: str = "auto",
+    origin: str | None = None,
+    keep: Sequence[str] = (),
 ) -> Plan:
     """Read and validate the whole input; raise :class:`InputError` with one clear line.
 
-    ``origin`` names where ``path`` came from when it is a local copy (of an S3 object).
+    ``origin`` names where ``path`` came from when it is a local copy (of an S3 object);
+    ``keep`` names the columns whose values are kept per session (:attr:`Plan.kept`).
     """
     format_ = detect_format(path, fmt)
     _check_file(path)
-    batches = _csv_batches(path, column) if format_ == "csv" else _parquet_batches(path, column)
+    keep = list(dict.fromkeys(keep))
+    if format_ == "csv":
+        batches, fields = _csv_batches(path, column, keep), _csv_fields(keep)
+    else:
+        batches, fields = _parquet_batches(path, column, keep), _parquet_fields(path, column, keep)
 
     cells = _Cells()
-    for array in batches:
-        for cell in array.to_pylist():
-            cells.add(cell)
+    for batch in batches:
+        ids = batch.column(0).to_pylist()
+        if keep:
+            values = zip(*(batch.column(i + 1).to_pylist() for i in range(len(keep))), strict=True)
+            for cell, kept in zip(ids, values, strict=True):
+                cells.add(cell, kept)
+        else:
+            for cell in ids:
+                cells.add(cell)
     return Plan(
         path=path,
         format=format_,
@@ -250,4 +307,7 @@ def read_plan(
         valid=tuple(cells.valid),
         invalid=tuple(cells.invalid),
         origin=origin or str(path.resolve()),
+        kept_fields=fields,
+        kept=cells.kept,
+        conflicts=cells.conflicts,
     )

@@ -24,6 +24,20 @@ Columns (names are a contract; see the README for meanings and null semantics)::
     audit_image_count       int32
     audit_images            list<struct> the same fields per audit image
 
+A run with ``--keep-columns`` adds those input columns after these, under their own names
+and types; a run with ``--app-decision-column`` then adds the reconciliation
+(:mod:`batch.reconcile`)::
+
+    app_decision            string     pass | fail: the application's decision; null if bad
+    app_decision_error      string     why the input's decision or confidence was not usable
+    app_confidence          double     the application's confidence, when given
+    service_decision        string     pass | fail by the service's answer; null: no result
+    agrees                  bool       null: unverifiable (no result, or no usable decision)
+    disagreement            string     decision | confidence | null
+
+:func:`report_schema` builds a run's schema once; :data:`SCHEMA` is the base one (also the
+checkpoint journal's).
+
 Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
 and the file is renamed over REPORT only when complete, so REPORT is never half-written.
 A write that fails (a full disk) raises :class:`~batch.errors.StorageError` naming the
@@ -37,14 +51,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch.errors import InputError, OutputError, StorageError
+from batch.errors import ConfigError, InputError, OutputError, StorageError
 from batch.model import Evidence, Image, Outcome, image_names
 from batch.store.encoding import read_footer, revive
 from batch.store.files import PRIVATE, AtomicFile, check_target, storage_error
@@ -54,12 +68,14 @@ from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
 __all__ = [
     "IMAGE_FIELDS",
     "METADATA_KEY",
+    "RECONCILED_FIELDS",
     "SCHEMA",
     "ReportWriter",
     "check_output",
     "invalid_row",
     "outcome_row",
     "read_provenance",
+    "report_schema",
     "revive",
 ]
 
@@ -103,6 +119,32 @@ SCHEMA = pa.schema(
         pa.field("audit_images", pa.list_(_AUDIT_IMAGE), nullable=False),
     ]
 )
+
+RECONCILED_FIELDS = (
+    pa.field("app_decision", pa.string()),
+    pa.field("app_decision_error", pa.string()),
+    pa.field("app_confidence", pa.float64()),
+    pa.field("service_decision", pa.string()),
+    pa.field("agrees", pa.bool_()),
+    pa.field("disagreement", pa.string()),
+)
+
+
+def report_schema(kept_fields: Sequence[pa.Field] = (), *, reconciled: bool = False) -> pa.Schema:
+    """The base columns, then the input's kept columns, then the reconciliation's.
+
+    A kept column named like a report column is refused (:class:`ConfigError`): the report
+    would hold two columns of one name, or the input's value would pass for the service's.
+    """
+    taken = {*SCHEMA.names, *(f.name for f in RECONCILED_FIELDS)}
+    for kept in kept_fields:
+        if kept.name in taken:
+            raise ConfigError(
+                f"invalid setting 'keep_columns': {kept.name!r} is a column of the report "
+                "itself; keep another column, or rename it in the input"
+            )
+    extra = list(RECONCILED_FIELDS) if reconciled else []
+    return pa.schema([*SCHEMA, *kept_fields, *extra])
 
 
 def _image_fields(
@@ -189,20 +231,30 @@ def check_output(path: Path) -> None:
     check_target(path, "report")
 
 
-class ReportWriter:
-    """Streams rows to a temporary Parquet file and renames it over the report at the end."""
+Decorate = Callable[[dict[str, Any]], dict[str, Any]]
 
-    def __init__(
+
+class ReportWriter:
+    """Streams rows to a temporary Parquet file and renames it over the report at the end.
+
+    ``schema`` is the run's (:func:`report_schema`); ``decorate`` completes every row as it
+    is added (the kept columns and the reconciliation: :class:`batch.reconcile.Annotator`).
+    """
+
+    def __init__(  # the writer's options, named
         self,
         path: Path,
         *,
         batch_rows: int = 1000,
         mode: int = PRIVATE,
         file: AtomicFile | None = None,
+        schema: pa.Schema = SCHEMA,
+        decorate: Decorate | None = None,
     ) -> None:
         """``file``: the temporary file to write (a new :class:`AtomicFile` beside ``path``)."""
         check_output(path)
         self.path = path
+        self.schema, self._decorate = schema, decorate
         self.rows = 0
         self._batch_rows = batch_rows
         self._buffer: list[dict[str, Any]] = []
@@ -213,13 +265,14 @@ class ReportWriter:
         pa.array([""])
         self._file = file or AtomicFile(path, mode=mode, what="report")
         try:
-            self._writer = pq.ParquetWriter(self._file.file, SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(self._file.file, schema, compression="zstd")
         except (OSError, pa.ArrowException) as exc:
             self._file.discard()
             raise OutputError(f"cannot write the report next to {path}: {exc}") from None
 
     def add(self, row: Mapping[str, Any]) -> None:
-        self._buffer.append(dict(row))
+        copy = dict(row)
+        self._buffer.append(self._decorate(copy) if self._decorate else copy)
         if len(self._buffer) >= self._batch_rows:
             self._flush()
 
@@ -228,7 +281,7 @@ class ReportWriter:
         if self._failure is not None:  # the file is in an unknown state: write no more
             raise self._failure
         if self._buffer:
-            batch = pa.RecordBatch.from_pylist(self._buffer, schema=SCHEMA)
+            batch = pa.RecordBatch.from_pylist(self._buffer, schema=self.schema)
             try:
                 self._writer.write_batch(batch)
             except OSError as exc:
