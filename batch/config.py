@@ -140,7 +140,7 @@ class Settings(BaseModel):
     metrics_file: Annotated[Path | None, RUN] = Field(
         None, description="Write Prometheus textfile metrics here at the end (atomically)."
     )
-    max_error_rate: Annotated[float | None, RUN] = Field(
+    max_error_rate: Annotated[float | None, Option(commands=("run",))] = Field(
         None,
         ge=0,
         le=1,
