@@ -163,7 +163,7 @@ class S3Source:
     async def check(self) -> None:
         """InputError (exit 2) when the bucket does not exist; AccessError (3) when refused."""
         try:
-            await self._list(max_keys=1)
+            await self._list(MaxKeys=1)
         except NotFoundError:
             raise InputError(f"SOURCE bucket does not exist: {self.prefix.bucket}") from None
 
