@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -85,10 +85,10 @@ def inbox(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def living(emulator: EmulatorThread) -> Iterator[EmulatorThread]:
-    """Sessions that live 60 s: started 1 s and finished 2.5 s after creation."""
+def living(emulator: EmulatorThread) -> EmulatorThread:
+    """Sessions that live 60 s (each test says when they start and finish)."""
     emulator.configure(lifetime=60.0)
-    yield emulator
+    return emulator
 
 
 def test_finished_sessions_dropped_into_a_folder_are_captured_with_their_results(

@@ -62,12 +62,13 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
     moment[0] += timedelta(seconds=15)  # midnight passes: day 1 is published
     second = emulator.create_sessions(3, start_after=0.0, finish_after=0.0)
     drop(inbox, "b.csv", second)
-    await until(lambda: day1.exists(), "day 1 published at the rollover")
+    await until(day1.exists, "day 1 published at the rollover")
     await until(lambda: capture.figures.captured >= 6, "every session captured")
     capture.stop.request("test over")
     summary = await asyncio.wait_for(task, DEADLINE)
 
-    assert summary.aborted is None and summary.publish_error is None
+    assert summary.aborted is None
+    assert summary.publish_error is None
     assert sorted(report_rows(day1).index) == sorted(first + late)
     assert captured(day1, first + late)  # the late one stays with the day of its first answer
     assert sorted(report_rows(day2).index) == sorted(second)
