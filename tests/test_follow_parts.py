@@ -3,14 +3,24 @@ starts after the last key seen, the record of consumed files, access errors."""
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from batch.aws.s3 import S3Store, connect_s3
+from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
+from batch.follow.daybook import publish_rows
 from batch.follow.source import FolderSource, Found, S3Source
+from batch.model import Outcome, SessionResult
 from batch.store.locations import S3Url
+from batch.store.report import outcome_row
 from tests.helpers import run_cli
+from tests.s3server import MotoServer
 
 
 async def test_a_file_still_being_written_is_not_read_until_its_size_is_stable(
@@ -124,3 +134,46 @@ def test_an_access_error_stops_the_service_at_once_with_exit_3(
     )
     assert ran.code == 3
     assert "AccessDenied" in ran.stderr
+
+
+def answer(session_id: str, status: str, at: datetime) -> dict[str, Any]:
+    result = SessionResult(session_id, status, 91.5, None, ())
+    return outcome_row(Outcome(session_id, result, None, None, 1, at, True))
+
+
+class Racing:
+    """The real S3 store, except that another writer publishes just before our first upload."""
+
+    def __init__(self, store: S3Store, rival: list[dict[str, Any]], local: Path) -> None:
+        self.store, self.rival, self.local = store, rival, local
+        self.uploads = 0
+
+    async def head(self, url: S3Url) -> Any:
+        return await self.store.head(url)
+
+    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
+        await self.store.download(url, target, what=what)
+
+    async def upload(self, path: Path, url: S3Url, **kw: Any) -> str | None:
+        self.uploads += 1
+        if self.uploads == 1:  # the other host wins the race
+            await publish_rows(self.rival, url, self.local, self.store, {})
+        return await self.store.upload(path, url, **kw)
+
+
+async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers_answers(
+    s3: MotoServer, tmp_path: Path
+) -> None:
+    s3.client().create_bucket(Bucket="audits")
+    url = S3Url("audits", "follow/audit.parquet")
+    now = datetime.now(UTC)
+    ours = [answer("00000000-0000-4000-8000-00000000000a", "SUCCEEDED", now)]
+    theirs = [answer("00000000-0000-4000-8000-00000000000b", "FAILED", now)]
+    async with connect_s3(load_settings(env={})) as store:
+        racing = Racing(store, theirs, tmp_path / "rival.parquet")
+        rows = await publish_rows(ours, url, tmp_path / "ours.parquet", racing, {})  # type: ignore[arg-type]  # the store, racing
+    assert racing.uploads == 2  # the first, conditional on the ETag read, lost
+    assert rows == 2
+    body = s3.client().get_object(Bucket="audits", Key=url.key)["Body"].read()
+    report = pd.read_parquet(io.BytesIO(body)).set_index("session_id")
+    assert sorted(report["status"]) == ["FAILED", "SUCCEEDED"]

@@ -31,7 +31,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from batch import __version__
 from batch.aws.paced import PacedCall
@@ -66,6 +66,7 @@ __all__ = ["Capture", "FollowSummary", "state_folder"]
 log = logging.getLogger(LOGGER)
 
 Now = Callable[[], datetime]
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,6 @@ class Capture:
         self._backlog: deque[str] = deque()
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
-        self._found: dict[str, Found] = {}
         self._resume_settled: set[str] = set()  # settled before a restart (first scans)
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
@@ -216,7 +216,6 @@ class Capture:
     async def _serve(self) -> AccessError | None:
         """The tasks in the worker pool until a stop; the error that aborted, if one did."""
         steps = await self._steps()
-        aborted: AccessError | None = None
         try:
             async with worker_pool(
                 steps, concurrency=self.settings.concurrency, stop=self.stop
@@ -231,15 +230,27 @@ class Capture:
                         self._show(),
                     ],
                 )
-        except* AccessError as group:
-            aborted = _first_access(group.exceptions)
-            self.stop.request(f"aborted: {aborted}")
-        except* asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            self.stop.request("interrupted")
-        return aborted
+        except BaseExceptionGroup as group:
+            aborted = _leaf(group, AccessError)
+            if aborted is not None:
+                self.stop.request(f"aborted: {aborted}")
+                return aborted
+            error = _leaf(group, AuditError)
+            if error is not None:
+                raise error from None  # one line and its exit code, never a traceback
+            if group.subgroup(lambda e: not isinstance(e, asyncio.CancelledError)) is not None:
+                raise
+            self._interrupted()
+        except asyncio.CancelledError:
+            self._interrupted()
+        return None
+
+    def _interrupted(self) -> None:
+        """A second signal or the drain deadline cancelled the workers: keep what is done."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self.stop.request("interrupted")
 
     # --- files -> backlog -----------------------------------------------------------
 
@@ -247,7 +258,12 @@ class Capture:
         passes = 0
         while True:
             taken = set(self.consumed) | set(self._left)
-            for found in await self.source.ready(taken):
+            try:
+                ready = await self.source.ready(taken)
+            except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
+                log.warning("cannot list %s for now (%s)", self.source_location, exc)
+                ready = []
+            for found in ready:
                 if self.stop:
                     return
                 await self._take(found)
@@ -292,7 +308,6 @@ class Capture:
             return
         seen_at = asyncio.get_running_loop().time()
         self._left[found.name] = len(new)
-        self._found[found.name] = found
         for sid in new:
             self._waiting[sid] = (found, seen_at)
             self._backlog.append(sid)
@@ -324,7 +339,6 @@ class Capture:
 
     def _consume(self, found: Found, state: str = "done") -> None:
         self.consumed.add(found.name, state)
-        self._found.pop(found.name, None)
         watermark = self.source.done(found)
         if watermark is not None:
             self.consumed.advance(watermark)
@@ -493,10 +507,13 @@ async def _until_stopped(stop: Stop, jobs: list[Coroutine[Any, Any, None]]) -> N
                 await task
 
 
-def _first_access(errors: tuple[BaseException, ...]) -> AccessError:
-    for error in errors:
-        if isinstance(error, AccessError):
+def _leaf(group: BaseExceptionGroup[BaseException], kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in ``group`` (nested groups included), if any."""
+    for error in group.exceptions:
+        if isinstance(error, kind):
             return error
         if isinstance(error, BaseExceptionGroup):
-            return _first_access(error.exceptions)
-    raise AssertionError("no AccessError in the group")
+            found = _leaf(error, kind)
+            if found is not None:
+                return found
+    return None
