@@ -73,6 +73,10 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
     assert captured(day1, first + late)  # the late one stays with the day of its first answer
     assert sorted(report_rows(day2).index) == sorted(second)
     assert captured(day2, second)
+    # flat memory: once published, settled sessions are gone from memory, the past day too
+    assert str(day1) not in capture.daybook.days
+    assert all(not day.rows for day in capture.daybook.days.values())
+    assert not capture.daybook.home
 
 
 def s3_report(client: object, bucket: str, key: str) -> pd.DataFrame:
