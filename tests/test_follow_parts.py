@@ -3,6 +3,7 @@ starts after the last key seen, the record of consumed files, access errors."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,3 +178,22 @@ async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers
     body = s3.client().get_object(Bucket="audits", Key=url.key)["Body"].read()
     report = pd.read_parquet(io.BytesIO(body)).set_index("session_id")
     assert sorted(report["status"]) == ["FAILED", "SUCCEEDED"]
+
+
+async def test_a_file_dropped_into_a_watched_folder_wakes_the_source_before_the_poll_interval(
+    tmp_path: Path,
+) -> None:
+    source = FolderSource(tmp_path, settle_gap=0.0, watch=True)
+    await source.check()
+    try:
+        waiting = asyncio.create_task(source.wait(3600))  # an hour unless the watch wakes it
+        limit = asyncio.get_running_loop().time() + 30
+        while not waiting.done():  # until the watch (set up on its own thread) sees one
+            assert asyncio.get_running_loop().time() < limit, "the watch never woke the source"
+            (tmp_path / ".ids.csv.tmp").write_text("session_id\n")
+            (tmp_path / ".ids.csv.tmp").rename(tmp_path / "ids.csv")
+            await asyncio.sleep(0.1)
+    finally:
+        source.close()
+    assert await source.ready([]) == []  # first look
+    assert [f.name for f in await source.ready([])] == ["ids.csv"]
