@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from batch.durations import parse_duration
 from batch.errors import ConfigError
 from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
@@ -66,7 +67,10 @@ class Option:
     metavar: str | None = None
 
 
-RUN = Option()
+RUN = Option(commands=("run", "follow"))  # options of both commands
+RUN_ONLY = Option(commands=("run",))  # what `follow` does not do: reconciliation, quota
+FOLLOW = Option(commands=("follow",), metavar="DURATION")
+SETTLE = Option(commands=("run", "follow"), metavar="DURATION")
 _URLS = ("endpoint_url", "s3_endpoint_url", "quotas_endpoint_url")
 
 
@@ -99,13 +103,13 @@ class Settings(BaseModel):
         min_length=1,
         description="Input column with the confidence the application saw (0-100).",
     )
-    confidence_tolerance: Annotated[float, RUN] = Field(
+    confidence_tolerance: Annotated[float, RUN_ONLY] = Field(
         1.0,
         ge=0,
         le=100,
         description="Confidence points the application's may differ from the service's.",
     )
-    fail_on_disagreement: Annotated[bool, RUN] = Field(
+    fail_on_disagreement: Annotated[bool, RUN_ONLY] = Field(
         False,
         description="Exit 6 when an application decision disagrees with the service.",
     )
@@ -131,7 +135,7 @@ class Settings(BaseModel):
         description="The account's quota for GetFaceLivenessSessionResults in this region, "
         "in requests/s, or auto: read it from Service Quotas [unset: unknown].",
     )
-    quota_share: Annotated[float, RUN] = Field(
+    quota_share: Annotated[float, RUN_ONLY] = Field(
         1.0, gt=0, le=1, description="Share of --quota this run may use at most."
     )
     quota_hold: float = Field(
@@ -169,7 +173,9 @@ class Settings(BaseModel):
     read_timeout: float = Field(30.0, gt=0, le=900)
     # output
     batch_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per record batch")
-    save_images: Annotated[str | None, Option(metavar="DIR|s3://BUCKET/PREFIX")] = Field(
+    save_images: Annotated[
+        str | None, Option(commands=("run", "follow"), metavar="DIR|s3://BUCKET/PREFIX")
+    ] = Field(
         None,
         min_length=1,
         description="Write inline image bytes (biometric data) as owner-only files, "
@@ -186,7 +192,7 @@ class Settings(BaseModel):
     metrics_file: Annotated[Path | None, RUN] = Field(
         None, description="Write Prometheus textfile metrics here at the end (atomically)."
     )
-    max_error_rate: Annotated[float | None, RUN] = Field(
+    max_error_rate: Annotated[float | None, RUN_ONLY] = Field(
         None,
         ge=0,
         le=1,
@@ -210,6 +216,23 @@ class Settings(BaseModel):
     s3_concurrency: int = Field(32, ge=1, le=1024, description="S3 connections at most")
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = Field(None, min_length=1)
+    # settling pending sessions (run, follow); durations: 90, 90s, 3m, 1h30m
+    settle: Annotated[float, SETTLE] = Field(
+        180.0,
+        ge=0,
+        le=86_400,
+        description="Ask CREATED/IN_PROGRESS sessions again for this long (0: off).",
+    )
+    settle_interval: Annotated[float, SETTLE] = Field(
+        10.0, gt=0, le=3600, description="Time between two asks of a pending session."
+    )
+    # follow: the capture service
+    poll_interval: Annotated[float, FOLLOW] = Field(
+        5.0, gt=0, le=3600, description="Look for new files in SOURCE at least this often."
+    )
+    publish_every: Annotated[float, FOLLOW] = Field(
+        300.0, gt=0, le=86_400, description="Publish the day's report this often."
+    )
     # summaries
     threshold: Annotated[float, Option(commands=("run", "summarize"))] = Field(
         80.0, ge=0, le=100, description="Confidence that passes."
@@ -264,6 +287,21 @@ class Settings(BaseModel):
     def quota_tps(self) -> float | None:
         """The quota given as a number (None: unset or ``auto``)."""
         return None if self.quota in (None, "auto") else float(self.quota)
+
+    @field_validator("settle", "settle_interval", "poll_interval", "publish_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """A duration as people write it (``3m``, ``90s``, ``1h30m``) or plain seconds."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            return parse_duration(value, "duration")
+        except ConfigError:
+            raise ValueError("use seconds or a duration such as 90s, 3m, 1h30m") from None
 
     @field_validator("file_mode")
     @classmethod

@@ -39,6 +39,8 @@ RUN_FLAGS = {
     "--confidence-tolerance": "confidence_tolerance",
     "--fail-on-disagreement": "fail_on_disagreement",
     "--threshold": "threshold",
+    "--settle": "settle",
+    "--settle-interval": "settle_interval",
 }
 
 

@@ -1,4 +1,5 @@
-"""The ``liveness-audit`` command: ``run`` an audit, or serve the local ``emulator``.
+"""The ``liveness-audit`` command: ``run`` an audit, ``follow`` new sessions as they come,
+or serve the local ``emulator``.
 
 Exit codes (a contract, mapped in one place, :func:`batch.verdict.exit_code_for`)::
 
@@ -26,6 +27,7 @@ import click
 
 from batch import __version__
 from batch.cli.emulator import emulator
+from batch.cli.follow import follow
 from batch.cli.run import run
 from batch.cli.summarize import summarize
 from batch.cli.verify import verify
@@ -39,5 +41,5 @@ def main() -> None:
     """Audit Amazon Rekognition Face Liveness sessions into a Parquet report."""
 
 
-for _command in (run, verify, summarize, emulator):
+for _command in (run, follow, verify, summarize, emulator):
     main.add_command(_command)

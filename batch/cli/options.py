@@ -95,7 +95,8 @@ def generated_options(model: type[BaseModel], command: str) -> Iterator[Generate
         flag = f"--{dashed}"
         option = click.Option(
             [flag, f"_flag_{field}"],
-            type=_click_type(kind, field),
+            # a duration is text ("3m"), turned into seconds by the model's validator
+            type=click.STRING if marker.metavar == "DURATION" else _click_type(kind, field),
             metavar=marker.metavar,
             help=_help(info, flag=False),
         )

@@ -1,0 +1,118 @@
+"""``liveness-audit follow``: the capture service for new sessions (batch/follow/)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batch.cli.common import fail
+from batch.cli.options import settings_options
+from batch.cli.run import render_output
+from batch.config import Settings, load_settings
+from batch.durations import parse_duration
+from batch.errors import AuditError, ConfigError
+from batch.follow.capture import Capture, FollowSummary
+from batch.logs import LOGGER, configure_logging, event
+from batch.store.locations import Location, S3Url, parse_location
+from batch.store.report import check_output
+from batch.verdict import EXIT_OK
+
+log = logging.getLogger(LOGGER)
+
+
+@click.command()
+@click.argument("source_text", metavar="SOURCE")
+@click.option(
+    "--output",
+    "-o",
+    "output_template",
+    required=True,
+    help="Report (.parquet), a path or s3://bucket/key; {date} gives one report per day "
+    "(the day a session was first answered, in --timezone).",
+)
+@settings_options(Settings, "follow")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
+)
+@click.option(
+    "--time-budget",
+    metavar="DURATION",
+    help="Stop in good order after this long (e.g. 8h); unset: until SIGTERM/SIGINT.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def follow(
+    source_text: str,
+    output_template: str,
+    config_file: Path | None,
+    time_budget: str | None,
+    log_level: str,
+    flags: dict[str, Any],
+) -> None:
+    """Capture the results of new sessions while they exist.
+
+    SOURCE is a folder or an s3://bucket/prefix/ where CSV or Parquet files of new session
+    IDs are dropped; each new ID is asked at once, pending ones until they settle, and
+    every answer goes to the day's report.
+    """
+    try:
+        budget = parse_duration(time_budget, "--time-budget") if time_budget else None
+        settings = load_settings(config_file=config_file, flags=flags)
+        configure_logging(log_level, settings.log_format)
+        source = _source(source_text)
+        timezone = settings.timezone
+
+        def render(moment: datetime) -> str:
+            return render_output(output_template, timezone=timezone, now=moment)
+
+        _check_target(parse_location(render(datetime.now().astimezone()), "--output"))
+        capture = Capture(source, output_template, render, settings, budget=budget)
+        summary = asyncio.run(capture.run())
+    except AuditError as error:
+        sys.exit(fail(error))
+    except ValueError as exc:
+        sys.exit(fail(ConfigError(f"invalid {exc}")))
+    sys.exit(_end(summary))
+
+
+def _source(text: str) -> Location:
+    try:
+        return parse_location(text, "SOURCE", object_key=False)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {exc}") from None
+
+
+def _check_target(target: Location) -> None:
+    """A local report's folder must exist (a ``{date}`` folder is made on the day)."""
+    if isinstance(target, S3Url):
+        return
+    if not target.parent.exists() and target.parent.parent.is_dir():
+        return  # a {date} folder: made when its day comes
+    check_output(target)
+
+
+def _end(summary: FollowSummary) -> int:
+    """The closing lines and the exit code (as ``run``'s: 3 aborted, 1 not published)."""
+    click.echo(f"liveness-audit: {summary.figures.line()}")
+    code = EXIT_OK
+    error = summary.aborted or summary.publish_error
+    if error is not None:
+        code = fail(error)
+    elif summary.stop_reason:
+        click.echo(f"liveness-audit: stopped ({summary.stop_reason})", err=True)
+    log.info(
+        "end: exit %d",
+        code,
+        extra=event("end", exit_code=code, **summary.figures.as_dict()),
+    )
+    return code

@@ -1,0 +1,519 @@
+"""The capture service: ``await Capture(...).run()`` until a signal or the time budget.
+
+Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort rules):
+
+- ``scan``: the source's complete new files, oldest first; each is read and validated as
+  ``run`` reads its INPUT (a bad file is reported once, recorded as rejected, and the
+  service goes on); its new IDs join the backlog;
+- ``feed``: the backlog into the pool, oldest first (those expire first);
+- ``settle``: pending sessions back into the pool at the settle interval
+  (:class:`~batch.run.settle.Settler`);
+- ``publish``: every ``publish_every``, and at a day's rollover, each changed day's
+  report is merged and published (:mod:`batch.follow.daybook`), metrics refreshed;
+- ``show``: the progress line (or JSON event) every ``log_interval``.
+
+Each answer is journaled as it arrives. A file is consumed once each of its new IDs has
+a first answer. At a stop, in-flight calls finish (up to ``drain_timeout``), every
+changed day is published, and the journals keep what could not be; an
+:class:`~batch.errors.AccessError` stops the service at once (exit 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from batch import __version__
+from batch.aws.paced import PacedCall
+from batch.aws.rekognition import open_client
+from batch.aws.s3 import S3Store, local_copy, open_store
+from batch.aws.session import open_session, retry_policy
+from batch.config import Settings
+from batch.errors import AccessError, AuditError, ConfigError, InputError, OutputError, ServiceError
+from batch.follow.consumed import Consumed
+from batch.follow.daybook import Daybook, Render, load_report
+from batch.follow.figures import Figures, write_follow_metrics
+from batch.follow.source import FolderSource, Found, S3Source, Source
+from batch.logs import LOGGER, event
+from batch.model import Outcome
+from batch.run.destination import default_work_dir
+from batch.run.fetch import Fetcher, limiter_for, log_rate_cut
+from batch.run.images import FolderSaver, ImageSaver, S3Saver
+from batch.run.pool import Pool, worker_pool
+from batch.run.progress import Tally
+from batch.run.settle import Settler
+from batch.run.steps import SessionSteps
+from batch.run.stops import Breaker, Stop, orderly_stops
+from batch.store.checkpoint import RunLock
+from batch.store.files import parse_mode, private_dir
+from batch.store.inputs import Plan, read_plan
+from batch.store.ledger import Rank, rank, settled
+from batch.store.locations import Location, S3Url, is_s3, parse_location, parse_s3_url
+from batch.store.report import invalid_row, outcome_row
+
+__all__ = ["Capture", "FollowSummary", "state_folder"]
+
+log = logging.getLogger(LOGGER)
+
+Now = Callable[[], datetime]
+E = TypeVar("E", bound=BaseException)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSummary:
+    """How the service ended: its figures, and what decides the exit code."""
+
+    figures: Figures
+    stop_reason: str | None
+    aborted: AccessError | None
+    publish_error: AuditError | None
+
+
+def state_folder(work_dir: Path, source: str, template: str) -> Path:
+    """The service's own folder in the work directory, one per SOURCE and REPORT."""
+    digest = hashlib.sha256(f"{source}\n{template}".encode()).hexdigest()[:16]
+    return work_dir / "follow" / digest
+
+
+class Capture:
+    """One ``follow`` service (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: Location,
+        template: str,
+        render: Render,
+        settings: Settings,
+        *,
+        budget: float | None = None,
+        now: Now | None = None,
+    ) -> None:
+        self.source_location, self.settings, self.budget = source, settings, budget
+        self._render = render
+        self._now: Now = now or (lambda: datetime.now(UTC))
+        self.mode = parse_mode(settings.file_mode)
+        self.work_dir = settings.work_dir or default_work_dir()
+        self.state = state_folder(self.work_dir, str(source), template)
+        self.stop = Stop()
+        self.policy = retry_policy(settings)
+        self.limiter = limiter_for(settings)
+        self.tally = Tally(rate_now=lambda: self.limiter.rate)
+        self.breaker = Breaker(settings.abort_after_failures, self.stop)
+        self.settler = Settler(
+            interval=settings.settle_interval,
+            duration=settings.settle,
+            stopping=lambda: bool(self.stop),
+        )
+        self.figures = Figures()
+        self._stack = AsyncExitStack()
+        self._session: Any = None
+        self._store: S3Store | None = None
+        self._backlog: deque[str] = deque()
+        self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
+        self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
+        self._resume_settled: set[str] = set()  # settled before a restart (first scans)
+        self._new_ids = asyncio.Event()
+        self._settle_wake = asyncio.Event()
+        self.daybook: Daybook
+        self.consumed: Consumed
+        self.source: Source
+
+    # --- the service ----------------------------------------------------------------
+
+    async def run(self) -> FollowSummary:
+        """Serve until stopped; publish what is held; the summary."""
+        async with self._stack:
+            await self._open()
+            async with orderly_stops(
+                self.stop, drain_timeout=self.settings.drain_timeout, budget=self.budget
+            ):
+                await self._resume()
+                log.info(
+                    "following %s into %s",
+                    self.source_location,
+                    self.daybook.key_at(self._now()),
+                    extra=event("start", source=str(self.source_location), state=str(self.state)),
+                )
+                aborted = await self._serve()
+                self.stop.fetched = True
+                publish_error = await self.publish_all(final=True)
+        return FollowSummary(self.figures, self.stop.reason, aborted, publish_error)
+
+    async def _open(self) -> None:
+        """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
+        if self._needs_s3():
+            self._session = await open_session(self.settings)
+            store = open_store(
+                self.settings, self._session, self.policy, give_up=lambda: bool(self.stop)
+            )
+            self._store = await self._stack.enter_async_context(store)
+        source = self.source_location
+        if isinstance(source, S3Url):
+            assert self._store is not None
+            self.source = S3Source(self._store, source, start_after=None)
+        else:
+            self.source = FolderSource(source, settle_gap=min(0.5, self.settings.poll_interval))
+        self._stack.callback(self.source.close)
+        await self.source.check()
+        private_dir(self.state, mode=self.mode)
+        self._stack.enter_context(RunLock(self.state / "service", mode=self.mode))
+        self.consumed = Consumed(self.state / "consumed.jsonl", mode=self.mode)
+        self._stack.callback(self.consumed.close)
+        if isinstance(self.source, S3Source):
+            self.source.watermark = self.consumed.after
+            self.source._after = self.consumed.after or ""  # restart point
+        self.daybook = Daybook(
+            self._render,
+            timezone=self.settings.timezone,
+            state=self.state,
+            work_dir=self.state,
+            store=self._store,
+            provenance=self._provenance(),
+            mode=self.mode,
+        )
+        self._stack.callback(self.daybook.close)
+
+    def _needs_s3(self) -> bool:
+        s = self.settings
+        today = self._render(self._now())
+        return (
+            isinstance(self.source_location, S3Url)
+            or is_s3(today)
+            or s.verify_evidence
+            or is_s3(s.save_images or "")
+        )
+
+    async def _resume(self) -> None:
+        """Days an earlier service left in its journals: their unsettled sessions are
+        asked again (within the settle duration), their settled ones are not."""
+        young = datetime.now(UTC) - timedelta(seconds=self.settings.settle)
+        for day in self.daybook.reopen():
+            for sid, row in day.rows.items():
+                if settled(row):
+                    self._resume_settled.add(sid)
+                elif (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                    self.daybook.home[sid] = day.key
+                    self._backlog.append(sid)
+        today = self.daybook.key_at(self._now())
+        target = parse_location(today, "--output")
+        local = self.state / "resume.parquet"
+        rows, _ = await load_report(target, local, self._store)
+        self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
+        if self._backlog:
+            log.info("resuming: %d sessions still to settle", len(self._backlog))
+            self._new_ids.set()
+
+    async def _serve(self) -> AccessError | None:
+        """The tasks in the worker pool until a stop; the error that aborted, if one did."""
+        steps = await self._steps()
+        try:
+            async with worker_pool(
+                steps, concurrency=self.settings.concurrency, stop=self.stop
+            ) as pool:
+                await _until_stopped(
+                    self.stop,
+                    [
+                        self._scan(),
+                        self._feed(pool),
+                        self._settle(pool),
+                        self._publish_loop(),
+                        self._show(),
+                    ],
+                )
+        except BaseExceptionGroup as group:
+            aborted = _leaf(group, AccessError)
+            if aborted is not None:
+                self.stop.request(f"aborted: {aborted}")
+                return aborted
+            error = _leaf(group, AuditError)
+            if error is not None:
+                raise error from None  # one line and its exit code, never a traceback
+            if group.subgroup(lambda e: not isinstance(e, asyncio.CancelledError)) is not None:
+                raise
+            self._interrupted()
+        except asyncio.CancelledError:
+            self._interrupted()
+        return None
+
+    def _interrupted(self) -> None:
+        """A second signal or the drain deadline cancelled the workers: keep what is done."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self.stop.request("interrupted")
+
+    # --- files -> backlog -----------------------------------------------------------
+
+    async def _scan(self) -> None:
+        passes = 0
+        while True:
+            taken = set(self.consumed) | set(self._left)
+            try:
+                ready = await self.source.ready(taken)
+            except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
+                log.warning("cannot list %s for now (%s)", self.source_location, exc)
+                ready = []
+            for found in ready:
+                if self.stop:
+                    return
+                await self._take(found)
+            if isinstance(self.source, FolderSource):
+                self.consumed.keep_only(self.source.present)
+            passes += 1
+            if passes == 2:  # every file there at the start has been looked at twice
+                self._resume_settled.clear()
+            await self.source.wait(self.settings.poll_interval)
+
+    async def _take(self, found: Found) -> None:
+        """Read one complete file: its new IDs join the backlog; bad input is set aside."""
+        self.figures.files_seen += 1
+        try:
+            plan = await self._read(found)
+        except InputError as exc:
+            log.warning(  # one line per bad file, no traceback
+                "rejected %s: %s (recorded, not read again)",
+                found.name,
+                exc,
+                extra=event("rejected", file=found.name, reason=str(exc)),
+            )
+            self.figures.files_rejected += 1
+            self._consume(found, "rejected")
+            return
+        except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
+            self.figures.files_seen -= 1
+            log.warning("cannot read %s for now (%s); trying again", found.name, exc)
+            return
+        for invalid in plan.invalid:
+            self.daybook.add(invalid_row(invalid), self._now())
+        new = [sid for sid in plan.valid if self._wanted(sid)]
+        log.info(
+            "%s: %d new sessions of %d",
+            found.name,
+            len(new),
+            len(plan.valid),
+            extra=event("file", file=found.name, new=len(new), valid=len(plan.valid)),
+        )
+        if not new:
+            self._consume(found)
+            return
+        seen_at = asyncio.get_running_loop().time()
+        self._left[found.name] = len(new)
+        for sid in new:
+            self._waiting[sid] = (found, seen_at)
+            self._backlog.append(sid)
+        self.figures.sessions_asked += len(new)
+        self._new_ids.set()
+
+    async def _read(self, found: Found) -> Plan:
+        s = self.settings
+        if isinstance(found.location, Path):
+            return await asyncio.to_thread(read_plan, found.location, column=s.column, fmt=s.format)
+        folder = private_dir(self.state / "inputs", mode=self.mode)
+        copy = await local_copy(self._store, found.location, folder, "input")
+        try:
+            return await asyncio.to_thread(
+                read_plan, copy, column=s.column, fmt=s.format, origin=str(found.location)
+            )
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(copy), str(found.location))) from None
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def _wanted(self, session_id: str) -> bool:
+        """Not queued already, not held (being settled or answered), not settled before."""
+        return (
+            session_id not in self._waiting
+            and self.daybook.held(session_id) is None
+            and session_id not in self._resume_settled
+        )
+
+    def _consume(self, found: Found, state: str = "done") -> None:
+        self.consumed.add(found.name, state)
+        watermark = self.source.done(found)
+        if watermark is not None:
+            self.consumed.advance(watermark)
+
+    # --- backlog -> pool -> answers -------------------------------------------------
+
+    async def _feed(self, pool: Pool) -> None:
+        while True:
+            while not self._backlog:
+                self._new_ids.clear()
+                await self._new_ids.wait()
+            session_id = self._backlog.popleft()
+            self.settler.sent()
+            self._settle_wake.set()
+            await pool.put(session_id)
+
+    async def _settle(self, pool: Pool) -> None:
+        while True:
+            await self.settler.feed(pool.put)
+            self._settle_wake.clear()
+            await self._settle_wake.wait()
+
+    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> None:
+        """An answer: journaled in its day, counted, settled or not, its file's tally."""
+        row = outcome_row(outcome, paths)
+        before, kept = self.daybook.add(row, self._now())
+        sid = outcome.session_id
+        first = self._waiting.pop(sid, None)
+        if first is not None:
+            found, seen_at = first
+            self.figures.lag(asyncio.get_running_loop().time() - seen_at)
+            if rank(row) in (Rank.EXPIRED, Rank.GONE):
+                self.figures.expired_before_capture += 1
+            self._left[found.name] -= 1
+            if not self._left[found.name]:
+                del self._left[found.name]
+                self._consume(found)
+        if rank(kept) == Rank.RESULT and (before is None or rank(before) != Rank.RESULT):
+            self.figures.captured += 1
+        if not self.settler.answered(sid, pending=not settled(kept)):
+            self.daybook.home.pop(sid, None)  # settled, or settling gave up: its answer stands
+
+    # --- publishing and display -----------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = self.settings.publish_every
+        last, key = loop.time(), self.daybook.key_at(self._now())
+        while True:
+            await asyncio.sleep(min(1.0, every))
+            now_key = self.daybook.key_at(self._now())
+            if now_key == key and loop.time() - last < every:
+                continue
+            if now_key != key:
+                log.info("a new day: %s (publishing %s)", now_key, key, extra=event("rollover"))
+            key, last = now_key, loop.time()
+            await self.publish_all()
+
+    async def publish_all(self, *, final: bool = False) -> AuditError | None:
+        """Publish every changed day; close past days with nothing left. The last error."""
+        error: AuditError | None = None
+        current = self.daybook.key_at(self._now())
+        for day in list(self.daybook.days.values()):
+            if day.changed:
+                try:
+                    rows = await self.daybook.publish(day)
+                except AccessError as exc:
+                    if not final:
+                        raise
+                    error = exc
+                    continue
+                except (OutputError, ServiceError, AuditError) as exc:
+                    error = exc
+                    log.warning("publishing %s failed (%s); kept for the next try", day.key, exc)
+                    continue
+                self.figures.publishes += 1
+                log.info(
+                    "published %s (%d rows)",
+                    day.key,
+                    rows,
+                    extra=event("published", report=day.key, rows=rows),
+                )
+            if day.key != current and not day.rows:
+                self.daybook.close_day(day)
+        self._refresh()
+        if self.settings.metrics_file is not None:
+            try:
+                write_follow_metrics(
+                    self.settings.metrics_file, self.figures, up=not final, mode=self.mode
+                )
+            except OutputError as exc:
+                log.warning("%s", exc)
+        return error
+
+    def _refresh(self) -> None:
+        f = self.figures
+        f.requests, f.throttled = self.tally.requests, self.tally.throttles
+        f.pending, f.backlog = self.settler.waiting, len(self._backlog)
+
+    async def _show(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.log_interval)
+            self._refresh()
+            log.info(self.figures.line(), extra=event("progress", **self.figures.as_dict()))
+
+    # --- the parts ------------------------------------------------------------------
+
+    async def _steps(self) -> SessionSteps:
+        """The per-session chain (fetch -> evidence -> images -> record), as ``run`` has it."""
+        if self.settings.verify_evidence and self._store is None:
+            raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
+        saver = self._image_saver()
+        client = await self._stack.enter_async_context(open_client(self.settings, self._session))
+        paced = PacedCall(
+            self.limiter,
+            self.policy,
+            give_up=lambda: bool(self.stop),
+            on_attempt=self._observe,
+            on_cut=lambda: log_rate_cut(self.limiter),
+        )
+        return SessionSteps(
+            Fetcher(client, paced),
+            self._record,
+            evidence_store=self._store if self.settings.verify_evidence else None,
+            saver=saver,
+        )
+
+    def _observe(self, error: BaseException | None) -> None:
+        self.tally.attempt(error)
+        self.breaker.record(error)
+
+    def _image_saver(self) -> ImageSaver | None:
+        folder = self.settings.save_images
+        if folder is None:
+            return None
+        if is_s3(folder):
+            if self._store is None:
+                raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
+            return S3Saver(self._store, parse_s3_url(folder, "save_images"))
+        return FolderSaver(Path(folder))
+
+    def _provenance(self) -> dict[str, Any]:
+        return {
+            "tool": "liveness-audit",
+            "tool_version": __version__,
+            "mode": "follow",
+            "run_id": uuid.uuid4().hex,
+            "input_path": str(self.source_location),
+            "settings": self.settings.public(),
+        }
+
+
+async def _until_stopped(stop: Stop, jobs: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``jobs`` as tasks until ``stop`` is requested or one of them fails (raised)."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        while not stop:
+            done, _ = await asyncio.wait(tasks, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a job only ends by failing: raise its error
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _leaf(group: BaseExceptionGroup[BaseException], kind: type[E]) -> E | None:
+    """The first exception of ``kind`` in ``group`` (nested groups included), if any."""
+    for error in group.exceptions:
+        if isinstance(error, kind):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = _leaf(error, kind)
+            if found is not None:
+                return found
+    return None

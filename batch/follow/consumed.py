@@ -1,0 +1,119 @@
+"""Which source files were consumed: JSON lines in the service's state folder.
+
+A file is *consumed* once every new session ID in it has a journaled answer (or the file
+was rejected as bad input): a restart reads again every file not consumed, and skips the
+sessions in it that already have a settled answer, so it neither misses a file dropped
+while it was down nor asks twice for a session already settled.
+
+Lines are ``{"name": ..., "state": "done" | "rejected"}``, and for an S3 source
+``{"after": KEY}``: every key up to it is consumed, so the listing restarts after it and
+the names before it can be forgotten. For a folder, names of files that left the folder
+are forgotten. The file is rewritten (atomically) when it holds mostly forgotten lines,
+so both it and the memory it takes stay flat however long the service runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from batch.store.files import PRIVATE, atomic_write, open_private
+
+__all__ = ["Consumed"]
+
+_COMPACT_MIN = 1000
+
+
+class Consumed:
+    """The consumed (or rejected) files of a source; ``after`` its S3 watermark."""
+
+    def __init__(self, path: Path, *, mode: int = PRIVATE) -> None:
+        self.path = path
+        self._mode = mode
+        self.after: str | None = None
+        self._names: dict[str, str] = {}
+        self._lines = 0
+        if path.exists():
+            self._load()
+        self._rewrite()
+        self._file: IO[str] = self._open()
+
+    def _load(self) -> None:
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line: its file is read again
+                if "after" in entry:
+                    self.after = str(entry["after"])
+                elif "name" in entry:
+                    self._names[str(entry["name"])] = str(entry.get("state", "done"))
+        self._drop_before_watermark()
+
+    def _open(self) -> IO[str]:
+        fd = open_private(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, what="state", mode=self._mode
+        )
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+    def _drop_before_watermark(self) -> None:
+        if self.after is not None:
+            after = self.after
+            self._names = {k: v for k, v in self._names.items() if k > after}
+
+    def _rewrite(self) -> None:
+        with atomic_write(self.path, mode=self._mode, what="consumed files record") as f:
+            if self.after is not None:
+                f.write((json.dumps({"after": self.after}) + "\n").encode())
+            for name, state in self._names.items():
+                f.write((json.dumps({"name": name, "state": state}) + "\n").encode())
+        self._lines = len(self._names) + 1
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def state(self, name: str) -> str | None:
+        return self._names.get(name)
+
+    def add(self, name: str, state: str = "done") -> None:
+        """Remember ``name`` as consumed (``done``) or ``rejected``; durable at once."""
+        self._names[name] = state
+        self._append({"name": name, "state": state})
+
+    def advance(self, after: str) -> None:
+        """Every S3 key up to ``after`` is consumed: forget their names."""
+        self.after = after
+        self._drop_before_watermark()
+        self._append({"after": after})
+
+    def keep_only(self, present: Iterable[str]) -> None:
+        """Forget the files no longer in the folder (they cannot come back as new)."""
+        here = set(present)
+        self._names = {k: v for k, v in self._names.items() if k in here}
+        self._maybe_compact()
+
+    def _append(self, entry: dict[str, str]) -> None:
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._lines += 1
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        if self._lines > max(_COMPACT_MIN, 2 * len(self._names)):
+            self._file.close()
+            self._rewrite()
+            self._file = self._open()
+
+    def close(self) -> None:
+        self._file.close()

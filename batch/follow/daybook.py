@@ -1,0 +1,344 @@
+"""Per-day reports of the capture service: ledgers, journals, publishing.
+
+``--output`` may hold ``{date}``: an answer goes to the report of the day its session was
+first answered in (``--timezone``), so a session settling after midnight stays with the
+report that has its first answer. Each report being filled is a :class:`Day`:
+
+- ``rows``: the answers since its last publish and the sessions not settled yet, merged
+  with :func:`~batch.store.ledger.keep`;
+- ``journal``: every answer appended as it arrives (flushed at once, fsync'd within a
+  second), in the service's state folder; after a publish it is rewritten with only the
+  rows still held, so it stays small.
+
+:meth:`Daybook.publish` merges a day's rows into the report as it is now (local file,
+or the S3 object and its ETag), writes it atomically, uploads it with a conditional
+write, and merges again when another writer got there first. Settled rows then leave
+memory: a service running for days holds only what is not published or not settled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch.aws.s3 import S3Store
+from batch.errors import ConflictError, InputError, NotFoundError, OutputError, PublishError
+from batch.logs import LOGGER, event
+from batch.store.checkpoint import Journal, RunLock
+from batch.store.files import PRIVATE, private_dir
+from batch.store.ledger import Ledger, keep, rank, settled
+from batch.store.locations import Location, S3Url, parse_location
+from batch.store.report import SCHEMA, ReportWriter, check_output
+
+__all__ = ["Day", "Daybook", "load_report", "publish_rows"]
+
+log = logging.getLogger(LOGGER)
+
+Row = dict[str, Any]
+Render = Callable[[datetime], str]  # a moment -> the report's location (the template filled)
+
+_RACES = 10  # conditional writes lost in a row before the publish is given up for now
+
+
+@dataclass
+class Day:
+    """One report being filled (see the module docstring)."""
+
+    key: str  # the report's location as text
+    target: Location
+    local: Path  # the report itself (local), or its copy before the upload (S3)
+    journal: Journal
+    journal_path: Path
+    rows: dict[str, Row] = field(default_factory=dict)
+    changed: bool = False  # rows arrived since the last publish
+
+    def unsettled(self) -> list[Row]:
+        return [row for row in self.rows.values() if not settled(row)]
+
+
+def _identity(key: str) -> dict[str, str]:
+    return {"report": key}
+
+
+def _journal_key(path: Path) -> str | None:
+    """The report a journal in the state folder belongs to (its header says)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    report = header.get("report") if isinstance(header, dict) else None
+    return str(report) if report else None
+
+
+class Daybook:
+    """The days being filled, by report location; ``home`` maps a session to its day."""
+
+    def __init__(
+        self,
+        render: Render,
+        *,
+        timezone: str,
+        state: Path,
+        work_dir: Path,
+        store: S3Store | None,
+        provenance: Mapping[str, Any],
+        mode: int = PRIVATE,
+    ) -> None:
+        self._render = render
+        self._zone = ZoneInfo(timezone)
+        self._journals = private_dir(state / "journals", mode=mode)
+        self._staging = work_dir
+        self._store = store
+        self._provenance = dict(provenance)
+        self._mode = mode
+        self.days: dict[str, Day] = {}
+        self.home: dict[str, str] = {}  # session -> key of its day, while not settled
+
+    # --- which day ------------------------------------------------------------------
+
+    def key_at(self, moment: datetime) -> str:
+        """The report of ``moment``'s day: the template filled at that day's midnight."""
+        local = moment.astimezone(self._zone)
+        midnight = datetime.combine(local.date(), time(0), tzinfo=self._zone)
+        return self._render(midnight)
+
+    def day(self, key: str) -> Day:
+        """The day of report ``key``, opened (journal replayed) on first use."""
+        if key in self.days:
+            return self.days[key]
+        target = parse_location(key, "--output")
+        if isinstance(target, S3Url):
+            parts = [p for p in target.key.split("/") if p not in ("", ".", "..")]
+            local = self._staging / "reports" / target.bucket / Path(*parts)
+        else:
+            local = target
+        private_dir(local.parent, mode=self._mode)
+        check_output(local)
+        name = hashlib.sha256(key.encode()).hexdigest()[:20] + ".journal"
+        path = self._journals / name
+        journal = Journal.open(path, _identity(key), mode=self._mode)
+        day = Day(key, target, local, journal, path)
+        for row in journal.replay():
+            sid = str(row["session_id"])
+            day.rows[sid] = keep(day.rows.get(sid), row)
+            day.changed = True
+        self.days[key] = day
+        return day
+
+    def reopen(self) -> list[Day]:
+        """The days whose journals an earlier (stopped or killed) service left behind."""
+        for path in sorted(self._journals.glob("*.journal")):
+            key = _journal_key(path)
+            if key is not None:
+                self.day(key)
+        return list(self.days.values())
+
+    # --- answers --------------------------------------------------------------------
+
+    def add(self, row: Mapping[str, Any], now: datetime | None = None) -> tuple[Row | None, Row]:
+        """Journal ``row`` and merge it into its session's day: (the kept row before, after)."""
+        sid = str(row["session_id"])
+        key = self.home.get(sid)
+        if key is None:
+            key = self.key_at(now or datetime.now(UTC))
+        day = self.day(key)
+        day.journal.append(row)
+        before = day.rows.get(sid)
+        kept = keep(before, row)
+        day.rows[sid] = kept
+        day.changed = True
+        if settled(kept):
+            self.home.pop(sid, None)
+        else:
+            self.home[sid] = key
+        return before, kept
+
+    def held(self, session_id: str) -> Row | None:
+        """The row held in memory for a session (any day), if any."""
+        key = self.home.get(session_id)
+        if key is not None:
+            return self.days[key].rows.get(session_id)
+        for day in self.days.values():
+            if session_id in day.rows:
+                return day.rows[session_id]
+        return None
+
+    # --- publishing -----------------------------------------------------------------
+
+    async def publish(self, day: Day) -> int:
+        """Merge ``day`` into its report and publish it; the report's row count.
+
+        Settled rows leave memory afterwards and the journal keeps only what is left.
+        OutputError when a local report is locked by a ``run`` (tried again next time).
+        """
+        snapshot = dict(day.rows)
+        provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
+        rows = await publish_rows(
+            snapshot.values(), day.target, day.local, self._store, provenance, mode=self._mode
+        )
+        for sid, row in snapshot.items():
+            if day.rows.get(sid) is row and settled(row):
+                del day.rows[sid]
+        day.changed = any(day.rows.get(sid) is not row for sid, row in snapshot.items()) or any(
+            sid not in snapshot for sid in day.rows
+        )
+        self._rotate(day)
+        return rows
+
+    def _rotate(self, day: Day) -> None:
+        """Rewrite the journal with only the rows still held (atomically renamed in)."""
+        tmp = day.journal_path.with_name(day.journal_path.name + ".new")
+        tmp.unlink(missing_ok=True)
+        fresh = Journal.open(tmp, _identity(day.key), mode=self._mode)
+        for row in day.rows.values():
+            fresh.append(row)
+        fresh.close()
+        day.journal.close()
+        tmp.replace(day.journal_path)
+        day.journal = Journal.open(day.journal_path, _identity(day.key), mode=self._mode)
+
+    def close_day(self, day: Day) -> None:
+        """A published day with nothing left to settle: forget it, journal and all."""
+        day.journal.close(remove=True)
+        del self.days[day.key]
+
+    def close(self) -> None:
+        for day in self.days.values():
+            day.journal.close()
+
+
+# --- shared with run: to be unified ------------------------------------------------
+
+
+async def load_report(
+    target: Location, local: Path, store: S3Store | None
+) -> tuple[list[Row], str | None]:
+    """The rows of the report at ``target`` now, and its ETag (S3); none if it is new.
+
+    # shared with run: to be unified
+    """
+    if isinstance(target, Path):
+        return _read_rows(target), None
+    assert store is not None, "an S3 report needs the S3 store"
+    try:
+        etag = (await store.head(target)).etag
+    except NotFoundError:
+        return [], None
+    copy = local.with_name(f".{local.name}.base")
+    try:
+        await store.download(target, copy, what="report")
+    except InputError:  # deleted between the HEAD and the GET: new again
+        return [], None
+    try:
+        return _read_rows(copy), etag
+    finally:
+        _remove(copy)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _read_rows(path: Path) -> list[Row]:
+    """The rows of a report file; none when there is no file yet."""
+    if not path.exists():
+        return []
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise OutputError(
+            f"cannot read the existing report {path} to merge into it: {exc}"
+        ) from None
+    rows: list[Row] = table.to_pylist()
+    names = SCHEMA.names
+    return [{name: row.get(name) for name in names} for row in rows]
+
+
+def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
+    """The report's rows with ours merged in.
+
+    A row we hold already carries every answer we merged into it, the published one
+    included: it replaces the report's row unless the report knows something newer
+    (another writer's answer), in which case the two are merged by rank.
+    """
+    ledger = Ledger(base)
+    for row in rows:
+        old = ledger.get(str(row["session_id"]))
+        if old is not None and rank(row) >= rank(old) and _moment(old) <= _moment(row):
+            ledger.replace(row)
+        else:
+            ledger.add(row)
+    return ledger
+
+
+def _moment(row: Mapping[str, Any]) -> datetime:
+    moments = [m for m in (row.get("checked_at"), row.get("fetched_at")) if m is not None]
+    return max(moments) if moments else datetime.min.replace(tzinfo=UTC)
+
+
+async def publish_rows(
+    rows: Iterable[Mapping[str, Any]],
+    target: Location,
+    local: Path,
+    store: S3Store | None,
+    provenance: Mapping[str, Any],
+    *,
+    mode: int = PRIVATE,
+) -> int:
+    """Merge ``rows`` into the report at ``target`` and publish it; its row count.
+
+    Local: under the report's run lock, written atomically. S3: written at ``local``,
+    uploaded with ``If-Match`` (the ETag read) or ``If-None-Match: *`` (a new key), and
+    merged again from the start when another writer won the race.
+
+    # shared with run: to be unified
+    """
+    ours = list(rows)
+    for _ in range(_RACES):
+        if isinstance(target, Path):
+            with RunLock(target, mode=mode):
+                base, _etag = await load_report(target, local, store)
+                return _write(_merged(base, ours), local, provenance, mode)
+        assert store is not None
+        base, etag = await load_report(target, local, store)
+        count = _write(_merged(base, ours), local, provenance, mode)
+        try:
+            await store.upload(
+                local,
+                target,
+                metadata={"rows": str(count), "writer": "liveness-audit follow"},
+                if_match=etag,
+                if_none_match=etag is None,
+            )
+        except ConflictError:
+            log.info("another writer changed %s meanwhile: merging again", target)
+            continue
+        _remove(local)
+        return count
+    raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
+
+
+def _write(ledger: Ledger, local: Path, provenance: Mapping[str, Any], mode: int) -> int:
+    writer = ReportWriter(local, mode=mode)
+    try:
+        for row in ledger:
+            writer.add(row)
+    except BaseException:
+        writer.abandon()
+        raise
+    manifest = writer.commit(provenance, input_sha256="")
+    log.debug(
+        "wrote %s (%d rows)", local, manifest.rows, extra=event("written", rows=manifest.rows)
+    )
+    return manifest.rows

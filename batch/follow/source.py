@@ -1,0 +1,210 @@
+"""Where new ID files come from: a local folder, or an S3 prefix.
+
+Both sources answer :meth:`ready` with the files that are complete and not consumed yet,
+oldest first (their sessions expire first), as :class:`Found` entries:
+
+- :class:`FolderSource` lists the folder; a file is ready once two looks at least
+  ``settle_gap`` apart saw the same size and modification time (a file renamed in is
+  whole at once and passes at the second look; one still being written changes between
+  them). Hidden files (``.name``) and ``*.tmp``/``*.part`` are left alone: writers use
+  them before their rename. ``watchfiles`` (inotify, FSEvents, ...) wakes the service as
+  soon as something changes; without it, or when the watch cannot start, the folder is
+  listed every ``poll_interval``.
+- :class:`S3Source` lists with ``ListObjectsV2`` and ``StartAfter`` the last key seen, so
+  each poll reads only what is new (keys must grow with time, as Firehose's
+  ``YYYY/MM/DD/HH/`` keys do). S3 objects are whole when they are listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from batch.aws.s3 import S3Store
+from batch.errors import InputError, NotFoundError
+from batch.logs import LOGGER
+from batch.store.locations import Location, S3Url
+
+__all__ = ["FolderSource", "Found", "S3Source", "Source"]
+
+log = logging.getLogger(LOGGER)
+
+_SKIPPED_SUFFIXES = (".tmp", ".part", ".partial", ".swp")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A complete file of new IDs: its name (the consumed record's key) and location."""
+
+    name: str
+    location: Location
+    order: tuple[float, str]  # oldest first: (modification time, name)
+
+
+class Source(Protocol):
+    """What the capture service needs of a source."""
+
+    async def check(self) -> None: ...
+
+    async def ready(self, consumed: Iterable[str]) -> list[Found]: ...
+
+    async def wait(self, seconds: float) -> None: ...
+
+    def done(self, found: Found) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES)
+
+
+class FolderSource:
+    """New files in a local folder (see the module docstring)."""
+
+    def __init__(self, folder: Path, *, settle_gap: float = 0.5, watch: bool = True) -> None:
+        self.folder = folder
+        self.settle_gap = settle_gap
+        self._looks: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime, seen at
+        self._changed = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._watch = watch
+        self.present: set[str] = set()  # names in the folder at the last look
+
+    async def check(self) -> None:
+        """InputError (exit 2) when the folder cannot be listed."""
+        folder = self.folder
+        if not folder.exists():
+            raise InputError(f"SOURCE folder not found: {folder}")
+        if not folder.is_dir():
+            raise InputError(f"SOURCE is not a folder: {folder}")
+        try:
+            next(folder.iterdir(), None)
+        except PermissionError:
+            raise InputError(
+                f"SOURCE folder is not readable (permission denied): {folder}"
+            ) from None
+        if self._watch and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_folder())
+
+    async def _watch_folder(self) -> None:
+        try:
+            from watchfiles import awatch  # noqa: PLC0415  # optional: listing works without it
+
+            async for _ in awatch(self.folder, recursive=False, debounce=50, step=20):
+                self._changed.set()
+        except (ImportError, OSError, RuntimeError) as exc:
+            log.info("no file-system watch on %s (%s); listing it instead", self.folder, exc)
+
+    async def wait(self, seconds: float) -> None:
+        """Until something changes in the folder, or ``seconds`` pass (shorter while a file
+        waits for its second look)."""
+        if any(True for _ in self._looks):
+            seconds = min(seconds, self.settle_gap)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
+        self._changed.clear()
+
+    async def ready(self, consumed: Iterable[str]) -> list[Found]:
+        return await asyncio.to_thread(self._ready, set(consumed))
+
+    def _ready(self, consumed: set[str]) -> list[Found]:
+        clock = time.monotonic()
+        found: list[Found] = []
+        present: set[str] = set()
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if _skipped(entry.name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                present.add(entry.name)
+                if entry.name in consumed:
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+                look = (stat.st_size, stat.st_mtime_ns)
+                before = self._looks.get(entry.name)
+                if before is None or before[:2] != look:
+                    self._looks[entry.name] = (*look, clock)
+                elif clock - before[2] >= self.settle_gap:
+                    found.append(
+                        Found(entry.name, Path(entry.path), (stat.st_mtime_ns / 1e9, entry.name))
+                    )
+        for name in set(self._looks) - present:
+            del self._looks[name]  # deleted before it was read
+        self.present = present
+        return sorted(found, key=lambda f: f.order)
+
+    def done(self, found: Found) -> str | None:
+        self._looks.pop(found.name, None)
+        return None
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+class S3Source:
+    """New objects under an S3 prefix, listed after the last key seen."""
+
+    def __init__(self, store: S3Store, prefix: S3Url, *, start_after: str | None) -> None:
+        self.store = store
+        self.prefix = prefix
+        self._after = start_after or ""
+        self._open: list[str] = []  # listed and not consumed yet, in key order
+        self.watermark = start_after  # every key up to it is consumed
+
+    async def check(self) -> None:
+        """InputError (exit 2) when the bucket does not exist; AccessError (3) when refused."""
+        try:
+            await self._list(MaxKeys=1)
+        except NotFoundError:
+            raise InputError(f"SOURCE bucket does not exist: {self.prefix.bucket}") from None
+
+    async def _list(self, **extra: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {"Bucket": self.prefix.bucket, "Prefix": self.prefix.key}
+        if self._after:
+            params["StartAfter"] = self._after
+        # S3Store has no StartAfter listing of its own: the same paced, retried call.
+        page: dict[str, Any] = await self.store._call("list_objects_v2", **params, **extra)
+        return page
+
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def ready(self, consumed: Iterable[str]) -> list[Found]:
+        """Keys listed now or earlier and not consumed (nor being read), in key order."""
+        taken = set(consumed)
+        while True:
+            page = await self._list()
+            for item in page.get("Contents", []):
+                key = str(item["Key"])
+                self._after = max(self._after, key)
+                name = key.rsplit("/", 1)[-1]
+                if not (key.endswith("/") or _skipped(name) or key in taken):
+                    self._open.append(key)
+            if not page.get("IsTruncated"):
+                break
+        bucket = self.prefix.bucket
+        return [
+            Found(key, S3Url(bucket, key), (0.0, key)) for key in self._open if key not in taken
+        ]
+
+    def done(self, found: Found) -> str | None:
+        """Mark ``found`` consumed; the new watermark when it moved (to be remembered)."""
+        key = found.name
+        if key in self._open:
+            self._open.remove(key)
+        if not self._open or key < self._open[0]:
+            self.watermark = max(self.watermark or "", key)
+            return self.watermark
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,119 @@
+"""Benchmark ``liveness-audit follow``: capture lag, and the share captured before expiry,
+when sessions arrive faster than the quota for a while.
+
+Starts the emulator (in this process, its own thread) with a token-bucket quota of
+``--quota`` requests/s and sessions that live ``--lifetime`` seconds (each started 1 s and
+finished ``--finish`` s after creation). For ``--burst`` seconds the "application" creates
+``--arrival`` sessions per second (more than the quota can ask) and drops a CSV of them
+into a folder every second; then ``--calm`` seconds at ``--calm-arrival`` per second, so
+the backlog can drain (oldest first). ``follow`` runs as a subprocess with ``--rate`` =
+the quota, and gets SIGTERM ``--drain`` seconds after the last file.
+
+Prints: sessions created, captured with a result (share), first answers already EXPIRED or
+gone, capture lag (mean, max: file found -> first answer) from the service's ``end``
+event, requests, throttles, wall time.
+
+Usage: .venv/bin/python scripts/bench_follow.py [--quota 20] [--arrival 30] [--burst 60]
+           [--calm 60] [--calm-arrival 5] [--lifetime 180] [--finish 4] [--drain 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from batch.emulator import EmulatorSettings, EmulatorThread
+
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def drop(folder: Path, n: int, ids: list[str]) -> None:
+    tmp = folder / f".ids-{n:05d}.csv.tmp"
+    tmp.write_text("session_id\n" + "".join(f"{sid}\n" for sid in ids))
+    tmp.rename(folder / f"ids-{n:05d}.csv")
+
+
+def arrive(
+    server: EmulatorThread, inbox: Path, phases: list[tuple[float, float]], finish: float
+) -> list[str]:
+    """Create sessions at each phase's rate (per second, for its seconds), dropping files."""
+    ids: list[str] = []
+    owed, n = 0.0, 0
+    for seconds, rate in phases:
+        for _ in range(int(seconds)):
+            owed += rate
+            count, owed = int(owed), owed - int(owed)
+            new = server.create_sessions(count, start_after=1.0, finish_after=finish)
+            if new:
+                drop(inbox, n, new)
+                n += 1
+            ids += new
+            time.sleep(1.0)
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quota", type=float, default=20.0)
+    parser.add_argument("--arrival", type=float, default=30.0)
+    parser.add_argument("--burst", type=float, default=60.0)
+    parser.add_argument("--calm", type=float, default=60.0)
+    parser.add_argument("--calm-arrival", type=float, default=5.0)
+    parser.add_argument("--lifetime", type=float, default=180.0)
+    parser.add_argument("--finish", type=float, default=4.0)
+    parser.add_argument("--drain", type=float, default=30.0, help="seconds before SIGTERM")
+    args = parser.parse_args()
+
+    settings = EmulatorSettings(sessions=0, seed=1, tps=args.quota, lifetime=args.lifetime)
+    with EmulatorThread(settings) as server, tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        inbox = root / "inbox"
+        inbox.mkdir()
+        report = root / "audit.parquet"
+        command = [
+            sys.executable, "-m", "batch", "follow", str(inbox), "--output", str(report),
+            "--work-dir", str(root / "state"), "--rate", f"{args.quota:g}",
+            "--poll-interval", "1s", "--publish-every", "10s", "--settle-interval", "5s",
+            "--log-format", "json", "--endpoint-url", server.url,
+        ]  # fmt: skip
+        started = time.monotonic()
+        proc = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+        phases = [(args.burst, args.arrival), (args.calm, args.calm_arrival)]
+        ids = arrive(server, inbox, phases, args.finish)
+        time.sleep(args.drain)  # the backlog drains, the last sessions settle
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        wall = time.monotonic() - started
+        end = next(json.loads(line) for line in err.splitlines()[::-1] if '"event": "end"' in line)
+        rows = pd.read_parquet(report).set_index("session_id")
+        got = rows.reindex(ids)
+        results = int(got["status"].isin(["SUCCEEDED", "FAILED"]).sum())
+        calm = f"then {args.calm_arrival:g}/s for {args.calm:g}s"
+        print(f"quota {args.quota:g}/s; arrivals {args.arrival:g}/s for {args.burst:g}s, "
+              f"{calm}; lifetime {args.lifetime:g}s")  # fmt: skip
+        print(f"sessions created        {len(ids)}")
+        print(f"captured with a result  {results} ({100 * results / max(1, len(ids)):.1f}%)")
+        print(f"expired before capture  {end['expired_before_capture']}")
+        print(f"capture lag             mean {end['capture_lag_mean_seconds']:.2f}s, "
+              f"max {end['capture_lag_max_seconds']:.2f}s")  # fmt: skip
+        print(f"requests                {end['requests']} ({end['throttled']} throttled)")
+        print(f"wall                    {wall:.0f}s, exit {proc.returncode}")
+
+
+if __name__ == "__main__":
+    main()

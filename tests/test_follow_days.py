@@ -1,0 +1,132 @@
+"""``follow`` across midnight (an injected clock) and from an S3 prefix (moto's server)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batch.cli.run import render_output
+from batch.config import load_settings
+from batch.emulator import EmulatorThread
+from batch.follow.capture import Capture
+from tests.helpers import start_cli
+from tests.s3server import MotoServer
+from tests.test_follow import DEADLINE, RESULTS, captured, drop, report_rows, stop, wait_until
+
+
+async def until(check: object, what: str) -> None:
+    assert callable(check)
+    limit = time.monotonic() + DEADLINE
+    while time.monotonic() < limit:
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"never happened: {what}")
+
+
+async def test_a_day_rollover_gives_two_dated_reports_each_complete(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    emulator.configure(lifetime=60.0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    template = str(tmp_path / "audit-{date}.parquet")
+    moment = [datetime(2026, 3, 1, 23, 59, 50, tzinfo=UTC)]
+    settings = load_settings(
+        flags={
+            "work_dir": tmp_path / "state",
+            "settle": "30s",
+            "settle_interval": "1s",
+            "poll_interval": "1s",
+            "publish_every": "1h",  # only the rollover and the exit publish
+        }
+    )
+
+    def render(at: datetime) -> str:
+        return render_output(template, timezone="UTC", now=at)
+
+    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
+    task = asyncio.create_task(capture.run())
+    first = emulator.create_sessions(2, start_after=0.0, finish_after=0.0)
+    late = emulator.create_sessions(1, start_after=0.0, finish_after=3.0)  # settles after midnight
+    drop(inbox, "a.csv", first + late)
+    day1 = tmp_path / "audit-2026-03-01.parquet"
+    day2 = tmp_path / "audit-2026-03-02.parquet"
+    await until(lambda: capture.figures.captured >= 2, "the first day's results")
+    moment[0] += timedelta(seconds=15)  # midnight passes: day 1 is published
+    second = emulator.create_sessions(3, start_after=0.0, finish_after=0.0)
+    drop(inbox, "b.csv", second)
+    await until(day1.exists, "day 1 published at the rollover")
+    await until(lambda: capture.figures.captured >= 6, "every session captured")
+    capture.stop.request("test over")
+    summary = await asyncio.wait_for(task, DEADLINE)
+
+    assert summary.aborted is None
+    assert summary.publish_error is None
+    assert sorted(report_rows(day1).index) == sorted(first + late)
+    assert captured(day1, first + late)  # the late one stays with the day of its first answer
+    assert sorted(report_rows(day2).index) == sorted(second)
+    assert captured(day2, second)
+    # flat memory: once published, settled sessions are gone from memory, the past day too
+    assert str(day1) not in capture.daybook.days
+    assert all(not day.rows for day in capture.daybook.days.values())
+    assert not capture.daybook.home
+
+
+def s3_report(client: object, bucket: str, key: str) -> pd.DataFrame:
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]  # boto3
+    except Exception:  # noqa: BLE001  # not there yet
+        return report_rows(Path("/nonexistent"))
+    return pd.read_parquet(io.BytesIO(body)).set_index("session_id")
+
+
+def test_sessions_listed_under_an_s3_prefix_are_captured_into_an_s3_report(
+    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+) -> None:
+    emulator.configure(lifetime=60.0)
+    client = s3.client()
+    client.create_bucket(Bucket="inbox")
+    client.create_bucket(Bucket="audits")
+    proc = start_cli(
+        "follow",
+        "s3://inbox/ids/",
+        "--output",
+        "s3://audits/liveness/date={date}/audit.parquet",
+        "--work-dir",
+        tmp_path / "state",
+        "--settle",
+        "30s",
+        "--settle-interval",
+        "1s",
+        "--poll-interval",
+        "1s",
+        "--publish-every",
+        "1s",
+    )
+    ids: list[str] = []
+    for n in range(5):  # Firehose-like keys: they sort in time order
+        new = emulator.create_sessions(3, start_after=1.0, finish_after=2.5)
+        body = "session_id\n" + "".join(f"{sid}\n" for sid in new)
+        client.put_object(Bucket="inbox", Key=f"ids/2026/03/01/part-{n:04d}.csv", Body=body)
+        ids += new
+        time.sleep(1.0)
+    key = f"liveness/date={datetime.now(UTC):%Y-%m-%d}/audit.parquet"
+
+    def all_in() -> bool:
+        rows = s3_report(client, "audits", key)
+        return all(sid in rows.index and rows.loc[sid, "status"] in RESULTS for sid in ids)
+
+    wait_until(all_in, proc, "every session in the S3 report")
+    code, _, err = stop(proc)
+    assert code == 0, err
+    rows = s3_report(client, "audits", key)
+    assert len(rows) == len(ids)
+    assert rows.loc[ids, "confidence"].notna().all()
+    assert max(emulator.stats()["by_session"][sid] for sid in ids) <= 5
