@@ -103,6 +103,12 @@ class Settings(BaseModel):
         min_length=1,
         description="Input column with the confidence the application saw (0-100).",
     )
+    region_column: Annotated[str | None, Option(commands=("run",), metavar="NAME")] = Field(
+        None,
+        min_length=1,
+        description="Input column with each session's AWS region: one run across regions, "
+        "a client, limiter and quota per region [unset: every session in --region].",
+    )
     confidence_tolerance: Annotated[float, RUN_ONLY] = Field(
         1.0,
         ge=0,
@@ -257,9 +263,26 @@ class Settings(BaseModel):
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        """Every input column read beside the IDs: kept, then the application's."""
-        named = (*self.kept_columns, self.app_decision_column, self.app_confidence_column)
+        """Every input column read beside the IDs: kept, the application's, the region."""
+        named = (
+            *self.kept_columns,
+            self.app_decision_column,
+            self.app_confidence_column,
+            self.region_column,
+        )
         return tuple(dict.fromkeys(name for name in named if name))
+
+    @property
+    def column_flags(self) -> dict[str, str]:
+        """The option that named each input column read beside the IDs (for messages)."""
+        named = {
+            self.app_decision_column: "--app-decision-column",
+            self.app_confidence_column: "--app-confidence-column",
+            self.region_column: "--region-column",
+        }
+        flags = {name: flag for name, flag in named.items() if name}
+        flags.update(dict.fromkeys(self.kept_columns, "--keep-columns"))
+        return flags
 
     @field_validator("save_images")
     @classmethod

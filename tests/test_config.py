@@ -34,6 +34,7 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
         "keep_columns",
         "app_decision_column",
         "app_confidence_column",
+        "region_column",
     }
     assert set(shipped) == set(Settings.model_fields) - optional
 

@@ -36,6 +36,7 @@ RUN_FLAGS = {
     "--keep-columns": "keep_columns",
     "--app-decision-column": "app_decision_column",
     "--app-confidence-column": "app_confidence_column",
+    "--region-column": "region_column",
     "--confidence-tolerance": "confidence_tolerance",
     "--fail-on-disagreement": "fail_on_disagreement",
     "--threshold": "threshold",

@@ -55,14 +55,18 @@ def pick_quota(quotas: list[dict[str, object]]) -> dict[str, object] | None:
     return None
 
 
-async def lookup_quota(session: aioboto3.Session, settings: Settings) -> QuotaLookup:
-    """The applied quota of :data:`OPERATION` in the session's region (never raises)."""
-    region = session.region_name
+async def lookup_quota(
+    session: aioboto3.Session, settings: Settings, *, region: str | None = None
+) -> QuotaLookup:
+    """The applied quota of :data:`OPERATION` in ``region`` (None: the session's); never
+    raises."""
+    region = region or session.region_name
     if not region:
         return QuotaLookup(None, reason="no AWS region configured")
     try:
         async with session.client(
             "service-quotas",
+            region_name=region,
             endpoint_url=settings.quotas_endpoint_url,
             config=client_config(settings, pool=1),
         ) as client:

@@ -145,13 +145,17 @@ class LivenessClient:
 
 @asynccontextmanager
 async def open_client(
-    settings: Settings, session: aioboto3.Session | None = None
+    settings: Settings, session: aioboto3.Session | None = None, *, region: str | None = None
 ) -> AsyncIterator[LivenessClient]:
-    """The run's Rekognition client, on ``session`` (or a new one)."""
+    """The run's Rekognition client, on ``session`` (or a new one), in ``region`` (None:
+    the session's); ``endpoint_url``, when set, serves every region."""
     session = session or await open_session(settings)
     try:
         context = session.client(
-            "rekognition", endpoint_url=settings.endpoint_url, config=client_config(settings)
+            "rekognition",
+            region_name=region,
+            endpoint_url=settings.endpoint_url,
+            config=client_config(settings),
         )
         async with context as client:
             yield LivenessClient(client)

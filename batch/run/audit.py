@@ -26,7 +26,7 @@ import logging
 import sys
 import uuid
 from collections import Counter
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,9 +57,17 @@ from batch.reconcile import Annotator
 from batch.run.destination import Destination, default_work_dir, destination_for
 from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
 from batch.run.images import FolderSaver, ImageSaver, S3Saver
-from batch.run.pool import worker_pool
+from batch.run.pool import Pool, worker_pool
 from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
 from batch.run.record import Recorder
+from batch.run.regions import (
+    RegionalFetcher,
+    RegionalPool,
+    Routes,
+    regional_pool,
+    route,
+    with_regions,
+)
 from batch.run.steps import SessionSteps
 from batch.run.stops import Breaker, Stop, orderly_stops
 from batch.store.checkpoint import RunLock
@@ -135,6 +143,8 @@ class AuditRun:
         self._session: aioboto3.Session | None = None
         self._store: S3Store | None = None
         self._annotator: Annotator | None = None
+        self.routes: Routes | None = None  # --region-column: each session's region
+        self.regional: RegionalFetcher | None = None
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -173,6 +183,7 @@ class AuditRun:
         self.tally.total = len(plan.valid)
         with RunLock(destination.local, mode=self.mode):
             schema, self._annotator = self._annotate(plan)
+            self.routes = route(plan, self.settings.region_column)
             recorder = Recorder.open(
                 destination.local,
                 plan,
@@ -181,7 +192,7 @@ class AuditRun:
                 fresh=self.fresh,
                 mode=self.mode,
                 schema=schema,
-                decorate=self._annotator,
+                decorate=with_regions(self.routes, self._annotator),
             )
             try:
                 todo = self.resume(plan, recorder)
@@ -210,6 +221,7 @@ class AuditRun:
                 column=settings.column,
                 fmt=settings.format,
                 keep=settings.input_columns,
+                flags=settings.column_flags,
             )
         url = self.source
         # A name of its own per run (the original name last: it tells the format).
@@ -223,6 +235,7 @@ class AuditRun:
                 fmt=settings.format,
                 origin=str(url),
                 keep=settings.input_columns,
+                flags=settings.column_flags,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(local), str(url))) from None
@@ -252,7 +265,7 @@ class AuditRun:
         try:
             async with (
                 self.display.running(),
-                worker_pool(steps, concurrency=self.settings.concurrency, stop=self.stop) as pool,
+                self._pool(steps) as pool,
             ):
                 for session_id in todo:
                     if self.stop:
@@ -291,6 +304,7 @@ class AuditRun:
         wall = asyncio.get_running_loop().time() - start
         quota = self._quota_use(wall)
         line = summary_line(self.tally, wall=wall, extra=leftovers, quota=quota)
+        line += self.regional.line() if self.regional is not None else ""
         provenance = self._provenance(plan, started_at=started_at, line=line, quota=quota)
         manifest = recorder.commit(provenance, input_sha256=plan.sha256)
         return Ending(manifest, leftovers, line, wall, aborted, quota)
@@ -327,6 +341,23 @@ class AuditRun:
         if self.settings.verify_evidence and self._store is None:
             raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
         self._session = self._session or await open_session(self.settings)
+        if self.routes is not None:  # a client, limiter and gate per region, made as needed
+            self.regional = RegionalFetcher(
+                self.routes,
+                self.settings,
+                self._session,
+                self._stack,
+                self.policy,
+                give_up=lambda: bool(self.stop),
+                observe=self._observe,
+            )
+            self.tally.rate_now = self.regional.rate
+            return SessionSteps(
+                self.regional,
+                recorder.record,
+                saver=saver,
+                evidence_store=self._store if self.settings.verify_evidence else None,
+            )
         self.quota = await quota_for(self.settings, self._session)
         if self.quota is not None:  # the cap (quota x share) is the limiter's from the start
             self.limiter = limiter_for(self.settings, self.quota[0])
@@ -346,11 +377,23 @@ class AuditRun:
             saver=saver,
         )
 
+    def _pool(self, steps: SessionSteps) -> AbstractAsyncContextManager[Pool | RegionalPool]:
+        """The worker pool; across regions, one per region (no region holds another's)."""
+        concurrency = self.settings.concurrency
+        if self.regional is None:
+            return worker_pool(steps, concurrency=concurrency, stop=self.stop)
+        regions = self.regional.region_of
+        return regional_pool(steps, route=regions, concurrency=concurrency, stop=self.stop)
+
     def _annotate(self, plan: Plan) -> tuple[pa.Schema, Annotator]:
         """The report's schema and what completes its rows: kept columns, reconciliation."""
         settings = self.settings
         kept = [f for f in plan.kept_fields if f.name in settings.kept_columns]
-        schema = report_schema(kept, reconciled=settings.app_decision_column is not None)
+        schema = report_schema(
+            kept,
+            reconciled=settings.app_decision_column is not None,
+            region_column=settings.region_column,
+        )
         annotator = Annotator(
             plan.kept,
             [f.name for f in plan.kept_fields],
@@ -406,7 +449,15 @@ class AuditRun:
             "quota": None if quota is None else quota.as_dict(),
             "pool": {"ceiling": self.gate.ceiling, "in_flight_max": self.gate.most},
             "summary": line,
+            **self._regions(),
         }
+
+    def _regions(self) -> dict[str, Any]:
+        """The provenance's ``regions`` (a run across regions): sessions and calls of each."""
+        if self.routes is None:
+            return {}
+        calls = self.regional.counts() if self.regional is not None else {}
+        return {"regions": {"sessions": self.routes.counts(), "calls": calls}}
 
     def _summary(
         self,

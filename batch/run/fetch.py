@@ -48,8 +48,9 @@ def limiter_for(settings: Settings, quota: float | None = None) -> Limiter:
     )
 
 
-def log_rate_cut(limiter: Limiter) -> None:
-    """The log line (and ``rate`` event) of a throttle that cut the limiter's rate."""
+def log_rate_cut(limiter: Limiter, *, region: str | None = None) -> None:
+    """The log line (and ``rate`` event) of a throttle that cut the limiter's rate (of
+    ``region``'s limiter, in a run across regions)."""
     pace = limiter.pace()
     holding = (
         f" and holding there {limiter.hold:g}s: throttled within this run's share, "
@@ -58,11 +59,13 @@ def log_rate_cut(limiter: Limiter) -> None:
         else ""
     )
     log.info(
-        "throttled: limiter now %.1f requests/s%s",
+        "throttled%s: limiter now %.1f requests/s%s",
+        "" if region is None else f" in {region}",
         pace.rate,
         holding,
         extra=event(
             "rate",
+            **({} if region is None else {"region": region}),
             rate=round(pace.rate, 3),
             cuts=pace.cuts,
             cap=None if pace.cap is None else round(pace.cap, 3),
@@ -115,8 +118,11 @@ class Fetcher:
         return result
 
 
-async def quota_for(settings: Settings, session: aioboto3.Session) -> tuple[float, str] | None:
-    """The run's quota (requests/s) and where it came from; logged, with its cap.
+async def quota_for(
+    settings: Settings, session: aioboto3.Session, *, region: str | None = None
+) -> tuple[float, str] | None:
+    """The run's quota (requests/s) in ``region`` (None: the session's) and where it came
+    from; logged, with its cap.
 
     ``--quota TPS`` is taken as given; ``--quota auto`` is read from Service Quotas
     (:func:`batch.aws.quotas.lookup_quota`), and when that fails the log says why and the
@@ -126,7 +132,7 @@ async def quota_for(settings: Settings, session: aioboto3.Session) -> tuple[floa
         return None
     found: tuple[float, str] | None
     if settings.quota == "auto":
-        lookup = await lookup_quota(session, settings)
+        lookup = await lookup_quota(session, settings, region=region)
         found = None if lookup.tps is None else (lookup.tps, "Service Quotas")
         log.info(
             "quota: %s",

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from batch.aws.s3 import S3Store
 from batch.errors import ServiceError
 from batch.evidence import verify_evidence, with_evidence
 from batch.model import Outcome
-from batch.run.fetch import Fetcher
 from batch.run.images import ImageSaver
 
-__all__ = ["SessionSteps"]
+__all__ = ["Fetches", "SessionSteps"]
 
 Record = Callable[[Outcome, Mapping[str, str] | None], None]
+
+
+class Fetches(Protocol):
+    """Step one (:class:`batch.run.fetch.Fetcher`, or one per region)."""
+
+    async def fetch(self, session_id: str) -> Outcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,7 @@ class SessionSteps:
     ``evidence_store`` is set with ``--verify-evidence``; ``saver`` with ``--save-images``.
     """
 
-    fetcher: Fetcher
+    fetcher: Fetches
     record: Record
     evidence_store: S3Store | None = None
     saver: ImageSaver | None = None

@@ -146,15 +146,20 @@ def _columns_message(column: str, present: list[str], option: str = "--column") 
     return f"column {column!r} not found; columns present: {shown or '(none)'} (see {option})"
 
 
-def _check_columns(column: str, keep: Sequence[str], present: list[str]) -> None:
+Flags = Mapping[str, str]  # an input column -> the option that named it (for messages)
+
+
+def _check_columns(column: str, keep: Sequence[str], present: list[str], flags: Flags) -> None:
     if column not in present:
         raise InputError(_columns_message(column, present))
     for name in keep:
         if name not in present:
-            raise InputError(_columns_message(name, present, "--keep-columns"))
+            raise InputError(_columns_message(name, present, flags.get(name, "--keep-columns")))
 
 
-def _csv_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    path: Path, column: str, keep: Sequence[str], flags: Flags
+) -> Iterator[pa.RecordBatch]:
     """Record batches of ``column`` then ``keep``, every cell as text."""
     read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
     parse = pacsv.ParseOptions(newlines_in_values=True)
@@ -163,7 +168,7 @@ def _csv_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[pa.Re
             names = peek.schema.names
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc) from None
-    _check_columns(column, keep, names)
+    _check_columns(column, keep, names, flags)
     wanted = [column, *keep]
     # In a one-column export an empty line is a blank cell, not noise: count it.
     parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=len(names) > 1)
@@ -206,17 +211,18 @@ def _value_type(kind: pa.DataType) -> pa.DataType:
     return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 
-def _parquet_fields(path: Path, column: str, keep: Sequence[str]) -> tuple[pa.Field, ...]:
+def _parquet_fields(
+    path: Path, column: str, keep: Sequence[str], flags: Flags
+) -> tuple[pa.Field, ...]:
     schema = _open_parquet(path).schema_arrow
-    _check_columns(column, keep, schema.names)
+    _check_columns(column, keep, schema.names, flags)
     return tuple(pa.field(name, _value_type(schema.field(name).type)) for name in keep)
 
 
 def _parquet_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``column`` then ``keep``, as stored."""
+    """Record batches of ``column`` then ``keep``, as stored (columns checked already)."""
     pf = _open_parquet(path)
     schema = pf.schema_arrow
-    _check_columns(column, keep, schema.names)
     kind = _value_type(schema.field(column).type)
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InputError(f"column {column!r} in {path} holds {kind}, not text")
@@ -272,19 +278,23 @@ def read_plan(  # the options of reading, named
     fmt: str = "auto",
     origin: str | None = None,
     keep: Sequence[str] = (),
+    flags: Flags | None = None,
 ) -> Plan:
     """Read and validate the whole input; raise :class:`InputError` with one clear line.
 
     ``origin`` names where ``path`` came from when it is a local copy (of an S3 object);
-    ``keep`` names the columns whose values are kept per session (:attr:`Plan.kept`).
+    ``keep`` names the columns whose values are kept per session (:attr:`Plan.kept`);
+    ``flags`` the option that named each (``--region-column``...) for the message when one
+    is missing (default ``--keep-columns``).
     """
     format_ = detect_format(path, fmt)
     _check_file(path)
-    keep = list(dict.fromkeys(keep))
+    keep, flags = list(dict.fromkeys(keep)), flags or {}
     if format_ == "csv":
-        batches, fields = _csv_batches(path, column, keep), _csv_fields(keep)
+        batches, fields = _csv_batches(path, column, keep, flags), _csv_fields(keep)
     else:
-        batches, fields = _parquet_batches(path, column, keep), _parquet_fields(path, column, keep)
+        fields = _parquet_fields(path, column, keep, flags)
+        batches = _parquet_batches(path, column, keep)
 
     cells = _Cells()
     for batch in batches:

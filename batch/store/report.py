@@ -24,8 +24,15 @@ Columns (names are a contract; see the README for meanings and null semantics)::
     audit_image_count       int32
     audit_images            list<struct> the same fields per audit image
 
+Then, in every report of ``run``::
+
+    region                  string     the AWS region the session was asked in
+                                       (--region-column); null without that option, and
+                                       for a row whose region was rejected (InvalidRegion)
+
 A run with ``--keep-columns`` adds those input columns after these, under their own names
-and types; a run with ``--app-decision-column`` then adds the reconciliation
+and types (an input column named ``region`` kept without ``--region-column`` takes the
+place of the null one); a run with ``--app-decision-column`` then adds the reconciliation
 (:mod:`batch.reconcile`)::
 
     app_decision            string     pass | fail: the application's decision; null if bad
@@ -69,6 +76,7 @@ __all__ = [
     "IMAGE_FIELDS",
     "METADATA_KEY",
     "RECONCILED_FIELDS",
+    "REGION_FIELD",
     "SCHEMA",
     "ReportWriter",
     "check_output",
@@ -130,21 +138,37 @@ RECONCILED_FIELDS = (
 )
 
 
-def report_schema(kept_fields: Sequence[pa.Field] = (), *, reconciled: bool = False) -> pa.Schema:
-    """The base columns, then the input's kept columns, then the reconciliation's.
+REGION_FIELD = pa.field("region", pa.string())
+
+
+def report_schema(
+    kept_fields: Sequence[pa.Field] = (),
+    *,
+    reconciled: bool = False,
+    region_column: str | None = None,
+) -> pa.Schema:
+    """The base columns, ``region``, the input's kept columns, the reconciliation's.
 
     A kept column named like a report column is refused (:class:`ConfigError`): the report
     would hold two columns of one name, or the input's value would pass for the service's.
+    A kept input column named ``region`` is the report's ``region`` when it is the
+    ``region_column`` (normalised there), or, without one, stands in for it (as kept).
     """
+    name = REGION_FIELD.name
     taken = {*SCHEMA.names, *(f.name for f in RECONCILED_FIELDS)}
+    if region_column is not None:
+        taken.add(name)
     for kept in kept_fields:
-        if kept.name in taken:
+        if kept.name in taken and not kept.name == name == region_column:
             raise ConfigError(
                 f"invalid setting 'keep_columns': {kept.name!r} is a column of the report "
                 "itself; keep another column, or rename it in the input"
             )
+    stands_in = region_column is None and any(f.name == name for f in kept_fields)
+    kept = [f for f in kept_fields if not (f.name == name == region_column)]
+    region = [] if stands_in else [REGION_FIELD]
     extra = list(RECONCILED_FIELDS) if reconciled else []
-    return pa.schema([*SCHEMA, *kept_fields, *extra])
+    return pa.schema([*SCHEMA, *region, *kept, *extra])
 
 
 def _image_fields(
