@@ -13,7 +13,7 @@ import pytest
 
 from batch.emulator import EmulatorThread, write_input
 from batch.store.inputs import read_plan
-from batch.store.report import SCHEMA
+from batch.store.report import SCHEMA, report_schema
 from tests.helpers import read_report, run_cli
 
 
@@ -116,7 +116,7 @@ def test_nothing_is_kept_unless_named(emulator: EmulatorThread, tmp_path: Path) 
 
     assert run_cli("run", source, "-o", report).code == 0
 
-    assert pq.read_schema(report).remove_metadata() == SCHEMA
+    assert pq.read_schema(report).remove_metadata() == report_schema()  # SCHEMA, region
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

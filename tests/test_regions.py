@@ -168,16 +168,16 @@ async def test_a_region_whose_sessions_wait_does_not_hold_the_workers_of_another
     fast_done = asyncio.Event()
     handled: Counter[str] = Counter()
 
+    def region_of(session_id: str) -> str:
+        return session_id.partition("-")[0]
+
     async def handle(session_id: str) -> None:
-        region = session_id.split("-")[0]
+        region = region_of(session_id)
         if region == "slow":
             await fast_done.wait()
         handled[region] += 1
         if handled["fast"] == 6:
             fast_done.set()
-
-    def region_of(session_id: str) -> str:
-        return session_id.split("-")[0]
 
     async with asyncio.timeout(30):
         async with regional_pool(handle, route=region_of, concurrency=2, stop=Stop()) as pool:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.emulator import EmulatorThread, write_input
-from batch.store.report import METADATA_KEY, SCHEMA, read_provenance
+from batch.store.report import METADATA_KEY, read_provenance, report_schema
 from tests.helpers import ACCESS_KEY, SECRET_KEY, assert_exactly_as_served, read_report, run_cli
 
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -64,7 +64,7 @@ def test_report_schema_and_provenance(emulator: EmulatorThread, tmp_path: Path) 
     assert run_cli("run", source, "--output", output, "--rate", "250").code == 0
 
     schema = pq.read_schema(output)
-    assert schema.remove_metadata() == SCHEMA
+    assert schema.remove_metadata() == report_schema()  # SCHEMA, then a null region
     assert schema.field("fetched_at").type == pa.timestamp("us", tz="UTC")
     assert not any(pa.types.is_binary(f.type) for f in schema)  # no image bytes
     meta = read_provenance(output)
@@ -118,7 +118,7 @@ def test_header_only_input_writes_an_empty_report(emulator: EmulatorThread, tmp_
     assert ran.code == 0, ran.stderr
     table = pq.read_table(output)
     assert table.num_rows == 0
-    assert table.schema.remove_metadata() == SCHEMA
+    assert table.schema.remove_metadata() == report_schema()
     assert stat(emulator)["requests"] == 0
 
 

@@ -31,7 +31,13 @@ from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, OutputError
 from batch.store.locations import is_s3, parse_s3_url
-from batch.store.report import IMAGE_FIELDS, RECONCILED_FIELDS, SCHEMA, read_provenance
+from batch.store.report import (
+    IMAGE_FIELDS,
+    RECONCILED_FIELDS,
+    REGION_FIELD,
+    SCHEMA,
+    read_provenance,
+)
 
 __all__ = [
     "Night",
@@ -83,7 +89,9 @@ class Night:
         }
 
 
-_REPORT_COLUMNS = frozenset({*SCHEMA.names, *(f.name for f in RECONCILED_FIELDS)})
+_REPORT_COLUMNS = frozenset(
+    {*SCHEMA.names, REGION_FIELD.name, *(f.name for f in RECONCILED_FIELDS)}
+)
 
 
 def kept_columns(frame: pd.DataFrame) -> list[str]:
