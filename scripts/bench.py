@@ -19,8 +19,10 @@ unless ``--concurrency`` is given; boto3 with ``--threads`` (32).
 ``--scenario NAME`` runs one figure of issue 14 in one command, boto3 adaptive beside the
 project in the same run (see :data:`SCENARIOS`; ``--sessions`` may shrink it to try it):
 ``q150`` (Q = 150, burst Q/5, 20 s), ``q50`` (60 s), ``q500`` (burst 100, 10,000
-sessions), ``q5`` (5 minutes) and ``production`` (production calls at 40% of Q drawing
-from the same bucket: production calls throttled per 1,000 audit requests).
+sessions), ``q5`` (5 minutes), ``production`` (production calls at 40% of Q drawing
+from the same bucket: production calls throttled per 1,000 audit requests) and
+``regions`` (two regions with a quota of Q each, sessions spread over both, one run with
+``--region-column``: the share is of the aggregate 2Q; no boto3 peer, it has no regions).
 
 For each: share of the quota achieved (200 answers per second while active, over Q),
 share of requests throttled, production calls throttled per 1,000 audit requests (with a
@@ -30,7 +32,8 @@ client process (from ``wait4``), and sessions answered exactly as the emulator s
 Usage: .venv/bin/python scripts/bench.py [--sessions 3000] [--quota 50] [--latency 0.05]
            [--burst B] [--background-tps T]
            [--runs audit@Q,audit@3Q,boto3-adaptive,boto3-standard] [--drop]
-       .venv/bin/python scripts/bench.py --scenario q150|q50|q500|q5|production [--sessions N]
+       .venv/bin/python scripts/bench.py --scenario q150|q50|q500|q5|production|regions
+           [--sessions N]
 """
 
 from __future__ import annotations
@@ -75,9 +78,11 @@ class Scenario:
     runs: str
     background: float = 0.0  # production calls per second on the same bucket
     latency: float = 0.05
+    regions: tuple[str, ...] = ()  # sessions spread over these, a quota of Q in each
 
 
 _ALL = "audit@none,audit@Q,audit@3Q,boto3-adaptive"
+REGIONS = ("eu-west-1", "us-east-1")
 SCENARIOS = {
     "q150": Scenario(150, 30, 3000, _ALL),  # 20 s at Q
     "q50": Scenario(50, 10, 3000, "audit@Q,audit@none,boto3-adaptive"),  # 60 s
@@ -86,6 +91,7 @@ SCENARIOS = {
     "production": Scenario(
         150, 30, 3000, "audit@none,audit@Q,audit@share0.5,boto3-adaptive", background=60
     ),
+    "regions": Scenario(150, 30, 6000, "audit@Q,audit@none", regions=REGIONS),  # 20 s at 2Q
 }
 
 
@@ -140,6 +146,7 @@ def start_emulator(
     latency: float,
     burst: float | None = None,
     background: float = 0.0,
+    regions: tuple[str, ...] = (),
 ) -> tuple[Any, str]:
     """The emulator as its own process (writing ``work/in.csv``); returns it and its URL."""
     url_file = work / "url"
@@ -165,6 +172,8 @@ def start_emulator(
         command += ["--burst", str(burst)]
     if background:
         command += ["--background-tps", str(background)]
+    if regions:
+        command += ["--regions", ",".join(regions)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
     for _ in range(600):
         if url_file.exists():
@@ -255,6 +264,8 @@ def client_command(
     if name.startswith("audit"):
         output = work / "out.parquet"
         command = audit_command(source, output, args.concurrency, url)
+        if args.regions:  # the rate and quota options are per region
+            command += ["--region-column", "region"]
         factor = {"audit@Q": 1.0, "audit@3Q": 3.0}.get(name)
         if factor is not None:
             command += ["--rate", str(q * factor)]
@@ -278,6 +289,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--burst", type=float, help="the bucket's capacity [max(1, Q/10)]")
     parser.add_argument("--background-tps", type=float, help="production calls/s [0]")
     parser.add_argument("--latency", type=float)
+    parser.add_argument(
+        "--regions",
+        type=lambda text: tuple(r.strip() for r in text.split(",") if r.strip()),
+        help="spread the sessions over these regions, a quota of Q each (--region-column)",
+    )
     parser.add_argument("--concurrency", type=int, help="liveness-audit's [its default]")
     parser.add_argument("--threads", type=int, default=32, help="boto3's thread pool [32]")
     parser.add_argument(
@@ -302,6 +318,7 @@ def arguments() -> argparse.Namespace:
         ("background_tps", scenario.background),
         ("latency", scenario.latency),
         ("runs", scenario.runs),
+        ("regions", scenario.regions),
     ):
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -323,19 +340,23 @@ def main() -> None:
         f"emulator: {args.sessions} sessions, quota {q:g}/s (burst {burst:g}), "
         f"latency {args.latency * 1000:g} ms"
         + (f", production {args.background_tps:g}/s" if args.background_tps else "")
+        + (f", in each of {', '.join(args.regions)}" if args.regions else "")
         + (f" [scenario {args.scenario}]" if args.scenario else "")
     )
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         emulator, url = start_emulator(
-            work, args.sessions, q, args.latency, args.burst, args.background_tps
+            work, args.sessions, q, args.latency, args.burst, args.background_tps, args.regions
         )
         source = work / "in.csv"
+        if args.regions:
+            source = with_regions(source, population, args.regions)
+        aggregate = q * max(1, len(args.regions))  # each region has its own quota
         try:
             for name in [r for r in args.runs.split(",") if r]:
                 command, output = client_command(name, source, work, url, args)
-                results.append(measure(name, command, output, url, population, q))
+                results.append(measure(name, command, output, url, population, aggregate))
                 print(row(results[-1]), flush=True)
                 if args.timeline:
                     print("  " + timeline(results[-1]))
@@ -349,6 +370,15 @@ def main() -> None:
             for r in results:
                 line = {**r.__dict__, "timeline": None, "quota": q, "latency": args.latency}
                 f.write(json.dumps({**line, "scenario": args.scenario}) + "\n")
+
+
+def with_regions(source: Path, population: Population, regions: tuple[str, ...]) -> Path:
+    """A copy of the input with each session's region (where the emulator keeps it)."""
+    frame = pd.read_csv(source, dtype=str)
+    frame["region"] = [population.region(sid, regions) for sid in frame["session_id"]]
+    target = source.with_name("in-regions.csv")
+    frame.to_csv(target, index=False)
+    return target
 
 
 def drop_run(
