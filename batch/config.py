@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from batch.durations import parse_duration
 from batch.errors import ConfigError
 from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
@@ -103,6 +104,15 @@ class Settings(BaseModel):
     )
     drain_timeout: float = Field(
         15.0, gt=0, le=600, description="seconds in-flight calls may finish after a stop"
+    )
+    # settling pending sessions (batch.run.settle)
+    settle: Annotated[str, Option(metavar="DURATION")] = Field(
+        "3m",
+        description="Ask a CREATED/IN_PROGRESS session again until it settles, for at most "
+        "this long (e.g. 3m, 90s; 0: off).",
+    )
+    settle_interval: Annotated[str, Option(metavar="DURATION")] = Field(
+        "10s", description="Time between two questions about a pending session."
     )
     # AWS
     region: Annotated[str | None, RUN] = Field(
@@ -173,6 +183,24 @@ class Settings(BaseModel):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
         return value
 
+    @field_validator("settle", "settle_interval", mode="before")
+    @classmethod
+    def _check_duration(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{value:g}"
+        if isinstance(value, str):
+            seconds_of(value, "")  # raises ValueError with the reason
+        return value
+
+    @property
+    def settle_seconds(self) -> float:
+        """``settle`` in seconds (0: settling is off)."""
+        return seconds_of(self.settle, "settle")
+
+    @property
+    def settle_interval_seconds(self) -> float:
+        return seconds_of(self.settle_interval, "settle_interval")
+
     @field_validator("file_mode")
     @classmethod
     def _check_file_mode(cls, value: str) -> str:
@@ -195,6 +223,8 @@ class Settings(BaseModel):
                     raise ValueError(f"{name} must be an http(s) URL")
         if self.s3_kms_key_id is not None and self.s3_sse != "aws:kms":
             raise ValueError("s3_kms_key_id needs s3_sse = 'aws:kms'")
+        if self.settle_interval_seconds <= 0:
+            raise ValueError("settle_interval must be longer than zero")
         return self
 
     def public(self) -> dict[str, Any]:
@@ -209,6 +239,20 @@ class Settings(BaseModel):
                 netloc = f"{host}:{parts.port}" if parts.port else host
                 data[name] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return data
+
+
+def seconds_of(text: str, name: str) -> float:
+    """A duration setting in seconds (:func:`~batch.durations.parse_duration`); ``0`` is 0.
+
+    ValueError (pydantic turns it into the setting's error) when it is not a duration.
+    """
+    stripped = text.strip().lower()
+    if stripped in ("0", "0s", "0m", "0h", "0.0"):
+        return 0.0
+    try:
+        return parse_duration(stripped, name or "duration")
+    except ConfigError as exc:
+        raise ValueError(f"not a duration ({exc}); use e.g. 10s, 3m or 0") from None
 
 
 _FIELDS = frozenset(Settings.model_fields)

@@ -177,6 +177,8 @@ class RunSummary:
     wall: float
     manifest: Manifest
     publish_error: AuditError | None = None
+    pending: int = 0  # sessions still CREATED/IN_PROGRESS at the end
+    settle: float = 0.0  # seconds each pending session was waited for (0: not at all)
 
     @property
     def errors(self) -> int:
