@@ -217,7 +217,7 @@ class AuditRun:
             complete = (
                 aborted is None
                 and not self.tally.unresolved
-                and not self.tally.pending
+                and not (self.tally.pending and self.settings.settle_seconds)  # as the verdict
                 and not ending.left
                 and publish_error is None
             )
