@@ -255,7 +255,10 @@ class AuditRun:
             remote = await self._merge_remote(destination, recorder)
         if destination.local.exists():  # a local report, or one whose upload failed
             recorder.load(read_rows(destination.local))
-        replayed = recorder.replay()
+        recorder.replay()
+        # An unfinished run of this input is resumed: its rows are brought up to the
+        # settings of this one (the journal's header says what they were made with).
+        resumed = list(plan.valid) if recorder.journal.previous is not None else []
         for invalid in plan.invalid:
             recorder.ledger.add(invalid_row(invalid))
         work = plan_work(
@@ -264,7 +267,7 @@ class AuditRun:
             self.local,
             self.tally,
             fresh=self.fresh,
-            replayed=replayed,
+            resumed=resumed,
             previous=recorder.journal.previous,
             header=header,
         )

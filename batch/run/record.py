@@ -126,7 +126,8 @@ class Recorder:
                 t.unresolved += 1
 
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        """Write every kept row to the report (atomically); its manifest."""
+        """Write every kept row to the report (atomically); its manifest. The journal's
+        rows are in the report then: the journal keeps only its header."""
         writer = ReportWriter(self.report, batch_rows=self._batch_rows, mode=self._mode)
         try:
             for row in self.ledger:
@@ -134,7 +135,9 @@ class Recorder:
         except BaseException:
             writer.abandon()
             raise
-        return writer.commit(provenance, input_sha256=input_sha256)
+        manifest = writer.commit(provenance, input_sha256=input_sha256)
+        self.journal.reset()
+        return manifest
 
     def abandon(self) -> None:
         """The run failed: keep the journal for a rerun (the report is left as it was)."""

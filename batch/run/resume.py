@@ -90,13 +90,17 @@ def plan_work(  # the run's inputs, named
     tally: Tally,
     *,
     fresh: bool,
-    replayed: list[str],
+    resumed: list[str],
     previous: Mapping[str, Any] | None,
     header: Mapping[str, Any],
 ) -> Work:
-    """Who is asked, who only gets a local step, who is left as kept (counted resumed)."""
+    """Who is asked, who only gets a local step, who is left as kept (counted resumed).
+
+    ``resumed``: the sessions of an unfinished run whose journal ``previous`` heads; with
+    a row-shaping step on now that was off then, their rows get that step.
+    """
     upgraded = _upgraded(previous, header)
-    upgrade = set(replayed) if upgraded else set()
+    upgrade = set(resumed) if upgraded else set()
     work = Work()
     for session_id in plan.valid:
         row = ledger.get(session_id)
@@ -108,7 +112,7 @@ def plan_work(  # the run's inputs, named
             tally.replayed(row.get("status"), row.get("error_code"))
     if upgraded:
         log.warning(
-            "the checkpoint's answers were made without %s: bringing them up to date "
+            "the unfinished run's answers were made without %s: bringing them up to date "
             "locally (%d sessions; image bytes only from the spool)",
             " and ".join(upgraded),
             sum(1 for sid in work.redo if sid in upgrade),

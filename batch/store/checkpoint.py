@@ -14,8 +14,9 @@ A journal whose header differs in a setting named in ``must_match`` (endpoint, r
 rows of another service) is refused, naming the setting and both values; any other
 difference (another input, evidence or image saving turned on) is not: its rows are
 answers, the run merges them, and the header is rewritten for this run
-(:attr:`Journal.previous` keeps the old one). The journal is removed only once a report
-holding everything is committed (and uploaded).
+(:attr:`Journal.previous` keeps the old one). Once a report holding every row is
+committed the rows are dropped (:meth:`Journal.reset`); the journal itself is removed when
+the run left nothing to ask and its report is committed (and uploaded).
 
 :class:`RunLock` keeps two runs off the same report: an exclusive ``flock`` on
 ``.REPORT.lock``, which the kernel releases when the process dies, so a crashed run never
@@ -168,6 +169,18 @@ class Journal:
         self._unsynced += 1
         if self._unsynced >= _SYNC_ROWS:
             self._wake.set()
+
+    def reset(self) -> None:
+        """Drop the rows, keep the header: a committed report holds them now (replaying
+        them into it again would count their checks twice)."""
+        self._file.flush()
+        with self.path.open("rb") as f:
+            end = len(f.readline())
+        self._file.truncate(end)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._replay_end = end
+        self._unsynced = 0
 
     def _sync_loop(self) -> None:
         fd = self._file.fileno()
