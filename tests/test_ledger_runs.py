@@ -162,7 +162,9 @@ def test_unverified_evidence_and_unsaved_images_are_finished_by_a_rerun_without_
     assert not list((work / "spool").rglob("*.jpg")), "the spool copy is removed once saved"
 
 
-def unfinished_run(emulator: EmulatorThread, tmp_path: Path, n: int = 30) -> tuple[list[str], Path, Path]:
+def unfinished_run(
+    emulator: EmulatorThread, tmp_path: Path, n: int = 30
+) -> tuple[list[str], Path, Path]:
     """A run left unfinished (one session unresolved): its journal is kept."""
     ids = list(emulator.population.ids()[:n])
     emulator.script(ids[0], ["server_error"] * 2)

@@ -31,6 +31,8 @@ RUN_FLAGS = {
     "--max-error-rate": "max_error_rate",
     "--column": "column",
     "--format": "format",
+    "--settle": "settle",
+    "--settle-interval": "settle_interval",
 }
 
 

@@ -116,9 +116,11 @@ class Ending:
 
 @dataclass(frozen=True, slots=True)
 class Remote:
-    """What the S3 report was when read: its ETag, or None when the key was absent."""
+    """What the S3 report was when read: its ETag, or None when the key was absent;
+    ``known`` False when it could not be read (S3 down): it is merged before the upload."""
 
     etag: str | None = None
+    known: bool = True
 
 
 class AuditRun:
@@ -252,7 +254,16 @@ class AuditRun:
         """The existing report, the journal and the invalid cells merged; the work left."""
         remote = Remote()
         if destination.remote is not None:
-            remote = await self._merge_remote(destination, recorder)
+            try:
+                remote = await self._merge_remote(destination, recorder)
+            except ServiceError as exc:  # S3 down: fetch now (answers expire), merge later
+                log.warning(
+                    "cannot read the existing report %s (%s): fetching anyway; it is merged "
+                    "before the upload",
+                    destination,
+                    exc,
+                )
+                remote = Remote(known=False)
         if destination.local.exists():  # a local report, or one whose upload failed
             recorder.load(read_rows(destination.local))
         recorder.replay()
@@ -375,6 +386,15 @@ class AuditRun:
         if destination.remote is None:
             return ending, None
         for _ in range(PUBLISH_TRIES):
+            if not remote.known:  # not read at the start, or changed since: merge it first
+                try:
+                    remote = await self._merge_remote(destination, recorder)
+                except AccessError as exc:
+                    return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
+                except (ServiceError, InputError) as exc:
+                    return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
+                manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
+                ending = replace(ending, manifest=manifest)
             try:
                 error = await publish(
                     self._s3(),
@@ -386,12 +406,7 @@ class AuditRun:
                 )
             except ConflictError:
                 log.info("another run wrote %s meanwhile: merging its answers", destination)
-                try:
-                    remote = await self._merge_remote(destination, recorder)
-                except (ServiceError, AccessError, InputError) as exc:
-                    return ending, PublishError(f"{_kept(destination)} (re-reading: {exc})")
-                manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
-                ending = replace(ending, manifest=manifest)
+                remote = Remote(known=False)
                 continue
             return ending, error
         return ending, PublishError(

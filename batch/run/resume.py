@@ -146,4 +146,3 @@ class OutputRecord:
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
-
