@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from batch.config import load_settings
 from batch.emulator import EmulatorThread, write_input
 from batch.logs import LOGGER
+from batch.model import Outcome
 from batch.run.audit import AuditRun
 from batch.store.checkpoint import journal_path
+from batch.store.report import outcome_row, paths_from_row, read_rows, result_from_row
 from tests.helpers import Evidence, assert_exactly_as_served, read_report, run_cli, stored
 from tests.s3proxy import S3Proxy
 from tests.s3server import MotoServer
@@ -256,3 +259,43 @@ def test_an_output_template_is_resumed_by_the_same_command(
     # complete now: the next run of the template renders a new report
     third = asyncio.run(AuditRun(source, late, settings, template=template).run())
     assert third.report == str(late)
+
+
+def test_a_row_turns_back_into_the_result_it_was_made_from(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ids = list(emulator.population.ids()[:40])
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    assert run_cli("run", source, "--output", output, "--save-images", tmp_path / "i").code == 0
+    rows = [row for row in read_rows(output) if row["status"] in RESULTS]
+    assert rows
+    for row in rows:
+        result = result_from_row(row)
+        assert result is not None
+        outcome = Outcome(row["session_id"], result, None, None, 1, row["fetched_at"], True)
+        assert outcome_row(outcome, paths_from_row(row)) == row
+
+
+def test_a_report_written_before_the_ledger_columns_is_read_with_them_empty(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ids = list(emulator.population.ids()[:20])
+    source = tmp_path / "in.csv"
+    write_input(source, ids)
+    output = tmp_path / "report.parquet"
+    assert run_cli("run", source, "--output", output).code == 0
+    old = ("checks", "checked_at", "challenge_type", "challenge_version")
+    table = pq.read_table(output)
+    pq.write_table(table.drop_columns(list(old)), output)
+    before = asked(emulator)
+
+    ran = run_cli("run", source, "--output", output)
+
+    assert ran.code == 0, ran.stderr
+    report = read_report(output)
+    settled = status_of(emulator, ids, (*RESULTS, "EXPIRED"))
+    assert all(asked(emulator)[sid] == before[sid] for sid in settled)
+    assert (report.loc[settled, "checks"] == 1).all()  # from attempts
+    assert report.loc[settled, "status"].notna().all()
