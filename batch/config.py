@@ -45,7 +45,7 @@ from batch.errors import ConfigError
 from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
 
-__all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings", "public_url"]
 
 ENV_PREFIX = "LIVENESS_AUDIT_"
 _CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -233,12 +233,16 @@ class Settings(BaseModel):
         for name in ("endpoint_url", "s3_endpoint_url"):
             url = getattr(self, name)
             if url:
-                parts = urlsplit(url)
-                # An endpoint URL may carry user:password@; never let it out.
-                host = parts.hostname or ""
-                netloc = f"{host}:{parts.port}" if parts.port else host
-                data[name] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+                data[name] = public_url(url)
         return data
+
+
+def public_url(url: str) -> str:
+    """An endpoint URL safe to print or store: no user:password@, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def seconds_of(text: str, name: str) -> float:

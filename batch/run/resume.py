@@ -1,8 +1,11 @@
 """What a run starts from: the settings that shape its rows, and the work left to do.
 
 * :func:`row_header`: the journal's header, what shaped the rows (the input's identity,
-  ``verify_evidence``, ``save_images``, the Rekognition endpoint as
-  :meth:`~batch.config.Settings.public` shows it, the resolved region). A resume under
+  ``verify_evidence``, ``save_images``, the Rekognition endpoint (the setting, else
+  ``AWS_ENDPOINT_URL_REKOGNITION``) without credentials, as
+  :meth:`~batch.config.Settings.public` shows it, and the region: the setting, else
+  ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; a region only in a profile's config is not
+  seen). A resume under
   another endpoint or region (:data:`MUST_MATCH`) is refused: its answers came from
   another service.
 * :func:`plan_work`: given the ledger of kept answers, which sessions of the input are
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch.config import Settings
+from batch.config import Settings, public_url
 from batch.logs import LOGGER
 from batch.run.local import LocalSteps
 from batch.run.progress import Tally
@@ -50,7 +53,7 @@ def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
     """What shapes the rows of a run of ``plan`` under ``settings`` (the journal header)."""
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_REKOGNITION")
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    shown = Settings(endpoint_url=endpoint).public()["endpoint_url"] if endpoint else None
+    shown = public_url(endpoint) if endpoint else None
     region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return {
         **identity(plan),
