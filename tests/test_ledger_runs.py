@@ -8,6 +8,7 @@ the service; a resume under changed settings; an ``--output`` template resumed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import stat
 from collections.abc import Iterator
@@ -142,7 +143,10 @@ def test_unverified_evidence_and_unsaved_images_are_finished_by_a_rerun_without_
     assert report["reference_image_path"].isna()[inline]
     assert report.loc[[inline, in_s3], "status"].isin(RESULTS).all()  # the answers are kept
     spooled = list((work / "spool").rglob("*.jpg"))
-    assert [p.name for p in spooled if p.name.startswith(inline)]
+    kept = [p for p in spooled if p.name == f"{inline}-reference.jpg"]
+    assert kept
+    digest = hashlib.sha256(kept[0].read_bytes()).hexdigest()
+    assert digest == report.loc[inline, "reference_bytes_sha256"]  # the bytes themselves
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in spooled)
     assert all(stat.S_IMODE(p.parent.stat().st_mode) == 0o700 for p in spooled)
 
