@@ -47,7 +47,7 @@ from batch.errors import ConfigError
 from batch.store.files import parse_mode
 from batch.store.locations import is_s3, parse_s3_url
 
-__all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings", "public_url"]
 
 ENV_PREFIX = "LIVENESS_AUDIT_"
 _CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -320,11 +320,7 @@ class Settings(BaseModel):
         try:
             return float(value)
         except ValueError:
-            pass
-        try:
-            return parse_duration(value, "duration")
-        except ConfigError:
-            raise ValueError("use seconds or a duration such as 90s, 3m, 1h30m") from None
+            return seconds_of(value, "duration")
 
     @field_validator("file_mode")
     @classmethod
@@ -358,12 +354,30 @@ class Settings(BaseModel):
         for name in _URLS:
             url = getattr(self, name)
             if url:
-                parts = urlsplit(url)
-                # An endpoint URL may carry user:password@; never let it out.
-                host = parts.hostname or ""
-                netloc = f"{host}:{parts.port}" if parts.port else host
-                data[name] = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+                data[name] = public_url(url)
         return data
+
+
+def public_url(url: str) -> str:
+    """An endpoint URL safe to print or store: no user:password@, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def seconds_of(text: str, name: str) -> float:
+    """A duration setting in seconds (:func:`~batch.durations.parse_duration`); ``0`` is 0.
+
+    ValueError (pydantic turns it into the setting's error) when it is not a duration.
+    """
+    stripped = text.strip().lower()
+    if stripped in ("0", "0s", "0m", "0h", "0.0"):
+        return 0.0
+    try:
+        return parse_duration(stripped, name or "duration")
+    except ConfigError as exc:
+        raise ValueError(f"not a duration ({exc}); use e.g. 10s, 3m or 0") from None
 
 
 _FIELDS = frozenset(Settings.model_fields)

@@ -229,6 +229,8 @@ class RunSummary:
     wall: float
     manifest: Manifest
     publish_error: AuditError | None = None
+    pending: int = 0  # sessions still CREATED/IN_PROGRESS at the end
+    settle: float = 0.0  # seconds each pending session was waited for (0: not at all)
     quota: QuotaUse | None = None  # when the run knew its quota (--quota)
     reconciliation: Reconciliation | None = None  # with --app-decision-column
     kept_conflicts: int = 0  # repeated IDs whose kept input values differ (first row kept)

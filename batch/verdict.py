@@ -3,9 +3,11 @@
 ::
 
     0  every session has a definitive answer (a status, or a per-session error)
-    1  some sessions are unresolved (retries exhausted, or the run was stopped);
-       they are in the report with their last error and a rerun retries them; or a
-       local write failed (disk full: StorageError) and the run stopped, keeping its
+    1  some sessions are unresolved (retries exhausted, or the run was stopped), or
+       still pending after settling (CREATED/IN_PROGRESS); they are in the report with
+       their last answer and a rerun asks again (with ``--settle 0`` the run did not
+       wait: pending sessions are counted, but do not make the exit code); or a local
+       write failed (disk full: StorageError) and the run stopped, keeping its
        checkpoint, so a rerun once there is space resumes
     2  usage, configuration or input error: nothing was fetched
     3  aborted on an access or credential error; what was fetched is in the report
@@ -83,14 +85,17 @@ def _summary_verdict(  # noqa: PLR0911  # the exit-code table, one return per ro
     if summary.publish_error is not None:
         access = isinstance(summary.publish_error, AccessError)
         return Verdict(EXIT_ACCESS if access else EXIT_UNRESOLVED, error=summary.publish_error)
-    if summary.unresolved or summary.not_attempted:
+    waited = summary.pending if summary.settle > 0 else 0
+    if summary.unresolved or summary.not_attempted or waited:
         left = summary.unresolved + summary.not_attempted
         stopped = f"run stopped ({summary.stop_reason}); " if summary.stop_reason else ""
-        return Verdict(
-            EXIT_UNRESOLVED,
-            f"{stopped}{left} sessions unresolved (see error_code in the report); "
-            "a rerun of the same command retries them and keeps the rest",
+        unresolved = (
+            f"{left} sessions unresolved (see error_code in the report); "
+            "a rerun of the same command retries them and keeps the rest"
         )
+        still = f"{waited} sessions still pending: a rerun asks again"
+        parts = [unresolved] * bool(left) + [still] * bool(waited)
+        return Verdict(EXIT_UNRESOLVED, stopped + "; ".join(parts))
     if summary.evidence_problems:
         return Verdict(
             EXIT_EVIDENCE,

@@ -20,13 +20,17 @@ from tests.helpers import ACCESS_KEY, SECRET_KEY
 from tests.s3server import MotoServer
 
 # Fast settings for tests: generous rate, backoff switched off (no waiting between
-# attempts: retries still pass the limiter), small report batches to exercise batching.
+# attempts: retries still pass the limiter), small report batches to exercise batching,
+# no settling.
 FAST = {
     "LIVENESS_AUDIT_RATE": "400",
     "LIVENESS_AUDIT_CONCURRENCY": "8",
     "LIVENESS_AUDIT_BACKOFF_INITIAL": "0",
     "LIVENESS_AUDIT_BATCH_ROWS": "7",
     "LIVENESS_AUDIT_READ_TIMEOUT": "5",
+    # The timeless emulator's CREATED/IN_PROGRESS sessions never settle: tests of
+    # settling turn it on with --settle.
+    "LIVENESS_AUDIT_SETTLE": "0",
 }
 
 

@@ -69,19 +69,40 @@ def test_damage_in_the_middle_is_refused(tmp_path: Path) -> None:
     with path.open("a") as f:
         f.write("garbage\n")
         f.write('{"session_id": "s3"}\n')
-    with pytest.raises(CheckpointError, match="damaged at line 3; pass --fresh"):
+    with pytest.raises(CheckpointError, match="damaged at line 3: repair or move it away"):
         Journal.open(path, ID)
 
 
-def test_a_journal_of_another_input_is_refused_unless_fresh(tmp_path: Path) -> None:
+def test_a_journal_of_another_input_is_kept_and_its_header_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    Journal.open(path, ID).close()
-    other = {**ID, "input_sha256": "def"}
-    with pytest.raises(CheckpointError, match=r"another input_sha256.*--fresh"):
-        Journal.open(path, other)
-    fresh = Journal.open(path, other, fresh=True)
-    assert list(fresh.replay()) == []
-    fresh.close()
+    journal = Journal.open(path, ID)
+    journal.append(row(1))
+    journal.close()
+    other = {**ID, "input_sha256": "def", "verify_evidence": True}
+
+    again = Journal.open(path, other)
+
+    assert again.previous is not None
+    assert again.previous["input_sha256"] == "abc"
+    assert [r["session_id"] for r in again.replay()] == ["s1"]  # its answers are kept
+    again.append(row(2))
+    again.close()
+    reopened = Journal.open(path, other)
+    assert reopened.previous is not None
+    assert reopened.previous["input_sha256"] == "def"
+    assert [r["session_id"] for r in reopened.replay()] == ["s1", "s2"]
+    reopened.close()
+
+
+@pytest.mark.parametrize("setting", ["endpoint_url", "region"])
+def test_a_journal_of_another_endpoint_or_region_is_refused_naming_both_values(
+    tmp_path: Path, setting: str
+) -> None:
+    path = tmp_path / "j"
+    Journal.open(path, {**ID, setting: "one"}, must_match=[setting]).close()
+    with pytest.raises(CheckpointError, match=rf"another {setting} \('one', now 'two'\)"):
+        Journal.open(path, {**ID, setting: "two"}, must_match=[setting])
+    assert Journal.open(path, {**ID, setting: "one"}, must_match=[setting]).previous
 
 
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def test_a_journal_row_that_cannot_go_into_the_report_is_refused_naming_the_jour
 
     assert ran.code == 2, ran.stderr
     assert f"checkpoint {journal_path(output)} line 2" in ran.stderr
-    assert "--fresh" in ran.stderr
+    assert "move it away" in ran.stderr
     assert "Traceback" not in ran.stderr
 
 

@@ -56,6 +56,8 @@ UNRESOLVED = replace(CLEAN, unresolved=2, by_error={"InternalServerError": 2})
 STOPPED = replace(CLEAN, not_attempted=3, stop_reason="SIGTERM")
 EVIDENCE = replace(CLEAN, by_error={"EvidenceMissing": 1, "EvidenceChanged": 1})
 ERRORS = replace(CLEAN, by_error={"SessionNotFoundException": 3})
+PENDING = replace(CLEAN, pending=2, settle=180.0, by_status={"IN_PROGRESS": 2})
+NOT_WAITED = replace(CLEAN, pending=2, settle=0.0, by_status={"IN_PROGRESS": 2})
 
 
 @pytest.mark.parametrize(
@@ -68,6 +70,8 @@ ERRORS = replace(CLEAN, by_error={"SessionNotFoundException": 3})
         (ABORTED, EXIT_ACCESS, "AccessDeniedException"),
         (UPLOAD_DENIED, EXIT_ACCESS, "upload refused"),
         (EVIDENCE, EXIT_EVIDENCE, "missing or changed for 2 sessions"),
+        (PENDING, EXIT_UNRESOLVED, "2 sessions still pending: a rerun asks again"),
+        (NOT_WAITED, EXIT_OK, None),
     ],
 )
 def test_every_ending_of_a_run_has_its_code_and_its_words(
@@ -140,6 +144,15 @@ def test_unresolved_sessions_outrank_evidence_and_errors() -> None:
     assert "1 sessions unresolved" in ending.message
 
 
+def test_sessions_still_pending_after_settling_outrank_evidence_and_join_unresolved() -> None:
+    summary = replace(PENDING, unresolved=1, by_error={"EvidenceMissing": 1})
+    ending = verdict(summary)
+    assert ending.code == EXIT_UNRESOLVED
+    assert ending.message is not None
+    assert "1 sessions unresolved" in ending.message
+    assert "2 sessions still pending" in ending.message
+
+
 def test_missing_evidence_outranks_the_error_rate() -> None:
     summary = replace(CLEAN, by_error={"EvidenceMissing": 1, "SessionNotFoundException": 8})
     ending = verdict(summary, 0.1)
@@ -155,7 +168,19 @@ def test_a_refused_upload_outranks_unresolved_sessions() -> None:
 
 
 @pytest.mark.parametrize(
-    "summary", [CLEAN, ABORTED, UPLOAD_DENIED, UPLOAD_FAILED, UNRESOLVED, STOPPED, EVIDENCE, ERRORS]
+    "summary",
+    [
+        CLEAN,
+        ABORTED,
+        UPLOAD_DENIED,
+        UPLOAD_FAILED,
+        UNRESOLVED,
+        STOPPED,
+        EVIDENCE,
+        ERRORS,
+        PENDING,
+        NOT_WAITED,
+    ],
 )
 def test_the_words_agree_with_the_code(summary: RunSummary) -> None:
     ending = verdict(summary, 0.2)

@@ -44,7 +44,12 @@ log = logging.getLogger(LOGGER)
     "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
-@click.option("--fresh", is_flag=True, help="Ignore the checkpoint of an earlier run; refetch all.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Ask every session of the input again (a kept result is never replaced by a "
+    "less informative answer; nothing is deleted).",
+)
 @click.option(
     "--time-budget",
     metavar="DURATION",
@@ -76,7 +81,9 @@ def run(
         if isinstance(target, Path) and not dry_run:  # noqa: SIM102  # the inner test: its own reason
             if target.parent != Path(output_template).parent:  # a {date} folder was made
                 private_dir(target.parent, mode=parse_mode(settings.file_mode))
-        audit = AuditRun(source, target, settings, fresh=fresh, budget=budget)
+        audit = AuditRun(
+            source, target, settings, fresh=fresh, budget=budget, template=output_template
+        )
         if dry_run:  # only the plan: nothing is sent
             click.echo(_plan_text(asyncio.run(audit.dry_run()), settings))
             sys.exit(EXIT_OK)

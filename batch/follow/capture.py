@@ -34,12 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batch import __version__
-from batch.aws.paced import PacedCall
-from batch.aws.rekognition import open_client
-from batch.aws.s3 import S3Store, local_copy, open_store
-from batch.aws.session import open_session, retry_policy
+from batch.aws.s3 import local_copy
 from batch.config import Settings
-from batch.errors import AccessError, AuditError, ConfigError, InputError, OutputError, ServiceError
+from batch.errors import AccessError, AuditError, InputError, OutputError, ServiceError
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render, load_report
 from batch.follow.figures import Figures, write_follow_metrics
@@ -47,18 +44,16 @@ from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
 from batch.run.destination import default_work_dir
-from batch.run.fetch import Fetcher, limiter_for, log_rate_cut
-from batch.run.images import FolderSaver, ImageSaver, S3Saver
+from batch.run.parts import Parts
 from batch.run.pool import Pool, worker_pool
-from batch.run.progress import Tally
 from batch.run.settle import Settler
 from batch.run.steps import SessionSteps
-from batch.run.stops import Breaker, Stop, orderly_stops
+from batch.run.stops import Stop, orderly_stops
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import Rank, rank, settled
-from batch.store.locations import Location, S3Url, is_s3, parse_location, parse_s3_url
+from batch.store.locations import Location, S3Url, is_s3, parse_location
 from batch.store.report import invalid_row, outcome_row
 
 __all__ = ["Capture", "FollowSummary", "state_folder"]
@@ -104,20 +99,15 @@ class Capture:
         self.mode = parse_mode(settings.file_mode)
         self.work_dir = settings.work_dir or default_work_dir()
         self.state = state_folder(self.work_dir, str(source), template)
-        self.stop = Stop()
-        self.policy = retry_policy(settings)
-        self.limiter = limiter_for(settings)
-        self.tally = Tally(rate_now=lambda: self.limiter.rate)
-        self.breaker = Breaker(settings.abort_after_failures, self.stop)
+        self._stack = AsyncExitStack()
+        self.parts = Parts(settings, self._stack)
+        self.stop, self.tally = self.parts.stop, self.parts.tally
         self.settler = Settler(
             interval=settings.settle_interval,
             duration=settings.settle,
             stopping=lambda: bool(self.stop),
         )
         self.figures = Figures()
-        self._stack = AsyncExitStack()
-        self._session: Any = None
-        self._store: S3Store | None = None
         self._backlog: deque[str] = deque()
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
@@ -152,15 +142,11 @@ class Capture:
     async def _open(self) -> None:
         """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
         if self._needs_s3():
-            self._session = await open_session(self.settings)
-            store = open_store(
-                self.settings, self._session, self.policy, give_up=lambda: bool(self.stop)
-            )
-            self._store = await self._stack.enter_async_context(store)
+            await self.parts.open_s3()
         source = self.source_location
         if isinstance(source, S3Url):
-            assert self._store is not None
-            self.source = S3Source(self._store, source, start_after=None)
+            assert self.parts.store is not None
+            self.source = S3Source(self.parts.store, source, start_after=None)
         else:
             self.source = FolderSource(source, settle_gap=min(0.5, self.settings.poll_interval))
         self._stack.callback(self.source.close)
@@ -177,7 +163,7 @@ class Capture:
             timezone=self.settings.timezone,
             state=self.state,
             work_dir=self.state,
-            store=self._store,
+            store=self.parts.store,
             provenance=self._provenance(),
             mode=self.mode,
         )
@@ -207,7 +193,7 @@ class Capture:
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
-        rows, _ = await load_report(target, local, self._store)
+        rows, _ = await load_report(target, local, self.parts.store)
         self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
@@ -319,7 +305,7 @@ class Capture:
         if isinstance(found.location, Path):
             return await asyncio.to_thread(read_plan, found.location, column=s.column, fmt=s.format)
         folder = private_dir(self.state / "inputs", mode=self.mode)
-        copy = await local_copy(self._store, found.location, folder, "input")
+        copy = await local_copy(self.parts.store, found.location, folder, "input")
         try:
             return await asyncio.to_thread(
                 read_plan, copy, column=s.column, fmt=s.format, origin=str(found.location)
@@ -361,8 +347,9 @@ class Capture:
             self._settle_wake.clear()
             await self._settle_wake.wait()
 
-    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> None:
-        """An answer: journaled in its day, counted, settled or not, its file's tally."""
+    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """An answer: journaled in its day, counted, settled or not, its file's tally; the
+        row now kept for the session."""
         row = outcome_row(outcome, paths)
         before, kept = self.daybook.add(row, self._now())
         sid = outcome.session_id
@@ -380,6 +367,7 @@ class Capture:
             self.figures.captured += 1
         if not self.settler.answered(sid, pending=not settled(kept)):
             self.daybook.home.pop(sid, None)  # settled, or settling gave up: its answer stands
+        return kept
 
     # --- publishing and display -----------------------------------------------------
 
@@ -448,37 +436,8 @@ class Capture:
 
     async def _steps(self) -> SessionSteps:
         """The per-session chain (fetch -> evidence -> images -> record), as ``run`` has it."""
-        if self.settings.verify_evidence and self._store is None:
-            raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
-        saver = self._image_saver()
-        client = await self._stack.enter_async_context(open_client(self.settings, self._session))
-        paced = PacedCall(
-            self.limiter,
-            self.policy,
-            give_up=lambda: bool(self.stop),
-            on_attempt=self._observe,
-            on_cut=lambda: log_rate_cut(self.limiter),
-        )
-        return SessionSteps(
-            Fetcher(client, paced),
-            self._record,
-            evidence_store=self._store if self.settings.verify_evidence else None,
-            saver=saver,
-        )
-
-    def _observe(self, error: BaseException | None) -> None:
-        self.tally.attempt(error)
-        self.breaker.record(error)
-
-    def _image_saver(self) -> ImageSaver | None:
-        folder = self.settings.save_images
-        if folder is None:
-            return None
-        if is_s3(folder):
-            if self._store is None:
-                raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
-            return S3Saver(self._store, parse_s3_url(folder, "save_images"))
-        return FolderSaver(Path(folder))
+        local = self.parts.local_steps(self.state, str(self.source_location))
+        return SessionSteps(await self.parts.fetcher(), self._record, local)
 
     def _provenance(self) -> dict[str, Any]:
         return {

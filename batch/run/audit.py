@@ -8,15 +8,27 @@ construction, the ones that do I/O (AWS session, S3 store, Rekognition client) i
 event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, in order:
 
 1. :meth:`~AuditRun.stage_input`: the plan (an S3 input is copied to the work directory);
-2. :meth:`~AuditRun.resume`: rows of invalid cells and of an earlier run's checkpoint;
-3. :meth:`~AuditRun.fetch`: the rest through the worker pool, each session as
-   :class:`~batch.run.steps.SessionSteps` (fetch -> evidence -> images -> record);
-4. :meth:`~AuditRun.finish`: ``NotAttempted`` rows for what was left, the report committed;
-5. :meth:`~AuditRun.publish`: an S3 report uploaded (kept locally if that fails).
+   an ``--output`` template resumes the report its unfinished run rendered
+   (:class:`~batch.run.resume.OutputRecord`);
+2. :meth:`~AuditRun.resume`: the report is a ledger (:mod:`batch.store.ledger`): the
+   existing report (an S3 one downloaded, its ETag remembered), the journal of an
+   unfinished run and the invalid cells are merged, and
+   :func:`~batch.run.resume.plan_work` decides who is asked (pending, unanswered, absent;
+   all with ``--fresh``) and who only gets a local step redone;
+3. :meth:`~AuditRun.fetch`: those through the worker pool, each session as
+   :class:`~batch.run.steps.SessionSteps` (fetch -> evidence -> images -> record) or
+   :meth:`~batch.run.local.LocalSteps.redo`; a session answering ``CREATED`` or
+   ``IN_PROGRESS`` is put back every ``settle_interval`` until it settles
+   (:class:`~batch.run.settle.Settler`);
+4. :meth:`~AuditRun.finish`: ``NotAttempted`` rows for what was left; the report written
+   from the ledger (every session of every earlier run too) and committed;
+5. :meth:`~AuditRun.publish`: an S3 report uploaded conditionally (``If-Match`` the ETag
+   read, ``If-None-Match`` for a new key); a lost race downloads the other writer's
+   report, merges it and tries again (kept locally if that fails).
 
-The report always holds every unique session exactly once, and the run's report lock is
-held from resume to publish; signals and the time budget stop it in good order
-(:func:`~batch.run.stops.orderly_stops`).
+The journal is removed only when the run left nothing to ask and its report is committed
+(and uploaded). The run's report lock is held from resume to publish; signals and the
+time budget stop it in good order (:func:`~batch.run.stops.orderly_stops`).
 """
 
 from __future__ import annotations
@@ -26,62 +38,59 @@ import logging
 import sys
 import uuid
 from collections import Counter
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aioboto3
 import pyarrow as pa
 
 from batch import __version__
-from batch.aws.paced import PacedCall
-from batch.aws.rekognition import open_client
-from batch.aws.s3 import S3Store, local_copy, open_store
-from batch.aws.session import open_session, retry_policy
+from batch.aws.s3 import S3Store, local_copy
 from batch.config import Settings
 from batch.errors import (
     AccessError,
     AuditError,
-    ConfigError,
+    ConflictError,
     InputError,
+    NotFoundError,
     PublishError,
     ServiceError,
     StorageError,
 )
 from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
-from batch.pacing.gate import Gate
 from batch.reconcile import Annotator
 from batch.run.destination import Destination, default_work_dir, destination_for
-from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
-from batch.run.images import FolderSaver, ImageSaver, S3Saver
-from batch.run.pool import Pool, worker_pool
-from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
+from batch.run.local import LocalSteps
+from batch.run.parts import Parts
+from batch.run.progress import BarDisplay, LogDisplay, summary_line
 from batch.run.record import Recorder
 from batch.run.regions import (
-    RegionalFetcher,
-    RegionalPool,
     Routes,
-    regional_pool,
     route,
     with_regions,
 )
+from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_header
+from batch.run.settle import Settler
 from batch.run.steps import SessionSteps
-from batch.run.stops import Breaker, Stop, orderly_stops
-from batch.store.checkpoint import RunLock
+from batch.run.stops import Stop, orderly_stops
+from batch.store.checkpoint import RunLock, journal_path
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
-from batch.store.locations import Location, S3Url, is_s3, parse_s3_url
+from batch.store.ledger import pending
+from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
-from batch.store.report import report_schema
+from batch.store.report import invalid_row, read_rows, report_schema
 
 __all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
 log = logging.getLogger(LOGGER)
 
 E = TypeVar("E", bound=BaseException)
+PUBLISH_TRIES = 5  # conditional uploads of one report before giving up (PublishError)
 
 
 def plan_counts(plan: Plan) -> str:
@@ -108,6 +117,15 @@ class Ending:
         return self.leftovers["NotAttempted"]
 
 
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """What the S3 report was when read: its ETag, or None when the key was absent;
+    ``known`` False when it could not be read (S3 down): it is merged before the upload."""
+
+    etag: str | None = None
+    known: bool = True
+
+
 class AuditRun:
     """One ``run`` command: ``await AuditRun(...).run()`` inside the event loop."""
 
@@ -119,32 +137,29 @@ class AuditRun:
         *,
         fresh: bool = False,
         budget: float | None = None,
+        template: str | None = None,
     ) -> None:
         self.source, self.target, self.settings = source, target, settings
         self.fresh, self.budget = fresh, budget
+        self.template = template  # the --output as given, before {date}/{time} were filled
         self.work_dir = settings.work_dir or default_work_dir()
         self.mode = parse_mode(settings.file_mode)  # of every file that holds answers
         self.run_id = uuid.uuid4().hex
-        self.stop = Stop()
-        self.policy = retry_policy(settings)  # the one retry policy: Rekognition and S3
-        self.limiter = limiter_for(settings)
-        self.gate = Gate(self.limiter, ceiling=settings.concurrency)
-        self.quota: tuple[float, str] | None = None  # requests/s and where it came from
-        self.tally = Tally(rate_now=lambda: self.limiter.rate)
-        self.breaker = Breaker(settings.abort_after_failures, self.stop)
-        self.s3_breaker = Breaker(settings.abort_after_failures, self.stop, name="S3")
+        self._stack = AsyncExitStack()
+        self.parts = Parts(settings, self._stack)
+        self.stop, self.tally = self.parts.stop, self.parts.tally
         bar = settings.progress and settings.log_format == "text" and sys.stderr.isatty()
         self.display = (
             BarDisplay(self.tally)
             if bar
             else LogDisplay(self.tally, interval=settings.log_interval)
         )
-        self._stack = AsyncExitStack()
-        self._session: aioboto3.Session | None = None
-        self._store: S3Store | None = None
         self._annotator: Annotator | None = None
         self.routes: Routes | None = None  # --region-column: each session's region
-        self.regional: RegionalFetcher | None = None
+        self.local = LocalSteps()
+        self._record: OutputRecord | None = None
+        self._provenance_now: dict[str, Any] = {}
+        self._input_sha256 = ""
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -162,11 +177,12 @@ class AuditRun:
 
     async def run(self) -> RunSummary:
         """All the phases, under orderly stops; the run's summary."""
-        destination = destination_for(self.target, self.work_dir, mode=self.mode)  # checked once
         async with self._stack:
             plan = await self.stage_input()
+            self.target = self._resumed_target(plan)
+            destination = destination_for(self.target, self.work_dir, mode=self.mode)
             if isinstance(self.target, S3Url):
-                await self._s3().check_bucket(self.target.bucket)
+                await self.parts.s3().check_bucket(self.target.bucket)
             log.info(
                 "plan: %s",
                 plan_counts(plan),
@@ -181,39 +197,47 @@ class AuditRun:
         """Resume -> fetch -> finish -> publish, holding the report's lock."""
         started_at, start = datetime.now(UTC), asyncio.get_running_loop().time()
         self.tally.total = len(plan.valid)
+        self.local = self.parts.local_steps(self.work_dir, str(destination))
         with RunLock(destination.local, mode=self.mode):
             schema, self._annotator = self._annotate(plan)
             self.routes = route(plan, self.settings.region_column)
+            header = row_header(plan, self.settings)
             recorder = Recorder.open(
                 destination.local,
-                plan,
+                header,
                 self.tally,
+                must_match=MUST_MATCH,
                 batch_rows=self.settings.batch_rows,
-                fresh=self.fresh,
                 mode=self.mode,
                 schema=schema,
                 decorate=with_regions(self.routes, self._annotator),
             )
             try:
-                todo = self.resume(plan, recorder)
-                aborted = await self.fetch(todo, recorder) if todo else None
-                ending = self.finish(plan, todo, recorder, aborted, started_at, start)
+                remote, work = await self.resume(plan, destination, recorder, header)
+                aborted = await self.fetch(work, recorder) if work else None
+                ending = self.finish(plan, work, recorder, aborted, started_at, start)
+                ending, publish_error = await self.publish(destination, ending, recorder, remote)
             except BaseException:
                 recorder.abandon()
                 raise
-            complete = aborted is None and not self.tally.unresolved and not ending.left
-            publish_error = None
-            try:
-                publish_error = await self.publish(destination, ending.manifest)
-            finally:
-                recorder.journal.close(remove=complete and publish_error is None)
+            complete = (
+                aborted is None
+                and not self.tally.unresolved
+                and not (self.tally.pending and self.settings.settle)  # as the verdict
+                and not ending.left
+                and publish_error is None
+            )
+            recorder.journal.close(remove=complete)
+            if complete and self._record is not None:
+                self._record.forget()
         return self._summary(plan, destination, ending, publish_error)
 
     # --- the phases -------------------------------------------------------------------
 
     async def stage_input(self) -> Plan:
         """The input's plan; an S3 input is copied to the work directory and read there."""
-        await self._open_s3()
+        if self.needs_s3():
+            await self.parts.open_s3()
         settings = self.settings
         if isinstance(self.source, Path):
             return read_plan(
@@ -226,7 +250,7 @@ class AuditRun:
         url = self.source
         # A name of its own per run (the original name last: it tells the format).
         local = await local_copy(
-            self._store, url, private_dir(self.work_dir / "inputs", mode=self.mode), "input"
+            self.parts.store, url, private_dir(self.work_dir / "inputs", mode=self.mode), "input"
         )
         try:
             return read_plan(
@@ -242,35 +266,96 @@ class AuditRun:
         finally:
             local.unlink(missing_ok=True)
 
-    def resume(self, plan: Plan, recorder: Recorder) -> list[str]:
-        """Rows for invalid cells and the checkpoint's answers; the sessions left to fetch."""
-        todo = recorder.resume(plan)
-        if recorder.finished:
+    async def resume(
+        self, plan: Plan, destination: Destination, recorder: Recorder, header: dict[str, Any]
+    ) -> tuple[Remote, Work]:
+        """The existing report, the journal and the invalid cells merged; the work left."""
+        remote = Remote()
+        if destination.remote is not None:
+            try:
+                remote = await self._merge_remote(destination, recorder)
+            except ServiceError as exc:  # S3 down: fetch now (answers expire), merge later
+                log.warning(
+                    "cannot read the existing report %s (%s): fetching anyway; it is merged "
+                    "before the upload",
+                    destination,
+                    exc,
+                )
+                remote = Remote(known=False)
+        if destination.local.exists():  # a local report, or one whose upload failed
+            recorder.load(read_rows(destination.local))
+        recorder.replay()
+        # An unfinished run of this input is resumed: its rows are brought up to the
+        # settings of this one (the journal's header says what they were made with).
+        resumed = list(plan.valid) if recorder.journal.previous is not None else []
+        for invalid in plan.invalid:
+            recorder.ledger.add(invalid_row(invalid))
+        work = plan_work(
+            plan,
+            recorder.ledger,
+            self.local,
+            self.tally,
+            fresh=self.fresh,
+            resumed=resumed,
+            previous=recorder.journal.previous,
+            header=header,
+        )
+        if self.tally.resumed or work.redo:
             log.info(
-                "resuming: %d sessions already answered in %s",
-                len(recorder.finished),
-                recorder.journal.path,
+                "resuming %s: %d sessions already answered, %d to finish locally, %d to ask",
+                destination,
+                self.tally.resumed,
+                len(work.redo),
+                len(work.ask),
             )
-        return todo
+        return remote, work
 
-    async def fetch(self, todo: list[str], recorder: Recorder) -> AccessError | None:
-        """Fetch ``todo`` through the worker pool; the error that aborted the run, if one did.
+    async def _merge_remote(self, destination: Destination, recorder: Recorder) -> Remote:
+        """The S3 report's rows merged into the ledger; its ETag (None: no such key)."""
+        assert destination.remote is not None
+        store = self.parts.s3()
+        try:
+            info = await store.head(destination.remote)
+        except NotFoundError:
+            return Remote()
+        copy = destination.local.with_name(f".{destination.local.name}.remote")
+        try:
+            await store.download(destination.remote, copy, what="report")
+            recorder.load(read_rows(copy))
+        finally:
+            copy.unlink(missing_ok=True)
+        return Remote(info.etag)
+
+    async def fetch(self, work: Work, recorder: Recorder) -> AccessError | None:
+        """Ask or redo ``work`` through the worker pool, settling pending sessions; the
+        error that aborted the run, if one did.
 
         A failed local write (:class:`StorageError`: the disk is full) stops the run and is
         raised once the pool is done: the report cannot be written, the journal is kept.
         """
-        steps = await self._steps(recorder)
+        steps = SessionSteps(await self.parts.fetcher(self.routes), recorder.record, self.local)
+        settings = self.settings
+        settler = Settler(
+            interval=settings.settle_interval,
+            duration=settings.settle,
+            stopping=lambda: bool(self.stop),
+        )
+        self.tally.waiting_now = lambda: settler.waiting
+        handle = self._handler(steps, work, recorder, settler)
         aborted: AccessError | None = None
         storage: StorageError | None = None
         try:
             async with (
                 self.display.running(),
-                self._pool(steps) as pool,
+                self.parts.pool(handle) as pool,
+                _woken_on_stop(self.stop, settler),
             ):
-                for session_id in todo:
+                for session_id in work.sessions():
                     if self.stop:
                         break
+                    settler.sent()
                     await pool.put(session_id)
+                await settler.feed(pool.put)
         except* AccessError as group:
             aborted = _first(group.exceptions, AccessError)
             self.stop.request(f"aborted: {aborted}")
@@ -283,14 +368,33 @@ class AuditRun:
             if task is not None:
                 task.uncancel()
             self.stop.request("interrupted")
+        if left := settler.abandon():
+            log.info("%d sessions still pending when the run ended: a rerun asks again", len(left))
         if storage is not None:
             raise storage
         return aborted
 
+    def _handler(
+        self, steps: SessionSteps, work: Work, recorder: Recorder, settler: Settler
+    ) -> Callable[[str], Awaitable[None]]:
+        """What a worker does with a session: ask it, or redo the local steps of its kept
+        answer; then the settler hears whether it is still pending."""
+        redo = dict(work.redo)
+
+        async def handle(session_id: str) -> None:
+            row = redo.pop(session_id, None)
+            if row is None:
+                kept = await steps(session_id)
+            else:
+                kept = recorder.redone(await self.local.redo(row))
+            settler.answered(session_id, pending=pending(kept))
+
+        return handle
+
     def finish(  # the phase's inputs, named
         self,
         plan: Plan,
-        todo: list[str],
+        work: Work,
         recorder: Recorder,
         aborted: AccessError | None,
         started_at: datetime,
@@ -298,92 +402,78 @@ class AuditRun:
     ) -> Ending:
         """``NotAttempted`` rows for what was left; the report committed with its provenance."""
         self.stop.fetched = True
-        leftovers = recorder.leftovers(todo, self.stop.reason)
+        leftovers = recorder.leftovers(work.sessions(), self.stop.reason)
+        recorder.count(plan.valid)
         if plan.invalid:
             leftovers["InvalidSessionId"] = len(plan.invalid)
         wall = asyncio.get_running_loop().time() - start
-        quota = self._quota_use(wall)
+        quota = self.parts.quota_use(wall)
         line = summary_line(self.tally, wall=wall, extra=leftovers, quota=quota)
-        line += self.regional.line() if self.regional is not None else ""
-        provenance = self._provenance(plan, started_at=started_at, line=line, quota=quota)
-        manifest = recorder.commit(provenance, input_sha256=plan.sha256)
+        line += self.parts.regional.line() if self.parts.regional is not None else ""
+        self._provenance_now = self._provenance(plan, started_at=started_at, line=line, quota=quota)
+        self._input_sha256 = plan.sha256
+        manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
         return Ending(manifest, leftovers, line, wall, aborted, quota)
 
-    async def publish(self, destination: Destination, manifest: Manifest) -> AuditError | None:
-        """Upload an S3 report (:func:`publish`); the error that kept it local, if any."""
+    async def publish(
+        self, destination: Destination, ending: Ending, recorder: Recorder, remote: Remote
+    ) -> tuple[Ending, AuditError | None]:
+        """Upload an S3 report conditionally; on a lost race merge the other writer's
+        report and try again. The ending (its manifest may change) and the error that
+        kept the report local, if any."""
         if destination.remote is None:
-            return None
-        return await publish(self._s3(), destination, manifest, self.run_id)
+            return ending, None
+        for _ in range(PUBLISH_TRIES):
+            if not remote.known:  # not read at the start, or changed since: merge it first
+                try:
+                    remote = await self._merge_remote(destination, recorder)
+                except AccessError as exc:
+                    return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
+                except (ServiceError, InputError) as exc:
+                    return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
+                manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
+                ending = replace(ending, manifest=manifest)
+            try:
+                error = await publish(
+                    self.parts.s3(),
+                    destination,
+                    ending.manifest,
+                    self.run_id,
+                    if_match=remote.etag,
+                    if_none_match=remote.etag is None,
+                )
+            except ConflictError:
+                log.info("another run wrote %s meanwhile: merging its answers", destination)
+                remote = Remote(known=False)
+                continue
+            return ending, error
+        return ending, PublishError(
+            f"{_kept(destination)}: other runs kept writing it ({PUBLISH_TRIES} tries)"
+        )
 
     # --- the parts --------------------------------------------------------------------
 
-    async def _open_s3(self) -> None:
-        """The AWS session and the S3 store, when an input, output or feature needs S3."""
-        if not self.needs_s3() or self._store is not None:
-            return
-        self._session = await open_session(self.settings)
-        store = open_store(
-            self.settings,
-            self._session,
-            self.policy,
-            give_up=lambda: bool(self.stop),
-            on_attempt=self.s3_breaker.record,  # an S3 outage ends the run early too
-        )
-        self._store = await self._stack.enter_async_context(store)
+    def _resumed_target(self, plan: Plan) -> Location:
+        """The report an unfinished run of this ``--output`` template wrote, if any."""
+        template = self.template
+        if template is None or template == str(self.target):
+            return self.target
+        self._record = OutputRecord(self.work_dir, template, plan, mode=self.mode)
+        earlier = self._record.recorded()
+        if earlier is not None and earlier != self.target:
+            local = destination_for(earlier, self.work_dir, mode=self.mode).local
+            if journal_path(local).exists():
+                log.warning(
+                    "resuming the unfinished run of %s: its report is %s (not %s)",
+                    template,
+                    earlier,
+                    self.target,
+                )
+                return earlier
+        self._record.remember(self.target)
+        return self.target
 
-    def _s3(self) -> S3Store:
-        assert self._store is not None, "S3 is needed but no store was opened"
-        return self._store
-
-    async def _steps(self, recorder: Recorder) -> SessionSteps:
-        """The per-session chain on the run's Rekognition client, opened here."""
-        saver = self._image_saver()
-        if self.settings.verify_evidence and self._store is None:
-            raise ConfigError("invalid setting 'verify_evidence': needs S3 (no store was opened)")
-        self._session = self._session or await open_session(self.settings)
-        if self.routes is not None:  # a client, limiter and gate per region, made as needed
-            self.regional = RegionalFetcher(
-                self.routes,
-                self.settings,
-                self._session,
-                self._stack,
-                self.policy,
-                give_up=lambda: bool(self.stop),
-                observe=self._observe,
-            )
-            self.tally.rate_now = self.regional.rate
-            return SessionSteps(
-                self.regional,
-                recorder.record,
-                saver=saver,
-                evidence_store=self._store if self.settings.verify_evidence else None,
-            )
-        self.quota = await quota_for(self.settings, self._session)
-        if self.quota is not None:  # the cap (quota x share) is the limiter's from the start
-            self.limiter = limiter_for(self.settings, self.quota[0])
-            self.gate = Gate(self.limiter, ceiling=self.settings.concurrency)
-        client = await self._stack.enter_async_context(open_client(self.settings, self._session))
-        paced = PacedCall(
-            self.gate,
-            self.policy,
-            give_up=lambda: bool(self.stop),
-            on_attempt=self._observe,
-            on_cut=lambda: log_rate_cut(self.limiter),
-        )
-        return SessionSteps(
-            Fetcher(client, paced),
-            recorder.record,
-            evidence_store=self._store if self.settings.verify_evidence else None,
-            saver=saver,
-        )
-
-    def _pool(self, steps: SessionSteps) -> AbstractAsyncContextManager[Pool | RegionalPool]:
-        """The worker pool; across regions, one per region (no region holds another's)."""
-        concurrency = self.settings.concurrency
-        if self.regional is None:
-            return worker_pool(steps, concurrency=concurrency, stop=self.stop)
-        regions = self.regional.region_of
-        return regional_pool(steps, route=regions, concurrency=concurrency, stop=self.stop)
+    # --- the parts --------------------------------------------------------------------
 
     def _annotate(self, plan: Plan) -> tuple[pa.Schema, Annotator]:
         """The report's schema and what completes its rows: kept columns, reconciliation."""
@@ -405,30 +495,6 @@ class AuditRun:
         )
         return schema, annotator
 
-    def _observe(self, error: BaseException | None) -> None:
-        """Every Rekognition attempt: counted, and heard by the breaker."""
-        self.tally.attempt(error)
-        self.breaker.record(error)
-
-    def _image_saver(self) -> ImageSaver | None:
-        folder = self.settings.save_images
-        if folder is None:
-            return None
-        if is_s3(folder):
-            if self._store is None:
-                raise ConfigError("invalid setting 'save_images': an s3:// folder needs S3")
-            return S3Saver(self._store, parse_s3_url(folder, "save_images"))
-        return FolderSaver(Path(folder))
-
-    def _quota_use(self, wall: float) -> QuotaUse | None:
-        if self.quota is None or self.limiter.cap is None:
-            return None
-        t = self.tally
-        rate = t.requests / wall if wall > 0 else 0.0
-        return QuotaUse(
-            self.quota[0], self.limiter.cap, self.quota[1], rate, t.throttles, t.requests
-        )
-
     def _provenance(
         self, plan: Plan, *, started_at: datetime, line: str, quota: QuotaUse | None
     ) -> dict[str, Any]:
@@ -447,7 +513,7 @@ class AuditRun:
             "requests": self.tally.requests,
             "throttled": self.tally.throttles,
             "quota": None if quota is None else quota.as_dict(),
-            "pool": {"ceiling": self.gate.ceiling, "in_flight_max": self.gate.most},
+            "pool": {"ceiling": self.parts.gate.ceiling, "in_flight_max": self.parts.gate.most},
             "summary": line,
             **self._regions(),
         }
@@ -456,7 +522,7 @@ class AuditRun:
         """The provenance's ``regions`` (a run across regions): sessions and calls of each."""
         if self.routes is None:
             return {}
-        calls = self.regional.counts() if self.regional is not None else {}
+        calls = self.parts.regional.counts() if self.parts.regional is not None else {}
         return {"regions": {"sessions": self.routes.counts(), "calls": calls}}
 
     def _summary(
@@ -486,13 +552,25 @@ class AuditRun:
             quota=ending.quota,
             reconciliation=self._annotator.counts() if self._annotator else None,
             kept_conflicts=plan.conflicts,
+            pending=tally.pending,
+            settle=self.settings.settle,
         )
 
 
 async def publish(
-    store: S3Store, destination: Destination, manifest: Manifest, run_id: str
+    store: S3Store,
+    destination: Destination,
+    manifest: Manifest,
+    run_id: str,
+    *,
+    if_match: str | None = None,
+    if_none_match: bool = False,
 ) -> AuditError | None:
-    """Upload the committed report; on failure keep it (and the checkpoint) locally."""
+    """Upload the committed report; on failure keep it (and the checkpoint) locally.
+
+    ``if_match`` / ``if_none_match`` make the upload conditional; a lost race raises
+    :class:`~batch.errors.ConflictError` for the caller to merge and try again.
+    """
     assert destination.remote is not None
     metadata = {
         "rows": str(manifest.rows),
@@ -501,7 +579,13 @@ async def publish(
         "run-id": run_id,
     }
     try:
-        await store.upload(destination.local, destination.remote, metadata=metadata)
+        await store.upload(
+            destination.local,
+            destination.remote,
+            metadata=metadata,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
     except asyncio.CancelledError:
         # A second signal: stop at once, but say where the report is; nothing is lost.
         task = asyncio.current_task()
@@ -511,12 +595,10 @@ async def publish(
             f"stopped during the upload to {destination.remote}; the report is complete at "
             f"{destination.local} and a rerun of the same command uploads it"
         )
+    except ConflictError:
+        raise
     except (ServiceError, AccessError) as exc:
-        kept = (
-            f"uploading the report to {destination.remote} failed ({exc}); it is complete "
-            f"at {destination.local} and a rerun of the same command uploads it without "
-            "fetching again"
-        )
+        kept = f"{_kept(destination)} ({exc}); a rerun of the same command uploads it"
         where = event("upload_failed", report=str(destination.local))
         log.error("%s", kept, extra=where)  # noqa: TRY400  # one line; no traceback in cron mail
         if isinstance(exc, AccessError):
@@ -525,6 +607,28 @@ async def publish(
     destination.local.unlink(missing_ok=True)  # the S3 object is the report now
     log.info("uploaded the report to %s", destination.remote)
     return None
+
+
+def _kept(destination: Destination) -> str:
+    return (
+        f"uploading the report to {destination.remote} failed; it is complete at "
+        f"{destination.local} (nothing fetched is lost)"
+    )
+
+
+@asynccontextmanager
+async def _woken_on_stop(stop: Stop, settler: Settler) -> AsyncIterator[None]:
+    """Wake the settler's feed when the run is asked to stop (it then returns)."""
+
+    async def watch() -> None:
+        await stop.requested.wait()
+        settler.wake()
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _first(errors: tuple[BaseException, ...], kind: type[E]) -> E:

@@ -20,13 +20,22 @@ from batch.model import Outcome, image_names
 from batch.store.files import PRIVATE, atomic_write
 from batch.store.locations import S3Url
 
-__all__ = ["FolderSaver", "ImageSaver", "S3Saver"]
+__all__ = ["FolderSaver", "ImageSaver", "S3Saver", "inline_images"]
 
 
 class ImageSaver(Protocol):
     async def save(self, outcome: Outcome) -> dict[str, str]:
         """Write the inline images of ``outcome``; map ``reference``/``audit-N`` to where."""
         ...
+
+    async def save_one(self, session_id: str, name: str, data: bytes) -> str:
+        """Write one image (``name``: ``reference``/``audit-N``); where it went."""
+        ...
+
+
+def inline_images(outcome: Outcome) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of every image of ``outcome`` the service sent inline."""
+    return _inline(outcome)
 
 
 def _inline(outcome: Outcome) -> list[tuple[str, bytes]]:
@@ -56,16 +65,19 @@ class FolderSaver:
             raise OutputError(f"image folder is not writable: {folder}")
 
     async def save(self, outcome: Outcome) -> dict[str, str]:
-        paths: dict[str, str] = {}
-        for name, data in _inline(outcome):
-            target = self.folder / f"{outcome.session_id}-{name}.jpg"
-            # A new owner-only file renamed over the target: an existing file's mode, or
-            # a symlink planted at the name, never decides where the bytes go. Images are
-            # owner-only whatever ``file_mode`` says: they are the biometric data itself.
-            with atomic_write(target, mode=PRIVATE, what="image file") as f:
-                f.write(data)
-            paths[name] = str(target)
-        return paths
+        return {
+            name: await self.save_one(outcome.session_id, name, data)
+            for name, data in _inline(outcome)
+        }
+
+    async def save_one(self, session_id: str, name: str, data: bytes) -> str:
+        target = self.folder / f"{session_id}-{name}.jpg"
+        # A new owner-only file renamed over the target: an existing file's mode, or
+        # a symlink planted at the name, never decides where the bytes go. Images are
+        # owner-only whatever ``file_mode`` says: they are the biometric data itself.
+        with atomic_write(target, mode=PRIVATE, what="image file") as f:
+            f.write(data)
+        return str(target)
 
 
 class S3Saver:
@@ -76,9 +88,12 @@ class S3Saver:
         self.prefix = prefix
 
     async def save(self, outcome: Outcome) -> dict[str, str]:
-        paths: dict[str, str] = {}
-        for name, data in _inline(outcome):
-            url = self.prefix.child(f"{outcome.session_id}-{name}.jpg")
-            await self._store.put(url, data, content_type="image/jpeg")
-            paths[name] = str(url)
-        return paths
+        return {
+            name: await self.save_one(outcome.session_id, name, data)
+            for name, data in _inline(outcome)
+        }
+
+    async def save_one(self, session_id: str, name: str, data: bytes) -> str:
+        url = self.prefix.child(f"{session_id}-{name}.jpg")
+        await self._store.put(url, data, content_type="image/jpeg")
+        return str(url)

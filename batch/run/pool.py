@@ -29,7 +29,7 @@ class Pool:
 
 @asynccontextmanager
 async def worker_pool(
-    handle: Callable[[str], Awaitable[None]],
+    handle: Callable[[str], Awaitable[object]],
     *,
     concurrency: int,
     stop: Stop,

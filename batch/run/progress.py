@@ -47,10 +47,12 @@ class Tally:
     throttles: int = 0
     failures: int = 0
     unresolved: int = 0
+    pending: int = 0  # sessions whose kept answer is CREATED/IN_PROGRESS (closing count)
     resumed: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
     rate_now: Callable[[], float] = lambda: 0.0
+    waiting_now: Callable[[], int] = lambda: 0  # pending sessions waiting to be asked again
 
     def attempt(self, error: BaseException | None) -> None:
         self.requests += 1
@@ -60,7 +62,7 @@ class Tally:
             self.failures += 1
 
     def replayed(self, status: str | None, error_code: str | None) -> None:
-        """A session answered by an earlier run, taken from the checkpoint."""
+        """A session answered by an earlier run (its report or checkpoint): not asked."""
         self.resumed += 1
         self._count(status, error_code)
 
@@ -107,6 +109,7 @@ def summary_line(
         f" | errors: {_counts(errors)}"
         f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
         f" {tally.throttles} throttled, {tally.failures} failed attempts"
+        + (f" | {tally.pending} pending" if tally.pending else "")
         + (f" | {tally.resumed} resumed from the checkpoint" if tally.resumed else "")
         + (f" | {quota_text(quota)}" if quota is not None else "")
     )
@@ -138,9 +141,11 @@ class LogDisplay:
         left = t.total - t.done
         done_rate = t.done / elapsed if elapsed > 0 else 0.0
         eta = format_duration(left / done_rate) if done_rate > 0 else "unknown"
+        waiting = t.waiting_now()
         return (
             f"progress: {t.done}/{t.total} sessions ({share:.0f}%), {rate:.1f} req/s, "
             f"{t.throttles} throttled, limiter {t.rate_now():.1f}/s, eta {eta}"
+            + (f", {waiting} pending waiting to settle" if waiting else "")
         )
 
     @asynccontextmanager
@@ -160,6 +165,7 @@ class LogDisplay:
                     requests=t.requests,
                     throttled=t.throttles,
                     limiter_rate=round(t.rate_now(), 3),
+                    waiting=t.waiting_now(),
                     elapsed_seconds=round(elapsed, 3),
                 )
                 log.info(self.line(elapsed), extra=fields)
@@ -180,6 +186,7 @@ class BarDisplay:
             TextColumn("{task.fields[rate]:>6.1f} req/s"),
             TextColumn("limiter {task.fields[limit]:.1f}/s"),
             TextColumn("{task.fields[throttles]} throttled"),
+            TextColumn("{task.fields[waiting]} pending"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -192,7 +199,9 @@ class BarDisplay:
         loop = asyncio.get_running_loop()
         start = loop.time()
         t = self._tally
-        task_id = self._progress.add_task("audit", total=t.total, rate=0.0, limit=0.0, throttles=0)
+        task_id = self._progress.add_task(
+            "audit", total=t.total, rate=0.0, limit=0.0, throttles=0, waiting=0
+        )
 
         def refresh() -> None:
             elapsed = loop.time() - start
@@ -204,6 +213,7 @@ class BarDisplay:
                 rate=rate,
                 limit=t.rate_now(),
                 throttles=t.throttles,
+                waiting=t.waiting_now(),
             )
 
         async def tick() -> None:

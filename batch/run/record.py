@@ -1,11 +1,13 @@
 """The last step of a session, and what makes a report whole: :class:`Recorder`.
 
-The recorder holds the report writer and the checkpoint journal of one run. It copies
-the answers of earlier runs from the journal (:meth:`Recorder.resume`), records each
-session as it finishes (:meth:`Recorder.record`: a report row, a journal line when the
-answer is final, the tally), and at the end adds a ``NotAttempted`` row for every session
-the run did not get to (:meth:`Recorder.leftovers`), so the report always holds every
-unique session exactly once.
+The recorder holds the run's :class:`~batch.store.ledger.Ledger` (the kept answer of
+every session: the existing report's, the unfinished run's journal's, this run's) and its
+checkpoint journal. It merges what earlier runs knew (:meth:`Recorder.load`,
+:meth:`Recorder.replay`), records each answer as it comes (:meth:`Recorder.record`: merged
+into the ledger by the ranking rule, appended to the journal, counted), adds a
+``NotAttempted`` row for every session the run did not get to (:meth:`Recorder.leftovers`)
+and writes the report from the ledger (:meth:`Recorder.commit`): every session once,
+including those of earlier inputs, each with the most informative answer any run saw.
 """
 
 from __future__ import annotations
@@ -20,94 +22,157 @@ import pyarrow as pa
 from batch.model import Outcome
 from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
-from batch.store.inputs import Plan
+from batch.store.ledger import LOCAL_STEP_CODES, Ledger, Rank, pending, rank
 from batch.store.manifest import Manifest
-from batch.store.report import SCHEMA, Decorate, ReportWriter, invalid_row, outcome_row, revive
+from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
 
 __all__ = ["Recorder"]
 
+Row = dict[str, Any]
+
 
 class Recorder:
-    """Report rows and checkpoint lines of one run; ``finished`` holds the IDs recorded."""
+    """The ledger and the journal of one run; ``finished`` holds the IDs answered in it."""
 
-    def __init__(self, writer: ReportWriter, journal: Journal, tally: Tally) -> None:
-        self.writer = writer
+    def __init__(  # the report's options, named
+        self,
+        report: Path,
+        journal: Journal,
+        tally: Tally,
+        *,
+        batch_rows: int,
+        mode: int,
+        schema: pa.Schema = SCHEMA,
+        decorate: Decorate | None = None,
+    ) -> None:
+        self.report = report
         self.journal = journal
         self.tally = tally
+        self.ledger = Ledger()
         self.finished: set[str] = set()
+        self._batch_rows = batch_rows
+        self._mode = mode
+        self._schema, self._decorate = schema, decorate
 
     @classmethod
     def open(  # the report's options, named
         cls,
         report: Path,
-        plan: Plan,
+        header: Mapping[str, Any],
         tally: Tally,
         *,
+        must_match: Iterable[str] = (),
         batch_rows: int,
-        fresh: bool,
         mode: int,
         schema: pa.Schema = SCHEMA,
         decorate: Decorate | None = None,
     ) -> Recorder:
-        """A writer for ``report`` and its journal (new when ``fresh``), files of ``mode``.
+        """The recorder of ``report``, its journal opened (or started) with ``header``.
 
         ``schema`` and ``decorate`` are the report's (kept input columns, reconciliation):
         every row written goes through ``decorate``; the journal keeps the rows as fetched.
         """
-        writer = ReportWriter(
-            report, batch_rows=batch_rows, mode=mode, schema=schema, decorate=decorate
+        journal = Journal.open(journal_path(report), header, must_match=must_match, mode=mode)
+        return cls(
+            report,
+            journal,
+            tally,
+            batch_rows=batch_rows,
+            mode=mode,
+            schema=schema,
+            decorate=decorate,
         )
-        try:
-            journal = Journal.open(journal_path(report), _identity(plan), fresh=fresh, mode=mode)
-        except BaseException:
-            writer.abandon()
-            raise
-        return cls(writer, journal, tally)
 
-    def resume(self, plan: Plan) -> list[str]:
-        """Rows for invalid cells and earlier answers; the valid IDs still to fetch."""
-        for invalid in plan.invalid:
-            self.writer.add(invalid_row(invalid))
-        wanted = set(plan.valid)
+    def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Merge the rows of an existing report into the ledger."""
+        for row in rows:
+            self.ledger.add(row)
+
+    def replay(self) -> list[str]:
+        """Merge the journal's rows into the ledger; the sessions they were about."""
+        seen = []
         for row in map(revive, self.journal.replay()):
-            session_id = row["session_id"]
-            if session_id in wanted and session_id not in self.finished:
-                self.writer.add(row)
-                self.finished.add(session_id)
-                self.tally.replayed(row.get("status"), row.get("error_code"))
-        return [sid for sid in plan.valid if sid not in self.finished]
+            self.ledger.add(row)
+            seen.append(str(row["session_id"]))
+        return seen
 
-    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> None:
-        row = outcome_row(outcome, paths)
-        self.writer.add(row)
-        if outcome.final:
-            self.journal.append(row)
-        self.finished.add(outcome.session_id)
-        self.tally.finished(outcome)
+    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
+        """One answer: merged into the ledger and journaled; the row now kept."""
+        kept = self.record_row(outcome_row(outcome, paths))
+        if outcome.session_id not in self.finished:
+            self.finished.add(outcome.session_id)
+            self.tally.finished(outcome)
+        return kept
+
+    def record_row(self, row: Mapping[str, Any]) -> Row:
+        """A row made by this run (an answer, or a kept answer with a local step redone)."""
+        kept = self.ledger.add(row)
+        self.journal.append(row)
+        return kept
+
+    def redone(self, row: Mapping[str, Any]) -> Row:
+        """A kept answer whose local steps were redone: recorded and counted."""
+        kept = self.record_row(row)
+        self.finished.add(str(row["session_id"]))
+        self.tally.done += 1
+        return kept
 
     def leftovers(self, todo: Iterable[str], reason: str | None) -> Counter[str]:
-        """A ``NotAttempted`` row for each session of ``todo`` not recorded; their count."""
+        """A ``NotAttempted`` row for each session of ``todo`` still without an answer."""
         because = reason or "stopped"
         why = f"run ended before this session was fetched ({because}); a rerun fetches it"
         leftovers = Counter[str]()
         for session_id in todo:
             if session_id not in self.finished:
-                self.writer.add(outcome_row(Outcome.not_attempted(session_id, why)))
-                leftovers["NotAttempted"] += 1
+                kept = self.ledger.add(outcome_row(Outcome.not_attempted(session_id, why)))
+                if kept.get("error_code") == "NotAttempted":
+                    leftovers["NotAttempted"] += 1
         return leftovers
 
+    def count(self, session_ids: Iterable[str]) -> None:
+        """The tally's closing counts, from the rows kept for ``session_ids``."""
+        t = self.tally
+        t.by_status.clear()
+        t.by_error.clear()
+        t.done = t.unresolved = t.pending = 0
+        for session_id in session_ids:
+            row = self.ledger.get(session_id)
+            code = row.get("error_code") if row is not None else "NotAttempted"
+            if row is None or code == "NotAttempted":
+                continue  # counted as a leftover
+            t.done += 1
+            if row.get("status") is not None:
+                t.by_status[str(row["status"])] += 1
+            if code is not None:
+                t.by_error[str(code)] += 1
+            if pending(row):
+                t.pending += 1
+            elif rank(row) == Rank.NOTHING or code in LOCAL_STEP_CODES:
+                t.unresolved += 1
+
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        return self.writer.commit(provenance, input_sha256=input_sha256)
+        """Write every kept row to the report (atomically); its manifest. The journal's
+        rows are in the report then: the journal keeps only its header."""
+        writer = ReportWriter(
+            self.report,
+            batch_rows=self._batch_rows,
+            mode=self._mode,
+            schema=self._schema,
+            decorate=self._decorate,
+        )
+        try:
+            for row in self.ledger:
+                writer.add(row)
+        except BaseException:
+            writer.abandon()
+            raise
+        manifest = writer.commit(provenance, input_sha256=input_sha256)
+        self.journal.reset()
+        return manifest
 
     def abandon(self) -> None:
-        """The run failed: drop the unfinished report, keep the journal for a rerun.
+        """The run failed: keep the journal for a rerun (the report is left as it was).
 
         Quietly: this cleanup runs after the error that ended the run and must not hide it.
         """
-        self.writer.abandon()
         self.journal.close(quiet=True)
-
-
-def _identity(plan: Plan) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: the same input read the same way."""
-    return {"input_sha256": plan.sha256, "input_column": plan.column, "input_format": plan.format}

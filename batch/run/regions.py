@@ -255,7 +255,7 @@ class RegionalPool:
 
 @asynccontextmanager
 async def regional_pool(
-    handle: Callable[[str], Awaitable[None]],
+    handle: Callable[[str], Awaitable[object]],
     *,
     route: Callable[[str], str],
     concurrency: int,

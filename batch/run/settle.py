@@ -104,6 +104,10 @@ class Settler:
             async with asyncio.timeout(delay):
                 await self._changed.wait()
 
+    def wake(self) -> None:
+        """Make :meth:`feed` look again (the run is stopping)."""
+        self._changed.set()
+
     def abandon(self) -> list[str]:
         """Stop settling: the sessions still waiting for a turn (their last answer stands)."""
         left = sorted(self._first)

@@ -38,10 +38,12 @@ class Stop:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.fetched = False
+        self.requested = asyncio.Event()  # for waiters that must wake on a stop
 
     def request(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+            self.requested.set()
 
     def __bool__(self) -> bool:
         return self.reason is not None

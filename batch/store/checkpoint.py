@@ -1,17 +1,22 @@
 """Crash-safe progress: an append-only journal next to the report, and a run lock.
 
-The journal ``REPORT.journal`` is JSON lines. The first line names the input it belongs
-to (SHA-256, column, format); every further line is the finished report row of one
-session that has a **definitive** answer. Each line is flushed to the OS as it is written
-(so ``kill -9`` loses nothing that finished) and fsync'd at least every second or every
-100 rows (so a machine crash loses at most that).
+The journal ``REPORT.journal`` is JSON lines. The first line (the header) says what
+shaped the rows: the input (SHA-256, column, format) and the settings a row depends on
+(``verify_evidence``, ``save_images``, ``endpoint_url``, ``region``). Every further line
+is the report row of one answer the run received (pending ones too: an ``IN_PROGRESS``
+beats nothing), merged by :mod:`batch.store.ledger` when replayed. Each line is flushed to
+the OS as it is written (so ``kill -9`` loses nothing that finished) and fsync'd at least
+every second or every 100 rows (so a machine crash loses at most that).
 
-A rerun of the same command replays the journal: its rows go straight into the new
-report, and only the sessions not in it are fetched. Unresolved sessions are never
-journaled, so they are retried. A torn last line (the process died mid-write) is cut off;
-damage anywhere else, or a journal of another input, is refused with a clear message
-(``--fresh`` starts over). After a run where every session is resolved the journal is
-removed: the report holds everything.
+A rerun of the same command replays the journal into its ledger. A torn last line (the
+process died mid-write) is cut off; damage anywhere else is refused with a clear message.
+A journal whose header differs in a setting named in ``must_match`` (endpoint, region:
+rows of another service) is refused, naming the setting and both values; any other
+difference (another input, evidence or image saving turned on) is not: its rows are
+answers, the run merges them, and the header is rewritten for this run
+(:attr:`Journal.previous` keeps the old one). Once a report holding every row is
+committed the rows are dropped (:meth:`Journal.reset`); the journal itself is removed when
+the run left nothing to ask and its report is committed (and uploaded).
 
 A write or fsync that fails (a full disk, an I/O error; the fsync's on the helper thread
 too) raises :class:`~batch.errors.StorageError` at the next append or close; nothing is
@@ -29,7 +34,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -37,12 +42,13 @@ import pyarrow as pa
 
 from batch.errors import CheckpointError, OutputError, StorageError
 from batch.store.encoding import json_default, revive
-from batch.store.files import PRIVATE, check_target, open_private, storage_error
+from batch.store.files import PRIVATE, atomic_write, open_private, storage_error
 from batch.store.report import SCHEMA
 
 __all__ = ["Journal", "RunLock", "journal_path"]
 
-_VERSION = 1
+_VERSION = 2
+_READABLE = (1, 2)  # version 1 headers named the input only
 _SYNC_ROWS = 100
 _SYNC_SECONDS = 1.0
 _CHECK_ROWS = 1000  # journal rows checked against the report's schema at a time
@@ -68,8 +74,10 @@ class Journal:
         *,
         replay_end: int,
         sync: Callable[[int], None] = os.fsync,
+        previous: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = path
+        self.previous = dict(previous) if previous is not None else None
         self._file = file
         self._replay_end = replay_end
         self._sync = sync  # os.fsync; a test passes a failing one
@@ -84,36 +92,40 @@ class Journal:
     def open(
         cls,
         path: Path,
-        identity: Mapping[str, str],
+        header: Mapping[str, Any],
         *,
-        fresh: bool = False,
+        must_match: Iterable[str] = (),
         mode: int = PRIVATE,
         sync: Callable[[int], None] = os.fsync,
     ) -> Journal:
-        """Open (or start) the journal of a run of the input described by ``identity``.
+        """Open (or start) the journal of a run whose rows are shaped by ``header``.
 
-        A symlink or anything but a regular file at ``path`` is refused (OutputError).
+        A symlink or anything but a regular file at ``path`` is refused (OutputError); a
+        journal whose header differs in a key of ``must_match`` is refused
+        (CheckpointError naming the setting and both values).
         """
-        if fresh:
-            check_target(path, "checkpoint")
-            path.unlink(missing_ok=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
         fd = open_private(path, flags, what="checkpoint", mode=mode)
         file = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             file.seek(0)
-            end = _check(path, file, identity)
-            if end is None:  # new (or empty) journal: write the header
+            found = _check(path, file)
+            previous = None
+            if found is None:  # new (or empty) journal: write the header
                 file.truncate(0)
-                file.write(
-                    json.dumps({"journal": "liveness-audit", "version": _VERSION, **identity})
-                )
-                file.write("\n")
+                file.write(_header_line(header))
                 file.flush()
                 sync(file.fileno())
                 end = file.tell()
             else:
+                end, previous = found
                 file.truncate(end)  # drop a torn last line before appending after it
+                _refuse_other(path, previous, header, must_match)
+                if any(previous.get(k) != v for k, v in header.items()):
+                    file.close()
+                    end = _rewrite_header(path, header, end, mode=mode)
+                    fd = open_private(path, flags, what="checkpoint", mode=mode)
+                    file = os.fdopen(fd, "a+", encoding="utf-8")
         except OSError as exc:
             with contextlib.suppress(OSError):
                 file.close()
@@ -121,7 +133,7 @@ class Journal:
         except BaseException:
             file.close()
             raise
-        return cls(path, file, replay_end=end, sync=sync)
+        return cls(path, file, replay_end=end, sync=sync, previous=previous)
 
     def replay(self) -> Iterator[dict[str, Any]]:
         """The rows journaled by earlier runs, in order, revived (datetimes again).
@@ -157,8 +169,8 @@ class Journal:
                 except _UNFIT as exc:
                     raise CheckpointError(
                         f"checkpoint {self.path} line {number} holds a row the report cannot "
-                        f"take ({type(exc).__name__}: {str(exc)[:120]}); move it away or "
-                        "pass --fresh to start over"
+                        f"take ({type(exc).__name__}: {str(exc)[:120]}); repair or move it "
+                        "away"
                     ) from None
             raise  # the chunk failed but no single row did: not the rows' fault
         return rows
@@ -181,6 +193,18 @@ class Journal:
         self._unsynced += 1
         if self._unsynced >= _SYNC_ROWS:
             self._wake.set()
+
+    def reset(self) -> None:
+        """Drop the rows, keep the header: a committed report holds them now (replaying
+        them into it again would count their checks twice)."""
+        self._file.flush()
+        with self.path.open("rb") as f:
+            end = len(f.readline())
+        self._file.truncate(end)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._replay_end = end
+        self._unsynced = 0
 
     def _sync_loop(self) -> None:
         fd = self._file.fileno()
@@ -227,8 +251,37 @@ def _row(value: Any) -> dict[str, Any]:
     return revive(value)
 
 
-def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None:
-    """Validate an existing journal; return the offset after its last complete line."""
+def _header_line(header: Mapping[str, Any]) -> str:
+    return json.dumps({"journal": "liveness-audit", "version": _VERSION, **header}) + "\n"
+
+
+def _refuse_other(
+    path: Path, previous: Mapping[str, Any], header: Mapping[str, Any], keys: Iterable[str]
+) -> None:
+    """CheckpointError when the journal was written under another value of ``keys``."""
+    for key in keys:
+        if key in previous and previous[key] != header.get(key):
+            raise CheckpointError(
+                f"checkpoint {path} was written with another {key} ({previous[key]!r}, now "
+                f"{header.get(key)!r}): its answers came from another service; rerun with "
+                f"the same {key}, or move the checkpoint away"
+            )
+
+
+def _rewrite_header(path: Path, header: Mapping[str, Any], end: int, *, mode: int) -> int:
+    """Put ``header`` on the journal's first line, keeping its rows; the new end offset."""
+    with path.open("rb") as f:
+        f.readline()
+        rows = f.read(max(0, end - f.tell()))
+    line = _header_line(header).encode()
+    with atomic_write(path, mode=mode, what="checkpoint") as out:
+        out.write(line)
+        out.write(rows)
+    return len(line) + len(rows)
+
+
+def _check(path: Path, file: IO[str]) -> tuple[int, dict[str, Any]] | None:
+    """Validate an existing journal: the offset after its last complete line, its header."""
     header_line = file.readline()
     if not header_line.endswith("\n"):
         return None  # empty, or died while writing the header: start it anew
@@ -236,17 +289,14 @@ def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None
         header = json.loads(header_line)
     except json.JSONDecodeError:
         raise CheckpointError(
-            f"{path} is not a liveness-audit checkpoint; move it away or pass --fresh"
+            f"{path} is not a liveness-audit checkpoint; move it away (it is not this tool's)"
         ) from None
-    if header.get("journal") != "liveness-audit" or header.get("version") != _VERSION:
-        raise CheckpointError(f"{path} is not a checkpoint of this version; pass --fresh")
-    for key, value in identity.items():
-        if header.get(key) != value:
-            raise CheckpointError(
-                f"checkpoint {path} belongs to a run with another {key} "
-                f"({header.get(key)!r}, now {value!r}); rerun with the same input to resume, "
-                "or pass --fresh to start over"
-            )
+    if (
+        not isinstance(header, dict)
+        or header.get("journal") != "liveness-audit"
+        or header.get("version") not in _READABLE
+    ):
+        raise CheckpointError(f"{path} is not a checkpoint of this version; move it away")
     end = file.tell()
     number = 1
     while line := file.readline():
@@ -257,10 +307,11 @@ def _check(path: Path, file: IO[str], identity: Mapping[str, str]) -> int | None
             json.loads(line)
         except json.JSONDecodeError:
             raise CheckpointError(
-                f"checkpoint {path} is damaged at line {number}; pass --fresh to start over"
+                f"checkpoint {path} is damaged at line {number}: repair or move it away "
+                "(its good lines are answers: move, do not delete)"
             ) from None
         end = file.tell()
-    return end
+    return end, header
 
 
 class RunLock:

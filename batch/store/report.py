@@ -45,8 +45,15 @@ place of the null one); a run with ``--app-decision-column`` then adds the recon
 :func:`report_schema` builds a run's schema once; :data:`SCHEMA` is the base one (also the
 checkpoint journal's).
 
-Rows go to a temporary file next to the report as they arrive (``batch_rows`` at a time)
-and the file is renamed over REPORT only when complete, so REPORT is never half-written.
+Rows go to a temporary file next to the report (``batch_rows`` at a time) and the file is
+renamed over REPORT only when complete, so REPORT is never half-written.
+
+A report is also what the next run starts from (:mod:`batch.store.ledger`):
+:func:`read_rows` reads an existing report back as rows (a report written before a column
+existed reads with that column empty), and :func:`result_from_row`,
+:func:`evidence_from_row` and :func:`paths_from_row` turn a row back into what
+:func:`outcome_row` made it from, so a local step (evidence check, image save) can be
+redone on a kept answer without asking the service again.
 A write that fails (a full disk) raises :class:`~batch.errors.StorageError` naming the
 file; the run stops on it and its checkpoint is kept. Run provenance goes into the file's
 key-value metadata under ``liveness_audit``, the manifest (row count, input hash, hash
@@ -66,7 +73,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import ConfigError, InputError, OutputError, StorageError
-from batch.model import Evidence, Image, Outcome, image_names
+from batch.model import (
+    BoundingBox,
+    Challenge,
+    Evidence,
+    Image,
+    Outcome,
+    SessionResult,
+    image_names,
+    named_images,
+)
 from batch.store.encoding import read_footer, revive
 from batch.store.files import PRIVATE, AtomicFile, check_target, storage_error
 from batch.store.inputs import InvalidId
@@ -80,10 +96,14 @@ __all__ = [
     "SCHEMA",
     "ReportWriter",
     "check_output",
+    "evidence_from_row",
     "invalid_row",
     "outcome_row",
+    "paths_from_row",
     "read_provenance",
+    "read_rows",
     "report_schema",
+    "result_from_row",
     "revive",
 ]
 
@@ -224,6 +244,94 @@ def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dic
     row["audit_image_count"] = len(images)
     row["audit_images"] = list(images.values())
     return row
+
+
+def _named_fields(row: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """A row's images as ``(name, fields)``, named as :func:`outcome_row` names them."""
+    reference = {name: row.get(f"reference_{name}") for name in IMAGE_FIELDS}
+    has_reference = any(reference[name] is not None for name in IMAGE_FIELDS)
+    return named_images(reference if has_reference else None, row.get("audit_images") or [])
+
+
+def _image(fields: Mapping[str, Any]) -> Image:
+    sides = [fields.get(f"bbox_{side}") for side in ("left", "top", "width", "height")]
+    box = BoundingBox(*sides) if any(side is not None for side in sides) else None
+    return Image(
+        bounding_box=box,
+        s3_bucket=fields.get("s3_bucket"),
+        s3_name=fields.get("s3_name"),
+        s3_version=fields.get("s3_version"),
+        size=fields.get("bytes_size"),
+        sha256=fields.get("bytes_sha256"),
+    )
+
+
+def result_from_row(row: Mapping[str, Any]) -> SessionResult | None:
+    """The :class:`SessionResult` a row was made from (no image bytes); None without one."""
+    if row.get("status") is None:
+        return None
+    images = dict(_named_fields(row))
+    reference = images.pop("reference", None)
+    kind = row.get("challenge_type")
+    return SessionResult(
+        session_id=str(row["session_id"]),
+        status=str(row["status"]),
+        confidence=row.get("confidence"),
+        reference_image=_image(reference) if reference is not None else None,
+        audit_images=tuple(_image(fields) for fields in images.values()),
+        challenge=Challenge(kind, row.get("challenge_version")) if kind else None,
+    )
+
+
+def evidence_from_row(row: Mapping[str, Any]) -> dict[str, Evidence]:
+    """The evidence findings a row records, by image name (empty: none were made)."""
+    return {
+        name: Evidence(
+            fields["evidence"],
+            size=fields.get("evidence_size"),
+            etag=fields.get("evidence_etag"),
+            version_id=fields.get("evidence_version_id"),
+            last_modified=fields.get("evidence_last_modified"),
+        )
+        for name, fields in _named_fields(row)
+        if fields.get("evidence") is not None
+    }
+
+
+def paths_from_row(row: Mapping[str, Any]) -> dict[str, str]:
+    """Where a row says its images were saved, by image name."""
+    return {
+        name: str(fields["image_path"])
+        for name, fields in _named_fields(row)
+        if fields.get("image_path") is not None
+    }
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an existing report, every column of :data:`SCHEMA` present.
+
+    A report written before a column existed reads with it empty. A file that is not a
+    readable report is refused (OutputError): it is never overwritten, it may hold
+    answers no rerun can bring back.
+    """
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise OutputError(
+            f"cannot read the existing report {path} ({exc}); it may hold answers no rerun "
+            "can fetch again: move it away or name another --output"
+        ) from None
+    if "session_id" not in table.column_names:
+        raise OutputError(f"{path} is not a liveness-audit report (no session_id column)")
+    rows = []
+    for value in table.to_pylist():
+        row = {name: value.get(name) for name in SCHEMA.names}
+        row["attempts"] = row["attempts"] or 0
+        images = row["audit_images"] or []
+        row["audit_images"] = [{k: image.get(k) for k in IMAGE_FIELDS} for image in images]
+        row["audit_image_count"] = len(row["audit_images"])
+        rows.append(row)
+    return rows
 
 
 def invalid_row(invalid: InvalidId) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""What a run starts from: the settings that shape its rows, and the work left to do.
+
+* :func:`row_header`: the journal's header, what shaped the rows (the input's identity,
+  ``verify_evidence``, ``save_images``, the Rekognition endpoint (the setting, else
+  ``AWS_ENDPOINT_URL_REKOGNITION``) without credentials, as
+  :meth:`~batch.config.Settings.public` shows it, and the region: the setting, else
+  ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; a region only in a profile's config is not
+  seen). A resume under
+  another endpoint or region (:data:`MUST_MATCH`) is refused: its answers came from
+  another service.
+* :func:`plan_work`: given the ledger of kept answers, which sessions of the input are
+  asked (pending, unanswered, absent; every one with ``--fresh``), which only get a local
+  step redone (:class:`~batch.run.local.LocalSteps`), and which are left as they are
+  (settled).
+* :class:`OutputRecord`: the report path an unfinished run of an ``--output`` template
+  (``{time}``, ``{date}``) rendered, kept in the work directory per template and input,
+  so the same command resumes that report instead of starting a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batch.config import Settings, public_url
+from batch.logs import LOGGER
+from batch.run.local import LocalSteps
+from batch.run.progress import Tally
+from batch.store.files import atomic_write, private_dir
+from batch.store.inputs import Plan
+from batch.store.ledger import Ledger, settled
+from batch.store.locations import Location, parse_s3_url
+
+__all__ = ["MUST_MATCH", "OutputRecord", "Work", "identity", "plan_work", "row_header"]
+
+log = logging.getLogger(LOGGER)
+
+MUST_MATCH = ("endpoint_url", "region")
+
+
+def identity(plan: Plan) -> dict[str, str]:
+    """The input, as read: its SHA-256, column and format."""
+    return {"input_sha256": plan.sha256, "input_column": plan.column, "input_format": plan.format}
+
+
+def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
+    """What shapes the rows of a run of ``plan`` under ``settings`` (the journal header)."""
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_REKOGNITION")
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    shown = public_url(endpoint) if endpoint else None
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return {
+        **identity(plan),
+        "verify_evidence": settings.verify_evidence,
+        "save_images": settings.save_images,
+        "endpoint_url": shown,
+        "region": region,
+    }
+
+
+@dataclass
+class Work:
+    """The sessions a run asks (``ask``) and those it only redoes locally (``redo``)."""
+
+    ask: list[str] = field(default_factory=list)
+    redo: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ask) + len(self.redo)
+
+    def sessions(self) -> list[str]:
+        return [*self.redo, *self.ask]
+
+
+def _upgraded(previous: Mapping[str, Any] | None, header: Mapping[str, Any]) -> list[str]:
+    """The row-shaping steps on now that were off when the journal's rows were made."""
+    if previous is None:
+        return []
+    names = {"verify_evidence": "--verify-evidence", "save_images": "--save-images"}
+    return [flag for key, flag in names.items() if header.get(key) and not previous.get(key)]
+
+
+def plan_work(  # the run's inputs, named
+    plan: Plan,
+    ledger: Ledger,
+    local: LocalSteps,
+    tally: Tally,
+    *,
+    fresh: bool,
+    resumed: list[str],
+    previous: Mapping[str, Any] | None,
+    header: Mapping[str, Any],
+) -> Work:
+    """Who is asked, who only gets a local step, who is left as kept (counted resumed).
+
+    ``resumed``: the sessions of an unfinished run whose journal ``previous`` heads; with
+    a row-shaping step on now that was off then, their rows get that step.
+    """
+    upgraded = _upgraded(previous, header)
+    upgrade = set(resumed) if upgraded else set()
+    work = Work()
+    for session_id in plan.valid:
+        row = ledger.get(session_id)
+        if row is not None and local.due(row, upgrade=session_id in upgrade):
+            work.redo[session_id] = row
+        elif row is None or fresh or not settled(row):
+            work.ask.append(session_id)
+        else:
+            tally.replayed(row.get("status"), row.get("error_code"))
+    if upgraded:
+        log.warning(
+            "the unfinished run's answers were made without %s: bringing them up to date "
+            "locally (%d sessions; image bytes only from the spool)",
+            " and ".join(upgraded),
+            sum(1 for sid in work.redo if sid in upgrade),
+        )
+    return work
+
+
+class OutputRecord:
+    """The report path an unfinished run rendered from an ``--output`` template."""
+
+    def __init__(self, work_dir: Path, template: str, plan: Plan, *, mode: int) -> None:
+        key = json.dumps([template, identity(plan)], sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+        self.path = work_dir / "outputs" / f"{digest}.json"
+        self.template = template
+        self._mode = mode
+
+    def recorded(self) -> Location | None:
+        """The path the unfinished run wrote, if one was recorded."""
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))["output"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        text = str(saved)
+        return parse_s3_url(text, "--output") if text.startswith("s3://") else Path(text)
+
+    def remember(self, target: Location) -> None:
+        private_dir(self.path.parent, mode=self._mode)
+        with atomic_write(self.path, mode=self._mode, what="output record") as f:
+            f.write(json.dumps({"template": self.template, "output": str(target)}).encode())
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
