@@ -38,12 +38,13 @@ from batch.aws.s3 import local_copy
 from batch.config import Settings
 from batch.errors import AccessError, AuditError, InputError, OutputError, ServiceError
 from batch.follow.consumed import Consumed
-from batch.follow.daybook import Daybook, Render, load_report
+from batch.follow.daybook import Daybook, Render
 from batch.follow.figures import Figures, write_follow_metrics
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
 from batch.run.destination import default_work_dir
+from batch.run.existing import read_existing
 from batch.run.parts import Parts
 from batch.run.pool import Pool, worker_pool
 from batch.run.settle import Settler
@@ -193,7 +194,7 @@ class Capture:
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
-        rows, _ = await load_report(target, local, self.parts.store)
+        rows, _ = await read_existing(target, local, self.parts.store)
         self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))

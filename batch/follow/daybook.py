@@ -18,6 +18,7 @@ memory: a service running for days holds only what is not published or not settl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -28,19 +29,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from batch.aws.s3 import S3Store
-from batch.errors import ConflictError, InputError, NotFoundError, OutputError, PublishError
+from batch.errors import ConflictError, PublishError
 from batch.logs import LOGGER, event
+from batch.run.existing import read_existing
 from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir
 from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
-from batch.store.report import SCHEMA, ReportWriter, check_output
+from batch.store.report import ReportWriter, check_output
 
-__all__ = ["Day", "Daybook", "load_report", "publish_rows"]
+__all__ = ["Day", "Daybook", "publish_rows"]
 
 log = logging.getLogger(LOGGER)
 
@@ -218,53 +217,6 @@ class Daybook:
             day.journal.close()
 
 
-# --- shared with run: to be unified ------------------------------------------------
-
-
-async def load_report(
-    target: Location, local: Path, store: S3Store | None
-) -> tuple[list[Row], str | None]:
-    """The rows of the report at ``target`` now, and its ETag (S3); none if it is new.
-
-    # shared with run: to be unified
-    """
-    if isinstance(target, Path):
-        return _read_rows(target), None
-    assert store is not None, "an S3 report needs the S3 store"
-    try:
-        etag = (await store.head(target)).etag
-    except NotFoundError:
-        return [], None
-    copy = local.with_name(f".{local.name}.base")
-    try:
-        await store.download(target, copy, what="report")
-    except InputError:  # deleted between the HEAD and the GET: new again
-        return [], None
-    try:
-        return _read_rows(copy), etag
-    finally:
-        _remove(copy)
-
-
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-
-
-def _read_rows(path: Path) -> list[Row]:
-    """The rows of a report file; none when there is no file yet."""
-    if not path.exists():
-        return []
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise OutputError(
-            f"cannot read the existing report {path} to merge into it: {exc}"
-        ) from None
-    rows: list[Row] = table.to_pylist()
-    names = SCHEMA.names
-    return [{name: row.get(name) for name in names} for row in rows]
-
-
 def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
     """The report's rows with ours merged in.
 
@@ -302,16 +254,15 @@ async def publish_rows(
     uploaded with ``If-Match`` (the ETag read) or ``If-None-Match: *`` (a new key), and
     merged again from the start when another writer won the race.
 
-    # shared with run: to be unified
     """
     ours = list(rows)
     for _ in range(_RACES):
         if isinstance(target, Path):
             with RunLock(target, mode=mode):
-                base, _etag = await load_report(target, local, store)
+                base, _etag = await read_existing(target, local, store)
                 return _write(_merged(base, ours), local, provenance, mode)
         assert store is not None
-        base, etag = await load_report(target, local, store)
+        base, etag = await read_existing(target, local, store)
         count = _write(_merged(base, ours), local, provenance, mode)
         try:
             await store.upload(
@@ -324,7 +275,7 @@ async def publish_rows(
         except ConflictError:
             log.info("another writer changed %s meanwhile: merging again", target)
             continue
-        _remove(local)
+        await asyncio.to_thread(local.unlink, True)  # the S3 object is the report now
         return count
     raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
 

@@ -55,7 +55,6 @@ from batch.errors import (
     AuditError,
     ConflictError,
     InputError,
-    NotFoundError,
     PublishError,
     ServiceError,
     StorageError,
@@ -64,6 +63,7 @@ from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
 from batch.reconcile import Annotator
 from batch.run.destination import Destination, default_work_dir, destination_for
+from batch.run.existing import read_existing
 from batch.run.local import LocalSteps
 from batch.run.parts import Parts
 from batch.run.progress import BarDisplay, LogDisplay, summary_line
@@ -313,18 +313,9 @@ class AuditRun:
     async def _merge_remote(self, destination: Destination, recorder: Recorder) -> Remote:
         """The S3 report's rows merged into the ledger; its ETag (None: no such key)."""
         assert destination.remote is not None
-        store = self.parts.s3()
-        try:
-            info = await store.head(destination.remote)
-        except NotFoundError:
-            return Remote()
-        copy = destination.local.with_name(f".{destination.local.name}.remote")
-        try:
-            await store.download(destination.remote, copy, what="report")
-            recorder.load(read_rows(copy))
-        finally:
-            copy.unlink(missing_ok=True)
-        return Remote(info.etag)
+        rows, etag = await read_existing(destination.remote, destination.local, self.parts.s3())
+        recorder.load(rows)
+        return Remote(etag)
 
     async def fetch(self, work: Work, recorder: Recorder) -> AccessError | None:
         """Ask or redo ``work`` through the worker pool, settling pending sessions; the

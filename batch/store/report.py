@@ -308,7 +308,8 @@ def paths_from_row(row: Mapping[str, Any]) -> dict[str, str]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of an existing report, every column of :data:`SCHEMA` present.
+    """The rows of an existing report, every column of :data:`SCHEMA` present (and the
+    file's other columns: kept input columns, the reconciliation).
 
     A report written before a column existed reads with it empty. A file that is not a
     readable report is refused (OutputError): it is never overwritten, it may hold
@@ -325,7 +326,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise OutputError(f"{path} is not a liveness-audit report (no session_id column)")
     rows = []
     for value in table.to_pylist():
-        row = {name: value.get(name) for name in SCHEMA.names}
+        # every column of the file: a kept input column or the reconciliation of an
+        # earlier run stays with its session (a report of this run's schema writes it)
+        row = {**value, **{name: value.get(name) for name in SCHEMA.names}}
         row["attempts"] = row["attempts"] or 0
         images = row["audit_images"] or []
         row["audit_images"] = [{k: image.get(k) for k in IMAGE_FIELDS} for image in images]
