@@ -22,7 +22,7 @@ import pyarrow as pa
 from batch.model import Outcome
 from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
-from batch.store.ledger import LOCAL_STEP_CODES, Ledger, Rank, pending, rank
+from batch.store.ledger import Ledger, pending, unresolved
 from batch.store.manifest import Manifest
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
 
@@ -147,7 +147,7 @@ class Recorder:
                 t.by_error[str(code)] += 1
             if pending(row):
                 t.pending += 1
-            elif rank(row) == Rank.NOTHING or code in LOCAL_STEP_CODES:
+            elif unresolved(row):
                 t.unresolved += 1
 
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:

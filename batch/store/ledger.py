@@ -33,6 +33,7 @@ from typing import Any
 __all__ = [
     "DEFINITIVE_ERRORS",
     "LOCAL_STEP_CODES",
+    "REFUSED_INPUT",
     "Ledger",
     "Rank",
     "keep",
@@ -40,6 +41,7 @@ __all__ = [
     "pending",
     "rank",
     "settled",
+    "unresolved",
 ]
 
 Row = dict[str, Any]
@@ -48,6 +50,9 @@ DEFINITIVE_ERRORS = frozenset(
     {"SessionNotFoundException", "InvalidParameterException", "InvalidSessionId"}
 )
 LOCAL_STEP_CODES = frozenset({"EvidenceUnverified", "ImageNotSaved"})
+# The row's input was refused (never sent): not unresolved, yet asked once the input is
+# fixed (a rerun with a valid region finds no settled answer and asks).
+REFUSED_INPUT = frozenset({"InvalidRegion"})
 
 
 class Rank(IntEnum):
@@ -86,6 +91,14 @@ def settled(row: Mapping[str, Any]) -> bool:
 def pending(row: Mapping[str, Any]) -> bool:
     """The session was still running when last asked: ask again until it settles."""
     return rank(row) in (Rank.CREATED, Rank.IN_PROGRESS)
+
+
+def unresolved(row: Mapping[str, Any]) -> bool:
+    """No answer yet (an error that a rerun may get past), or a local step not done."""
+    code = row.get("error_code")
+    if code in LOCAL_STEP_CODES:
+        return rank(row) == Rank.RESULT
+    return rank(row) == Rank.NOTHING and code not in REFUSED_INPUT
 
 
 def local_steps_due(row: Mapping[str, Any]) -> bool:
