@@ -9,17 +9,18 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 SESSIONS=${SESSIONS:-3000}
 QUOTA=${QUOTA:-100}
+VENV=${VENV:-.venv}
 out=demo-output
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
 fi
-echo "== installing liveness-audit into .venv"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+echo "== installing liveness-audit into $VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e .
 rm -rf "$out" && mkdir -p "$out"
 
 echo "== starting the emulator: $SESSIONS sessions, quota $QUOTA req/s, 20 ms latency, 2% server errors"
-.venv/bin/liveness-audit emulator --sessions "$SESSIONS" --seed 1 --tps "$QUOTA" \
+"$VENV"/bin/liveness-audit emulator --sessions "$SESSIONS" --seed 1 --tps "$QUOTA" \
     --latency 0.02 --error-rate 0.02 --write-input "$out/sessions.csv" --reconcile-columns \
     --url-file "$out/emulator.url" > "$out/emulator.log" 2>&1 &
 emulator_pid=$!
@@ -43,16 +44,16 @@ export AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo-secret AWS_REGION=u
 export AWS_EC2_METADATA_DISABLED=true
 
 echo "== dry run"
-.venv/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" --rate "$QUOTA" --dry-run
+"$VENV"/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" --rate "$QUOTA" --dry-run
 echo "== audit"
 set +e
-.venv/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" \
+"$VENV"/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" \
     --endpoint-url "$url" --rate "$QUOTA" \
     --keep-columns customer_ref --app-decision-column app_decision
 code=$?
 set -e
 echo "== exit code $code; first rows of $out/report.parquet:"
-.venv/bin/python - "$out/report.parquet" <<'PY'
+"$VENV"/bin/python - "$out/report.parquet" <<'PY'
 import sys
 import pandas as pd
 df = pd.read_parquet(sys.argv[1])
@@ -61,6 +62,6 @@ print(df[cols].head(8).to_string(index=False))
 print(f"... {len(df)} rows")
 PY
 echo "== the application's decisions the service contradicts (summarize; page: $out/summary.html)"
-.venv/bin/liveness-audit summarize "$out/report.parquet" --html "$out/summary.html" \
+"$VENV"/bin/liveness-audit summarize "$out/report.parquet" --html "$out/summary.html" \
     | sed -n '1,/^Sessions by status/p' | sed '$d'
 exit "$code"
