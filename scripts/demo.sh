@@ -3,23 +3,27 @@
 # install liveness-audit into .venv, start the built-in Rekognition emulator (with a
 # quota, latency and a few percent of server errors), audit a few thousand sessions
 # through it, reconcile the decisions the application made (a few planted disagreements),
-# and show the summary, the disagreements and where the report is.
+# settle a few sessions that are still running when the audit starts (the emulator
+# creates them just before; they finish seconds later), and show the summary, the
+# disagreements, the settled sessions and where the report is.
+# PYTHON: the interpreter for a new venv [python3.11]; VENV: the venv's folder [.venv].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 SESSIONS=${SESSIONS:-3000}
 QUOTA=${QUOTA:-100}
+VENV=${VENV:-.venv}
 out=demo-output
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
 fi
-echo "== installing liveness-audit into .venv"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
+echo "== installing liveness-audit into $VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e .
 rm -rf "$out" && mkdir -p "$out"
 
 echo "== starting the emulator: $SESSIONS sessions, quota $QUOTA req/s, 20 ms latency, 2% server errors"
-.venv/bin/liveness-audit emulator --sessions "$SESSIONS" --seed 1 --tps "$QUOTA" \
+"$VENV"/bin/liveness-audit emulator --sessions "$SESSIONS" --seed 1 --tps "$QUOTA" \
     --latency 0.02 --error-rate 0.02 --write-input "$out/sessions.csv" --reconcile-columns \
     --url-file "$out/emulator.url" > "$out/emulator.log" 2>&1 &
 emulator_pid=$!
@@ -43,16 +47,37 @@ export AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo-secret AWS_REGION=u
 export AWS_EC2_METADATA_DISABLED=true
 
 echo "== dry run"
-.venv/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" --rate "$QUOTA" --dry-run
-echo "== audit"
+"$VENV"/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" --rate "$QUOTA" --dry-run
+
+# Sessions still running when the audit starts, as in production: the emulator creates
+# them now (3 started, 2 starting 3 s later), they finish 10-12 s from now. Their IDs go
+# first in the input; the application has not decided them yet (a blank decision).
+"$VENV"/bin/python - "$url" "$out/sessions.csv" "$out/settling.txt" <<'PY'
+import json, sys, urllib.request
+url, csv, listed = sys.argv[1:]
+ids = []
+for count, start, finish in ((3, 0, 10), (2, 3, 12)):
+    body = json.dumps({"count": count, "start_after": start, "finish_after": finish}).encode()
+    request = urllib.request.Request(f"{url}/_emulator/sessions", body, method="POST")
+    with urllib.request.urlopen(request) as answer:
+        ids += json.load(answer)["ids"]
+header, *rows = open(csv).read().splitlines()
+new = [f"{sid},CUST-NEW-{i:03d}," for i, sid in enumerate(ids)]
+open(csv, "w").write("\n".join([header, *new, *rows]) + "\n")
+open(listed, "w").write("\n".join(ids) + "\n")
+PY
+echo "== $(wc -l < "$out/settling.txt" | tr -d ' ') sessions start now and end 10-12 s later; their IDs go first in the input"
+
+echo "== audit (pending sessions asked again every 5 s for at most 15 s)"
 set +e
-.venv/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" \
-    --endpoint-url "$url" --rate "$QUOTA" \
+"$VENV"/bin/liveness-audit run "$out/sessions.csv" --output "$out/report.parquet" \
+    --endpoint-url "$url" --rate "$QUOTA" --settle 15s --settle-interval 5s \
     --keep-columns customer_ref --app-decision-column app_decision
 code=$?
 set -e
 echo "== exit code $code; first rows of $out/report.parquet:"
-.venv/bin/python - "$out/report.parquet" <<'PY'
+[ "$code" -ne 1 ] || echo "   (1: the emulator's population has sessions that never finish: still pending)"
+"$VENV"/bin/python - "$out/report.parquet" <<'PY'
 import sys
 import pandas as pd
 df = pd.read_parquet(sys.argv[1])
@@ -60,7 +85,28 @@ cols = ["session_id", "status", "confidence", "error_code", "attempts", "audit_i
 print(df[cols].head(8).to_string(index=False))
 print(f"... {len(df)} rows")
 PY
+echo "== the sessions that were running when the audit started: first and last answers"
+"$VENV"/bin/python - "$out/report.parquet" "$out/settling.txt" "$url" <<'PY'
+import json, sys, urllib.request
+import pandas as pd
+report, listed, url = sys.argv[1:]
+df = pd.read_parquet(report).set_index("session_id")
+ids = open(listed).read().split()
+with urllib.request.urlopen(f"{url}/_emulator/stats") as answer:
+    answers = json.load(answer)["ok_by_session"]  # answers the emulator gave each session
+rows = df.loc[ids, ["status", "confidence", "challenge_type"]].rename(columns={"status": "last"})
+# A result (or EXPIRED) is final and never asked again: each answer before the last was
+# CREATED or IN_PROGRESS.
+rows.insert(0, "answers", [answers.get(sid, 0) for sid in ids])
+rows.insert(1, "first", rows["last"].where(rows["answers"] <= 1, "CREATED/IN_PROGRESS"))
+print(rows.to_string())
+settled = ((rows["answers"] > 1) & rows["last"].isin(["SUCCEEDED", "FAILED"])).sum()
+print(f"{settled} of {len(ids)} answered CREATED/IN_PROGRESS at first and SUCCEEDED/FAILED at last")
+PY
+COLUMNS=${COLUMNS:-120} "$VENV"/bin/liveness-audit summarize "$out/report.parquet" --html "$out/summary.html" \
+    > "$out/summary.txt"
 echo "== the application's decisions the service contradicts (summarize; page: $out/summary.html)"
-.venv/bin/liveness-audit summarize "$out/report.parquet" --html "$out/summary.html" \
-    | sed -n '1,/^Sessions by status/p' | sed '$d'
+sed -n '1,/^Sessions by status/p' "$out/summary.txt" | sed '$d'
+echo "== pass, fail, pending; by challenge type (the whole summary: $out/summary.txt)"
+sed -n '/^Pass\/fail at/,/^Confidence percentiles/p' "$out/summary.txt" | sed '$d'
 exit "$code"

@@ -40,6 +40,7 @@ def test_html_report_renders_with_the_numbers_of_the_parquet(
     assert shown("failed") == df["status"].isin(["SUCCEEDED", "FAILED"]).sum() - passed
     for status, count in df["status"].value_counts().items():
         assert shown(f"status-{status}") == count
+    assert shown("pending") == df["status"].isin(["CREATED", "IN_PROGRESS"]).sum() > 0
     assert dom.count('<img alt="chart"') == 2
 
     screenshot = tmp_path / "summary.png"

@@ -19,6 +19,7 @@ from playwright.sync_api import Page, sync_playwright
 from batch.emulator import EmulatorThread, write_input
 from batch.emulator.population import planted_disagreements
 from tests.helpers import CHROMIUM_FLAGS, read_report, run_cli
+from tests.test_summary import expected_by_challenge
 
 RECONCILE = ("--keep-columns", "customer_ref", "--app-decision-column", "app_decision")
 PAYLOAD = "<img src=x onerror=\"document.title='pwned'\">"
@@ -162,3 +163,33 @@ def test_hostile_kept_values_stay_text_when_sorted_and_filtered(
         assert all(value.startswith(PAYLOAD) for value in shown(page, "disagreements", 1))
         assert page.title().startswith("Liveness audit")
         assert page.eval_on_selector_all("#disagreements img", "images => images.length") == 0
+
+
+def test_pending_sessions_are_counted_apart_and_listed_as_needing_a_look(
+    audited: tuple[Path, pd.DataFrame, frozenset[str]],
+) -> None:
+    page_file, rows, _ = audited
+    pending = rows[rows["status"].isin(["CREATED", "IN_PROGRESS"])]
+    assert len(pending) > 0
+    with open_page(page_file) as (page, _):
+        assert page.text_content("#pending") == str(len(pending))
+        listed = dict(zip(shown(page, "look", 0), shown(page, "look", 2), strict=True))
+        assert {sid for sid, status in listed.items() if status in ("CREATED", "IN_PROGRESS")} == (
+            set(pending.index)
+        )
+        page.fill("#look-filter", "status:in_progress")
+        assert sorted(shown(page, "look", 0)) == sorted(
+            pending.index[pending["status"] == "IN_PROGRESS"]
+        )
+
+
+def test_the_page_splits_pass_and_fail_by_challenge_type_as_a_groupby_does(
+    audited: tuple[Path, pd.DataFrame, frozenset[str]],
+) -> None:
+    page_file, rows, _ = audited
+    with open_page(page_file) as (page, _):
+        cells = page.eval_on_selector_all(
+            "#challenges tbody tr",
+            "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))",
+        )
+    assert {row[0]: row[1:] for row in cells} == expected_by_challenge(rows, 80)

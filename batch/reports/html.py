@@ -13,6 +13,10 @@ reads and writes values with ``textContent`` only.
 A report of a run that reconciled the application's decisions gets, at the top, the table
 of disagreements with the kept input columns and the evidence links; the "needs a look"
 list includes those sessions and shows the kept columns and the decisions too.
+
+Pending sessions (``CREATED``/``IN_PROGRESS``) are counted as their own group beside pass
+and fail, and listed as needing a look: nothing is settled about them yet. A table splits
+pass/fail by challenge type.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from batch.reports.summary import disagreements, kept_columns
+from batch.reports.summary import PENDING, PENDING_LABEL, disagreements, kept_columns
 
 if TYPE_CHECKING:
     from batch.reports.summary import Night
@@ -130,7 +134,7 @@ def _script() -> tuple[str, str]:
 def _needs_a_look(night: Night, threshold: float) -> pd.DataFrame:
     df = night.frame
     low = (df["status"] == "SUCCEEDED") & (df["confidence"] < threshold)
-    odd = df["status"].isin(["FAILED", "EXPIRED"]) | low | df["error_code"].notna()
+    odd = df["status"].isin(["FAILED", "EXPIRED", *PENDING]) | low | df["error_code"].notna()
     if night.reconciled:
         odd |= (df["agrees"] == False) | df["app_decision_error"].notna()  # noqa: E712  # nullable
     return df[odd]
@@ -184,8 +188,10 @@ def _charts(nights: list[Night], threshold: float) -> list[str]:
         ax.legend()
 
     def trend(ax: Any) -> None:
-        ax.plot([n.when[:10] for n in nights], [n.passed for n in nights], marker="o", label="pass")
-        ax.plot([n.when[:10] for n in nights], [n.failed for n in nights], marker="o", label="fail")
+        days = [n.when[:10] for n in nights]
+        ax.plot(days, [n.passed for n in nights], marker="o", label="pass")
+        ax.plot(days, [n.failed for n in nights], marker="o", label="fail")
+        ax.plot(days, [n.pending for n in nights], marker="o", label="pending")
         ax.set_title("Trend by night")
         ax.legend()
 
@@ -208,6 +214,10 @@ def render_html(nights: list[Night], threshold: float) -> str:
         threshold=f"{threshold:g}",
         percentiles=" ".join(f"p{k} {v:.2f}" for k, v in night.confidence.items()),
         statuses=[(str(name), count) for name, count in night.by_status.items()],
+        pending_label=PENDING_LABEL,
+        challenges=[
+            (c.challenge, c.passed, c.failed, f"{100 * c.share:.1f}%") for c in night.challenges
+        ],
         errors=sorted(night.errors.items()),
         flagged=_flagged(_records(_needs_a_look(night, threshold)), kept),
         charts=_charts(nights, threshold),

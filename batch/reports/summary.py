@@ -1,8 +1,9 @@
 """Audit summaries people read: ``liveness-audit summarize REPORT...``.
 
 Reads one report, a folder of them or a glob (nightly reports), computes the facts an
-analyst looks for (sessions by status, pass/fail against a confidence threshold,
-confidence percentiles, errors by code, attempts and throttling, provenance) and shows
+analyst looks for (sessions by status, pass/fail against a confidence threshold, pending
+sessions, pass/fail by challenge type, confidence percentiles, errors by code, attempts
+and throttling, provenance) and shows
 them as terminal tables, with a trend by night when several reports are given (the page is
 :mod:`batch.reports.html`; the spreadsheets :mod:`batch.reports.export`). The flat
 per-session table (no image bytes, bounding boxes as columns) can be written as CSV or
@@ -11,6 +12,9 @@ XLSX for spreadsheet users.
 A report of a run that reconciled the application's decisions (``--app-decision-column``)
 has its disagreements shown first: the sessions, their kept input columns (the customer
 reference) and where the service stored their images.
+
+Pending sessions (``CREATED``/``IN_PROGRESS``: the run's last answer, not a result) are
+their own group beside pass and fail: nothing is settled about them, a rerun asks again.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ from batch.store.report import (
 )
 
 __all__ = [
+    "NO_CHALLENGE",
+    "PENDING",
+    "PENDING_LABEL",
+    "ChallengeSplit",
     "Night",
+    "challenge_split",
     "disagreements",
     "find_reports",
     "flat_table",
@@ -51,6 +60,23 @@ __all__ = [
 ]
 
 PERCENTILES = (5, 25, 50, 75, 95)
+PENDING = ("CREATED", "IN_PROGRESS")
+PENDING_LABEL = "pending (not settled: a rerun asks again)"
+NO_CHALLENGE = "(no challenge)"  # a result whose answer carried no Challenge
+
+
+@dataclass(frozen=True)
+class ChallengeSplit:
+    """Pass and fail of the sessions with a result, for one challenge type."""
+
+    challenge: str
+    passed: int
+    failed: int
+
+    @property
+    def share(self) -> float:
+        """The share that passed, in [0, 1] (0 with no sessions)."""
+        return self.passed / max(1, self.passed + self.failed)
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,8 @@ class Night:
     errors: dict[str, int]
     passed: int
     failed: int
+    pending: int
+    challenges: tuple[ChallengeSplit, ...]
     confidence: dict[int, float]
     attempts_total: int
     attempts_max: int
@@ -134,12 +162,9 @@ def load_night(path: Path, threshold: float, source: str | None = None) -> Night
     except (OSError, ValueError, OutputError) as exc:
         raise InputError(f"{source} is not a liveness-audit report: {exc}") from None
     status = frame["status"]
-    confidence = frame["confidence"]
-    finished = frame[status.isin(["SUCCEEDED", "FAILED"])]
-    passed = int(
-        ((finished["status"] == "SUCCEEDED") & (finished["confidence"] >= threshold)).sum()
-    )
-    scores = confidence.dropna()
+    finished = status.isin(["SUCCEEDED", "FAILED"])
+    passed = int(_passing(frame, threshold).sum())
+    scores = frame["confidence"].dropna()
     return Night(
         path=path,
         source=source,
@@ -148,12 +173,40 @@ def load_night(path: Path, threshold: float, source: str | None = None) -> Night
         by_status={str(k): int(v) for k, v in status.value_counts().sort_index().items()},
         errors={str(k): int(v) for k, v in frame["error_code"].value_counts().items()},
         passed=passed,
-        failed=len(finished) - passed,
+        failed=int(finished.sum()) - passed,
+        pending=int(status.isin(PENDING).sum()),
+        challenges=challenge_split(frame, threshold),
         confidence={p: float(scores.quantile(p / 100)) for p in PERCENTILES} if len(scores) else {},
         attempts_total=int(frame["attempts"].sum()),
         attempts_max=int(frame["attempts"].max()) if len(frame) else 0,
         frame=frame,
     )
+
+
+def _passing(frame: pd.DataFrame, threshold: float) -> pd.Series:
+    """Which sessions pass: ``SUCCEEDED`` at or above ``threshold``."""
+    return (frame["status"] == "SUCCEEDED") & (frame["confidence"] >= threshold)
+
+
+def challenge_split(frame: pd.DataFrame, threshold: float) -> tuple[ChallengeSplit, ...]:
+    """Pass/fail of the sessions with a result by ``challenge_type``, in name order, the
+    results without a challenge (older answers, older reports) last."""
+    finished = frame[frame["status"].isin(["SUCCEEDED", "FAILED"])]
+    if "challenge_type" in finished.columns:
+        kinds = (
+            finished["challenge_type"]
+            .astype(object)
+            .where(finished["challenge_type"].notna(), NO_CHALLENGE)
+        )
+    else:
+        kinds = pd.Series(NO_CHALLENGE, index=finished.index, dtype=object)
+    passing = _passing(finished, threshold)
+    splits = []
+    for kind in sorted(set(kinds), key=lambda k: (k == NO_CHALLENGE, k)):
+        chosen = kinds == kind
+        passed = int((passing & chosen).sum())
+        splits.append(ChallengeSplit(str(kind), passed, int(chosen.sum()) - passed))
+    return tuple(splits)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -182,10 +235,7 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
         "(no answer)", str(no_answer), f"{100 * no_answer / max(1, night.sessions):.1f}%"
     )
     console.print(status)
-    verdict = _table(f"Pass/fail at confidence >= {threshold:g}", "outcome", "sessions")
-    verdict.add_row("pass (SUCCEEDED, at or above)", str(night.passed))
-    verdict.add_row("fail (FAILED, or below)", str(night.failed))
-    console.print(verdict)
+    _render_outcomes(night, threshold, console)
     if night.confidence:
         percentiles = _table("Confidence percentiles", *(f"p{p}" for p in PERCENTILES))
         percentiles.add_row(*(f"{night.confidence[p]:.2f}" for p in PERCENTILES))
@@ -199,18 +249,48 @@ def render_terminal(nights: list[Night], threshold: float, console: Console) -> 
         f"{p.get('throttled', 0)} throttled of {p.get('requests', 0)} requests"
     )
     if len(nights) > 1:
-        trend = _table("Trend by night", "night", "sessions", "pass", "fail", "median", "errors")
-        for n in nights:
-            median = f"{n.confidence[50]:.2f}" if n.confidence else "-"
-            trend.add_row(
-                n.when[:10] or PurePosixPath(n.source).name,
-                str(n.sessions),
-                str(n.passed),
-                str(n.failed),
-                median,
-                str(sum(n.errors.values())),
-            )
-        console.print(trend)
+        _render_trend(nights, console)
+
+
+def _render_outcomes(night: Night, threshold: float, console: Console) -> None:
+    """Pass, fail and pending; then pass/fail by challenge type."""
+    verdict = _table(f"Pass/fail at confidence >= {threshold:g}", "outcome", "sessions")
+    verdict.add_row("pass (SUCCEEDED, at or above)", str(night.passed))
+    verdict.add_row("fail (FAILED, or below)", str(night.failed))
+    verdict.add_row(PENDING_LABEL, str(night.pending))
+    console.print(verdict)
+    if not night.challenges:
+        return
+    split = _table(
+        f"Pass/fail by challenge type at confidence >= {threshold:g}",
+        "challenge_type",
+        "pass",
+        "fail",
+        "pass share",
+    )
+    for row in night.challenges:
+        split.add_row(
+            escape(row.challenge), str(row.passed), str(row.failed), f"{100 * row.share:.1f}%"
+        )
+    console.print(split)
+
+
+def _render_trend(nights: list[Night], console: Console) -> None:
+    trend = _table(
+        "Trend by night", "night", "sessions", "pass", "fail", "pending", "median", "errors"
+    )
+    for n in nights:
+        median = f"{n.confidence[50]:.2f}" if n.confidence else "-"
+        trend.add_row(
+            n.when[:10] or PurePosixPath(n.source).name,
+            str(n.sessions),
+            str(n.passed),
+            str(n.failed),
+            str(n.pending),
+            median,
+            str(sum(n.errors.values())),
+        )
+    console.print(trend)
 
 
 def _render_disagreements(night: Night, console: Console) -> None:
