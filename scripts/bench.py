@@ -126,6 +126,8 @@ def audit_command(
         *pool,
         "--no-progress",
         "--fresh",
+        "--settle",  # each session asked once, as the boto3 peers do: the emulator's
+        "0",  # timeless CREATED/IN_PROGRESS sessions would be asked for minutes
         "--endpoint-url",
         url,
         *extra,
