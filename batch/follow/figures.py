@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batch.errors import OutputError
-from batch.store.files import PRIVATE, atomic_write
+from batch.reports.metrics import gauge, write_textfile
+from batch.store.files import PRIVATE
 
 __all__ = ["Figures", "write_follow_metrics"]
 
@@ -99,18 +99,13 @@ def write_follow_metrics(path: Path, figures: Figures, *, up: bool, mode: int = 
     """The figures as Prometheus gauges ``liveness_audit_follow_*``, written atomically."""
     lines: list[str] = []
     for name, value in figures.as_dict().items():
-        metric = f"liveness_audit_follow_{name}"
-        lines += [f"# HELP {metric} {_HELP[name]}", f"# TYPE {metric} gauge", f"{metric} {value}"]
-    lines += [
-        "# HELP liveness_audit_follow_up 1 while the service runs, 0 once it stopped.",
-        "# TYPE liveness_audit_follow_up gauge",
-        f"liveness_audit_follow_up {int(up)}",
-        "# HELP liveness_audit_follow_last_publish_timestamp_seconds When it last published.",
-        "# TYPE liveness_audit_follow_last_publish_timestamp_seconds gauge",
-        f"liveness_audit_follow_last_publish_timestamp_seconds {time.time():.3f}",
-    ]
-    try:
-        with atomic_write(path, mode=mode, what="metrics file") as f:
-            f.write(("\n".join(lines) + "\n").encode())
-    except (OSError, OutputError) as exc:
-        raise OutputError(f"cannot write the metrics file {path}: {exc}") from None
+        lines += gauge(f"liveness_audit_follow_{name}", _HELP[name], str(value))
+    lines += gauge(
+        "liveness_audit_follow_up", "1 while the service runs, 0 once it stopped.", str(int(up))
+    )
+    lines += gauge(
+        "liveness_audit_follow_last_publish_timestamp_seconds",
+        "When it last published.",
+        f"{time.time():.3f}",
+    )
+    write_textfile(path, lines, mode=mode)

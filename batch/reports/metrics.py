@@ -16,9 +16,23 @@ from batch.errors import OutputError
 from batch.model import RunSummary
 from batch.store.files import PRIVATE, atomic_write
 
-__all__ = ["write_metrics"]
+__all__ = ["gauge", "write_metrics", "write_textfile"]
 
 _LAST_SUCCESS = "liveness_audit_last_success_timestamp_seconds"
+
+
+def gauge(name: str, text: str, value: str) -> list[str]:
+    """One gauge in the text format: its ``HELP``, its ``TYPE`` and its sample line."""
+    return [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+
+
+def write_textfile(path: Path, lines: list[str], *, mode: int = PRIVATE) -> None:
+    """``lines`` as one textfile, written atomically; OutputError naming the file."""
+    try:
+        with atomic_write(path, mode=mode, what="metrics file") as f:
+            f.write(("\n".join(lines) + "\n").encode())
+    except (OSError, OutputError) as exc:
+        raise OutputError(f"cannot write the metrics file {path}: {exc}") from None
 
 
 def _label(value: str) -> str:
@@ -40,16 +54,21 @@ def _quota_lines(summary: RunSummary) -> list[str]:
     if use is None:
         return []
     return [
-        "# HELP liveness_audit_quota_requests_per_second The quota the last run knew of.",
-        "# TYPE liveness_audit_quota_requests_per_second gauge",
-        f"liveness_audit_quota_requests_per_second {use.quota:g}",
-        "# HELP liveness_audit_quota_cap_requests_per_second The most the last run allowed "
-        "itself (quota x share).",
-        "# TYPE liveness_audit_quota_cap_requests_per_second gauge",
-        f"liveness_audit_quota_cap_requests_per_second {use.cap:g}",
-        "# HELP liveness_audit_quota_used_ratio Requests/s of the last run over the quota.",
-        "# TYPE liveness_audit_quota_used_ratio gauge",
-        f"liveness_audit_quota_used_ratio {use.used:.4f}",
+        *gauge(
+            "liveness_audit_quota_requests_per_second",
+            "The quota the last run knew of.",
+            f"{use.quota:g}",
+        ),
+        *gauge(
+            "liveness_audit_quota_cap_requests_per_second",
+            "The most the last run allowed itself (quota x share).",
+            f"{use.cap:g}",
+        ),
+        *gauge(
+            "liveness_audit_quota_used_ratio",
+            "Requests/s of the last run over the quota.",
+            f"{use.used:.4f}",
+        ),
     ]
 
 
@@ -119,8 +138,4 @@ def write_metrics(
             "# TYPE liveness_audit_last_success_timestamp_seconds gauge",
             f"{_LAST_SUCCESS} {last_success:.3f}",
         ]
-    try:
-        with atomic_write(path, mode=mode, what="metrics file") as f:
-            f.write(("\n".join(lines) + "\n").encode())
-    except OSError as exc:
-        raise OutputError(f"cannot write the metrics file {path}: {exc}") from None
+    write_textfile(path, lines, mode=mode)
