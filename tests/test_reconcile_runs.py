@@ -185,3 +185,26 @@ def test_summarize_lists_the_disagreements_first_and_exports_the_new_columns(
     for column in ("customer_ref", "app_decision", "service_decision", "agrees", "disagreement"):
         assert column in flat.columns
     assert set(flat.loc[flat["disagreement"] == "decision", "session_id"]) == planted
+
+
+def test_summarize_counts_what_the_run_counted_when_some_rows_were_never_compared(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source, ids = reconciled_input(emulator, tmp_path, 120)
+    report = tmp_path / "report.parquet"
+    earlier = tmp_path / "earlier.csv"  # sessions of an input without decisions
+    write_input(earlier, list(emulator.population.ids()[200:210]))
+    assert run_cli("run", earlier, "-o", report).code == 0
+    with source.open("a", encoding="utf-8") as f:
+        f.write("not-a-session-id,CUST-X,pass\n")  # an invalid cell: never compared
+
+    ran = run_cli("run", source, "-o", report, *RECONCILE, "--log-format", "json")
+
+    assert ran.code == 0, ran.stderr
+    end = json.loads(ran.stderr.splitlines()[-1])
+    summary = run_cli("summarize", report)
+    assert summary.code == 0, summary.stderr
+    counted = (
+        f"{end['agreed']} agree, {end['disagreed']} disagree, {end['unverifiable']} unverifiable"
+    )
+    assert counted in " ".join(summary.stdout.split()), summary.stdout

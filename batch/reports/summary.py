@@ -109,11 +109,15 @@ class Night:
 
     def reconciliation(self) -> dict[str, int]:
         """Sessions by how the application's decision compares with the service's."""
-        agrees = self.frame["agrees"]
+        frame = self.frame
+        agrees = frame["agrees"]
+        # Rows a run reconciled carry the application's decision or why it was unusable;
+        # others (sessions of an input without decisions, invalid cells) were not compared.
+        compared = frame["app_decision"].notna() | frame["app_decision_error"].notna()
         return {
             "agreed": int((agrees == True).sum()),  # noqa: E712  # a nullable column
             "disagreed": int((agrees == False).sum()),  # noqa: E712
-            "unverifiable": int(agrees.isna().sum()),
+            "unverifiable": int((agrees.isna() & compared).sum()),
         }
 
 
