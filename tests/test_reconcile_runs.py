@@ -190,7 +190,7 @@ def test_summarize_lists_the_disagreements_first_and_exports_the_new_columns(
 def test_summarize_counts_what_the_run_counted_when_some_rows_were_never_compared(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    source, ids = reconciled_input(emulator, tmp_path, 120)
+    source, _ = reconciled_input(emulator, tmp_path, 120)
     report = tmp_path / "report.parquet"
     earlier = tmp_path / "earlier.csv"  # sessions of an input without decisions
     write_input(earlier, list(emulator.population.ids()[200:210]))
