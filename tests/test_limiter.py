@@ -329,6 +329,23 @@ async def test_after_the_slow_start_clean_readings_climb_halfway_to_the_throttle
     assert lim.rate > 40
 
 
+async def test_a_throttle_after_a_cut_restarts_the_reading_and_the_search_goes_on() -> None:
+    # A request sent just after the cut is throttled too (the bucket is still empty): no
+    # second cut; once a second of answers since went through, a new reading starts.
+    # Was: the search stopped there for good (a real run sat at 98/s under a 150/s quota).
+    t = FakeTime()
+    lim = limiter(t, 1000, start=40.0, decrease=0.5)
+    lim.throttled(await lim.acquire())  # throttled at 40: to 20, and search up to 40
+    lim.throttled(await lim.acquire())  # sent after the cut, throttled all the same
+    assert lim.rate == pytest.approx(20.0)
+    for _ in range(20):  # a second of answers since, none throttled: the step stands
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(20.0)
+    for _ in range(3):  # then three more: a clean reading, halfway to 40
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(30.0)
+
+
 def settle(t: FakeTime, lim: Limiter) -> None:
     """Two cuts: 100 -> 50 (no reading), then one of 29.5 in 37 through: about 40."""
     start = t.now

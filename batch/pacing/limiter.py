@@ -146,6 +146,7 @@ class Limiter:
         self._cut_at = -math.inf  # when the last cut happened
         self._hold_until = -math.inf  # no climbing before this (the application is busy)
         self._step_at = -math.inf  # when slow start or search last changed the rate
+        self._spoiled_at = -math.inf  # the send time of the throttle that spoiled a reading
         self._below = first  # the rate before that step
         self._above = self.max_rate  # search: the rate that was throttled
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
@@ -235,6 +236,12 @@ class Limiter:
         self._answer(now, sent, True)
         if self._phase == "steady" or sent < self._step_at or now < self._hold_until:
             return
+        if self._clean == -math.inf:  # a throttle spoiled this step's reading
+            if sent < self._spoiled_at + self._window(self._base):
+                return
+            # A window of answers since, and not one throttled: a cut that waited for a
+            # reading is not coming (the bucket had only been empty): read afresh.
+            self._step_at, self._clean = sent, 0
         self._clean += 1
         if self._phase == "start":  # an answer at the current rate is in: double
             self._step(now, min(self.max_rate, self._base * 2))
@@ -257,6 +264,7 @@ class Limiter:
         self._answer(now, sent, False)
         if sent >= self._step_at:
             self._clean = -math.inf  # this step's reading is not clean
+            self._spoiled_at = sent
         if sent < self._cut_at or now - self._cut_at < self.reaction:
             return False  # sent before the last cut (old news), or too soon to react
         current = self._rate_at(now)
