@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import heapq
 import itertools
+import random
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,9 +59,11 @@ class Result:
 class World:
     """Simulated time: a clock, and a sleep that delivers the answers due meanwhile."""
 
-    def __init__(self) -> None:
+    def __init__(self, jitter: float = 0.0) -> None:
         self.now = 0.0
         self.limiter: Limiter | None = None
+        self.jitter = jitter
+        self.random = random.Random(14)
         self._answers: list[tuple[float, int, float, bool]] = []
         self._n = itertools.count()
 
@@ -68,7 +71,8 @@ class World:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.deliver(self.now + seconds)
+        late = self.random.uniform(0, self.jitter)  # a busy loop wakes a little late
+        self.deliver(self.now + seconds + late)
 
     def deliver(self, until: float) -> None:
         assert self.limiter is not None
@@ -88,9 +92,15 @@ def make_limiter(s: Scenario, tune: dict[str, float]) -> Make:
     return lambda c, z: Limiter(rate, clock=c, sleep=z, **tune)
 
 
-async def simulate(s: Scenario, make: Make, drop: tuple[float, float] | None = None) -> Result:
-    """Send for ``s.seconds`` through a bucket of ``s.quota``/s (halved during ``drop``)."""
-    world = World()
+async def simulate(
+    s: Scenario, make: Make, drop: tuple[float, float] | None = None, jitter: float = 0.0
+) -> Result:
+    """Send for ``s.seconds`` through a bucket of ``s.quota``/s (halved during ``drop``).
+
+    ``jitter`` (seconds): each wake-up is late, and each request reaches the bucket after
+    its release, by up to this much (uniform, seeded), as on a real loop and network.
+    """
+    world = World(jitter)
     limiter = world.limiter = make(world.clock, world.sleep)
     tokens, filled = s.burst, 0.0
     sends: list[tuple[float, bool]] = []
@@ -98,7 +108,8 @@ async def simulate(s: Scenario, make: Make, drop: tuple[float, float] | None = N
     while world.now < s.seconds:
         t = await limiter.acquire()
         rate = s.quota / 2 if drop and drop[0] <= t < drop[1] else s.quota
-        tokens, filled = min(s.burst, tokens + (t - filled) * rate), t
+        at = max(filled, t + world.random.uniform(0, jitter))  # reaches the bucket, in order
+        tokens, filled = min(s.burst, tokens + (at - filled) * rate), at
         ok = tokens >= 1 - 1e-9  # a request exactly on the refill is not a float's victim
         tokens -= ok
         if not ok and first is None:
@@ -122,29 +133,39 @@ def summarize(s: Scenario, r: Result) -> tuple[float, float | None, float]:
     return share, reach, throttled
 
 
-def grid(seconds: float, tune: dict[str, float]) -> None:
-    print("| quota | latency | burst | start | share after 1st throttle | to 0.95 | throttled |")
-    print("|---|---|---|---|---|---|---|")
+def grid(seconds: float, tune: dict[str, float], jitter: float) -> None:
+    print(
+        "| quota | latency | burst | start | share of run | share after 1st throttle "
+        "| to 0.95 | throttled |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    low, throttly = [], []
     for q, lat, b, start in itertools.product(
         (5, 50, 150, 500, 1000), (0.005, 0.05, 0.2), ("Q/5", "Q"), ("none", "Q", "3Q")
     ):
         burst = max(1.0, q / 5) if b == "Q/5" else float(q)
         s = Scenario(q, lat, burst, start, seconds)
-        r = asyncio.run(simulate(s, make_limiter(s, tune)))
+        r = asyncio.run(simulate(s, make_limiter(s, tune), jitter=jitter))
         share, reach, throttled = summarize(s, r)
+        whole = sum(ok for _, ok in r.sends) / (q * r.end)
         shown = "never" if reach is None else f"{reach:.2f} s"
         if r.first_throttle is None:
             shown = "-"
         rate = {"none": "no rate", "Q": "rate = Q", "3Q": "rate = 3Q"}[start]
+        cell = f"{q} {lat * 1000:g} ms {b} {rate}"
+        low += [cell] if share < 0.95 else []
+        throttly += [cell] if throttled >= 0.01 else []
         print(
-            f"| {q} | {lat * 1000:g} ms | {b} | {rate} | {share:.3f} | {shown} "
+            f"| {q} | {lat * 1000:g} ms | {b} | {rate} | {whole:.3f} | {share:.3f} | {shown} "
             f"| {100 * throttled:.2f}% |"
         )
+    print(f"\nshare after the first throttle under 0.95: {len(low)} cells: {', '.join(low)}")
+    print(f"1% or more throttled: {len(throttly)} cells: {', '.join(throttly)}")
 
 
-def one(s: Scenario, tune: dict[str, float], timeline: bool, drop: bool) -> None:
+def one(s: Scenario, tune: dict[str, float], timeline: bool, drop: bool, jitter: float) -> None:
     span = (s.seconds / 3, 2 * s.seconds / 3) if drop else None
-    r = asyncio.run(simulate(s, make_limiter(s, tune), span))
+    r = asyncio.run(simulate(s, make_limiter(s, tune), span, jitter))
     share, reach, throttled = summarize(s, r)
     print(
         f"quota {s.quota:g}/s, burst {s.burst:g}, latency {s.latency:g} s, start {s.start}: "
@@ -167,16 +188,21 @@ def main() -> None:
     parser.add_argument("--start", choices=("none", "Q", "3Q"), default="none")
     parser.add_argument("--timeline", action="store_true")
     parser.add_argument("--drop", action="store_true", help="halve the quota mid-run")
-    for name in ("decrease", "margin", "ramp", "probe"):
+    parser.add_argument(
+        "--jitter", type=float, default=0.002, help="seconds of wake-up and network jitter"
+    )
+    for name in ("decrease", "margin", "ramp", "probe", "growth"):
         parser.add_argument(f"--{name}", type=float)
     args = parser.parse_args()
-    tune = {k: v for k in ("decrease", "margin", "ramp", "probe") if (v := getattr(args, k))}
+    tune = {
+        k: v for k in ("decrease", "margin", "ramp", "probe", "growth") if (v := getattr(args, k))
+    }
     if args.quota is None:
-        grid(args.seconds, tune)
+        grid(args.seconds, tune, args.jitter)
         return
     burst = args.burst or max(1.0, args.quota / 5)
     s = Scenario(args.quota, args.latency, burst, args.start, args.seconds)
-    one(s, tune, args.timeline, args.drop)
+    one(s, tune, args.timeline, args.drop, args.jitter)
 
 
 if __name__ == "__main__":

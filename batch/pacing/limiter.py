@@ -79,14 +79,17 @@ Sleep = Callable[[float], Awaitable[object]]
 Phase = Literal["start", "search", "steady"]
 
 _WINDOW = 1.0  # seconds of answers kept for the quota estimate (at least _MIN_SAMPLES' worth)
-_MIN_SAMPLES = 8  # fewer answers than this is no measurement ...
-_MIN_SPAN = 0.1  # ... nor fewer than this many seconds' worth at the current rate
+_MIN_SAMPLES = 8  # fewer answers than this is no measurement
 _RECHECK = 0.05  # a waiter looks again this often, so a rate that went up applies
 _CLEAN = 3  # answers, none throttled, that let a search step up
-_NEAR = 1.25  # a throttle below this multiple of the estimate is "just past it"
-_AT = (0.98, 1.05)  # a throttle within these multiples is "at the estimate": too high
-_SETTLE = 0.98  # ... so the estimate comes down by this factor
+_SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the rate
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
+_BRACKET = 4  # successes between two throttled sends that make a reading of the quota
+_SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodput)
+_EPISODE = 0.5  # seconds without a throttled send that end an episode (the bucket refills)
+_EPISODE_ANSWERS = 4096  # answers an episode keeps at most
+_PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
+_PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Limiter:
         ramp: float = 2.0,
         probe: float = 7.0,
         reaction: float = 0.0,
+        growth: float = 1.35,
         start: float | None = None,
         min_rate: float | None = None,
         cap: float | None = None,
@@ -126,6 +130,8 @@ class Limiter:
             raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
         if not 0 < margin <= 1:
             raise ValueError(f"margin must be in (0, 1], got {margin!r}")
+        if not growth > 1:
+            raise ValueError(f"growth must be above 1, got {growth!r}")
         if not (ramp > 0 and probe > 0 and reaction >= 0 and hold >= 0):
             raise ValueError("ramp and probe must be positive, reaction and hold not negative")
         self.cap = cap
@@ -133,7 +139,7 @@ class Limiter:
         first = min(self.max_rate, start) if start is not None else self.max_rate
         self.min_rate = min(first, min_rate if min_rate is not None else max(0.1, first / 100))
         self.decrease, self.margin, self.ramp, self.probe = decrease, margin, ramp, probe
-        self.reaction, self.hold = reaction, hold
+        self.reaction, self.hold, self.growth = reaction, hold, growth
         self.cuts = 0
         self._clock, self._sleep = clock, sleep
         self._turn = asyncio.Lock()
@@ -142,7 +148,6 @@ class Limiter:
         self._phase: Phase = "start" if first < self.max_rate else "steady"
         self._base = first  # the rate right after the last cut or step
         self._estimate = first  # the quota estimate the rate climbs back to
-        self._measured_estimate = False  # the estimate came from a reading, not a guess
         self._cut_at = -math.inf  # when the last cut happened
         self._hold_until = -math.inf  # no climbing before this (the application is busy)
         self._step_at = -math.inf  # when slow start or search last changed the rate
@@ -151,6 +156,8 @@ class Limiter:
         self._above = self.max_rate  # search: the rate that was throttled
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
         self._answers: deque[tuple[float, bool]] = deque()
+        self._episode: list[tuple[float, bool]] = []  # answers since the episode's 1st throttle
+        self._last_throttle = -math.inf  # the latest throttled send of the episode
 
     # --- pacing -----------------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class Limiter:
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
-            beyond = (since - self.ramp) / self.probe
+            beyond = (since - self.ramp) / max(self.probe, min(_PROBE_ANSWERS / self._estimate, _PROBE_MAX))
             rate = self._estimate * (1 + beyond**3)
         return min(self.max_rate, max(self.min_rate, rate))
 
@@ -228,6 +235,34 @@ class Limiter:
         horizon = now - self._window(self._rate_at(now))
         while self._answers and self._answers[0][0] < horizon:
             self._answers.popleft()
+        if not ok:
+            if sent > self._last_throttle + max(_EPISODE, self._span()):  # may have refilled
+                self._episode = []
+            self._last_throttle = max(self._last_throttle, sent)
+        elif not self._episode or sent > self._last_throttle + max(_EPISODE, self._span()):
+            return
+        self._episode.append((sent, ok))
+        if len(self._episode) > _EPISODE_ANSWERS:  # a long one: read its recent half
+            del self._episode[: _EPISODE_ANSWERS // 2]
+
+    def _span(self) -> float:
+        return self._last_throttle - self._episode[0][0] if self._episode else 0.0
+
+    def _goodput(self) -> tuple[int, float] | None:
+        """Successes between the episode's first and last throttled sends, and that span.
+
+        A throttled request found the bucket empty, so what went through between two
+        throttled requests is what the bucket refilled in that time, give or take one: the
+        quota left to us is within ``(k +- 1) / span``, whatever the rate we sent at.
+        """
+        throttled = [t for t, ok in self._episode if not ok]
+        if len(throttled) < 2:
+            return None
+        first, last = min(throttled), max(throttled)
+        between = sum(1 for t, ok in self._episode if ok and first < t < last)
+        if between < _BRACKET or not _SPAN[0] <= last - first <= _SPAN[1]:
+            return None
+        return between, last - first
 
     def succeeded(self, sent_at: float | None = None) -> None:
         """A request (released at ``sent_at``) went through: counted, and may step up."""
@@ -243,8 +278,8 @@ class Limiter:
             # reading is not coming (the bucket had only been empty): read afresh.
             self._step_at, self._clean = sent, 0
         self._clean += 1
-        if self._phase == "start":  # an answer at the current rate is in: double
-            self._step(now, min(self.max_rate, self._base * 2))
+        if self._phase == "start":  # an answer at the current rate is in: grow
+            self._step(now, min(self.max_rate, self._base * self.growth))
         elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
             self._step(now, min(self._base * 2, (self._base + self._above) / 2))
             if self._base >= self._above * self.margin:  # bracketed: run as after a cut
@@ -265,58 +300,72 @@ class Limiter:
         if sent >= self._step_at:
             self._clean = -math.inf  # this step's reading is not clean
             self._spoiled_at = sent
-        if sent < self._cut_at or now - self._cut_at < self.reaction:
-            return False  # sent before the last cut (old news), or too soon to react
+        if now - self._cut_at < self.reaction:
+            return False  # too soon to react
         current = self._rate_at(now)
-        if self._phase == "start":  # the slow start overshot: back to below that rate
-            at = self._base if sent >= self._step_at else self._below
-            new = min(self._blind(at), self._delivered(now))
-        else:
-            cut = self._cut(now, current)
-            if cut is None:
-                return False  # too few answers since the last cut to read the quota: wait
-            new = cut
-        if self.cap is not None and current <= self.cap:  # the application is busy
-            new = min(new, current * self.decrease)
+        new = self._read(current)
+        if new is None:
+            if sent < self._cut_at:
+                return False  # sent before the last cut: old news
+            if self._phase == "start":  # the slow start overshot: back to below that rate
+                at = self._base if sent >= self._step_at else self._below
+                new = min(self._blind(at), self._delivered(now))
+            else:
+                new = self._cut(current)
+        if self.cap is not None and current <= self.cap and sent >= self._cut_at:
+            new = min(new, current * self.decrease)  # the application is busy
             self._hold_until = now + self.hold
-        self._base = min(current, max(self.min_rate, new))
+        self._base = min(self.max_rate, max(self.min_rate, new))
         self._cut_at, self._step_at, self._clean = now, now, 0
         self.cuts += 1
         return True
+
+    def _read(self, current: float) -> float | None:
+        """The rate after a throttle if the episode brackets the quota, None to go on.
+
+        Until the bracket is narrow (``(k +- 1) / span`` within ``1 - margin``) the rate
+        goes to its top, which is at or above the quota: the few throttles that costs
+        narrow it further. Then to ``margin`` x its middle, which is the estimate.
+        """
+        reading = self._goodput()
+        if reading is None:
+            return None
+        between, span = reading
+        middle = between / span
+        searching = self._phase != "steady"  # after a blind cut, which may have gone far under
+        self._phase, self._estimate = "steady", middle
+        if span * middle * (1 - self.margin) >= 2:  # narrow: run under it
+            return middle * self.margin if current > middle * self.margin else None
+        top = (between + 1) / span
+        if current <= top and not searching:
+            return None  # not above the quota as far as this can tell: go on, and narrow it
+        self._estimate = top  # not sure yet: hold at the top, and let throttles narrow it
+        return top
 
     def _blind(self, throttled_at: float) -> float:
         """No reading yet: cut by ``decrease`` and search up towards the throttled rate."""
         new = throttled_at * self.decrease
         self._phase, self._above = "search", throttled_at
-        self._estimate, self._measured_estimate = new, False
+        self._estimate = new
         return new
 
-    def _cut(self, now: float, current: float) -> float | None:
-        """The rate after a throttle while running, or None to wait for a reading."""
-        measured = self._measured(now, current)
-        if measured is None:
-            if now - self._cut_at < self._window(current):
-                return None
+    def _cut(self, current: float) -> float:
+        """The rate after a lone throttle while running: the quota is just under ``current``.
+
+        A lone throttle (no second one to bracket the quota with) came when the rate had
+        just passed the quota: the estimate goes to just under that rate, and the rate to
+        ``margin`` x the estimate.
+        """
+        if self._cut_at == -math.inf:  # the first throttle of a run: no reading yet
             return self._blind(current)
         self._phase = "steady"
-        if self._measured_estimate and (
-            self._estimate * _AT[0] <= current <= self._estimate * _NEAR
-        ):
-            # Throttled while probing just past the last estimate: the quota is still
-            # about there; go back under it rather than trust a reading that still
-            # counts the bucket's burst. Throttled at the estimate itself: it is high.
-            # Throttled well past it, the probe passed the estimate cleanly: it is a
-            # little low (with a bucket of one, the reading alone would keep it low).
-            if current <= self._estimate * _AT[1]:
-                self._estimate *= _SETTLE
-            else:
-                self._estimate /= _SETTLE
-            return min(measured, self._estimate) * self.margin
-        # Never cut by more than two plain decreases on one (possibly noisy) reading.
-        new = max(measured * self.margin, current * self.decrease**2)
-        self._estimate = max(new, min(measured, current))
-        self._measured_estimate = True
-        return new
+        if current > self._estimate:
+            # Probing past the estimate: the quota is between the two (the bucket's burst
+            # may have hidden it for a while, so not right under the rate): halfway.
+            self._estimate = min(current * _SETTLE, (self._estimate + current) / 2)
+        else:
+            self._estimate = current * _SETTLE
+        return self._estimate * self.margin
 
     def _delivered(self, now: float) -> float:
         """Requests per second that went through, by time sent, over the last window.
@@ -330,14 +379,3 @@ class Limiter:
         if len(went) < _MIN_SAMPLES or window <= 0:
             return math.inf  # too few to say
         return max(self.min_rate, sum(went) / window)
-
-    def _measured(self, now: float, current: float) -> float | None:
-        """The quota as answers to requests sent since the last cut (in the window) show it."""
-        if self._cut_at == -math.inf:
-            return None  # the first throttle: the bucket's initial burst skews any count
-        start = max(self._cut_at, now - self._window(current))
-        answers = [ok for t, ok in self._answers if t >= start]
-        if len(answers) < max(_MIN_SAMPLES, current * _MIN_SPAN):
-            return None
-        # k of n answers went through: the share lies in [k/n, (k+1)/n); take the middle
-        return current * min(1.0, (sum(answers) + 0.5) / len(answers))
