@@ -1,23 +1,28 @@
 """Replay the real Limiter against a model token bucket, in simulated time.
 
 A tuning aid, not a benchmark: it runs :class:`batch.pacing.limiter.Limiter` (the class the
-tool uses, on an injected clock) against a token-bucket quota with a fixed latency, sends as
-fast as the limiter allows (no concurrency limit), feeds every answer back, and reports
-what happened after the first throttle. Deterministic and fast, so a change is judged on
-the whole grid before spending real minutes on ``scripts/bench.py``, which is what the
-measured figures in docs/BENCHMARKS.md come from.
+tool uses, built with the tool's defaults, on an injected clock) against a token-bucket
+quota with a fixed latency, sends as fast as the limiter allows (no concurrency limit),
+feeds every answer back, and reports what happened. Wake-ups are late and requests reach
+the bucket late by up to ``--jitter`` (2 ms, seeded), as on a real loop and network: with
+a bucket of one token that is what decides whether a request exactly at the quota goes
+through. Deterministic and fast, so a change is judged on the whole grid before spending
+real minutes on ``scripts/bench.py``, which is what the measured figures in
+docs/BENCHMARKS.md come from.
 
-    .venv/bin/python scripts/limiter_sim.py                    # the grid (about a minute)
+    .venv/bin/python scripts/limiter_sim.py                    # the grid (about 30 s)
     .venv/bin/python scripts/limiter_sim.py --quota 500 --latency 0.05 --burst 100 \\
         --start none --timeline                                 # one scenario, per second
 
-The grid: quota 5, 50, 150, 500, 1000/s x latency 5, 50, 200 ms x burst Q/5 and Q x start
-(no rate: slow start from 5/s under a ceiling of 10,000/s; rate = Q; rate = 3 x Q), each
-for ``--seconds`` of simulated time. Columns: share of quota after the first throttle
-(successes sent from then to the end / quota x time), the time from the first throttle
-until every later window of ``max(1 s, 20 / Q)`` carries at least 0.95 of the quota ("-"
-when never throttled and at the quota from the start, "never" when it does not happen),
-and the share of all requests throttled.
+The grid: quota 5, 50, 150, 500, 1000/s x latency 5, 50, 200 ms x burst Q/5 (at least
+one token) and Q x start (no rate: slow start from 5/s under a ceiling of 10,000/s;
+rate = Q; rate = 3 x Q), each for ``--seconds`` (20) of simulated time or 1,500 requests'
+worth at the quota if longer (five minutes at 5/s). Columns: share of quota over the
+whole run and after the first throttle (successes sent from then to the end / quota x
+time), the time from the first throttle until every later window of ``max(1 s, 20 / Q)``
+carries at least 0.95 of the quota ("-" when never throttled and at the quota from the
+start, "never" when it does not happen), and the share of all requests throttled; then
+the cells under 0.95 after the first throttle, and those throttled 1% or more.
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batch.pacing.limiter import Limiter  # after the path set-up above
+from batch.config import Settings  # after the path set-up above
+from batch.pacing.limiter import Limiter
 
 Make = Callable[[Callable[[], float], Callable[[float], Awaitable[None]]], Limiter]
-AUTO_MAX_RATE, RATE_START = 10_000.0, 5.0  # as the tool builds it without --rate
+AUTO_MAX_RATE = 10_000.0  # as the tool builds it without --rate
+RATE_START = Settings.model_fields["rate_start"].default
+DECREASE = Settings.model_fields["rate_decrease"].default
+_REQUESTS = 1500  # a grid cell lasts at least this many requests' worth at the quota
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class World:
         self.now = 0.0
         self.limiter: Limiter | None = None
         self.jitter = jitter
-        self.random = random.Random(14)
+        self.random = random.Random(14)  # noqa: S311 - a seeded simulation, not a secret
         self._answers: list[tuple[float, int, float, bool]] = []
         self._n = itertools.count()
 
@@ -86,6 +95,8 @@ class World:
 
 
 def make_limiter(s: Scenario, tune: dict[str, float]) -> Make:
+    """The limiter as the tool builds it (``batch.run.fetch.limiter_for``'s defaults)."""
+    tune = {"decrease": DECREASE, **tune}
     if s.start == "none":
         return lambda c, z: Limiter(AUTO_MAX_RATE, start=RATE_START, clock=c, sleep=z, **tune)
     rate = s.quota * (3 if s.start == "3Q" else 1)
@@ -144,7 +155,7 @@ def grid(seconds: float, tune: dict[str, float], jitter: float) -> None:
         (5, 50, 150, 500, 1000), (0.005, 0.05, 0.2), ("Q/5", "Q"), ("none", "Q", "3Q")
     ):
         burst = max(1.0, q / 5) if b == "Q/5" else float(q)
-        s = Scenario(q, lat, burst, start, seconds)
+        s = Scenario(q, lat, burst, start, max(seconds, _REQUESTS / q))
         r = asyncio.run(simulate(s, make_limiter(s, tune), jitter=jitter))
         share, reach, throttled = summarize(s, r)
         whole = sum(ok for _, ok in r.sends) / (q * r.end)

@@ -22,35 +22,47 @@ test's virtual clock and has no schedule to catch up on; what would be left of i
 deque, so it is not used (and no longer a dependency).
 
 Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
-it begins at ``start`` and doubles each time an answer to a request sent at the current
-rate is in (once per round trip, as TCP's slow start), up to the maximum. The first
-throttle ends the slow start: the rate goes to ``decrease`` x the rate that request was
-sent at, or to the rate that went through over the last second if lower (a bucket's
-burst can hide the quota for several doublings, so the rate at the throttle may be many
-times the quota: the overshoot then lasts one round trip, and the cut lands near the
-quota instead of at half of a far too high rate), and then *searches*: each
-clean reading (three answers to requests sent since the last step, none throttled)
-moves it halfway to the throttled rate (at most doubling it), so a quota between the two
-is bracketed in a few round trips rather than probed for seconds.
+it begins at ``start`` and grows ``growth`` (1.35) times each time an answer to a request
+sent at the current rate is in (once per round trip, as TCP's slow start), up to the
+maximum. Not doubling: a bucket's burst hides the quota while it drains, and the round
+trip of overshoot that follows grows with the step (at 150/s with a burst of 30 and
+50 ms answers, 24 throttles at 1.35 against 49 doubling, ``scripts/limiter_sim.py``),
+for a first throttle 1.1 s in rather than 0.5 s. The first throttle ends the slow
+start: the rate goes to ``decrease`` x the rate that request was sent at, or to the
+rate that went through over the last second if lower, and then *searches*: each clean
+reading (three answers to requests sent since the last step, none throttled) moves it
+halfway to the throttled rate (at most doubling it).
 
-A throttle once running cuts once per *reading*: after a cut, throttles of requests sent
-before it are old news, and the next cut waits until answers to at least eight requests
-sent since then are in, and a tenth of a second's worth at the current rate (fewer read
-the share too coarsely at high rates), or a reading's time has passed (a second, or eight
-periods at rates under 8/s, where a second holds too few answers to read). It cuts:
+Reading the quota between throttles. A throttled request found the bucket empty, so what
+went through between two throttled requests is what the bucket refilled in that time,
+give or take one: ``k`` successes between throttled sends ``span`` seconds apart put the
+quota left to us (the application's calls drain the same bucket) within
+``(k +- 1) / span``, whatever rate we sent at. When the throttles of the last half second
+bracket at least four successes over at least 20 ms, the limiter goes by that *bracket*,
+for throttles of requests sent before its last cut too (those in flight during an
+overshoot are what tells the quota, a round trip before anything sent after the cut):
 
-- back under the last estimate when the throttle comes while probing just past it (the
-  quota is most likely still there); a throttle at the estimate itself means the
-  estimate is a little high, and it comes down by 2%;
-- otherwise to ``margin`` x its estimate of the quota: the current rate times the share
-  of answers since the last cut (over at most the last second) that were not throttled,
-  counted half a success up so that a handful of answers does not read low;
-- by ``decrease`` when there is no such measurement yet (the first throttle of a run, or
-  too few answers for a reading's time), and then searches as above.
+- while the bracket is wide (one answer more or less is more than ``1 - margin`` of it),
+  the rate goes down to its top, ``(k + 1) / span``, which is at or above the quota (or
+  up to it, just after a blind cut that went far under): running there costs few
+  throttles, fewer as the span grows, and each narrows the bracket;
+- once it is narrow, the estimate is its middle, and the rate ``margin`` x that.
 
-After a measured cut the rate climbs back linearly to the estimate over ``ramp`` seconds,
-then probes beyond it, barely at first and faster the longer no throttle comes (cubic in
-the time since, doubling ``probe`` seconds after passing the estimate, like CUBIC).
+A *lone* throttle (nothing to bracket with) of a request sent since the last cut means
+the rate has just passed the quota. The estimate becomes: for the first throttle of a
+run with a rate given, ``decrease`` x the rate (a blind cut, then a search as above); at
+or under the estimate, or in a search (whose last step read clean), 2% under the rate;
+probing past the estimate, which went through cleanly for a while, halfway between it
+and the rate (the bucket's burst may have hidden the quota for a while, so it is not
+right under the rate; and an estimate that started low comes up in a few probes). The
+rate goes to ``margin`` x the estimate.
+
+After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
+probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
+time since, like CUBIC), doubling ``probe`` seconds after passing the estimate or 2,000
+answers at the estimate, whichever is longer (at most 200 s): a probe ends in a
+throttle, so this keeps probing to a few throttles in a thousand requests at any rate
+(once a probe every few seconds, it was one request in 25 at 5/s).
 
 Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
 ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
@@ -86,10 +98,23 @@ _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the 
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _BRACKET = 4  # successes between two throttled sends that make a reading of the quota
 _SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodput)
-_EPISODE = 0.5  # seconds without a throttled send that end an episode (the bucket refills)
-_EPISODE_ANSWERS = 4096  # answers an episode keeps at most
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
+
+
+def _check(
+    rate: float, cap: float | None, *, decrease: float, margin: float, growth: float
+) -> None:
+    """Refuse nonsense with a message that names the argument."""
+    for name, value in (("rate", rate), ("cap", rate if cap is None else cap)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not 0 < decrease < 1:
+        raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin!r}")
+    if not growth > 1:
+        raise ValueError(f"growth must be above 1, got {growth!r}")
 
 
 @dataclass(frozen=True)
@@ -123,15 +148,7 @@ class Limiter:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        for name, value in (("rate", rate), ("cap", rate if cap is None else cap)):
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not 0 < decrease < 1:
-            raise ValueError(f"decrease must be between 0 and 1, got {decrease!r}")
-        if not 0 < margin <= 1:
-            raise ValueError(f"margin must be in (0, 1], got {margin!r}")
-        if not growth > 1:
-            raise ValueError(f"growth must be above 1, got {growth!r}")
+        _check(rate, cap, decrease=decrease, margin=margin, growth=growth)
         if not (ramp > 0 and probe > 0 and reaction >= 0 and hold >= 0):
             raise ValueError("ramp and probe must be positive, reaction and hold not negative")
         self.cap = cap
@@ -156,7 +173,7 @@ class Limiter:
         self._above = self.max_rate  # search: the rate that was throttled
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
         self._answers: deque[tuple[float, bool]] = deque()
-        self._episode: list[tuple[float, bool]] = []  # answers since the episode's 1st throttle
+        self._episode: deque[tuple[float, bool]] = deque()  # answers around recent throttles
         self._last_throttle = -math.inf  # the latest throttled send of the episode
 
     # --- pacing -----------------------------------------------------------------------
@@ -171,9 +188,13 @@ class Limiter:
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
-            beyond = (since - self.ramp) / max(self.probe, min(_PROBE_ANSWERS / self._estimate, _PROBE_MAX))
+            beyond = (since - self.ramp) / self._probe_span()
             rate = self._estimate * (1 + beyond**3)
         return min(self.max_rate, max(self.min_rate, rate))
+
+    def _probe_span(self) -> float:
+        """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth (<= 200 s)."""
+        return max(self.probe, min(_PROBE_ANSWERS / self._estimate, _PROBE_MAX))
 
     @property
     def rate(self) -> float:
@@ -236,31 +257,32 @@ class Limiter:
         while self._answers and self._answers[0][0] < horizon:
             self._answers.popleft()
         if not ok:
-            if sent > self._last_throttle + max(_EPISODE, self._span()):  # may have refilled
-                self._episode = []
+            if sent > self._last_throttle + _SPAN[1]:  # the bucket may have refilled since
+                self._episode.clear()
             self._last_throttle = max(self._last_throttle, sent)
-        elif not self._episode or sent > self._last_throttle + max(_EPISODE, self._span()):
-            return
+        elif not self._episode or sent > self._last_throttle + _SPAN[1]:
+            return  # no throttle lately: nothing to read between
         self._episode.append((sent, ok))
-        if len(self._episode) > _EPISODE_ANSWERS:  # a long one: read its recent half
-            del self._episode[: _EPISODE_ANSWERS // 2]
-
-    def _span(self) -> float:
-        return self._last_throttle - self._episode[0][0] if self._episode else 0.0
+        while self._episode and self._episode[0][0] < self._last_throttle - _SPAN[1]:
+            self._episode.popleft()
 
     def _goodput(self) -> tuple[int, float] | None:
-        """Successes between the episode's first and last throttled sends, and that span.
+        """Successes between the first and last throttled sends of the episode, and that span.
 
         A throttled request found the bucket empty, so what went through between two
         throttled requests is what the bucket refilled in that time, give or take one: the
-        quota left to us is within ``(k +- 1) / span``, whatever the rate we sent at.
+        quota left to us is within ``(k +- 1) / span``, whatever the rate we sent at. The
+        episode is the last half second of answers up to the latest throttled send (a
+        longer one would count a bucket of one token, as at a few requests per second,
+        wasting what it cannot hold between sends, and read low); under 20 ms the send
+        times are too coarse for the refill (a few ms of jitter on the way).
         """
         throttled = [t for t, ok in self._episode if not ok]
         if len(throttled) < 2:
             return None
         first, last = min(throttled), max(throttled)
         between = sum(1 for t, ok in self._episode if ok and first < t < last)
-        if between < _BRACKET or not _SPAN[0] <= last - first <= _SPAN[1]:
+        if between < _BRACKET or last - first < _SPAN[0]:
             return None
         return between, last - first
 
@@ -290,9 +312,9 @@ class Limiter:
         self._step_at, self._clean = now, 0
 
     def throttled(self, sent_at: float | None = None) -> bool:
-        """The service throttled a request: cut the rate, once per reading.
+        """The service throttled a request: read the quota, and cut the rate if it is above.
 
-        Returns whether this throttle cut the rate (the caller may log the new rate).
+        Returns whether this throttle changed the rate (the caller may log the new rate).
         """
         now = self._now()
         sent = now if sent_at is None else sent_at
@@ -323,23 +345,22 @@ class Limiter:
     def _read(self, current: float) -> float | None:
         """The rate after a throttle if the episode brackets the quota, None to go on.
 
-        Until the bracket is narrow (``(k +- 1) / span`` within ``1 - margin``) the rate
-        goes to its top, which is at or above the quota: the few throttles that costs
-        narrow it further. Then to ``margin`` x its middle, which is the estimate.
+        Narrow (one answer more or less within ``1 - margin``): the estimate is its middle,
+        and the rate ``margin`` x that if above (else it climbs there). Wide: the rate
+        goes to its top, which is at or above the quota, if above it (or after a blind
+        cut, which may have gone far under): the few throttles that costs narrow it.
         """
         reading = self._goodput()
         if reading is None:
             return None
         between, span = reading
-        middle = between / span
-        searching = self._phase != "steady"  # after a blind cut, which may have gone far under
-        self._phase, self._estimate = "steady", middle
-        if span * middle * (1 - self.margin) >= 2:  # narrow: run under it
+        middle, top = between / span, (between + 1) / span
+        if span * middle * (1 - self.margin) >= 2:
+            self._phase, self._estimate = "steady", middle
             return middle * self.margin if current > middle * self.margin else None
-        top = (between + 1) / span
-        if current <= top and not searching:
+        if current <= top and self._phase == "steady":
             return None  # not above the quota as far as this can tell: go on, and narrow it
-        self._estimate = top  # not sure yet: hold at the top, and let throttles narrow it
+        self._phase, self._estimate = "steady", top
         return top
 
     def _blind(self, throttled_at: float) -> float:
@@ -358,8 +379,8 @@ class Limiter:
         """
         if self._cut_at == -math.inf:  # the first throttle of a run: no reading yet
             return self._blind(current)
-        self._phase = "steady"
-        if current > self._estimate:
+        searching, self._phase = self._phase == "search", "steady"
+        if current > self._estimate and not searching:
             # Probing past the estimate: the quota is between the two (the bucket's burst
             # may have hidden it for a while, so not right under the rate): halfway.
             self._estimate = min(current * _SETTLE, (self._estimate + current) / 2)
