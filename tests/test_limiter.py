@@ -262,7 +262,12 @@ async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
 def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) -> None:
     rate = kwargs.pop("rate")
     with pytest.raises(ValueError, match=name):
-        Limiter(rate, decrease=kwargs.get("decrease", 0.7), margin=kwargs.get("margin", 0.97))
+        Limiter(
+            rate,
+            decrease=kwargs.get("decrease", 0.7),
+            margin=kwargs.get("margin", 0.97),
+            growth=kwargs.get("growth", 1.35),
+        )
 
 
 async def test_throttles_for_requests_sent_before_a_cut_do_not_cut_again() -> None:
