@@ -43,9 +43,11 @@ for throttles of requests sent before its last cut too (those in flight during a
 overshoot are what tells the quota, a round trip before anything sent after the cut):
 
 - while the bracket is wide (one answer more or less is more than ``1 - margin`` of it),
-  the rate goes down to its top, ``(k + 1) / span``, which is at or above the quota (or
-  up to it, just after a blind cut that went far under): running there costs few
-  throttles, fewer as the span grows, and each narrows the bracket;
+  the rate goes down to its top, ``(k + 1) / (span - 2 ms)`` (send times are releases,
+  and requests reach the service a little unevenly after), at or above the quota:
+  running there costs few throttles, fewer as the span grows, and each narrows the
+  bracket (just after a blind cut, which may have gone far under, the rate goes up to
+  ``margin`` x its middle instead);
 - once it is narrow, the estimate is its middle, and the rate ``margin`` x that.
 
 A *lone* throttle (nothing to bracket with) of a request sent since the last cut means
@@ -98,6 +100,7 @@ _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the 
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _BRACKET = 4  # successes between two throttled sends that make a reading of the quota
 _SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodput)
+_JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 
@@ -347,18 +350,22 @@ class Limiter:
 
         Narrow (one answer more or less within ``1 - margin``): the estimate is its middle,
         and the rate ``margin`` x that if above (else it climbs there). Wide: the rate
-        goes to its top, which is at or above the quota, if above it (or after a blind
-        cut, which may have gone far under): the few throttles that costs narrow it.
+        goes to its top, which is at or above the quota, if above it (the few throttles
+        that costs narrow it); after a blind cut, which may have gone far under, up to
+        ``margin`` x its middle.
         """
         reading = self._goodput()
         if reading is None:
             return None
         between, span = reading
-        middle, top = between / span, (between + 1) / span
+        middle, top = between / span, (between + 1) / (span - _JITTER)
         if span * middle * (1 - self.margin) >= 2:
             self._phase, self._estimate = "steady", middle
             return middle * self.margin if current > middle * self.margin else None
-        if current <= top and self._phase == "steady":
+        if current <= top:
+            if self._phase != "steady":  # after a blind cut, which may have gone far under:
+                self._phase, self._estimate = "steady", middle  # up to under the middle
+                return middle * self.margin if current < middle * self.margin else None
             return None  # not above the quota as far as this can tell: go on, and narrow it
         self._phase, self._estimate = "steady", top
         return top
