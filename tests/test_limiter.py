@@ -221,10 +221,13 @@ async def test_after_a_cut_it_ramps_to_the_estimate_then_probes_beyond() -> None
     t.now = 3.5
     assert lim.rate == pytest.approx(49)  # at the estimate
     span = 2000 / 49  # `probe` (4 s) is less than 2,000 answers at 49/s: the answers rule
-    t.now = 3.5 + span / 2
-    assert lim.rate == pytest.approx(49 * 1.125)  # barely past it half a probe later
-    t.now = 3.5 + span
-    assert lim.rate == pytest.approx(98)  # doubled a probe later
+    knee = span * 0.05 ** (1 / 3)  # 5% past the estimate: 15 s
+    t.now = 3.5 + knee / 2
+    assert lim.rate == pytest.approx(49 * (1 + 0.05 / 8))  # barely past it
+    t.now = 3.5 + knee
+    assert lim.rate == pytest.approx(49 * 1.05)
+    t.now = 3.5 + knee + 2.0  # past the knee the quota has risen: on at `probe`'s pace
+    assert lim.rate == pytest.approx(49 * 1.05 * (1 + (2.0 / 4.0) ** 3))
     t.now = 1000.0
     assert lim.rate == pytest.approx(100)  # never above the configured maximum
 
@@ -366,11 +369,11 @@ async def test_a_lone_throttle_while_probing_puts_the_estimate_halfway_back() ->
     assert lim.estimate == pytest.approx(49)
     assert lim.rate == pytest.approx(0.9 * 49)
     span = 2000 / 49  # a probe doubles over at least 2,000 answers at the estimate
-    t.now = 0.5 + 1.0 + span / 2  # ramped back, then half a probe past the estimate
-    assert lim.rate == pytest.approx(49 * 1.125)
-    lim.throttled()  # the probe passed 49 cleanly and was throttled at 55.1: between
-    assert lim.estimate == pytest.approx((49 + 49 * 1.125) / 2)
-    assert lim.rate == pytest.approx(0.9 * (49 + 49 * 1.125) / 2)
+    t.now = 0.5 + 1.0 + span * 0.05 ** (1 / 3)  # ramped back, then 5% past the estimate
+    assert lim.rate == pytest.approx(49 * 1.05)
+    lim.throttled()  # the probe passed 49 cleanly and was throttled at 51.45: between
+    assert lim.estimate == pytest.approx((49 + 49 * 1.05) / 2)
+    assert lim.rate == pytest.approx(0.9 * (49 + 49 * 1.05) / 2)
 
 
 async def test_a_throttle_at_the_estimate_brings_it_down() -> None:
@@ -521,3 +524,33 @@ async def test_a_long_run_of_throttles_keeps_reading_its_last_half_second() -> N
         else:
             lim.throttled(sent_at=i / 1000)
     assert lim.estimate == pytest.approx(500, rel=0.01)
+
+
+class Dropping(Bucket):
+    """A bucket whose quota halves from ``down`` to ``up`` seconds (sent times)."""
+
+    def __init__(self, quota: float, burst: float, latency: float, down: float, up: float):
+        super().__init__(quota, burst, latency)
+        self.full, self.down, self.up = quota, down, up
+
+    async def run(self, lim: Limiter, seconds: float) -> None:
+        self.lim = lim
+        while self.now < seconds:
+            sent = await lim.acquire()
+            rate = self.full / 2 if self.down <= sent < self.up else self.full
+            self.tokens = min(self.burst, self.tokens + (sent - self.filled) * rate)
+            self.filled, ok = sent, self.tokens >= 1 - 1e-9
+            self.tokens -= ok
+            self.sends.append((sent, ok))
+            heapq.heappush(self.pending, (sent + self.latency, len(self.sends), sent, ok))
+
+
+async def test_a_quota_that_comes_back_is_found_again_within_30_seconds() -> None:
+    # Probing slowly past the estimate keeps throttles rare, but once 5% past it cleanly
+    # the quota has risen and the probe goes at `probe`'s pace. Without that turn, at
+    # 2,000 answers per probe, a quota halved to 25/s and back was at 35/s 50 s later.
+    bucket = Dropping(quota=50, burst=10, latency=0.05, down=30.0, up=60.0)
+    lim = Limiter(50, clock=bucket.clock, sleep=bucket.sleep)
+    await bucket.run(lim, 95.0)
+    assert bucket.through(50, 60) <= 26 * 10  # it came down to the halved quota
+    assert bucket.through(90, 95) >= 0.95 * 50 * 5

@@ -61,10 +61,13 @@ rate goes to ``margin`` x the estimate.
 
 After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
 probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
-time since, like CUBIC), doubling ``probe`` seconds after passing the estimate or 2,000
-answers at the estimate, whichever is longer (at most 200 s): a probe ends in a
-throttle, so this keeps probing to a few throttles in a thousand requests at any rate
-(once a probe every few seconds, it was one request in 25 at 5/s).
+time since, like CUBIC), slowly: at a pace that would double it over 2,000 answers at
+the estimate, or ``probe`` seconds if longer (at most 200 s). A probe that finds the
+quota ends in a throttle, so this holds probing to a few throttles per thousand requests
+at any rate (a probe every few seconds, as before, was one request in 25 at 5/s). Once 5%
+past the estimate without a throttle the quota has risen (or the application's load has
+fallen), and from there the probe goes at ``probe``'s pace (doubling in 7 s): a quota
+that halved and came back is found again within half a minute at 50/s.
 
 Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
 ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
@@ -103,6 +106,7 @@ _SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodpu
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
+_KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
 
 
 def _check(
@@ -191,9 +195,16 @@ class Limiter:
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
         else:
-            beyond = (since - self.ramp) / self._probe_span()
-            rate = self._estimate * (1 + beyond**3)
+            rate = self._probing(since - self.ramp)
         return min(self.max_rate, max(self.min_rate, rate))
+
+    def _probing(self, seconds: float) -> float:
+        """The rate ``seconds`` into a probe: slow near the estimate, fast once well past."""
+        slow = self._probe_span()
+        knee = slow * math.cbrt(_KNEE)  # when the slow curve is _KNEE past the estimate
+        if seconds <= knee:
+            return self._estimate * (1 + (seconds / slow) ** 3)
+        return self._estimate * (1 + _KNEE) * (1 + ((seconds - knee) / self.probe) ** 3)
 
     def _probe_span(self) -> float:
         """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth (<= 200 s)."""
