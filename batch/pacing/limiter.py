@@ -22,16 +22,17 @@ test's virtual clock and has no schedule to catch up on; what would be left of i
 deque, so it is not used (and no longer a dependency).
 
 Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
-it begins at ``start`` and grows ``growth`` (1.35) times each time an answer to a request
-sent at the current rate is in (once per round trip, as TCP's slow start), up to the
-maximum. Not doubling: a bucket's burst hides the quota while it drains, and the round
-trip of overshoot that follows grows with the step (at 150/s with a burst of 30 and
-50 ms answers, 24 throttles at 1.35 against 49 doubling, ``scripts/limiter_sim.py``),
-for a first throttle 1.1 s in rather than 0.5 s. The first throttle ends the slow
-start: the rate goes to ``decrease`` x the rate that request was sent at, or to the
-rate that went through over the last second if lower, and then *searches*: each clean
-reading (three answers to requests sent since the last step, none throttled) moves it
-halfway to the throttled rate (at most doubling it).
+it begins at ``start`` and steps up each time an answer to a request sent at the current
+rate is in (once per round trip, as TCP's slow start), up to the maximum: it doubles
+under 50/s, where a step's round trip is mostly the wait for the next send and an
+overshoot is a few requests, and grows ``growth`` (1.25) times above, where a bucket's
+burst hides the quota while it drains and the round trip of overshoot that follows grows
+with the step (at 150/s with a burst of 30 and 50 ms answers, 22 throttles against 48
+doubling all the way, ``scripts/limiter_sim.py``; 500/s is reached 0.7 s in rather than
+0.4 s). The first throttle ends the slow start: the rate goes to ``decrease`` x the rate
+that request was sent at, or to the rate that went through over the last second if
+lower, and then *searches*: each clean reading (three answers to requests sent since the
+last step, none throttled) moves it halfway to the throttled rate (at most doubling it).
 
 Reading the quota between throttles. A throttled request found the bucket empty, so what
 went through between two throttled requests is what the bucket refilled in that time,
@@ -105,6 +106,7 @@ _BRACKET = 4  # successes between two throttled sends that make a reading of the
 _SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodput)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
+_DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
 
@@ -147,7 +149,7 @@ class Limiter:
         ramp: float = 2.0,
         probe: float = 7.0,
         reaction: float = 0.0,
-        growth: float = 1.35,
+        growth: float = 1.25,
         start: float | None = None,
         min_rate: float | None = None,
         cap: float | None = None,
@@ -315,11 +317,16 @@ class Limiter:
             self._step_at, self._clean = sent, 0
         self._clean += 1
         if self._phase == "start":  # an answer at the current rate is in: grow
-            self._step(now, min(self.max_rate, self._base * self.growth))
+            self._step(now, min(self.max_rate, self._base * self._growth()))
         elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
             self._step(now, min(self._base * 2, (self._base + self._above) / 2))
             if self._base >= self._above * self.margin:  # bracketed: run as after a cut
                 self._phase, self._estimate, self._cut_at = "steady", self._base, now
+
+    def _growth(self) -> float:
+        """A slow start's step: double under 50/s (a step's round trip there is mostly the
+        wait for the next send, and an overshoot a few requests), ``growth`` above."""
+        return 2.0 if self._base < _DOUBLE_BELOW else self.growth
 
     def _step(self, now: float, rate: float) -> None:
         self._below, self._base = self._base, rate
