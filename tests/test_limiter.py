@@ -451,11 +451,15 @@ class Bucket:
             (self.lim.succeeded if ok else self.lim.throttled)(sent)
         self.now = until
 
+    def quota_at(self, sent: float) -> float:
+        return self.quota
+
     async def run(self, lim: Limiter, seconds: float) -> None:
         self.lim = lim
         while self.now < seconds:
             sent = await lim.acquire()
-            self.tokens = min(self.burst, self.tokens + (sent - self.filled) * self.quota)
+            refill = (sent - self.filled) * self.quota_at(sent)
+            self.tokens = min(self.burst, self.tokens + refill)
             self.filled, ok = sent, self.tokens >= 1 - 1e-9
             self.tokens -= ok
             self.sends.append((sent, ok))
@@ -531,18 +535,10 @@ class Dropping(Bucket):
 
     def __init__(self, quota: float, burst: float, latency: float, down: float, up: float):
         super().__init__(quota, burst, latency)
-        self.full, self.down, self.up = quota, down, up
+        self.down, self.up = down, up
 
-    async def run(self, lim: Limiter, seconds: float) -> None:
-        self.lim = lim
-        while self.now < seconds:
-            sent = await lim.acquire()
-            rate = self.full / 2 if self.down <= sent < self.up else self.full
-            self.tokens = min(self.burst, self.tokens + (sent - self.filled) * rate)
-            self.filled, ok = sent, self.tokens >= 1 - 1e-9
-            self.tokens -= ok
-            self.sends.append((sent, ok))
-            heapq.heappush(self.pending, (sent + self.latency, len(self.sends), sent, ok))
+    def quota_at(self, sent: float) -> float:
+        return self.quota / 2 if self.down <= sent < self.up else self.quota
 
 
 async def test_a_quota_that_comes_back_is_found_again_within_30_seconds() -> None:
