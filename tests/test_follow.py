@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EmulatorThread
+from batch.store.report import read_table
 from tests.helpers import run_cli, start_cli
 
 DEADLINE = 45.0
@@ -30,7 +31,8 @@ def drop(folder: Path, name: str, ids: list[str]) -> None:
 def report_rows(path: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=["session_id", "status"]).set_index("session_id")
-    return pd.read_parquet(path).set_index("session_id")
+    frame: pd.DataFrame = read_table(path).to_pandas()  # one version of it, whole
+    return frame.set_index("session_id")
 
 
 def wait_until(check: Callable[[], bool], proc: subprocess.Popen[str] | None, what: str) -> None:

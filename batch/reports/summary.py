@@ -41,6 +41,7 @@ from batch.store.report import (
     REGION_FIELD,
     SCHEMA,
     read_provenance,
+    read_table,
 )
 
 __all__ = [
@@ -161,7 +162,7 @@ def load_night(path: Path, threshold: float, source: str | None = None) -> Night
     """The facts of the report at ``path`` (a local copy of ``source``, if given)."""
     source = source or str(path)
     try:
-        frame = pd.read_parquet(path)
+        frame = read_table(path).to_pandas()
         provenance = read_provenance(path)
     except (OSError, ValueError, OutputError) as exc:
         raise InputError(f"{source} is not a liveness-audit report: {exc}") from None

@@ -102,6 +102,7 @@ __all__ = [
     "paths_from_row",
     "read_provenance",
     "read_rows",
+    "read_table",
     "report_schema",
     "result_from_row",
     "revive",
@@ -307,6 +308,18 @@ def paths_from_row(row: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def read_table(path: Path) -> pa.Table:
+    """The report at ``path``, read through one open file.
+
+    Reports are replaced whole (written beside, then renamed over), and ``follow``
+    republishes its report as answers come. Given a path, pyarrow may open it more than
+    once, and a rename in between mixes one version's footer with another's pages
+    ("Deserializing page header failed"). One open file is one version, old or new.
+    """
+    with path.open("rb") as f:
+        return pq.read_table(f)
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of an existing report, every column of :data:`SCHEMA` present (and the
     file's other columns: kept input columns, the reconciliation).
@@ -316,7 +329,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     answers no rerun can bring back.
     """
     try:
-        table = pq.read_table(path)
+        table = read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise OutputError(
             f"cannot read the existing report {path} ({exc}); it may hold answers no rerun "
