@@ -77,7 +77,7 @@ from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_head
 from batch.run.settle import Settler
 from batch.run.steps import SessionSteps
 from batch.run.stops import Stop, orderly_stops
-from batch.store.checkpoint import RunLock, journal_path
+from batch.store.checkpoint import RunLock, journal_path, read_journal
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
@@ -126,6 +126,10 @@ class Remote:
     known: bool = True
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
 class AuditRun:
     """One ``run`` command: ``await AuditRun(...).run()`` inside the event loop."""
 
@@ -160,6 +164,7 @@ class AuditRun:
         self._record: OutputRecord | None = None
         self._provenance_now: dict[str, Any] = {}
         self._input_sha256 = ""
+        self.merge_journal: Path | None = None  # --merge-journal: an old journal's answers
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -202,11 +207,14 @@ class AuditRun:
             schema, self._annotator = self._annotate(plan)
             self.routes = route(plan, self.settings.region_column)
             header = row_header(plan, self.settings)
+            own = self.merge_journal is not None and _same_path(
+                self.merge_journal, journal_path(destination.local)
+            )
             recorder = Recorder.open(
                 destination.local,
                 header,
                 self.tally,
-                must_match=MUST_MATCH,
+                must_match=() if own else MUST_MATCH,  # merged on purpose: its header goes
                 batch_rows=self.settings.batch_rows,
                 mode=self.mode,
                 schema=schema,
@@ -285,6 +293,11 @@ class AuditRun:
         if destination.local.exists():  # a local report, or one whose upload failed
             recorder.load(read_rows(destination.local))
         recorder.replay()
+        if self.merge_journal is not None and not _same_path(
+            recorder.journal.path, self.merge_journal
+        ):
+            merged = recorder.merge(read_journal(self.merge_journal))
+            log.info("merged %d answers from %s", merged, self.merge_journal)
         # An unfinished run of this input is resumed: its rows are brought up to the
         # settings of this one (the journal's header says what they were made with).
         resumed = list(plan.valid) if recorder.journal.previous is not None else []
