@@ -55,6 +55,7 @@ from batch.errors import (
     AuditError,
     ConflictError,
     InputError,
+    OutputError,
     PublishError,
     ServiceError,
     StorageError,
@@ -416,7 +417,14 @@ class AuditRun:
         line += self.parts.regional.line() if self.parts.regional is not None else ""
         self._provenance_now = self._provenance(plan, started_at=started_at, line=line, quota=quota)
         self._input_sha256 = plan.sha256
-        manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
+        try:
+            manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
+        except OutputError as exc:  # answers are in hand: never "nothing was fetched" (2)
+            raise StorageError(
+                f"{exc}; the run stopped, keeping what was journaled: fix it and rerun the "
+                "same command to resume",
+                path=str(recorder.report),
+            ) from None
         return Ending(manifest, leftovers, line, wall, aborted, quota)
 
     async def publish(
@@ -433,7 +441,7 @@ class AuditRun:
                     remote = await self._merge_remote(destination, recorder)
                 except AccessError as exc:
                     return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
-                except (ServiceError, InputError) as exc:
+                except (ServiceError, InputError, OutputError) as exc:
                     return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
                 manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
                 ending = replace(ending, manifest=manifest)
