@@ -112,7 +112,6 @@ class Capture:
         self._backlog: deque[str] = deque()
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
-        self._resume_settled: set[str] = set()  # settled before a restart (first scans)
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
         self.daybook: Daybook
@@ -187,15 +186,15 @@ class Capture:
         for day in self.daybook.reopen():
             for sid, row in day.rows.items():
                 if settled(row):
-                    self._resume_settled.add(sid)
-                elif (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                    continue  # held in its day: never asked again
+                if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
         rows, _ = await read_existing(target, local, self.parts.store)
-        self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
+        self.daybook.remember_settled(today, (str(r["session_id"]) for r in rows if settled(r)))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -242,9 +241,9 @@ class Capture:
     # --- files -> backlog -----------------------------------------------------------
 
     async def _scan(self) -> None:
-        passes = 0
         while True:
-            taken = set(self.consumed) | set(self._left)
+            # consumed files as they were read; files being asked: whatever they hold now
+            taken = self.consumed.identities() | dict.fromkeys(self._left)
             try:
                 ready = await self.source.ready(taken)
             except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
@@ -256,9 +255,6 @@ class Capture:
                 await self._take(found)
             if isinstance(self.source, FolderSource):
                 self.consumed.keep_only(self.source.present)
-            passes += 1
-            if passes == 2:  # every file there at the start has been looked at twice
-                self._resume_settled.clear()
             await self.source.wait(self.settings.poll_interval)
 
     async def _take(self, found: Found) -> None:
@@ -317,15 +313,15 @@ class Capture:
             copy.unlink(missing_ok=True)
 
     def _wanted(self, session_id: str) -> bool:
-        """Not queued already, not held (being settled or answered), not settled before."""
-        return (
-            session_id not in self._waiting
-            and self.daybook.held(session_id) is None
-            and session_id not in self._resume_settled
-        )
+        """Not queued already, not held (being settled or answered), not settled in a day
+        still open (published ones included)."""
+        return session_id not in self._waiting and not self.daybook.known(session_id)
 
     def _consume(self, found: Found, state: str = "done") -> None:
-        self.consumed.add(found.name, state)
+        """Record ``found`` consumed, after its answers are on disk: the day journals are
+        fsync'd first, so a power loss never leaves a file consumed and its answers lost."""
+        self.daybook.sync()
+        self.consumed.add(found.name, state, found.identity)
         watermark = self.source.done(found)
         if watermark is not None:
             self.consumed.advance(watermark)
@@ -412,6 +408,9 @@ class Capture:
                 )
             if day.key != current and not day.rows:
                 self.daybook.close_day(day)
+        for key in [k for k in self.daybook.settled_ids if k != current]:
+            if key not in self.daybook.days:  # a past day, closed: its sessions are done
+                del self.daybook.settled_ids[key]
         self._refresh()
         if self.settings.metrics_file is not None:
             try:
