@@ -112,9 +112,8 @@ class Journal:
 
         A symlink or anything but a regular file at ``path`` is refused (OutputError); a
         journal whose header differs in a key of ``must_match`` is refused
-        (CheckpointError naming the setting and both values). ``lazy``: when there is no
-        journal yet, none is made until the first row (a run that stops before its first
-        answer leaves nothing behind).
+        (CheckpointError naming the setting and both values). ``lazy``: no journal is
+        made until the first row (a run that stops before an answer leaves none).
         """
         if lazy and not os.path.lexists(path):
             return cls(path, None, replay_end=0, sync=sync, header=header, mode=mode)
