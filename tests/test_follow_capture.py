@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,32 @@ def test_answers_are_on_disk_before_their_file_is_recorded_consumed(
     consumed = _consumed(tmp_path / "state")
     assert all(f"ids-{n}.csv" in consumed for n in range(4))
     assert late == []
+
+
+def test_a_day_folder_that_cannot_be_made_is_a_publish_failure_kept_and_retried(
+    living: EmulatorThread, inbox: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    template = str(out / "date={date}" / "audit.parquet")
+    state = tmp_path / "state"
+    proc = start_cli(*follow_args(inbox, template, state))
+    wait_until(lambda: any(state.glob("follow/*/consumed.jsonl")), proc, "the service up")
+    day = out / f"date={datetime.now(UTC):%Y-%m-%d}"
+    day.write_text("a file where the day's folder goes")  # made after the start
+    ids = living.create_sessions(5, start_after=0.0, finish_after=0.0)
+    drop(inbox, "ids.csv", ids)
+    wait_until(lambda: "ids.csv" in _consumed(state), proc, "every answer journaled")
+    code, _, err = stop(proc)
+
+    assert code == 1, err  # not published: 1, never 2 once answers are in hand
+    assert "Traceback" not in err
+    assert f"publishing {day / 'audit.parquet'} failed" in err
+
+    day.unlink()
+    again = start_cli(*follow_args(inbox, template, state))
+    wait_until(lambda: captured(day / "audit.parquet", ids), again, "published at restart")
+    code, _, err = stop(again)
+
+    assert code == 0, err
+    assert [living.stats()["by_session"][sid] for sid in ids] == [1] * 5  # from the journal

@@ -36,7 +36,14 @@ from typing import Any, TypeVar
 from batch import __version__
 from batch.aws.s3 import local_copy
 from batch.config import Settings
-from batch.errors import AccessError, AuditError, InputError, OutputError, ServiceError
+from batch.errors import (
+    AccessError,
+    AuditError,
+    InputError,
+    OutputError,
+    PublishError,
+    ServiceError,
+)
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
 from batch.follow.figures import Figures, write_follow_metrics
@@ -396,8 +403,12 @@ class Capture:
                     error = exc
                     continue
                 except (OutputError, ServiceError, AuditError) as exc:
-                    error = exc
-                    log.warning("publishing %s failed (%s); kept for the next try", day.key, exc)
+                    # answers in hand: a publish failure (exit 1), never a usage error (2)
+                    error = PublishError(
+                        f"publishing {day.key} failed ({exc}); its answers are kept in the "
+                        "service's journal and published at the next try (or restart)"
+                    )
+                    log.warning("%s", error)
                     continue
                 self.figures.publishes += 1
                 log.info(

@@ -124,8 +124,8 @@ class Daybook:
             local = self._staging / "reports" / target.bucket / Path(*parts)
         else:
             local = target
-        private_dir(local.parent, mode=self._mode)
-        check_output(local)
+        # The report's folder is made when it is published: an answer is journaled even
+        # when that folder cannot be made (a full disk, a file in the way).
         name = hashlib.sha256(key.encode()).hexdigest()[:20] + ".journal"
         path = self._journals / name
         journal = Journal.open(path, _identity(key), mode=self._mode)
@@ -199,6 +199,8 @@ class Daybook:
         OutputError when a local report is locked by a ``run`` (tried again next time).
         """
         snapshot = dict(day.rows)
+        private_dir(day.local.parent, mode=self._mode)
+        check_output(day.local)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
         rows = await publish_rows(
             snapshot.values(), day.target, day.local, self._store, provenance, mode=self._mode
