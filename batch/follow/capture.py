@@ -163,8 +163,7 @@ class Capture:
         self.consumed = Consumed(self.state / "consumed.jsonl", mode=self.mode)
         self._stack.callback(self.consumed.close)
         if isinstance(self.source, S3Source):
-            self.source.watermark = self.consumed.after
-            self.source._after = self.consumed.after or ""  # restart point
+            self.source.watermark = self.consumed.after  # restart point
         self.daybook = Daybook(
             self._render,
             timezone=self.settings.timezone,

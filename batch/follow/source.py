@@ -14,9 +14,12 @@ oldest first (their sessions expire first), as :class:`Found` entries:
   ``watchfiles`` (inotify, FSEvents, ...) wakes the service as soon as something
   changes; without it, or when the watch cannot start, the folder is listed every
   ``poll_interval``.
-- :class:`S3Source` lists with ``ListObjectsV2`` and ``StartAfter`` the last key seen, so
-  each poll reads only what is new (keys must grow with time, as Firehose's
-  ``YYYY/MM/DD/HH/`` keys do). S3 objects are whole when they are listed.
+- :class:`S3Source` lists with ``ListObjectsV2`` from ``StartAfter`` a watermark that
+  trails the newest key by ``lookback`` (5 minutes of ``LastModified``): keys grow with
+  time, as Firehose's ``YYYY/MM/DD/HH/`` keys do, but one that sorts before the last key
+  can become visible later (its upload completed later), and it is still listed. Objects
+  are known by key + ETag: one overwritten with new content is read again. S3 objects are
+  whole when they are listed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +47,7 @@ log = logging.getLogger(LOGGER)
 _SKIPPED_SUFFIXES = (".tmp", ".part", ".partial", ".swp")
 UNTERMINATED_GAP = 10.0  # s a file whose last line has no newline must stay unchanged
 _TAIL = 256  # bytes read from a file's end to see how its last line ends
+S3_LOOKBACK = 300.0  # s of LastModified an S3 listing looks back past its newest key
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,26 +216,34 @@ class FolderSource:
 
 
 class S3Source:
-    """New objects under an S3 prefix, listed after the last key seen."""
+    """New or changed objects under an S3 prefix (see the module docstring)."""
 
-    def __init__(self, store: S3Store, prefix: S3Url, *, start_after: str | None) -> None:
+    def __init__(
+        self,
+        store: S3Store,
+        prefix: S3Url,
+        *,
+        start_after: str | None,
+        lookback: float = S3_LOOKBACK,
+    ) -> None:
         self.store = store
         self.prefix = prefix
-        self._after = start_after or ""
-        self._open: list[str] = []  # listed and not consumed yet, in key order
-        self.watermark = start_after  # every key up to it is consumed
+        self.lookback = lookback
+        self.watermark = start_after  # every key up to it is consumed, and old
+        self._listed: dict[str, float] = {}  # key -> LastModified, keys after the watermark
+        self._done: set[str] = set()  # keys after the watermark consumed in this process
 
     async def check(self) -> None:
         """InputError (exit 2) when the bucket does not exist; AccessError (3) when refused."""
         try:
-            await self._list(MaxKeys=1)
+            await self._page(MaxKeys=1)
         except NotFoundError:
             raise InputError(f"SOURCE bucket does not exist: {self.prefix.bucket}") from None
 
-    async def _list(self, **extra: Any) -> dict[str, Any]:
+    async def _page(self, **extra: Any) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": self.prefix.bucket, "Prefix": self.prefix.key}
-        if self._after:
-            params["StartAfter"] = self._after
+        if self.watermark:
+            params["StartAfter"] = self.watermark
         # S3Store has no StartAfter listing of its own: the same paced, retried call.
         page: dict[str, Any] = await self.store._call("list_objects_v2", **params, **extra)
         return page
@@ -238,33 +251,69 @@ class S3Source:
     async def wait(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    async def ready(self, consumed: Iterable[str]) -> list[Found]:
-        """Keys listed now or earlier and not consumed (nor being read), in key order."""
-        taken = set(consumed)
+    async def ready(self, consumed: Taken) -> list[Found]:
+        """Objects after the watermark not consumed as they are now (key + ETag), oldest
+        first by LastModified."""
+        taken = _taken(consumed)
+        listed: dict[str, float] = {}
+        found: list[Found] = []
+        token: dict[str, Any] = {}
         while True:
-            page = await self._list()
+            page = await self._page(**token)
             for item in page.get("Contents", []):
                 key = str(item["Key"])
-                self._after = max(self._after, key)
-                name = key.rsplit("/", 1)[-1]
-                if not (key.endswith("/") or _skipped(name) or key in taken):
-                    self._open.append(key)
-            if not page.get("IsTruncated"):
+                moment = _timestamp(item.get("LastModified"))
+                listed[key] = moment
+                etag = str(item.get("ETag") or "").strip('"')
+                if key.endswith("/") or _skipped(key.rsplit("/", 1)[-1]):
+                    self._done.add(key)  # never read: no obstacle to the watermark
+                    continue
+                changed = _changed(taken, key, etag)
+                if changed is False:
+                    continue
+                if changed:
+                    log.info(
+                        "%s was replaced since it was read: reading it again",
+                        key,
+                        extra=event("file_changed", file=key, replaced=True),
+                    )
+                found.append(Found(key, S3Url(self.prefix.bucket, key), (moment, key), etag))
+            if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
                 break
-        bucket = self.prefix.bucket
-        return [
-            Found(key, S3Url(bucket, key), (0.0, key)) for key in self._open if key not in taken
-        ]
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+        self._listed = listed
+        return sorted(found, key=lambda f: f.order)
 
     def done(self, found: Found) -> str | None:
-        """Mark ``found`` consumed; the new watermark when it moved (to be remembered)."""
-        key = found.name
-        if key in self._open:
-            self._open.remove(key)
-        if not self._open or key < self._open[0]:
-            self.watermark = max(self.watermark or "", key)
-            return self.watermark
-        return None
+        """Mark ``found`` consumed; the new watermark when it moved (to be remembered).
+
+        The watermark trails: it passes a key only when every key up to it is consumed
+        and it was modified ``lookback`` seconds before the newest listed, so a key that
+        sorts before the last one and becomes visible late (an upload that completed
+        later) is still listed.
+        """
+        self._done.add(found.name)
+        if not self._listed:
+            return None
+        horizon = max(self._listed.values()) - self.lookback
+        moved = None
+        for key in sorted(self._listed):
+            if key not in self._done or self._listed[key] > horizon:
+                break
+            moved = key
+        if moved is None or moved <= (self.watermark or ""):
+            return None
+        self.watermark = moved
+        self._listed = {k: t for k, t in self._listed.items() if k > moved}
+        self._done = {k for k in self._done if k > moved}
+        return moved
 
     def close(self) -> None:
         return None
+
+
+def _timestamp(value: object) -> float:
+    """An S3 ``LastModified`` (a datetime) as POSIX seconds; 0 when absent."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return 0.0
