@@ -47,6 +47,7 @@ from batch.errors import (
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
 from batch.follow.figures import Figures, write_follow_metrics
+from batch.follow.queue import SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
@@ -93,7 +94,7 @@ class Capture:
 
     def __init__(
         self,
-        source: Location,
+        source: Location | SqsQueue,
         template: str,
         render: Render,
         settings: Settings,
@@ -144,14 +145,27 @@ class Capture:
                 aborted = await self._serve()
                 self.stop.fetched = True
                 publish_error = await self.publish_all(final=True)
+                await self._flush_source()
         return FollowSummary(self.figures, self.stop.reason, aborted, publish_error)
+
+    async def _flush_source(self) -> None:
+        """Messages whose files are consumed are deleted now (SQS); at worst redelivered."""
+        if isinstance(self.source, SqsSource):
+            try:
+                await self.source.flush()
+            except (ServiceError, AccessError) as exc:
+                log.warning("could not delete consumed messages (%s): they come back, deduped", exc)
 
     async def _open(self) -> None:
         """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
         if self._needs_s3():
             await self.parts.open_s3()
         source = self.source_location
-        if isinstance(source, S3Url):
+        if isinstance(source, SqsQueue):
+            assert self.parts.session is not None
+            queue = open_queue(self.parts.session, self.settings, source)
+            self.source = await self._stack.enter_async_context(queue)
+        elif isinstance(source, S3Url):
             assert self.parts.store is not None
             self.source = S3Source(self.parts.store, source, start_after=None)
         else:
@@ -179,7 +193,7 @@ class Capture:
         s = self.settings
         today = self._render(self._now())
         return (
-            isinstance(self.source_location, S3Url)
+            isinstance(self.source_location, S3Url | SqsQueue)
             or is_s3(today)
             or s.verify_evidence
             or is_s3(s.save_images or "")
