@@ -291,7 +291,15 @@ class Settings(BaseModel):
             url = parse_s3_url(value, "the S3 location")
             if not url.key.strip("/"):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
+        elif value is not None:
+            value = str(Path(value).expanduser())  # "~/x" from a config file or cron's env
         return value
+
+    @field_validator("work_dir", "metrics_file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        """``~`` means the home folder wherever a path is set (no shell expands a TOML)."""
+        return None if value is None else value.expanduser()
 
     @field_validator("quota", mode="before")
     @classmethod

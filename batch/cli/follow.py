@@ -18,6 +18,7 @@ from batch.config import Settings, load_settings
 from batch.durations import parse_duration
 from batch.errors import AuditError, ConfigError
 from batch.follow.capture import Capture, FollowSummary
+from batch.follow.queue import SqsQueue, parse_queue
 from batch.logs import LOGGER, configure_logging, event
 from batch.store.locations import Location, S3Url, parse_location
 from batch.store.report import check_output
@@ -62,8 +63,9 @@ def follow(
     """Capture the results of new sessions while they exist.
 
     SOURCE is a folder or an s3://bucket/prefix/ where CSV or Parquet files of new session
-    IDs are dropped; each new ID is asked at once, pending ones until they settle, and
-    every answer goes to the day's report.
+    IDs are dropped, or sqs://QUEUE_URL receiving S3 notifications of such files; each
+    new ID is asked at once, pending ones until they settle, and every answer goes to the
+    day's report.
     """
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
@@ -85,7 +87,9 @@ def follow(
     sys.exit(_end(summary))
 
 
-def _source(text: str) -> Location:
+def _source(text: str) -> Location | SqsQueue:
+    if text.startswith("sqs://"):  # S3 notifications from a queue
+        return parse_queue(text)
     try:
         return parse_location(text, "SOURCE", object_key=False)
     except ValueError as exc:

@@ -51,6 +51,13 @@ log = logging.getLogger(LOGGER)
     "less informative answer; nothing is deleted).",
 )
 @click.option(
+    "--merge-journal",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Merge the answers of a journal (REPORT.journal) written under another endpoint "
+    "or region spelling into this run: its rows are answers, never thrown away.",
+)
+@click.option(
     "--time-budget",
     metavar="DURATION",
     help="Stop in good order after this long (e.g. 45m, 2h, 1h30m, 900s).",
@@ -67,6 +74,7 @@ def run(
     config_file: Path | None,
     dry_run: bool,
     fresh: bool,
+    merge_journal: Path | None,
     time_budget: str | None,
     log_level: str,
     flags: dict[str, Any],
@@ -84,6 +92,7 @@ def run(
         audit = AuditRun(
             source, target, settings, fresh=fresh, budget=budget, template=output_template
         )
+        audit.merge_journal = None if merge_journal is None else merge_journal.expanduser()
         if dry_run:  # only the plan: nothing is sent
             click.echo(_plan_text(asyncio.run(audit.dry_run()), settings))
             sys.exit(EXIT_OK)

@@ -72,7 +72,21 @@ FAULTS = (
     "not_found",
     "denied",
     "expired",
+    # capture faults: ``pass`` answers as usual (a script's "not yet"); ``vanish`` makes
+    # the session gone from then on (SessionNotFound, as a deleted session answers);
+    # ``bad_bytes``/``bad_audits`` are bodies botocore's parser cannot read (Bytes not
+    # base64, AuditImages not a list); ``bad_confidence`` has Confidence 150
+    "pass",
+    "vanish",
+    "bad_bytes",
+    "bad_audits",
+    "bad_confidence",
 )
+_BAD_BODIES: dict[str, dict[str, Any]] = {
+    "bad_bytes": {"ReferenceImage": {"Bytes": "%%% not base64 %%%"}},
+    "bad_audits": {"AuditImages": {"Bytes": "not a list"}},
+    "bad_confidence": {"Confidence": 150.0},
+}
 OUTCOMES = (
     "ok",
     "throttled",
@@ -300,6 +314,7 @@ class Emulator:
         self._clock = clock
         self._stats = Stats()
         self._scripts: dict[str, list[str]] = {}
+        self._vanished: set[str] = set()  # sessions a ``vanish`` fault made gone
         self._rng = random.Random(settings.seed)  # noqa: S311  # fault injection, not crypto
         self._quotas: dict[str, Quota] = {}
         self._sessions = Sessions(settings.seed)
@@ -380,6 +395,7 @@ class Emulator:
         self.settings = self.initial
         self._stats = Stats()
         self._scripts.clear()
+        self._vanished.clear()
         self._rng = random.Random(self.initial.seed)  # noqa: S311  # fault injection
         self._started = self._read_clock()
         self._sessions = Sessions(self.initial.seed)
@@ -560,6 +576,11 @@ class Emulator:
             stats.by_session[session_id] += 1
         script = self._scripts.get(session_id or "")
         fault = script.pop(0) if script else None
+        if fault == "vanish":
+            self._vanished.add(session_id or "")
+            fault = "not_found"
+        if fault == "pass" or (fault is None and session_id in self._vanished):
+            fault = "not_found" if session_id in self._vanished else None
         if fault is None and not self._quota(region).take(now):
             fault = "throttle"
         if fault is None:
@@ -608,7 +629,7 @@ class Emulator:
                 return fault
         return None
 
-    async def _fault(  # noqa: PLR0911  # one answer per fault kind
+    async def _fault(  # noqa: PLR0911  # long: one answer per fault kind
         self,
         stats: Stats,
         fault: str,
@@ -641,6 +662,10 @@ class Emulator:
         if fault == "malformed":
             self._count(stats, "malformed", region=region)
             return _ok(b'{"SessionId": "' + (session_id or "").encode() + b'", "Status": ')
+        if fault in _BAD_BODIES:
+            self._count(stats, "malformed", region=region)
+            answer = self._answer(session_id or "", region) or {"SessionId": session_id}
+            return _ok(json.dumps(answer | _BAD_BODIES[fault]).encode())
         if fault == "empty":
             self._count(stats, "empty", region=region)
             return _ok(b"{}")

@@ -36,10 +36,18 @@ from typing import Any, TypeVar
 from batch import __version__
 from batch.aws.s3 import local_copy
 from batch.config import Settings
-from batch.errors import AccessError, AuditError, InputError, OutputError, ServiceError
+from batch.errors import (
+    AccessError,
+    AuditError,
+    InputError,
+    OutputError,
+    PublishError,
+    ServiceError,
+)
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
 from batch.follow.figures import Figures, write_follow_metrics
+from batch.follow.queue import SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
@@ -86,7 +94,7 @@ class Capture:
 
     def __init__(
         self,
-        source: Location,
+        source: Location | SqsQueue,
         template: str,
         render: Render,
         settings: Settings,
@@ -112,7 +120,6 @@ class Capture:
         self._backlog: deque[str] = deque()
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
-        self._resume_settled: set[str] = set()  # settled before a restart (first scans)
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
         self.daybook: Daybook
@@ -138,14 +145,27 @@ class Capture:
                 aborted = await self._serve()
                 self.stop.fetched = True
                 publish_error = await self.publish_all(final=True)
+                await self._flush_source()
         return FollowSummary(self.figures, self.stop.reason, aborted, publish_error)
+
+    async def _flush_source(self) -> None:
+        """Messages whose files are consumed are deleted now (SQS); at worst redelivered."""
+        if isinstance(self.source, SqsSource):
+            try:
+                await self.source.flush()
+            except (ServiceError, AccessError) as exc:
+                log.warning("could not delete consumed messages (%s): they come back, deduped", exc)
 
     async def _open(self) -> None:
         """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
         if self._needs_s3():
             await self.parts.open_s3()
         source = self.source_location
-        if isinstance(source, S3Url):
+        if isinstance(source, SqsQueue):
+            assert self.parts.session is not None
+            queue = open_queue(self.parts.session, self.settings, source)
+            self.source = await self._stack.enter_async_context(queue)
+        elif isinstance(source, S3Url):
             assert self.parts.store is not None
             self.source = S3Source(self.parts.store, source, start_after=None)
         else:
@@ -157,8 +177,7 @@ class Capture:
         self.consumed = Consumed(self.state / "consumed.jsonl", mode=self.mode)
         self._stack.callback(self.consumed.close)
         if isinstance(self.source, S3Source):
-            self.source.watermark = self.consumed.after
-            self.source._after = self.consumed.after or ""  # restart point
+            self.source.watermark = self.consumed.after  # restart point
         self.daybook = Daybook(
             self._render,
             timezone=self.settings.timezone,
@@ -174,7 +193,7 @@ class Capture:
         s = self.settings
         today = self._render(self._now())
         return (
-            isinstance(self.source_location, S3Url)
+            isinstance(self.source_location, S3Url | SqsQueue)
             or is_s3(today)
             or s.verify_evidence
             or is_s3(s.save_images or "")
@@ -187,15 +206,15 @@ class Capture:
         for day in self.daybook.reopen():
             for sid, row in day.rows.items():
                 if settled(row):
-                    self._resume_settled.add(sid)
-                elif (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                    continue  # held in its day: never asked again
+                if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
         rows, _ = await read_existing(target, local, self.parts.store)
-        self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
+        self.daybook.remember_settled(today, (str(r["session_id"]) for r in rows if settled(r)))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -242,9 +261,9 @@ class Capture:
     # --- files -> backlog -----------------------------------------------------------
 
     async def _scan(self) -> None:
-        passes = 0
         while True:
-            taken = set(self.consumed) | set(self._left)
+            # consumed files as they were read; files being asked: whatever they hold now
+            taken = self.consumed.identities() | dict.fromkeys(self._left)
             try:
                 ready = await self.source.ready(taken)
             except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
@@ -256,9 +275,6 @@ class Capture:
                 await self._take(found)
             if isinstance(self.source, FolderSource):
                 self.consumed.keep_only(self.source.present)
-            passes += 1
-            if passes == 2:  # every file there at the start has been looked at twice
-                self._resume_settled.clear()
             await self.source.wait(self.settings.poll_interval)
 
     async def _take(self, found: Found) -> None:
@@ -317,15 +333,15 @@ class Capture:
             copy.unlink(missing_ok=True)
 
     def _wanted(self, session_id: str) -> bool:
-        """Not queued already, not held (being settled or answered), not settled before."""
-        return (
-            session_id not in self._waiting
-            and self.daybook.held(session_id) is None
-            and session_id not in self._resume_settled
-        )
+        """Not queued already, not held (being settled or answered), not settled in a day
+        still open (published ones included)."""
+        return session_id not in self._waiting and not self.daybook.known(session_id)
 
     def _consume(self, found: Found, state: str = "done") -> None:
-        self.consumed.add(found.name, state)
+        """Record ``found`` consumed, after its answers are on disk: the day journals are
+        fsync'd first, so a power loss never leaves a file consumed and its answers lost."""
+        self.daybook.sync()
+        self.consumed.add(found.name, state, found.identity)
         watermark = self.source.done(found)
         if watermark is not None:
             self.consumed.advance(watermark)
@@ -400,8 +416,12 @@ class Capture:
                     error = exc
                     continue
                 except (OutputError, ServiceError, AuditError) as exc:
-                    error = exc
-                    log.warning("publishing %s failed (%s); kept for the next try", day.key, exc)
+                    # answers in hand: a publish failure (exit 1), never a usage error (2)
+                    error = PublishError(
+                        f"publishing {day.key} failed ({exc}); its answers are kept in the "
+                        "service's journal and published at the next try (or restart)"
+                    )
+                    log.warning("%s", error)
                     continue
                 self.figures.publishes += 1
                 log.info(
@@ -412,6 +432,9 @@ class Capture:
                 )
             if day.key != current and not day.rows:
                 self.daybook.close_day(day)
+        for key in [k for k in self.daybook.settled_ids if k != current]:
+            if key not in self.daybook.days:  # a past day, closed: its sessions are done
+                del self.daybook.settled_ids[key]
         self._refresh()
         if self.settings.metrics_file is not None:
             try:
