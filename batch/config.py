@@ -23,6 +23,7 @@ chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 import tomllib
@@ -136,12 +137,12 @@ class Settings(BaseModel):
         description="Requests in flight at most: a ceiling (and the HTTP pool); below it the "
         "run keeps rate x latency in flight.",
     )
-    quota: Annotated[str | None, Option(metavar="TPS|auto")] = Field(
+    quota: Annotated[str | None, Option(commands=("run", "follow"), metavar="TPS|auto")] = Field(
         None,
         description="The account's quota for GetFaceLivenessSessionResults in this region, "
         "in requests/s, or auto: read it from Service Quotas [unset: unknown].",
     )
-    quota_share: Annotated[float, RUN_ONLY] = Field(
+    quota_share: Annotated[float, RUN] = Field(
         1.0, gt=0, le=1, description="Share of --quota this run may use at most."
     )
     quota_hold: float = Field(
@@ -205,7 +206,12 @@ class Settings(BaseModel):
         description="Exit 4 when more than this share of sessions ended in errors.",
     )
     file_mode: str = Field(
-        "0600", description="mode of reports, checkpoints, lock and metrics files (octal)"
+        "0600", description="mode of reports, checkpoints and the run lock (octal)"
+    )
+    metrics_file_mode: str = Field(
+        "0644",
+        description="mode of the metrics file (octal): counts, no biometrics, so readable by "
+        "the collector's user (node_exporter) by default",
     )
     work_dir: Annotated[Path | None, RUN] = Field(
         None,
@@ -322,7 +328,7 @@ class Settings(BaseModel):
         except ValueError:
             return seconds_of(value, "duration")
 
-    @field_validator("file_mode")
+    @field_validator("file_mode", "metrics_file_mode")
     @classmethod
     def _check_file_mode(cls, value: str) -> str:
         parse_mode(value)  # raises ValueError with the reason
@@ -397,6 +403,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _unknown(key: str, where: str) -> ConfigError:
+    """The error of an unknown setting, with the nearest known key ("did you mean")."""
+    close = difflib.get_close_matches(key, sorted(_FIELDS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else " (see configs/default.toml)"
+    return ConfigError(f"unknown setting '{key}' in {where}{hint}")
+
+
 def _flag_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -417,10 +430,7 @@ def load_settings(
     if config_file is not None:
         for key, value in _read_toml(config_file).items():
             if key not in _FIELDS:
-                raise ConfigError(
-                    f"unknown setting '{key}' in {config_file} "
-                    f"(known: {', '.join(sorted(_FIELDS))})"
-                )
+                raise _unknown(key, str(config_file))
             values[key], origin[key] = value, str(config_file)
 
     for name, value in env.items():
@@ -428,7 +438,7 @@ def load_settings(
             continue
         key = name.removeprefix(ENV_PREFIX).lower()
         if key not in _FIELDS:
-            raise ConfigError(f"unknown setting '{key}' in environment variable {name}")
+            raise _unknown(key, f"environment variable {name}")
         values[key], origin[key] = (None if value == "" else value), name
 
     for key, value in (flags or {}).items():

@@ -416,7 +416,10 @@ class Capture:
         if self.settings.metrics_file is not None:
             try:
                 write_follow_metrics(
-                    self.settings.metrics_file, self.figures, up=not final, mode=self.mode
+                    self.settings.metrics_file,
+                    self.figures,
+                    up=not final,
+                    mode=parse_mode(self.settings.metrics_file_mode),
                 )
             except OutputError as exc:
                 log.warning("%s", exc)

@@ -1,0 +1,359 @@
+"""The operator's first day (issue 23): what a new operator meets, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+import pytest
+
+from batch.cli.emulator import emulator as emulator_command
+from batch.emulator import EmulatorThread
+from tests.helpers import run_cli
+
+
+def ids_file(emulator: EmulatorThread, path: Path, count: int = 3) -> Path:
+    path.write_text(
+        "session_id\n" + "".join(f"{sid}\n" for sid in emulator.population.ids()[:count])
+    )
+    return path
+
+
+# --- output folders ------------------------------------------------------------------
+
+
+def test_run_makes_the_missing_folders_of_a_plain_output_as_of_a_dated_one(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+
+    ran = run_cli("run", source, "-o", tmp_path / "newdir" / "deep" / "r.parquet")
+
+    assert ran.code == 0, ran.stderr
+    assert (tmp_path / "newdir" / "deep" / "r.parquet").is_file()
+    assert (tmp_path / "newdir").stat().st_mode & 0o777 == 0o700  # as file_mode 0600
+
+
+def test_an_output_folder_that_cannot_be_made_names_the_file_in_the_way(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+
+    ran = run_cli("run", source, "-o", tmp_path / "in.csv" / "day" / "r.parquet")
+
+    assert ran.code == 2
+    assert f"{source} is not a folder" in ran.stderr
+    assert emulator.stats()["requests"] == 0
+
+
+def test_follow_makes_the_fixed_folders_of_a_dated_output_and_leaves_the_day_to_come(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    template = tmp_path / "fol" / "date={date}" / "liveness.parquet"
+
+    ran = run_cli(
+        "follow", inbox, "-o", template, "--work-dir", tmp_path / "state", "--time-budget", "1s"
+    )
+
+    assert ran.code == 0, ran.stderr
+    assert (tmp_path / "fol").is_dir()
+    assert list((tmp_path / "fol").iterdir()) == []  # no session: no day folder yet
+
+
+# --- follow's pacing flags -------------------------------------------------------------
+
+
+def test_follow_takes_rate_quota_and_share_as_flags_and_logs_the_cap(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    ran = run_cli(
+        "follow", inbox, "-o", tmp_path / "r.parquet", "--work-dir", tmp_path / "state",
+        "--time-budget", "1s", "--rate", "30", "--quota", "50", "--quota-share", "0.5",
+        "--log-format", "json",
+    )  # fmt: skip
+
+    assert ran.code == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stderr.splitlines()]
+    quota = next(e for e in events if e["event"] == "quota")
+    assert quota["quota"] == 50
+    assert quota["cap"] == 25
+
+
+# --- settings and region ---------------------------------------------------------------
+
+
+def test_a_misspelled_config_key_gets_a_did_you_mean(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    config = tmp_path / "c.toml"
+    config.write_text("concurency = 3\n")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--config", config)
+
+    assert ran.code == 2
+    assert "unknown setting 'concurency'" in ran.stderr
+    assert "did you mean 'concurrency'?" in ran.stderr
+    assert "batch_rows" not in ran.stderr  # no list of every key
+
+
+def test_a_misspelled_environment_variable_gets_a_did_you_mean(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    monkeypatch.setenv("LIVENESS_AUDIT_MAX_ATTEMPT", "3")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet")
+
+    assert ran.code == 2
+    assert "LIVENESS_AUDIT_MAX_ATTEMPT" in ran.stderr
+    assert "did you mean 'max_attempts'?" in ran.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "follow"])
+def test_a_misspelled_region_is_exit_2_at_once_with_a_did_you_mean(
+    emulator: EmulatorThread, tmp_path: Path, command: str
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    given = source if command == "run" else inbox
+
+    ran = run_cli(command, given, "-o", tmp_path / "r.parquet", "--region", "eu-wset-1")
+
+    assert ran.code == 2
+    assert "'eu-wset-1' is not a region" in ran.stderr
+    assert "did you mean eu-west-1" in ran.stderr
+    assert emulator.stats()["requests"] == 0
+
+
+def test_a_misspelled_aws_region_variable_is_caught_too(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    monkeypatch.setenv("AWS_REGION", "us-est-1")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet")
+
+    assert ran.code == 2
+    assert "(from AWS_REGION)" in ran.stderr
+    assert "did you mean" in ran.stderr
+    assert "us-east-1" in ran.stderr
+
+
+# --- dry run, access check, doctor -------------------------------------------------------
+
+
+def test_a_dry_run_refuses_what_the_run_refuses(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    refusals = [
+        (tmp_path / "out.csv", "must be a .parquet file"),
+        (tmp_path / "in.csv" / "r.parquet", "is not a folder"),
+    ]
+    for output, message in refusals:
+        ran = run_cli("run", source, "-o", output, "--dry-run")
+        assert ran.code == 2, (output, ran.stdout)
+        assert message in ran.stderr
+
+    parquet = tmp_path / "in.parquet"
+    pd.DataFrame({"session_id": emulator.population.ids()[:3]}).to_parquet(parquet)
+    ran = run_cli("run", parquet, "-o", parquet, "--dry-run")
+    assert ran.code == 2
+    assert "it is the input" in ran.stderr
+
+    monkeypatch.delenv("AWS_REGION")
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--dry-run")
+    assert ran.code == 2
+    assert "no AWS region configured" in ran.stderr
+
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--dry-run")
+    assert ran.code == 3
+    assert "no AWS credentials found" in ran.stderr
+    assert emulator.stats()["requests"] == 0
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_a_dry_run_with_a_missing_folder_passes_and_makes_nothing(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+
+    ran = run_cli("run", source, "-o", tmp_path / "new" / "r.parquet", "--dry-run")
+
+    assert ran.code == 0, ran.stderr
+    assert "nothing was sent (dry run)" in ran.stdout
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_access_sends_one_call_and_passes_with_good_credentials(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--dry-run", "--check-access")
+
+    assert ran.code == 0, ran.stderr
+    assert "one access check was sent" in ran.stdout
+    assert emulator.stats()["requests"] == 1
+
+
+def test_check_access_with_denied_credentials_is_exit_3_with_the_fix(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DENIEDKEY00000000001")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--dry-run", "--check-access")
+
+    assert ran.code == 3
+    assert "AccessDeniedException" in ran.stderr
+    assert "grant it in the IAM policy" in ran.stderr
+
+
+def test_doctor_marks_each_check_and_gives_the_fix(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = run_cli("doctor", "-o", tmp_path / "new" / "r.parquet")
+    assert good.code == 0, good.stdout
+    assert "✓ access to rekognition:GetFaceLivenessSessionResults" in good.stdout
+    assert "✓ region: us-east-1 (from AWS_REGION)" in good.stdout
+    assert "✗" not in good.stdout
+    assert "AKIDMARKER" not in good.stdout  # the key is never printed
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "DENIEDKEY00000000001")
+    denied = run_cli("doctor")
+    assert denied.code == 3
+    assert "✗ access to rekognition:GetFaceLivenessSessionResults" in denied.stdout
+    assert "fix: the caller may not call rekognition:GetFaceLivenessSessionResults" in denied.stdout
+
+
+# --- logs, pipes, metrics, help ----------------------------------------------------------
+
+
+def test_every_stderr_line_of_a_json_log_is_an_event(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    emulator.configure(error_rate=1.0)
+    source = ids_file(emulator, tmp_path / "in.csv")
+
+    ran = run_cli(
+        "run", source, "-o", tmp_path / "r.parquet", "--log-format", "json", "--max-attempts", "1"
+    )
+
+    assert ran.code == 1
+    events = [json.loads(line) for line in ran.stderr.splitlines()]  # each line parses
+    assert events[-1]["event"] == "end"
+    assert any(e["event"] == "notice" and "rerun" in e["message"] for e in events)
+
+
+def test_a_settings_error_under_a_json_log_is_an_event(tmp_path: Path) -> None:
+    ran = run_cli("run", tmp_path / "in.csv", "-o", tmp_path / "r.parquet", "--log-format",
+                  "json", "--rate", "-1")  # fmt: skip
+    assert ran.code == 2
+    (line,) = ran.stderr.splitlines()
+    assert json.loads(line)["event"] == "error"
+
+
+def test_a_closed_pipe_keeps_the_runs_exit_code(emulator: EmulatorThread, tmp_path: Path) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head -1` that has already gone
+    env = {**os.environ, "AWS_ENDPOINT_URL_REKOGNITION": emulator.url}
+    done = subprocess.run(
+        [sys.executable, "-m", "batch", "run", source, "-o", tmp_path / "r.parquet"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=False,
+    )
+    os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "r.parquet").is_file()
+
+
+def test_the_metrics_file_is_readable_by_the_collector_by_default(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    metrics = tmp_path / "m.prom"
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--metrics-file", metrics)
+
+    assert ran.code == 0, ran.stderr
+    assert metrics.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.parquet").stat().st_mode & 0o777 == 0o600
+
+
+def test_metrics_file_mode_sets_the_metrics_files_mode(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ids_file(emulator, tmp_path / "in.csv")
+    metrics = tmp_path / "m.prom"
+    monkeypatch.setenv("LIVENESS_AUDIT_METRICS_FILE_MODE", "0640")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--metrics-file", metrics)
+
+    assert ran.code == 0, ran.stderr
+    assert metrics.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("command", ["run", "follow", "verify", "summarize", "doctor", "emulator"])
+def test_every_commands_help_ends_with_its_exit_codes(command: str) -> None:
+    ran = run_cli(command, "--help")
+    assert ran.code == 0
+    assert "Exit codes:" in ran.stdout
+    assert "  2  " in ran.stdout
+
+
+def test_durations_in_help_read_as_durations() -> None:
+    ran = run_cli("run", "--help")
+    text = " ".join(ran.stdout.split())
+    assert "(0: off). [3m]" in text
+    assert "[10s]" in text
+    assert "[180.0]" not in text
+
+
+def test_every_emulator_option_is_described() -> None:
+    missing = [
+        p.name for p in emulator_command.params if isinstance(p, click.Option) and not p.help
+    ]
+    assert missing == []
+
+
+# --- time budget -----------------------------------------------------------------------
+
+
+def test_a_time_budget_stops_new_requests_when_it_ends(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    # 60 workers each hold a session, waiting for a turn at 5/s: before the fix every one
+    # of them sent its request after the budget ended (60 or more requests).
+    source = ids_file(emulator, tmp_path / "in.csv", count=200)
+    ran = run_cli(
+        "run", source, "-o", tmp_path / "r.parquet", "--rate", "5", "--concurrency", "60",
+        "--time-budget", "1s", "--log-format", "json",
+    )  # fmt: skip
+
+    assert ran.code == 1, ran.stderr
+    sent = emulator.stats()["requests"]
+    assert 1 <= sent <= 25  # 5/s for about a second, and the first burst
+    end = [json.loads(line) for line in ran.stderr.splitlines()][-1]
+    assert end["event"] == "end"
+    assert end["requests"] == sent
+    assert end["by_error"]["NotAttempted"] == 200 - sent
