@@ -46,6 +46,7 @@ from pydantic import (
 from batch.durations import parse_duration
 from batch.errors import ConfigError
 from batch.store.files import parse_mode
+from batch.store.inputs import Dialect
 from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings", "public_url"]
@@ -86,6 +87,15 @@ class Settings(BaseModel):
     )
     format: Annotated[Literal["auto", "csv", "parquet"], RUN] = Field(
         "auto", description="Input format (auto: by the file's extension)."
+    )
+    delimiter: Annotated[str | None, Option(commands=("run", "follow"), metavar="CHAR")] = Field(
+        None,
+        description="CSV field separator: , ; | or tab [sniffed from the file's start].",
+    )
+    header: Annotated[bool, RUN] = Field(
+        True,
+        description="The CSV has no header row: its columns are 1, 2, ... and the IDs "
+        "column 1 unless --column says otherwise.",
     )
     keep_columns: Annotated[str | None, Option(metavar="A,B,...")] = Field(
         None,
@@ -289,6 +299,20 @@ class Settings(BaseModel):
         flags = {name: flag for name, flag in named.items() if name}
         flags.update(dict.fromkeys(self.kept_columns, "--keep-columns"))
         return flags
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _check_delimiter(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = {"tab": "\t", "\\t": "\t"}.get(value.strip().lower(), value)
+            if not isinstance(value, str) or len(value) != 1 or value in '"\r\n':
+                raise ValueError("give one character, e.g. ';' or tab")
+        return value
+
+    @property
+    def dialect(self) -> Dialect:
+        """How a CSV input is written (:class:`~batch.store.inputs.Dialect`)."""
+        return Dialect(delimiter=self.delimiter, header=self.header)
 
     @field_validator("save_images")
     @classmethod

@@ -357,3 +357,71 @@ def test_a_time_budget_stops_new_requests_when_it_ends(
     assert end["event"] == "end"
     assert end["requests"] == sent
     assert end["by_error"]["NotAttempted"] == 200 - sent
+
+
+# --- input dialects ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_a_spreadsheet_export_with_another_separator_is_read_by_sniffing(
+    emulator: EmulatorThread, tmp_path: Path, separator: str
+) -> None:
+    ids = emulator.population.ids()[:4]
+    source = tmp_path / "export.csv"
+    lines = [separator.join(["session_id", "customer_ref", "app_decision"])]
+    lines += [separator.join([sid, f"c-{n}", "pass"]) for n, sid in enumerate(ids)]
+    source.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig")
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--keep-columns", "customer_ref")
+
+    assert ran.code == 0, ran.stderr
+    report = pd.read_parquet(tmp_path / "r.parquet").set_index("session_id")
+    assert sorted(report.index) == sorted(ids)
+    assert report.loc[ids[2], "customer_ref"] == "c-2"
+
+
+def test_delimiter_overrides_the_sniffed_separator(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "session_id;note\n" + "".join(f"{s};a,b\n" for s in emulator.population.ids()[:3])
+    )
+
+    wrong = run_cli("run", source, "-o", tmp_path / "r.parquet", "--delimiter", ",", "--dry-run")
+    right = run_cli("run", source, "-o", tmp_path / "r.parquet", "--delimiter", ";", "--dry-run")
+
+    assert wrong.code == 2  # read as one column, the comma splits the note
+    assert "Expected 1 columns, got 2" in wrong.stderr
+    assert right.code == 0, right.stderr
+    assert "3 valid" in right.stdout
+
+
+def test_a_file_without_a_header_gets_a_hint_then_reads_with_no_header(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ids = emulator.population.ids()[:3]
+    source = tmp_path / "ids.csv"
+    source.write_text("".join(f"{sid}\n" for sid in ids))
+
+    hinted = run_cli("run", source, "-o", tmp_path / "r.parquet")
+    assert hinted.code == 2
+    assert "has no header row; pass --no-header" in hinted.stderr
+    assert "--column 1" in hinted.stderr
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--no-header")
+    assert ran.code == 0, ran.stderr
+    assert sorted(pd.read_parquet(tmp_path / "r.parquet")["session_id"]) == sorted(ids)
+
+
+def test_a_headerless_file_with_several_columns_takes_the_column_by_number(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ids = emulator.population.ids()[:3]
+    source = tmp_path / "ids.csv"
+    source.write_text("".join(f"ref-{n},{sid}\n" for n, sid in enumerate(ids)))
+
+    ran = run_cli("run", source, "-o", tmp_path / "r.parquet", "--no-header", "--column", "2")
+
+    assert ran.code == 0, ran.stderr
+    assert sorted(pd.read_parquet(tmp_path / "r.parquet")["session_id"]) == sorted(ids)

@@ -304,12 +304,19 @@ class Capture:
     async def _read(self, found: Found) -> Plan:
         s = self.settings
         if isinstance(found.location, Path):
-            return await asyncio.to_thread(read_plan, found.location, column=s.column, fmt=s.format)
+            return await asyncio.to_thread(
+                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
+            )
         folder = private_dir(self.state / "inputs", mode=self.mode)
         copy = await local_copy(self.parts.store, found.location, folder, "input")
         try:
             return await asyncio.to_thread(
-                read_plan, copy, column=s.column, fmt=s.format, origin=str(found.location)
+                read_plan,
+                copy,
+                column=s.column,
+                fmt=s.format,
+                origin=str(found.location),
+                dialect=s.dialect,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(copy), str(found.location))) from None
