@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -14,7 +16,7 @@ import pytest
 
 from batch.cli.emulator import emulator as emulator_command
 from batch.emulator import EmulatorThread
-from tests.helpers import run_cli
+from tests.helpers import run_cli, start_cli
 
 
 def ids_file(emulator: EmulatorThread, path: Path, count: int = 3) -> Path:
@@ -425,3 +427,57 @@ def test_a_headerless_file_with_several_columns_takes_the_column_by_number(
 
     assert ran.code == 0, ran.stderr
     assert sorted(pd.read_parquet(tmp_path / "r.parquet")["session_id"]) == sorted(ids)
+
+
+# --- follow's figures ---------------------------------------------------------------------
+
+STANDINGS = ("unanswered", "captured", "expired", "gone", "pending", "errors")
+
+
+def _prom(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    pairs = (line.split(" ") for line in path.read_text().splitlines() if line[:1] != "#")
+    return {name.removeprefix("liveness_audit_follow_"): float(value) for name, value in pairs}
+
+
+def test_follows_figures_add_up_in_the_log_the_metrics_and_the_end_line(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.configure(lifetime=60.0)
+    done = emulator.create_sessions(3, start_after=0.1, finish_after=0.2)
+    stuck = emulator.create_sessions(2, start_after=0.1, finish_after=None)  # never finish
+    broken = emulator.create_sessions(1, start_after=0.1, finish_after=0.2)
+    emulator.script(broken[0], ["server_error"] * 100)
+    unknown = ["00000000-0000-4000-8000-00000000000" + str(n) for n in range(2)]
+    inbox, metrics = tmp_path / "inbox", tmp_path / "follow.prom"
+    inbox.mkdir()
+    (inbox / "ids.csv").write_text("session_id\n" + "\n".join(done + stuck + broken + unknown))
+    monkeypatch.setenv("LIVENESS_AUDIT_LOG_INTERVAL", "0.5")
+    proc = start_cli(
+        "follow", inbox, "-o", tmp_path / "r.parquet", "--work-dir", tmp_path / "state",
+        "--settle", "2s", "--settle-interval", "0.5s", "--poll-interval", "0.5s",
+        "--publish-every", "1s", "--max-attempts", "2", "--metrics-file", metrics,
+        "--log-format", "json",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _prom(metrics).get("settle_stopped", 0) < 3 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    figures = _prom(metrics)
+    assert figures["sessions_asked"] == 8
+    assert sum(figures[name] for name in STANDINGS) == figures["sessions_asked"]
+    assert (figures["captured"], figures["gone"], figures["pending"], figures["errors"]) == (
+        3, 2, 2, 1,
+    )  # fmt: skip
+    assert figures["settle_stopped"] == 3  # the two stuck ones and the broken one
+    events = [json.loads(line) for line in err.splitlines()]
+    for shown in [e for e in events if e["event"] in ("progress", "end")]:
+        assert sum(shown[name] for name in STANDINGS) == shown["sessions_asked"], shown
+    assert "8 sessions asked = 0 unanswered" in out
+    assert "+ 3 captured + 0 expired + 2 gone + 2 pending" in out
+    assert "+ 1 errors" in out
