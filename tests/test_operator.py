@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pandas as pd
 import pytest
 
 from batch.cli.emulator import emulator as emulator_command
+from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from tests.helpers import run_cli, start_cli
 
@@ -481,3 +484,109 @@ def test_follows_figures_add_up_in_the_log_the_metrics_and_the_end_line(
     assert "8 sessions asked = 0 unanswered" in out
     assert "+ 3 captured + 0 expired + 2 gone + 2 pending" in out
     assert "+ 1 errors" in out
+
+
+# --- nightly.sh ---------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+NIGHTLY = ROOT / "scripts" / "nightly.sh"
+
+
+def _nightly(
+    tmp_path: Path, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    logs = tmp_path / "logs"
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LOGS": str(logs)}
+    done = subprocess.run(
+        [str(NIGHTLY), *args], env={**base, **env}, capture_output=True, text=True, check=False
+    )
+    return done, logs
+
+
+def _log_events(logs: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for f in logs.glob("*.jsonl") for line in f.read_text().splitlines()]
+
+
+def test_nightly_without_input_exits_2_on_stderr_and_in_the_log(tmp_path: Path) -> None:
+    done, logs = _nightly(tmp_path)
+
+    assert done.returncode == 2
+    assert "usage: nightly.sh INPUT" in done.stderr
+    (logged,) = _log_events(logs)
+    assert logged["event"] == "error"
+    assert "usage: nightly.sh INPUT" in str(logged["message"])
+
+
+def test_nightly_finds_no_tool_on_a_short_path_and_says_how_to_point_at_it(
+    tmp_path: Path,
+) -> None:
+    done, logs = _nightly(tmp_path, "in.csv")  # cron's PATH: no venv on it
+
+    assert done.returncode == 2
+    assert "liveness-audit not found on PATH" in done.stderr
+    assert "set LIVENESS_AUDIT" in done.stderr
+    assert _log_events(logs)[-1]["exit_code"] == 2
+
+
+def test_nightly_refuses_a_liveness_audit_that_is_not_executable(tmp_path: Path) -> None:
+    done, _ = _nightly(tmp_path, "in.csv", LIVENESS_AUDIT=str(tmp_path / "nothing"))
+
+    assert done.returncode == 2
+    assert "is not an executable file" in done.stderr
+
+
+def test_nightly_header_lists_every_exit_code() -> None:
+    header = NIGHTLY.read_text().split("set -uo pipefail")[0]
+    for code in range(7):
+        assert f"#   {code}  " in header
+
+
+# --- the systemd unit and its settings ------------------------------------------------------
+
+UNIT = ROOT / "docs" / "liveness-audit-follow.service"
+
+
+def _exec_start(unit: str) -> list[str]:
+    """The unit's ExecStart line, continuation lines joined, split as systemd splits it."""
+    joined = unit.replace("\\\n", " ")
+    line = next(x for x in joined.splitlines() if x.startswith("ExecStart="))
+    return line.removeprefix("ExecStart=").split()
+
+
+def test_the_unit_reads_the_shipped_follow_settings_which_pace_below_the_quota() -> None:
+    unit = UNIT.read_text()
+    assert "Environment=LIVENESS_AUDIT_CONFIG=/etc/liveness-audit/follow.toml" in unit
+    settings = load_settings(config_file=ROOT / "configs" / "follow.toml", env={})
+    assert settings.rate is not None
+    assert settings.quota_share < 1
+    assert settings.log_format == "json"
+
+
+def test_every_example_writes_metrics_to_the_same_textfile_folder() -> None:
+    folder = "/var/lib/node_exporter/textfile"
+    texts = {
+        "unit": UNIT.read_text(),
+        "nightly.sh": NIGHTLY.read_text(),
+        "default.toml": (ROOT / "configs" / "default.toml").read_text(),
+        "README": (ROOT / "README.md").read_text(),
+    }
+    for name, text in texts.items():
+        paths = re.findall(r"/var/lib/[^\s\"'`]*node_exporter[^\s\"'`}]*", text)
+        found = {str(Path(p).parent) if p.endswith(".prom") else p.rstrip("/") for p in paths}
+        assert found == {folder}, (name, found)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    # verify wants the ExecStart program to exist: point it at the installed tool
+    tool = Path(sys.executable).parent / "liveness-audit"
+    unit = UNIT.read_text().replace(_exec_start(UNIT.read_text())[0], str(tool))
+    copy = tmp_path / UNIT.name
+    copy.write_text(unit)
+
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ""  # a bad directive is only a warning: none allowed
