@@ -20,8 +20,16 @@ log = logging.getLogger(LOGGER)
 @click.option("--port", default=0, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--tps", type=float, help="Quota: token-bucket refill per second (no quota).")
 @click.option("--burst", type=float, help="Quota: bucket capacity [max(1, tps/10)].")
-@click.option("--sessions", default=1000, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--sessions",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Sessions in the synthetic population (each status, errors and images mixed).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of the population and faults."
+)
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
 @click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of 500s.")
 @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share dropped.")
@@ -30,6 +38,7 @@ log = logging.getLogger(LOGGER)
     type=click.Choice(["ThrottlingException", "ProvisionedThroughputExceededException", "mixed"]),
     default="ThrottlingException",
     show_default=True,
+    help="The error an empty quota bucket answers (mixed: either, at random).",
 )
 @click.option("--expire-after", type=float, help="Sessions older than this many s: EXPIRED.")
 @click.option(
