@@ -16,6 +16,11 @@ size.
 Usage: .venv/bin/python scripts/bench_reports.py make OUT [--nights 30] [--rows 1000000]
            [--sessions 3000] [--distinct 30]
        .venv/bin/python scripts/bench_reports.py measure OUT [--page PAGE] [-- EXTRA...]
+       .venv/bin/python scripts/bench_reports.py compare OUT
+
+``compare`` computes the trend's counts by night (sessions, pass at 80, pending,
+disagreements) once with DuckDB and once with pyarrow datasets (streaming batches, counts
+summed in Python), each in a child process, for wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -126,6 +131,57 @@ def measure(out: Path, page: Path, extra: list[str]) -> None:
     print(json.dumps(figures))
 
 
+_ENGINES = {
+    # the trend's figures by night: sessions by outcome, the pass rule at 80
+    "duckdb": """
+import sys, duckdb
+db = duckdb.connect(config={"memory_limit": "512MB", "threads": 2})
+rows = db.execute(
+    "SELECT regexp_extract(filename, 'date=([0-9-]+)', 1) AS night, count(*), "
+    "count(*) FILTER (WHERE status = 'SUCCEEDED' AND confidence >= 80), "
+    "count(*) FILTER (WHERE status IN ('CREATED', 'IN_PROGRESS')), "
+    "count(*) FILTER (WHERE agrees = false) "
+    "FROM read_parquet(?, filename = true, hive_partitioning = false) GROUP BY night",
+    [sys.argv[1] + "/*/*.parquet"],
+).fetchall()
+print(len(rows))
+""",
+    "pyarrow": """
+import sys, collections
+import pyarrow.compute as pc, pyarrow.dataset as ds
+data = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+counts = collections.Counter()
+for batch in data.to_batches(columns=["status", "confidence", "agrees", "date"], batch_size=131072):
+    night = batch.column("date")[0].as_py()
+    status = batch.column("status")
+    passed = pc.and_(pc.equal(status, "SUCCEEDED"), pc.greater_equal(batch.column("confidence"), 80))
+    counts[night, "sessions"] += batch.num_rows
+    counts[night, "pass"] += pc.sum(pc.cast(pc.fill_null(passed, False), "int64")).as_py() or 0
+    pending = pc.is_in(status, value_set=__import__("pyarrow").array(["CREATED", "IN_PROGRESS"]))
+    counts[night, "pending"] += pc.sum(pc.cast(pc.fill_null(pending, False), "int64")).as_py() or 0
+    wrong = pc.fill_null(pc.invert(batch.column("agrees")), False)
+    counts[night, "disagreements"] += pc.sum(pc.cast(wrong, "int64")).as_py() or 0
+print(len(counts))
+""",
+}
+
+
+def compare(out: Path) -> None:
+    """The trend's counts by night over ``out``, by DuckDB and by pyarrow datasets."""
+    for name, code in _ENGINES.items():
+        began = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        figures = {
+            "engine": name,
+            "exit": os.waitstatus_to_exitcode(status),
+            "wall_s": round(time.perf_counter() - began, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        }
+        print(json.dumps(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -141,8 +197,12 @@ def main() -> None:
     measuring.add_argument("out", type=Path)
     measuring.add_argument("--page", type=Path, default=Path("bench-summary.html"))
     measuring.add_argument("extra", nargs="*")
+    comparing = sub.add_parser("compare")
+    comparing.add_argument("out", type=Path)
     args = parser.parse_args()
-    if args.what == "make":
+    if args.what == "compare":
+        compare(args.out)
+    elif args.what == "make":
         make(args.out, args.nights, args.rows, args.sessions, args.distinct)
     else:
         measure(args.out, args.page, args.extra)

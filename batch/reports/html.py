@@ -39,7 +39,6 @@ from markupsafe import Markup
 from batch.reports.engine import Reports
 from batch.reports.summary import (
     AGREEING_FAIL,
-    DIRECTIONS,
     METRICS,
     OUTCOMES,
     Detail,
@@ -48,10 +47,21 @@ from batch.reports.summary import (
     flagged,
 )
 
-__all__ = ["COLOURS", "LISTED", "S3Link", "render_html", "s3_link", "valid_bucket", "valid_key"]
+__all__ = [
+    "COLOURS",
+    "LISTED",
+    "MAX_BYTES",
+    "S3Link",
+    "render_html",
+    "s3_link",
+    "valid_bucket",
+    "valid_key",
+]
 
 CONSOLE = "https://s3.console.aws.amazon.com/s3/object/"
 LISTED = 1000  # sessions of a list embedded in the page, at most
+MAX_BYTES = 2_000_000  # the page, at any volume
+FOOTER_FILES = 200  # the latest reports named in the footer
 COLOURS = {
     "pass": "#2e7d32",
     "fail": "#c62828",
@@ -201,8 +211,10 @@ def _shown(row: Flagged) -> dict[str, Any]:
     }
 
 
-def _listing(reports: Reports, night: str, where: str, params: list[object], total: int) -> Listing:
-    rows = flagged(reports, night, where, params, LISTED)
+def _listing(
+    reports: Reports, night: str, where: str, params: list[object], total: int, limit: int
+) -> Listing:
+    rows = flagged(reports, night, where, params, limit)
     return Listing(tuple(_shown(r) for r in rows), total)
 
 
@@ -316,19 +328,43 @@ def _script() -> tuple[str, str]:
 
 
 def render_html(reports: Reports, nights: list[NightCounts], detail: Detail) -> str:
-    """One self-contained page: the facts, charts embedded, no network, one script."""
+    """One self-contained page: the facts, charts embedded, no network, one script.
+
+    At most :data:`MAX_BYTES`: lists start at :data:`LISTED` sessions (a quarter of that
+    per direction of disagreement) and are halved until the page fits (long kept values
+    or many images make rows larger).
+    """
+    night = nights[-1]
+    thresholds = sorted({f.threshold for f in detail.files})
+    charts = [_outcome_chart(night), _histogram_chart(detail, thresholds[0])]
+    if len(nights) > 1:
+        charts.append(_trend_chart(nights))
+    limit = LISTED
+    while True:
+        page = _render(reports, nights, detail, charts, limit)
+        if len(page.encode("utf-8")) <= MAX_BYTES or limit <= 1:
+            return page
+        limit //= 2
+
+
+def _render(
+    reports: Reports, nights: list[NightCounts], detail: Detail, charts: list[Chart], limit: int
+) -> str:
     night = nights[-1]
     thresholds = sorted({f.threshold for f in detail.files})
     script, script_source = _script()
     directions = [
-        (d, _listing(reports, night.night, "direction = ?", [d], n)) for d, n in detail.directions
+        (d, _listing(reports, night.night, "direction = ?", [d], n, max(1, limit // 4)))
+        for d, n in detail.directions
     ]
     look = _listing(
-        reports, night.night, "reason IS NOT NULL AND reason <> ?", [AGREEING_FAIL], detail.look
+        reports,
+        night.night,
+        "reason IS NOT NULL AND reason <> ?",
+        [AGREEING_FAIL],
+        detail.look,
+        limit,
     )
-    charts = [_outcome_chart(night), _histogram_chart(detail, thresholds[0])]
-    if len(nights) > 1:
-        charts.append(_trend_chart(nights))
     return _environment.get_template("summary.html.j2").render(
         night=night,
         nights=nights,
@@ -340,12 +376,12 @@ def render_html(reports: Reports, nights: list[NightCounts], detail: Detail) -> 
         colours=COLOURS,
         trend=_trend_rows(nights),
         directions=directions,
-        direction_order=DIRECTIONS,
         look=look,
         agreeing_fail=AGREEING_FAIL,
         charts=charts,
         kept=[name for name, _ in reports.kept],
-        files=reports.files,
+        files=reports.files[-FOOTER_FILES:],
+        files_total=len(reports.files),
         script=Markup(script),  # noqa: S704  # our own file, checked to hold no '</'
         script_source=Markup(script_source),  # noqa: S704  # quotes and base64 only
     )
