@@ -115,7 +115,14 @@ def make(out: Path, nights: int, rows: int, sessions: int, distinct: int) -> Non
 
 
 def measure(out: Path, page: Path, extra: list[str]) -> None:
-    command = [str(BIN), "summarize", str(out), "--html", str(page), *extra]
+    command = [
+        str(BIN),
+        "summarize",
+        str(out),
+        "--html",
+        str(page),
+        *(e for e in extra if e != "--"),
+    ]
     began = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
@@ -156,7 +163,8 @@ for batch in data.to_batches(columns=["status", "confidence", "agrees", "date"],
     status = batch.column("status")
     passed = pc.and_(pc.equal(status, "SUCCEEDED"), pc.greater_equal(batch.column("confidence"), 80))
     counts[night, "sessions"] += batch.num_rows
-    counts[night, "pass"] += pc.sum(pc.cast(pc.fill_null(passed, False), "int64")).as_py() or 0
+    passed = pc.cast(pc.fill_null(passed, False), "int64")
+    counts[night, "pass"] += pc.sum(passed).as_py() or 0
     pending = pc.is_in(status, value_set=__import__("pyarrow").array(["CREATED", "IN_PROGRESS"]))
     counts[night, "pending"] += pc.sum(pc.cast(pc.fill_null(pending, False), "int64")).as_py() or 0
     wrong = pc.fill_null(pc.invert(batch.column("agrees")), False)
@@ -196,16 +204,15 @@ def main() -> None:
     measuring = sub.add_parser("measure")
     measuring.add_argument("out", type=Path)
     measuring.add_argument("--page", type=Path, default=Path("bench-summary.html"))
-    measuring.add_argument("extra", nargs="*")
     comparing = sub.add_parser("compare")
     comparing.add_argument("out", type=Path)
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # measure: the rest goes to summarize
     if args.what == "compare":
         compare(args.out)
     elif args.what == "make":
         make(args.out, args.nights, args.rows, args.sessions, args.distinct)
     else:
-        measure(args.out, args.page, args.extra)
+        measure(args.out, args.page, extra)
 
 
 if __name__ == "__main__":

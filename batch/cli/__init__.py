@@ -29,6 +29,8 @@ from batch import __version__
 from batch.cli.emulator import emulator
 from batch.cli.follow import follow
 from batch.cli.run import run
+from batch.cli.schema import schema
+from batch.cli.sql import sql
 from batch.cli.summarize import summarize
 from batch.cli.verify import verify
 
@@ -41,5 +43,5 @@ def main() -> None:
     """Audit Amazon Rekognition Face Liveness sessions into a Parquet report."""
 
 
-for _command in (run, follow, verify, summarize, emulator):
+for _command in (run, follow, verify, summarize, sql, schema, emulator):
     main.add_command(_command)

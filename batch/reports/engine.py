@@ -216,6 +216,16 @@ class Reports:
         except duckdb.Error as exc:
             raise InputError(f"cannot read the reports: {exc}") from None
 
+    def result(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of a user's query; InputError (one line) if it fails."""
+        try:
+            cursor = self.db.execute(sql)
+            names = [str(d[0]) for d in cursor.description or ()]
+            return names, cursor.fetchall()
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"the query failed: {first}") from None
+
     def batches(
         self, sql: str, params: Sequence[object] = (), *, size: int = 50_000
     ) -> Iterator[pa.RecordBatch]:
