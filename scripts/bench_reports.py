@@ -161,7 +161,8 @@ counts = collections.Counter()
 for batch in data.to_batches(columns=["status", "confidence", "agrees", "date"], batch_size=131072):
     night = batch.column("date")[0].as_py()
     status = batch.column("status")
-    passed = pc.and_(pc.equal(status, "SUCCEEDED"), pc.greater_equal(batch.column("confidence"), 80))
+    high = pc.greater_equal(batch.column("confidence"), 80)
+    passed = pc.and_(pc.equal(status, "SUCCEEDED"), high)
     counts[night, "sessions"] += batch.num_rows
     passed = pc.cast(pc.fill_null(passed, False), "int64")
     counts[night, "pass"] += pc.sum(passed).as_py() or 0
