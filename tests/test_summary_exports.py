@@ -86,15 +86,15 @@ def test_the_csv_puts_the_analyst_columns_first_with_iso_timestamps_in_utc(
     header = list(rows[0])
     assert header[: len(ANALYST)] == ANALYST
     assert header.index("error_code") > header.index("reason")  # technical columns after
-    df = pd.read_parquet(report).set_index("session_id")
-    assert len(rows) == len(df)
+    kept = {r["session_id"]: r["fetched_at"] for r in pq.read_table(report).to_pylist()}
+    assert len(rows) == len(kept)
     assert {row["date"] for row in rows} == {NIGHT}  # the partition, not the run's date
     for row in rows:
-        fetched = df.loc[row["session_id"].lstrip("'"), "fetched_at"]
-        if pd.isna(fetched):
+        fetched = kept[row["session_id"].lstrip("'")]
+        if fetched is None:
             continue
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", row["fetched_at"])
-        assert datetime.fromisoformat(row["fetched_at"]) == fetched.to_pydatetime()
+        assert datetime.fromisoformat(row["fetched_at"]) == fetched
     reasons = {row["reason"] for row in rows}
     assert "fail, app agrees" in reasons  # out of the page's list by default, in the CSV
     assert "app passed, service failed" in reasons or "app failed, service passed" in reasons
@@ -205,7 +205,12 @@ def test_a_value_that_looks_like_mathtext_is_text_in_the_page_and_its_charts(
     ran = run_cli("summarize", report, "--html", page)
     assert ran.code == 0, ran.stderr
     assert odd in page.read_text()
-    drawn = html._figure_png(lambda ax: (ax.set_title(odd), ax.bar([odd], [1])))
+
+    def draw(ax: Any) -> None:
+        ax.set_title(odd)
+        ax.bar([odd], [1])
+
+    drawn = html._figure_png(draw)
     assert len(drawn) > 1000  # drawn as text: mathtext would raise on it
 
 
