@@ -34,6 +34,8 @@ from batch.cli.emulator import emulator
 from batch.cli.exits import EPILOGS
 from batch.cli.follow import follow
 from batch.cli.run import run
+from batch.cli.schema import schema
+from batch.cli.sql import sql
 from batch.cli.summarize import summarize
 from batch.cli.verify import verify
 
@@ -46,6 +48,6 @@ def main() -> None:
     """Audit Amazon Rekognition Face Liveness sessions into a Parquet report."""
 
 
-for _command in (run, follow, verify, summarize, doctor, emulator):
+for _command in (run, follow, verify, summarize, sql, schema, doctor, emulator):
     _command.epilog = EPILOGS[_command.name or ""]
     main.add_command(_command)

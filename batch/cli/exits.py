@@ -38,6 +38,18 @@ Exit codes:
   2  a report cannot be read, or bad usage
   3  S3 refused access"""
 
+_SQL = """\b
+Exit codes:
+  0  the query ran; its rows are on stdout
+  1  S3 failed (unreachable, server errors): a rerun may succeed
+  2  a report cannot be read, the query is not valid SQL, or bad usage
+  3  S3 refused access"""
+
+_SCHEMA = """\b
+Exit codes:
+  0  the table definition is on stdout
+  2  bad usage (a location that is not s3://bucket/prefix/)"""
+
 _DOCTOR = """\b
 Exit codes:
   0  every check passed
@@ -54,6 +66,8 @@ EPILOGS = {
     "follow": _FOLLOW,
     "verify": _VERIFY,
     "summarize": _SUMMARIZE,
+    "sql": _SQL,
+    "schema": _SCHEMA,
     "doctor": _DOCTOR,
     "emulator": _EMULATOR,
 }
