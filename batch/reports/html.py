@@ -267,7 +267,7 @@ def _histogram_chart(detail: Detail, threshold: float) -> Chart:
         ax.set_xlabel("confidence (5-point bins)")
         ax.set_ylabel("sessions")
         ax.set_xlim(0, 100)
-        ax.legend()
+        ax.legend(loc="upper left")  # "best" searches the data: slow, and warns, at volume
 
     total = sum(counts)
     above = sum(c for e, c in zip(edges, counts, strict=True) if e >= threshold)
