@@ -128,3 +128,18 @@ def test_a_journal_of_another_service_is_merged_with_merge_journal_and_never_mov
     assert (report.loc[running, "status"] == "IN_PROGRESS").all()
     asked = emulator.stats()["by_session"]
     assert [asked[sid] for sid in done] == [1, 1, 1]  # the journaled answers were kept
+
+
+def test_a_run_without_credentials_leaves_nothing_behind_either(
+    emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    source = tmp_path / "in.csv"
+    write_input(source, list(emulator.population.ids()[:3]))
+
+    ran = run_cli("run", source, "--output", tmp_path / "report.parquet")
+
+    assert ran.code == 3, ran.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    assert emulator.stats()["requests"] == 0

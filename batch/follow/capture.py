@@ -13,7 +13,11 @@ Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort r
 - ``show``: the progress line (or JSON event) every ``log_interval``.
 
 Each answer is journaled as it arrives. A file is consumed once each of its new IDs has
-a first answer. At a stop, in-flight calls finish (up to ``drain_timeout``), every
+a first answer, and the day journals are fsync'd before it is recorded so (a power loss
+never leaves a file consumed whose answers were lost); a file whose identity changed
+since is read again, and only sessions neither held nor settled in a day still open are
+asked. A day's report that cannot be written is a publish failure (exit 1), its answers
+kept in the journal. At a stop, in-flight calls finish (up to ``drain_timeout``), every
 changed day is published, and the journals keep what could not be; an
 :class:`~batch.errors.AccessError` stops the service at once (exit 3).
 """

@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,10 +118,20 @@ def _eventbridge(data: dict[str, Any]) -> list[tuple[str, str, str]] | None:
 class SqsSource:
     """New ID files as S3 notifications in an SQS queue (see the module docstring)."""
 
-    def __init__(self, client: Any, queue: SqsQueue, *, wait_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        queue: SqsQueue,
+        *,
+        wait_seconds: float = 5.0,
+        visibility: int = VISIBILITY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self.queue = queue
         self._wait = max(0, min(20, int(wait_seconds)))
+        self.visibility = visibility
+        self._clock = clock
         self._open: dict[str, _Pending] = {}  # s3://bucket/key -> its file and messages
         self._deletable: list[str] = []  # receipts whose files are all consumed
 
@@ -158,7 +168,7 @@ class SqsSource:
             "receive_message",
             MaxNumberOfMessages=_BATCH,
             WaitTimeSeconds=self._wait,
-            VisibilityTimeout=VISIBILITY,
+            VisibilityTimeout=self.visibility,
         )
         for message in answer.get("Messages", []):
             self._receive(message, taken)
@@ -177,7 +187,7 @@ class SqsSource:
                 self.queue,
                 extra=event("rejected", file=str(message.get("MessageId")), reason="no event"),
             )
-        entry = _Message(receipt, set(), time.monotonic())
+        entry = _Message(receipt, set(), self._clock())
         for bucket, key, etag in records or []:
             name = f"s3://{bucket}/{key}"
             if key.endswith("/"):
@@ -205,18 +215,18 @@ class SqsSource:
 
     async def _extend(self) -> None:
         """Keep the messages of files still worked on invisible to other consumers."""
-        now = time.monotonic()
+        now = self._clock()
         due = {
             id(m): m
             for p in self._open.values()
             for m in p.messages
-            if now - m.extended >= VISIBILITY / 2
+            if now - m.extended >= self.visibility / 2
         }
         for message in due.values():
             await self._call(
                 "change_message_visibility",
                 ReceiptHandle=message.receipt,
-                VisibilityTimeout=VISIBILITY,
+                VisibilityTimeout=self.visibility,
             )
             message.extended = now
 
