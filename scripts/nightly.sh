@@ -6,10 +6,11 @@
 # local or s3:// (an S3 run keeps its checkpoint in $WORK_DIR). The tool itself locks the
 # report (a second run exits 2) and resumes from its checkpoint after a crash.
 #
-#   15 2 * * *  REPORTS=s3://audit/liveness /opt/liveness-audit/scripts/nightly.sh s3://audit/in/today.csv
+#   15 2 * * *  REPORTS=s3://audit/liveness /opt/liveness-audit/.venv/share/liveness-audit/scripts/nightly.sh s3://audit/in/today.csv
 #
-# The tool: $LIVENESS_AUDIT if set, else `liveness-audit` on PATH (cron's PATH is short:
-# set LIVENESS_AUDIT=/opt/liveness-audit/.venv/bin/liveness-audit, or PATH, in the crontab).
+# The tool: $LIVENESS_AUDIT if set, else `liveness-audit` on PATH, else the one installed
+# with this script (the wheel puts it in <venv>/share/liveness-audit/scripts/). Cron's PATH
+# is short: set LIVENESS_AUDIT=/opt/liveness-audit/.venv/bin/liveness-audit when in doubt.
 # Settings: $CONFIG (default: configs/nightly.toml beside this script, else
 # /etc/liveness-audit/nightly.toml). Other variables: REPORTS, LOGS, METRICS, BUDGET,
 # WORK_DIR (defaults below).
@@ -55,6 +56,8 @@ else
 fi
 [ -r "$config" ] || die "settings file not readable: $config (set CONFIG)"
 tool=${LIVENESS_AUDIT:-$(command -v liveness-audit || true)}
+installed=$here/../../bin/liveness-audit  # the venv this script came with (the wheel's share/)
+[ -n "$tool" ] || [ ! -x "$installed" ] || tool=$(cd "$(dirname "$installed")" && pwd)/liveness-audit
 [ -n "$tool" ] || die "liveness-audit not found on PATH ($PATH); set LIVENESS_AUDIT to its path"
 [ -x "$tool" ] || die "LIVENESS_AUDIT=$tool is not an executable file"
 mkdir -p "$logs" 2>/dev/null || die "cannot create the log folder $logs (set LOGS)"

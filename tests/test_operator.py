@@ -590,3 +590,15 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip() == ""  # a bad directive is only a warning: none allowed
+
+
+def test_the_readmes_report_table_is_the_one_generated_from_the_schema() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for column in ("challenge_type", "checked_at", "checks"):  # once missing from the README
+        assert column in (ROOT / "README.md").read_text().split("report-table: start")[1]
