@@ -122,14 +122,20 @@ def read_report_file(
         threshold=value,
         threshold_source=said,
         run_id=str(provenance.get("run_id") or ""),
-        started_at=str(provenance.get("started_at") or ""),
-        finished_at=str(provenance.get("finished_at") or ""),
+        started_at=_utc(provenance.get("started_at")),
+        finished_at=_utc(provenance.get("finished_at")),
         input_path=str(provenance.get("input_path") or ""),
         input_sha256=manifest.input_sha256,
         rows=manifest.rows,
         rows_sha256=manifest.rows_sha256,
         tool_version=str(provenance.get("tool_version") or ""),
     )
+
+
+def _utc(value: object) -> str:
+    """A provenance time as ISO 8601 with ``Z`` (its ``+00:00`` spelled so); "" if none."""
+    text = str(value or "")
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
 def named_queries(text: str | None = None) -> dict[str, str]:
