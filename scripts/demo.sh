@@ -112,6 +112,6 @@ COLUMNS=${COLUMNS:-120} "$VENV"/bin/liveness-audit summarize "$out/report.parque
     > "$out/summary.txt"
 echo "== the application's decisions the service contradicts (summarize; page: $out/summary.html)"
 sed -n '1,/^Sessions by status/p' "$out/summary.txt" | sed '$d'
-echo "== pass, fail, pending; by challenge type (the whole summary: $out/summary.txt)"
-sed -n '/^Pass\/fail at/,/^Confidence percentiles/p' "$out/summary.txt" | sed '$d'
+echo "== sessions by status; pass/fail by challenge type (the whole summary: $out/summary.txt)"
+sed -n '/^Sessions by status/,/^Confidence, night/p' "$out/summary.txt" | sed '$d'
 exit "$code"

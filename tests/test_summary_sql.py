@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EmulatorThread, write_input
+from batch.reports.engine import Pin, Reports, read_report_file
 from tests.helpers import run_cli
 from tests.s3server import MotoServer
 from tests.test_summary_interactive import RECONCILE
@@ -164,3 +166,24 @@ def test_the_athena_table_has_the_types_duckdb_reads_from_the_same_layout(
     bad = run_cli("schema", "--athena", "not-s3")
     assert bad.code == 2
     assert "must start with s3://" in bad.stderr
+
+
+def test_a_report_replaced_while_it_is_summarized_is_read_as_one_version(
+    layout: tuple[Path, dict[str, pd.DataFrame]], tmp_path: Path
+) -> None:
+    folder, frames = layout
+    report = folder / "date=2026-11-20" / "part.parquet"
+    pin = Pin(report)
+    file = read_report_file(pin.path, source=str(report), threshold=None, default=80.0)
+    newer = folder / "date=2026-11-21" / "part.parquet"
+    shutil.copyfile(newer, tmp_path / "newer.parquet")
+    (tmp_path / "newer.parquet").replace(report)  # as follow republishes its report
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    engine = Reports([file], spill=spill, pins=[pin])
+    try:
+        ((rows,),) = engine.rows("SELECT count(*) FROM audit")
+    finally:
+        engine.close()
+    assert rows == len(frames["2026-11-20"]) == file.rows  # the version pinned, whole
+    assert rows != len(frames["2026-11-21"])

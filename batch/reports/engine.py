@@ -23,6 +23,7 @@ and spills, and the same SQL is what analysts run on Athena.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from batch.store.report import RECONCILED_FIELDS, REGION_FIELD, SCHEMA, read_pro
 __all__ = [
     "QUERIES",
     "UNDATED",
+    "Pin",
     "ReportFile",
     "Reports",
     "named_queries",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 QUERIES = Path(__file__).with_name("queries.sql")
+_FD_PATHS = Path("/proc/self/fd")
 UNDATED = "(undated)"  # a report with neither a date= partition nor a run date
 _PARTITION = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})(?=/|$)")
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -119,14 +122,20 @@ def read_report_file(
         threshold=value,
         threshold_source=said,
         run_id=str(provenance.get("run_id") or ""),
-        started_at=str(provenance.get("started_at") or ""),
-        finished_at=str(provenance.get("finished_at") or ""),
+        started_at=_utc(provenance.get("started_at")),
+        finished_at=_utc(provenance.get("finished_at")),
         input_path=str(provenance.get("input_path") or ""),
         input_sha256=manifest.input_sha256,
         rows=manifest.rows,
         rows_sha256=manifest.rows_sha256,
         tool_version=str(provenance.get("tool_version") or ""),
     )
+
+
+def _utc(value: object) -> str:
+    """A provenance time as ISO 8601 with ``Z`` (its ``+00:00`` spelled so); "" if none."""
+    text = str(value or "")
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
 def named_queries(text: str | None = None) -> dict[str, str]:
@@ -161,7 +170,10 @@ class Reports:
         spill: Path,
         memory_limit: str = "512MB",
         threads: int = 2,
+        pins: Sequence[Pin] = (),
     ) -> None:
+        """``pins``: the files held open for this engine, closed with it."""
+        self._pins = list(pins)
         if not files:
             raise InputError("no reports to read")
         self.files = sorted(files, key=lambda f: (f.night == UNDATED, f.night, f.source))
@@ -240,6 +252,33 @@ class Reports:
 
     def close(self) -> None:
         self.db.close()
+        for pin in self._pins:
+            pin.close()
+
+
+class Pin:
+    """A local report held open, read through ``/proc/self/fd/N``: one version of it.
+
+    ``follow`` replaces its report (a new file renamed over the old) as answers come;
+    summaries read a file many times (footer, schema, every query), and a path read twice
+    may give two versions. Through the open descriptor every read is of the file as it
+    was when pinned. Where ``/proc/self/fd`` does not exist the path itself is read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        self.path = path
+        if _FD_PATHS.is_dir():
+            try:
+                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise InputError(f"cannot read the report {path}: {exc}") from None
+            self.path = _FD_PATHS / str(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _scan(file: ReportFile) -> str:

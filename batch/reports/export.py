@@ -174,9 +174,15 @@ def _xlsx_sql(column: Column) -> str:
     return column.sql
 
 
-def _cell(sheet: Any, value: Any, kind: Kind) -> Cell:
+def _cell(sheet: Any, value: Any, kind: Kind) -> Cell | Any:
+    """A cell's value: as it is when it needs no style (nulls, plain text, booleans: the
+    fast path), else a cell with its number format or, for formula-like text, as text."""
+    if value is None or isinstance(value, bool):
+        return value
     if isinstance(value, str):
         value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        if not value.startswith(FORMULA_STARTS):
+            return value
     cell = WriteOnlyCell(sheet, value=value)
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         cell.data_type = "s"  # openpyxl made any "=..." a formula

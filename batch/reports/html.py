@@ -304,7 +304,7 @@ def _trend_chart(nights: list[NightCounts]) -> Chart:
         ax.set_xlabel("night (date partition)")
         ax.set_ylabel("% of the night's sessions")
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-        ax.legend(fontsize=7, ncols=len(OUTCOMES))
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.08, 0.5))
 
     first, last = nights[0], nights[-1]
     alt = (
@@ -337,18 +337,21 @@ def render_html(reports: Reports, nights: list[NightCounts], detail: Detail) -> 
     night = nights[-1]
     thresholds = sorted({f.threshold for f in detail.files})
     charts = [_outcome_chart(night), _histogram_chart(detail, thresholds[0])]
-    if len(nights) > 1:
-        charts.append(_trend_chart(nights))
+    trend = _trend_chart(nights) if len(nights) > 1 else None
     limit = LISTED
     while True:
-        page = _render(reports, nights, detail, charts, limit)
+        page = _render(reports, nights, detail, (charts, trend), limit)
         if len(page.encode("utf-8")) <= MAX_BYTES or limit <= 1:
             return page
         limit //= 2
 
 
 def _render(
-    reports: Reports, nights: list[NightCounts], detail: Detail, charts: list[Chart], limit: int
+    reports: Reports,
+    nights: list[NightCounts],
+    detail: Detail,
+    charts: tuple[list[Chart], Chart | None],
+    limit: int,
 ) -> str:
     night = nights[-1]
     thresholds = sorted({f.threshold for f in detail.files})
@@ -378,7 +381,8 @@ def _render(
         directions=directions,
         look=look,
         agreeing_fail=AGREEING_FAIL,
-        charts=charts,
+        charts=charts[0],
+        trend_chart=charts[1],
         kept=[name for name, _ in reports.kept],
         files=reports.files[-FOOTER_FILES:],
         files_total=len(reports.files),

@@ -19,7 +19,7 @@ the spreadsheets :mod:`batch.reports.export`.
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
 from batch.errors import ConfigError, InputError
-from batch.reports.engine import ReportFile, Reports, read_report_file
+from batch.reports.engine import Pin, ReportFile, Reports, read_report_file
 from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = [
@@ -153,13 +153,36 @@ async def open_reports(
     or every ``.parquet`` under an S3 prefix, copied into ``folder`` first (which is also
     where DuckDB spills). ``threshold``: the one given, else each report's own."""
 
-    def read(path: Path, source: str | None = None) -> ReportFile:
+    def read(path: Path, source: str) -> ReportFile:
         return read_report_file(
             path, source=source, threshold=threshold, default=settings.threshold
         )
 
     local = [r for r in reports if not is_s3(r)]
-    files = [read(path) for path in find_reports(local)] if local else []
+    pins: list[Pin] = []
+    try:
+        files = []
+        for path in find_reports(local) if local else []:
+            pins.append(Pin(path))
+            files.append(read(pins[-1].path, str(path)))
+        files += await _staged(reports, settings, folder, read)
+    except BaseException:
+        for pin in pins:
+            pin.close()
+        raise
+    spill = folder / "spill"
+    spill.mkdir(mode=0o700, exist_ok=True)
+    return Reports(files, spill=spill, pins=pins)
+
+
+async def _staged(
+    reports: Sequence[str],
+    settings: Settings,
+    folder: Path,
+    read: Callable[[Path, str], ReportFile],
+) -> list[ReportFile]:
+    """The S3 reports, copied into ``folder``."""
+    files: list[ReportFile] = []
     remote = [r for r in reports if is_s3(r)]
     if remote:
         async with connect_s3(settings) as store:
@@ -177,9 +200,7 @@ async def open_reports(
                     raise InputError(f"no .parquet reports found under {text}")
                 for item in found:
                     files.append(read(await local_copy(store, item, folder, "report"), str(item)))
-    spill = folder / "spill"
-    spill.mkdir(mode=0o700, exist_ok=True)
-    return Reports(files, spill=spill)
+    return files
 
 
 _BY_OUTCOME = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}')" for o in OUTCOMES)
