@@ -55,6 +55,7 @@ from batch.emulator import servicequotas
 from batch.emulator.lifecycle import FATES, Plan, Sessions, status_at, unit
 from batch.emulator.population import Population, write_input
 from batch.emulator.quota import Production, Quota
+from batch.emulator.timing import Timing
 from batch.store.inputs import SESSION_ID_PATTERN
 
 __all__ = ["FAULTS", "OUTCOMES", "Emulator", "EmulatorSettings", "EmulatorThread", "serve"]
@@ -120,6 +121,9 @@ class EmulatorSettings:
     ] = "ThrottlingException"
     latency: float = 0.0
     latency_jitter: float = 0.0
+    # The service's timing (batch.emulator.timing): the way in before the quota decides,
+    # the way back after, processing for successes. Set, it replaces latency(_jitter).
+    timing: Timing | None = None
     error_rate: float = 0.0
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
@@ -153,6 +157,8 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if self.regions is not None:  # JSON gives a list: keep the frozen settings hashable
             object.__setattr__(self, "regions", tuple(self.regions))
+        if isinstance(self.timing, dict):  # JSON gives an object
+            object.__setattr__(self, "timing", Timing(**self.timing))
         self._check_time_and_regions()
         for name in (*_RATES, "latency", "latency_jitter", "slow_seconds"):
             if getattr(self, name) < 0:
@@ -523,8 +529,20 @@ class Emulator:
         stats.arrived(self.now())
         s = self.settings
         raw = await request.read()
+        if s.timing is not None:
+            leg = s.timing.leg(self._rng)
+            await asyncio.sleep(leg.way_in)
+            response = await self._handle_in_time(stats, request, raw)
+            await asyncio.sleep(leg.back_throttled if "throttled" in request else leg.back)
+            return response
         if s.latency or s.latency_jitter:
             await asyncio.sleep(s.latency + self._rng.uniform(0, s.latency_jitter))
+        return await self._handle_in_time(stats, request, raw)
+
+    async def _handle_in_time(
+        self, stats: Stats, request: web.Request, raw: bytes
+    ) -> web.StreamResponse:
+        s = self.settings
         auth = request.headers.get("Authorization", "")
         if not auth.startswith(_AUTH_PREFIX):
             self._count(stats, "unauthenticated")
@@ -618,6 +636,7 @@ class Emulator:
     ) -> web.StreamResponse:
         if fault == "throttle":
             self._count(stats, "throttled", region=region)
+            request["throttled"] = True  # answered after the round trip (timing)
             code = self.settings.throttle_error
             if code == "mixed":
                 code = self._rng.choice(
