@@ -518,8 +518,9 @@ async def test_a_long_run_of_throttles_keeps_reading_its_last_half_second() -> N
         quota=750, burst=150, timing=Timing(latency=0.05), quota_at=lambda t: 750 if t < 3 else 500
     )
     lim = Limiter(3000, decrease=0.5, clock=service.clock, sleep=service.sleep)
-    await service.run(lim, 6.0)
+    await service.run(lim, 5.0)
     assert lim.estimate == pytest.approx(500, rel=0.02)
+    assert 0.95 * 500 <= service.through(4, 5) <= 500
 
 
 class Dropping(Bucket):
