@@ -308,6 +308,7 @@ class Emulator:
         self._scripts: dict[str, list[str]] = {}
         self._rng = random.Random(settings.seed)  # noqa: S311  # fault injection, not crypto
         self._quotas: dict[str, Quota] = {}
+        self._throttled: set[int] = set()  # requests (by id) the quota refused, in flight
         self._sessions = Sessions(settings.seed)
         self._spawn_origin = 0.0  # new_per_second creates from here ...
         self._spawned = 0  # ... and has created this many since
@@ -533,7 +534,9 @@ class Emulator:
             leg = s.timing.leg(self._rng)
             await asyncio.sleep(leg.way_in)
             response = await self._handle_in_time(stats, request, raw)
-            await asyncio.sleep(leg.back_throttled if "throttled" in request else leg.back)
+            throttled = id(request) in self._throttled
+            self._throttled.discard(id(request))
+            await asyncio.sleep(leg.back_throttled if throttled else leg.back)
             return response
         if s.latency or s.latency_jitter:
             await asyncio.sleep(s.latency + self._rng.uniform(0, s.latency_jitter))
@@ -582,6 +585,8 @@ class Emulator:
             fault = "throttle"
         if fault is None:
             fault = self._random_fault()
+        if fault == "throttle" and self.settings.timing is not None:
+            self._throttled.add(id(request))  # answered after the round trip only
         if fault is not None:
             return await self._fault(stats, fault, request, session_id, region)
         if session_id is None or not SESSION_ID_PATTERN.fullmatch(session_id):
@@ -636,7 +641,6 @@ class Emulator:
     ) -> web.StreamResponse:
         if fault == "throttle":
             self._count(stats, "throttled", region=region)
-            request["throttled"] = True  # answered after the round trip (timing)
             code = self.settings.throttle_error
             if code == "mixed":
                 code = self._rng.choice(
