@@ -39,6 +39,7 @@ class Bracket:
 
     between: int
     span: float
+    rate: float  # the rate the last throttled request was released at
 
     @property
     def middle(self) -> float:
@@ -53,7 +54,7 @@ class Ledger:
         self.latency = 0.0  # the mean answer time of a success (moving, over ~20 answers)
         self._log: list[list[float]] = []  # releases from the horizon on
         self._seq = 0  # the sequence number of _log[0] (the horizon)
-        self._throttles: list[tuple[int, float]] = []  # (seq, time) behind the horizon
+        self._throttles: list[tuple[int, float, float]] = []  # (seq, time, rate) answered
         self._unknown: deque[int] = deque()  # seqs given up on, behind the horizon
 
     def took(self, seconds: float) -> None:
@@ -79,14 +80,14 @@ class Ledger:
         log, passed = self._log, 0
         stale = min(self.stale, 3 * self.latency) if self.latency else self.stale
         while passed < len(log):
-            at, _, state = log[passed]
+            at, rate, state = log[passed]
             if state == _PENDING:
                 if now - at < stale:
                     break
                 state = _UNKNOWN
             seq = self._seq + passed
             if state == _THROTTLED:
-                self._throttles.append((seq, at))
+                self._throttles.append((seq, at, rate))
             elif state == _UNKNOWN:
                 self._unknown.append(seq)
             passed += 1
@@ -109,9 +110,9 @@ class Ledger:
         enough successes (at least 4 over at least 20 ms)."""
         if len(self._throttles) < 2:
             return None
-        last_seq, last_at = self._throttles[-1]
+        last_seq, last_at, rate = self._throttles[-1]
         first = bisect.bisect_left(self._throttles, last_at - SPAN, key=lambda t: t[1])
-        first_seq, first_at = self._throttles[first]
+        first_seq, first_at, _ = self._throttles[first]
         span = last_at - first_at
         throttled = len(self._throttles) - 1 - first - 1  # strictly between
         lost = bisect.bisect_right(self._unknown, last_seq) - bisect.bisect_right(
@@ -120,4 +121,4 @@ class Ledger:
         between = last_seq - first_seq - 1 - throttled - lost
         if between < _MIN_BETWEEN or span < _MIN_SPAN:
             return None
-        return Bracket(between, span)
+        return Bracket(between, span, rate)

@@ -178,6 +178,7 @@ class Limiter:
         self._step_at = -math.inf  # when slow start or search last changed the rate
         self._spoiled_at = -math.inf  # the send time of the throttle that spoiled a reading
         self._above = self.max_rate  # search: the rate that was throttled
+        self._stepped = False  # search: stepped up since the last blind cut
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
         self._ledger = Ledger()  # releases, read where every answer is in
         self._since_throttle = 0  # successes since the last throttle
@@ -294,6 +295,7 @@ class Limiter:
             self._step(now, min(self.max_rate, self._base * self._growth()))
         elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
             self._step(now, min(self._base * 2, (self._base + self._above) / 2))
+            self._stepped = True
             if self._base >= self._above * self.margin:  # bracketed: run as after a cut
                 self._phase, self._estimate, self._cut_at = "steady", self._base, now
 
@@ -376,7 +378,11 @@ class Limiter:
         middle = reading.middle
         top = (reading.between + 1) / max(reading.span - _JITTER, reading.span / 2)
         current = self._rate_at(now)
-        if reading.between * (1 - self.margin) >= 2:  # narrow
+        # Requests reach the service unevenly (``_way`` each, about), so the throttles at
+        # either end may be a few requests off: a blind cut's search takes a reading that
+        # is wider than that, and the rest of the time one narrow to ``1 - margin``.
+        blind = self._phase != "steady" and reading.between >= 4 * reading.rate * self._way
+        if reading.between * (1 - self.margin) >= 2 or blind:
             lift = self._phase != "steady"  # after a blind cut: up to under the middle
             self._phase, self._estimate = "steady", middle
             self._measured(now)
@@ -404,8 +410,9 @@ class Limiter:
     def _blind(self, throttled_at: float) -> float:
         """No reading yet: cut by ``decrease`` and search up towards the throttled rate."""
         new = throttled_at * self.decrease
-        self._phase, self._above = "search", throttled_at
-        self._estimate = new
+        if self._phase != "search" or self._stepped:  # a cascade right after a blind cut
+            self._above = throttled_at  # (the bucket still empty) is no news of the quota
+        self._phase, self._stepped, self._estimate = "search", False, new
         return new
 
     def _cut(self, current: float) -> float:
