@@ -21,54 +21,35 @@ but 96/s at 150/s and 96/s at 500/s: the poll caps it near 100/s. It also cannot
 test's virtual clock and has no schedule to catch up on; what would be left of it is a
 deque, so it is not used (and no longer a dependency).
 
-Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
-it begins at ``start`` and steps up each time an answer to a request sent at the current
-rate is in (once per round trip, as TCP's slow start), up to the maximum: it doubles
-under 50/s, where a step's round trip is mostly the wait for the next send and an
-overshoot is a few requests, and grows ``growth`` (1.25) times above, where a bucket's
-burst hides the quota while it drains and the round trip of overshoot that follows grows
-with the step (at 150/s with a burst of 30 and 50 ms answers, 22 throttles against 48
-doubling all the way, ``scripts/limiter_sim.py``; 500/s is reached 0.7 s in rather than
-0.4 s). The first throttle ends the slow start: the rate goes to ``decrease`` x the rate
-that request was sent at, or to the rate that went through over the last second if
-lower, and then *searches*: each clean reading (three answers to requests sent since the
-last step, none throttled) moves it halfway to the throttled rate (at most doubling it).
+Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts
+from ``start``, stepping up each time an answer to a request released at the current rate
+is in (once per round trip): doubling under 50/s, ``growth`` (1.25) times above, where a
+bucket's burst hides the quota and the round trip of overshoot grows with the step.
 
-Reading the quota between throttles. A throttled request found the bucket empty, so what
-went through between two throttled requests is what the bucket refilled in that time,
-give or take one: ``k`` successes between throttled sends ``span`` seconds apart put the
-quota left to us (the application's calls drain the same bucket) within
-``(k +- 1) / span``, whatever rate we sent at. When the throttles of the last half second
-bracket at least four successes over at least 20 ms, the limiter goes by that *bracket*,
-for throttles of requests sent before its last cut too (those in flight during an
-overshoot are what tells the quota, a round trip before anything sent after the cut):
+Reading it (issue 21). Throttles are decided at the service's front door and answered in
+a round trip; successes come back after a lookup, and answers overtake each other. So the
+quota is read only from *answered* releases (:mod:`batch.pacing.answered`): ``k``
+successes between two throttled releases ``span`` apart, every answer between them in,
+put the quota left to us within ``(k +- 1) / span`` (the bucket was empty at both). A
+reading narrow to ``1 - margin`` sets the estimate, and the rate to ``margin`` x it, down
+or (after a blind cut) up; a wide one lowers the rate to its top if above.
 
-- while the bracket is wide (one answer more or less is more than ``1 - margin`` of it),
-  the rate goes down to its top, ``(k + 1) / (span - 2 ms)`` (send times are releases,
-  and requests reach the service a little unevenly after), at or above the quota:
-  running there costs few throttles, fewer as the span grows, and each narrows the
-  bracket (just after a blind cut, which may have gone far under, the rate goes up to
-  ``margin`` x its middle instead);
-- once it is narrow, the estimate is its middle, and the rate ``margin`` x that.
+Until a reading is in, a throttle of a request released since the last cut cuts blind:
 
-A *lone* throttle (nothing to bracket with) of a request sent since the last cut means
-the rate has just passed the quota. The estimate becomes: for the first throttle of a
-run with a rate given, ``decrease`` x the rate (a blind cut, then a search as above); at
-or under the estimate, or in a search (whose last step read clean), 2% under the rate;
-probing past the estimate, which went through cleanly for a while, halfway between it
-and the rate (the bucket's burst may have hidden the quota for a while, so it is not
-right under the rate; and an estimate that started low comes up in a few probes). The
-rate goes to ``margin`` x the estimate.
+- the first of a run, or one while searching after a blind cut: ``decrease`` x the rate
+  it was released at, then a *search* climbs halfway back to that rate on every three
+  clean answers (a throttle right after a blind cut, within a request's way to the
+  service, is the bucket still empty: it cuts again but is no news of the quota);
+- a *lone* one while running: the quota is just under the rate, 2% under (halfway to it
+  when probing past the estimate), and the rate ``margin`` x that.
 
-After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
-probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
-time since, like CUBIC), slowly: at a pace that would double it over 2,000 answers at
-the estimate, or ``probe`` seconds if longer (at most 200 s). A probe that finds the
-quota ends in a throttle, so this holds probing to a few throttles per thousand requests
-at any rate (a probe every few seconds, as before, was one request in 25 at 5/s). Once 5%
-past the estimate without a throttle the quota has risen (or the application's load has
-fallen), and from there the probe goes at ``probe``'s pace (doubling in 7 s): a quota
-that halved and came back is found again within half a minute at 50/s.
+No cut goes below ``decrease`` x the rate it cuts. After a cut the rate climbs linearly to
+the estimate over ``ramp`` seconds, and after a reading's cut on to the highest narrow
+reading of the last ten seconds over another ``ramp`` (a quota that dipped for a moment
+is back in seconds; one that stays down throttles that climb, which lowers its target).
+Then it probes beyond, cubic in time like CUBIC: slowly (doubling over 2,000 answers at
+the estimate, or ``probe`` seconds, at most 200 s), and at ``probe``'s pace once 5% past
+it cleanly (the quota has risen).
 
 Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
 ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
@@ -106,7 +87,6 @@ _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, af
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
-_TOLERATED = 200  # successes since the last throttle that make a lone one jitter's
 _MEMORY = 10.0  # seconds a measured estimate is climbed back to after a reading's cut
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
 
@@ -181,7 +161,6 @@ class Limiter:
         self._stepped = False  # search: stepped up since the last blind cut
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
         self._ledger = Ledger()  # releases, read where every answer is in
-        self._since_throttle = 0  # successes since the last throttle
         self._before = 0.0  # the estimate before the cuts since, climbed back to after
         self._way = 0.0  # seconds a request takes to reach the service (half a throttle's)
         self._peaks: deque[tuple[float, float]] = deque()  # measured estimates, by time
@@ -278,7 +257,6 @@ class Limiter:
         now = self._now()
         sent = now if sent_at is None else sent_at
         self._ledger.answered(sent, True, now)
-        self._since_throttle += 1
         self._ledger.took(now - sent)
         if self._ledger.advance(now):
             self._reading(now)
@@ -324,8 +302,6 @@ class Limiter:
         if sent < self._cut_at + self._way or now - self._cut_at < self.reaction:
             return changed  # sent before the last cut (old news), or too soon to react
         current = self._rate_at(now)
-        if self._tolerated(current):
-            return changed
         if released_at is not None and released_at > self._estimate:  # a climb failed here
             self._before = min(self._before, released_at * _SETTLE)
         if self._phase == "start":  # the slow start overshot: back to below that rate
@@ -334,17 +310,6 @@ class Limiter:
             new = self._cut(current)
         self._set(now, current, new, 0.0)
         return True
-
-    def _tolerated(self, current: float) -> bool:
-        """A lone throttle under the estimate after a clean stretch is jitter's (a request
-        that came a little early to a small bucket), not a smaller quota: let it be."""
-        clean, self._since_throttle = self._since_throttle, 0
-        return (
-            self._phase == "steady"
-            and current <= self._estimate
-            and self.cap is None
-            and clean >= _TOLERATED
-        )
 
     def _set(
         self, now: float, current: float, new: float, before: float, *, own: bool = True
