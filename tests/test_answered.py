@@ -70,3 +70,23 @@ def test_an_answer_to_a_release_it_never_saw_is_ignored() -> None:
     assert ledger.answered(5.0, False, now=5.1) is None
     assert ledger.answered(0.0, True, now=0.1) == 1000.0
     assert ledger.answered(0.0, True, now=0.1) is None  # answered once already
+
+
+def test_the_first_success_sets_the_answer_time_so_nothing_is_given_up_early() -> None:
+    # The mean answer time once started at zero and crept up 5% per answer: for the first
+    # few dozen answers every request still in flight was given up on as unknown, and a
+    # 3 x Q start read a quota of 1,000/s as 150/s.
+    ledger = Ledger()
+    times = [i * 0.005 for i in range(6)]
+    released(ledger, times)
+    ledger.answered(0.0, False, now=0.01)
+    ledger.answered(0.025, False, now=0.035)
+    ledger.answered(0.005, True, now=0.15)
+    ledger.took(0.145)
+    ledger.advance(0.2)  # the rest are 0.2 s in flight: not yet given up on
+    for at in times[2:5]:
+        ledger.answered(at, True, now=0.3)
+    ledger.advance(0.3)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 4

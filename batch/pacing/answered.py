@@ -59,7 +59,8 @@ class Ledger:
 
     def took(self, seconds: float) -> None:
         """A success took ``seconds`` from release to answer."""
-        self.latency += 0.05 * (max(0.0, seconds) - self.latency)
+        seconds = max(0.0, seconds)
+        self.latency += 0.05 * (seconds - self.latency) if self.latency else seconds
 
     def released(self, at: float, rate: float) -> None:
         self._log.append([at, rate, _PENDING])
