@@ -14,8 +14,16 @@ Round 1 knows no ``--settle`` (it asks each session once); this code gets ``--se
 the same work. Each side runs with its own default ``--concurrency`` (round 1: 16; now a
 ceiling of 256, rate x latency in flight) unless ``--concurrency`` is given.
 
+``--profile FILE`` instead runs this code once under py-spy (``pip install py-spy``;
+sampling, so the tool runs at full speed), writes a speedscope profile and prints where the
+tool's CPU goes: botocore's signing, serialising and parsing, the HTTP exchange, the rest
+of the client call, the tool's own per-answer work, the report at the end, start-up, and
+the top functions by own time. A helper thread's idle wait is left out (py-spy does not
+always see it as idle).
+
 Usage: .venv/bin/python scripts/bench_run.py [--sessions 30000] [--latency 0.001]
            [--repeats 2] [--round1 /tmp/round1] [--only now|round1] [--json FILE]
+       .venv/bin/python scripts/bench_run.py --profile prof.speedscope [--sessions 100000]
 """
 
 from __future__ import annotations
@@ -122,6 +130,81 @@ def run_once(code: str, line: list[str], output: Path, sessions: int, emulator: 
     )
 
 
+# Where a sample belongs: the first area (in this order) any of its frames is in.
+AREAS = (
+    ("idle: the journal's fsync thread waiting", ("Journal._sync_loop",), ("Event.wait",)),
+    ("start-up: imports", ("_find_and_load",), ()),
+    ("botocore: signing (SigV4)", ("AioRequestSigner.handler",), ()),
+    ("botocore: parsing the answer", ("AioResponseParser.parse",), ()),
+    ("HTTP: aiohttp request and response", ("AIOHTTPSession.send",), ()),
+    (
+        "botocore: serialising, endpoint, headers",
+        ("_convert_to_request_dict", "_resolve_endpoint_ruleset", "_emit_api_params"),
+        (),
+    ),
+    ("botocore/aiobotocore: the rest of the call", ("_make_api_call",), ()),
+    ("liveness-audit: per answer (pool, pacing, record)", ("worker_pool.<locals>.worker",), ()),
+    ("liveness-audit: the report at the end", ("AuditRun.finish",), ()),
+)
+
+
+def area(names: list[str]) -> str:
+    """The area of a sample: one of its frames ends with an area's name (and, for an idle
+    wait, one ends with the waiting call's)."""
+    for label, anywhere, waiting in AREAS:
+        if any(n.endswith(anywhere) for n in names) and (
+            not waiting or any(n.endswith(waiting) for n in names)
+        ):
+            return label
+    return "other: event loop, input, set-up"
+
+
+def profile_summary(path: Path, sessions: int) -> str:
+    """Shares of the tool's sampled CPU by area, and the top functions by own time."""
+    data = json.loads(path.read_text())
+    frames = data["shared"]["frames"]
+    areas: dict[str, float] = {}
+    own: dict[str, float] = {}
+    for profile in data["profiles"]:
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            names = [frames[i]["name"] for i in stack]
+            where = area(names)
+            areas[where] = areas.get(where, 0.0) + weight
+            if stack and not where.startswith("idle"):
+                leaf = frames[stack[-1]]
+                key = f"{leaf['name']} ({leaf.get('file', '?').rsplit('site-packages/', 1)[-1]})"
+                own[key] = own.get(key, 0.0) + weight
+    busy = sum(w for k, w in areas.items() if not k.startswith("idle"))
+    lines = [f"sampled CPU {busy:.1f} s for {sessions:,} sessions (idle waits left out)"]
+    for label, weight in sorted(areas.items(), key=lambda kv: -kv[1]):
+        if not label.startswith("idle"):
+            lines.append(f"  {100 * weight / busy:5.1f}%  {label}")
+    lines.append("top functions by own time:")
+    for key, weight in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
+        lines.append(f"  {100 * weight / busy:5.1f}%  {key}")
+    return "\n".join(lines)
+
+
+def profiled(args: argparse.Namespace) -> None:
+    """One run of this code under py-spy, summarised (see the module's docstring)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        emulator, url = start_emulator(work, args.sessions, None, args.latency)
+        try:
+            output = work / "report.parquet"
+            tool = command(Path(sys.executable), work / "in.csv", output, url, args)
+            line = [str(spy), "record", "--format", "speedscope", "--rate", "200"]
+            line += ["-o", str(args.profile), "--", *tool, "--settle", "0"]
+            subprocess.run(
+                line, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        finally:
+            emulator.terminate()
+            emulator.wait()
+    print(profile_summary(args.profile, args.sessions))
+
+
 def show(m: Measured) -> str:
     return (
         f"{m.code:7} {m.sessions:>9,} sessions  wall {m.wall:6.1f} s  cpu {m.cpu:6.1f} s"
@@ -141,11 +224,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--round1", type=Path, default=Path("/tmp/round1"))  # noqa: S108  # a worktree, not a temp file
     parser.add_argument("--only", choices=("now", "round1"), help="measure one side only")
     parser.add_argument("--json", type=Path, help="append the runs as JSON lines here")
+    parser.add_argument("--profile", type=Path, help="instead: py-spy this code, summarise")
     return parser.parse_args()
 
 
 def main() -> None:
     args = arguments()
+    if args.profile is not None:
+        profiled(args)
+        return
     sides = {"now": Path(sys.executable)}
     if args.only != "now":
         sides["round1"] = ensure_round1(args.round1)
