@@ -82,8 +82,8 @@ class Consumed:
             if self.after is not None:
                 f.write((json.dumps({"after": self.after}) + "\n").encode())
             for name, state in self._names.items():
-                line = {"name": name, "state": state, "id": self._ids.get(name)}
-                line["at"] = round(self._at.get(name, time.time()), 3)
+                at = round(self._at.get(name, time.time()), 3)
+                line = {"name": name, "state": state, "id": self._ids.get(name), "at": at}
                 f.write((json.dumps(line) + "\n").encode())
         self._lines = len(self._names) + 1
 
