@@ -149,8 +149,11 @@ def start_emulator(
     burst: float | None = None,
     background: float = 0.0,
     regions: tuple[str, ...] = (),
+    timing: str | None = None,
 ) -> tuple[Any, str]:
-    """The emulator as its own process (writing ``work/in.csv``); returns it and its URL."""
+    """The emulator as its own process (writing ``work/in.csv``); returns it and its URL.
+
+    ``timing``: a ``--timing`` spec (batch/emulator/timing.py) instead of a fixed latency."""
     url_file = work / "url"
     command = [
         PYTHON,
@@ -176,6 +179,8 @@ def start_emulator(
         command += ["--background-tps", str(background)]
     if regions:
         command += ["--regions", ",".join(regions)]
+    if timing is not None:
+        command += ["--timing", timing]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
     for _ in range(600):
         if url_file.exists():
@@ -307,6 +312,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
     parser.add_argument("--timeline", action="store_true", help="print 200s/throttles per second")
     parser.add_argument(
+        "--grid",
+        choices=("quick", "subset", "full"),
+        help="issue 21's grid of service timings (scripts/bench_grid.py): quick (every "
+        "change), subset (the hard cells), full",
+    )
+    parser.add_argument(
+        "--grid-seconds", type=float, default=10.0, help="a grid cell's length at Q [10]"
+    )
+    parser.add_argument(
         "--scale",
         help="instead: cost growth, e.g. 1000,10000,100000 sessions, no quota, --rate 5000",
     )
@@ -329,6 +343,11 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
+    if args.grid:
+        from bench_grid import run_grid  # noqa: PLC0415  # the grid's own module, beside this
+
+        run_grid(args)
+        return
     if args.scale:
         scale([int(n) for n in args.scale.split(",")], args.concurrency)
         return

@@ -18,9 +18,14 @@ Prints: sessions created, captured with a result (share), first answers already 
 gone, capture lag (mean, max: file found -> first answer) from the service's ``end``
 event, requests, throttles, wall time.
 
+``--timing SPEC`` gives the service the timing model of issue 21 (batch/emulator/timing.py:
+round trip, processing for successes, fixed / uniform / lognormal), ``--bucket`` the
+bucket's capacity [max(1, Q/10)], and ``--no-rate`` runs ``follow`` without ``--rate``,
+finding the quota itself.
+
 Usage: .venv/bin/python scripts/bench_follow.py [--quota 20] [--arrival 30] [--burst 60]
            [--calm 60] [--calm-arrival 5] [--lifetime 180] [--finish 4] [--drain 30]
-           [--source folder|s3|sqs]
+           [--source folder|s3|sqs] [--timing SPEC] [--bucket B] [--no-rate]
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import boto3
 import pandas as pd
 
 from batch.emulator import EmulatorSettings, EmulatorThread
+from batch.emulator.timing import parse_timing
 
 ENV = {
     **os.environ,
@@ -159,9 +165,19 @@ def main() -> None:
     parser.add_argument("--finish", type=float, default=4.0)
     parser.add_argument("--drain", type=float, default=30.0, help="seconds before SIGTERM")
     parser.add_argument("--source", choices=["folder", "s3", "sqs"], default="folder")
+    parser.add_argument("--timing", help="the service's timing, e.g. latency=0.15,...")
+    parser.add_argument("--bucket", type=float, help="the bucket's capacity [max(1, Q/10)]")
+    parser.add_argument("--no-rate", action="store_true", help="follow finds the quota")
     args = parser.parse_args()
 
-    settings = EmulatorSettings(sessions=0, seed=1, tps=args.quota, lifetime=args.lifetime)
+    settings = EmulatorSettings(
+        sessions=0,
+        seed=1,
+        tps=args.quota,
+        burst=args.bucket,
+        lifetime=args.lifetime,
+        timing=None if args.timing is None else parse_timing(args.timing),
+    )
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(EmulatorThread(settings))
         root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -170,7 +186,8 @@ def main() -> None:
         report = root / "audit.parquet"
         command = [
             sys.executable, "-m", "batch", "follow", source, "--output", str(report),
-            "--work-dir", str(root / "state"), "--rate", f"{args.quota:g}",
+            "--work-dir", str(root / "state"),
+            *([] if args.no_rate else ["--rate", f"{args.quota:g}"]),
             "--poll-interval", "1s", "--publish-every", "10s", "--settle-interval", "5s",
             "--log-format", "json", "--endpoint-url", server.url,
         ]  # fmt: skip
@@ -189,7 +206,9 @@ def main() -> None:
         results = int(got["status"].isin(["SUCCEEDED", "FAILED"]).sum())
         calm = f"then {args.calm_arrival:g}/s for {args.calm:g}s"
         print(f"source {args.source}; quota {args.quota:g}/s; arrivals {args.arrival:g}/s "
-              f"for {args.burst:g}s, {calm}; lifetime {args.lifetime:g}s")  # fmt: skip
+              f"for {args.burst:g}s, {calm}; lifetime {args.lifetime:g}s; "
+              f"timing {args.timing or 'fixed 0'}; "
+              f"{'no --rate' if args.no_rate else '--rate = the quota'}")  # fmt: skip
         print(f"sessions created        {len(ids)}")
         print(f"captured with a result  {results} ({100 * results / max(1, len(ids)):.1f}%)")
         print(f"expired before capture  {end['expired_before_capture']}")

@@ -4,21 +4,9 @@
 #   PYTHON  the interpreter to build the venv with   [python3.11]
 #   VENV    the venv's folder, kept between runs      [.venv]
 # e.g. the newest supported Python: PYTHON=python3.13 VENV=.venv-3.13 ./scripts/test.sh -q
+# The quick loop (unit tests, under a minute): ./scripts/test.sh -m "not e2e"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[test]'
-# The HTML summary is tested in a real headless browser: Debian's chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "test.sh: installing Debian's chromium for the HTML report test" >&2
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-fi
+./scripts/install.sh
 exec "$VENV/bin/python" -m pytest "$@"

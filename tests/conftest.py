@@ -77,3 +77,20 @@ def emulator(emulator_server: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
     return emulator_server
+
+
+# The quick loop (`pytest -m "not e2e"`): a test is end-to-end when it talks to a server
+# (the emulator, moto, a browser) or starts processes; those modules and fixtures mark it.
+E2E_FIXTURES = frozenset({"emulator", "emulator_server", "s3", "moto_server", "page", "browser"})
+E2E_MODULES = frozenset(
+    {"test_cron", "test_disk_full", "test_emulator_time", "test_emulator", "test_two_writers"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rpartition(".")[2] if module is not None else ""
+        slow = item.get_closest_marker("slow") is not None
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or name in E2E_MODULES or slow:
+            item.add_marker(pytest.mark.e2e)

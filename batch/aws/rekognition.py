@@ -19,7 +19,7 @@ import aioboto3
 from botocore import exceptions as boto
 
 from batch.aws.convert import convert_error
-from batch.aws.session import client_config, open_session
+from batch.aws.session import drop_retry_hook, open_session, per_session_config
 from batch.config import Settings
 from batch.errors import ConfigError, ServerError
 from batch.model import STATUSES, BoundingBox, Challenge, Image, SessionResult
@@ -159,9 +159,10 @@ async def open_client(
             "rekognition",
             region_name=region,
             endpoint_url=settings.endpoint_url,
-            config=client_config(settings),
+            config=per_session_config(settings),
         )
         async with context as client:
+            drop_retry_hook(client)
             yield LivenessClient(client)
     except boto.NoRegionError:
         raise ConfigError(

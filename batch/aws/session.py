@@ -4,13 +4,23 @@ AWS conventions throughout: the standard credential chain, ``profile``, ``AWS_RE
 ``AWS_ENDPOINT_URL_<SERVICE>`` (botocore reads them) or explicit endpoint settings.
 botocore's own retries are off (``total_max_attempts=1``): the tool's retry policy and
 limiter must see every throttle.
+
+What botocore would redo on every request but can do once is done once (measured in
+docs/BENCHMARKS.md, "CPU per session"): the User-Agent string is built at import and given
+as ``user_agent`` (botocore otherwise assembles and sanitises it from a dozen parts twice
+per request); the per-session client (:func:`per_session_config`) skips botocore's
+parameter validation (session IDs are validated at input) and :func:`drop_retry_hook`
+removes the retry handler that, with one attempt allowed, only ever answers "no".
 """
 
 from __future__ import annotations
 
 import os
+import platform
+from typing import Any
 
 import aioboto3
+import aiobotocore
 from aiobotocore.config import AioConfig
 from botocore import exceptions as boto
 
@@ -20,7 +30,20 @@ from batch.config import Settings
 from batch.errors import ConfigError, CredentialsError, RetryableError
 from batch.pacing.retry import RetryPolicy
 
-__all__ = ["client_config", "open_session", "retry_policy"]
+__all__ = [
+    "USER_AGENT",
+    "client_config",
+    "drop_retry_hook",
+    "open_session",
+    "per_session_config",
+    "retry_policy",
+]
+
+# botocore appends the session's own extra ("botocore/VERSION") to a given user_agent.
+USER_AGENT = (
+    f"aiobotocore/{aiobotocore.__version__} os/{platform.system().lower()}"
+    f" lang/python#{platform.python_version()} liveness-audit/{__version__}"
+)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -33,14 +56,32 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def client_config(settings: Settings, *, pool: int | None = None) -> AioConfig:
+def client_config(
+    settings: Settings, *, pool: int | None = None, validate: bool = True
+) -> AioConfig:
+    """Settings of a client of the run; ``validate=False``: see :func:`per_session_config`."""
     return AioConfig(
         retries={"total_max_attempts": 1},  # our policy retries; botocore must not
         max_pool_connections=pool or settings.concurrency,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        user_agent_extra=f"liveness-audit/{__version__}",
+        user_agent=USER_AGENT,  # built once, not twice per request
+        parameter_validation=validate,
     )
+
+
+def per_session_config(settings: Settings) -> AioConfig:
+    """Settings of the client called once per session (Rekognition): no parameter
+    validation, the one parameter (a session ID) was validated when the input was read."""
+    return client_config(settings, validate=False)
+
+
+def drop_retry_hook(client: Any) -> None:
+    """Unregister botocore's retry handler from ``client``'s events (a public hook, by the
+    ``unique_id`` botocore registers it under): with ``total_max_attempts=1`` it decides
+    "no retry" on every answer, which is also what no handler means."""
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.unregister(f"needs-retry.{service}", unique_id=f"retry-config-{service}")
 
 
 async def open_session(settings: Settings) -> aioboto3.Session:

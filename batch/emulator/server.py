@@ -55,6 +55,7 @@ from batch.emulator import servicequotas
 from batch.emulator.lifecycle import FATES, Plan, Sessions, status_at, unit
 from batch.emulator.population import Population, write_input
 from batch.emulator.quota import Production, Quota
+from batch.emulator.timing import Timing
 from batch.store.inputs import SESSION_ID_PATTERN
 
 __all__ = ["FAULTS", "OUTCOMES", "Emulator", "EmulatorSettings", "EmulatorThread", "serve"]
@@ -134,6 +135,9 @@ class EmulatorSettings:
     ] = "ThrottlingException"
     latency: float = 0.0
     latency_jitter: float = 0.0
+    # The service's timing (batch.emulator.timing): the way in before the quota decides,
+    # the way back after, processing for successes. Set, it replaces latency(_jitter).
+    timing: Timing | None = None
     error_rate: float = 0.0
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
@@ -167,6 +171,8 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if self.regions is not None:  # JSON gives a list: keep the frozen settings hashable
             object.__setattr__(self, "regions", tuple(self.regions))
+        if isinstance(self.timing, dict):  # JSON gives an object
+            object.__setattr__(self, "timing", Timing(**self.timing))
         self._check_time_and_regions()
         for name in (*_RATES, "latency", "latency_jitter", "slow_seconds"):
             if getattr(self, name) < 0:
@@ -317,6 +323,7 @@ class Emulator:
         self._vanished: set[str] = set()  # sessions a ``vanish`` fault made gone
         self._rng = random.Random(settings.seed)  # noqa: S311  # fault injection, not crypto
         self._quotas: dict[str, Quota] = {}
+        self._throttled: set[int] = set()  # requests (by id) the quota refused, in flight
         self._sessions = Sessions(settings.seed)
         self._spawn_origin = 0.0  # new_per_second creates from here ...
         self._spawned = 0  # ... and has created this many since
@@ -539,8 +546,22 @@ class Emulator:
         stats.arrived(self.now())
         s = self.settings
         raw = await request.read()
+        if s.timing is not None:
+            leg = s.timing.leg(self._rng)
+            await asyncio.sleep(leg.way_in)
+            response = await self._handle_in_time(stats, request, raw)
+            throttled = id(request) in self._throttled
+            self._throttled.discard(id(request))
+            await asyncio.sleep(leg.back_throttled if throttled else leg.back)
+            return response
         if s.latency or s.latency_jitter:
             await asyncio.sleep(s.latency + self._rng.uniform(0, s.latency_jitter))
+        return await self._handle_in_time(stats, request, raw)
+
+    async def _handle_in_time(
+        self, stats: Stats, request: web.Request, raw: bytes
+    ) -> web.StreamResponse:
+        s = self.settings
         auth = request.headers.get("Authorization", "")
         if not auth.startswith(_AUTH_PREFIX):
             self._count(stats, "unauthenticated")
@@ -585,6 +606,8 @@ class Emulator:
             fault = "throttle"
         if fault is None:
             fault = self._random_fault()
+        if fault == "throttle" and self.settings.timing is not None:
+            self._throttled.add(id(request))  # answered after the round trip only
         if fault is not None:
             return await self._fault(stats, fault, request, session_id, region)
         if session_id is None or not SESSION_ID_PATTERN.fullmatch(session_id):

@@ -50,7 +50,7 @@ from batch.errors import (
 )
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
-from batch.follow.figures import Figures, write_follow_metrics
+from batch.follow.figures import Figures, standing_of, write_follow_metrics
 from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
@@ -122,6 +122,7 @@ class Capture:
         )
         self.figures = Figures()
         self._backlog: deque[str] = deque()
+        self._standing: dict[str, str] = {}  # unsettled asked session -> figures' standing
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
         self._new_ids = asyncio.Event()
@@ -214,6 +215,7 @@ class Capture:
                 if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
+                    self._asked(sid)
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
@@ -320,18 +322,25 @@ class Capture:
         for sid in new:
             self._waiting[sid] = (found, seen_at)
             self._backlog.append(sid)
-        self.figures.sessions_asked += len(new)
+            self._asked(sid)
         self._new_ids.set()
 
     async def _read(self, found: Found) -> Plan:
         s = self.settings
         if isinstance(found.location, Path):
-            return await asyncio.to_thread(read_plan, found.location, column=s.column, fmt=s.format)
+            return await asyncio.to_thread(
+                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
+            )
         folder = private_dir(self.state / "inputs", mode=self.mode)
         copy = await local_copy(self.parts.store, found.location, folder, "input")
         try:
             return await asyncio.to_thread(
-                read_plan, copy, column=s.column, fmt=s.format, origin=str(found.location)
+                read_plan,
+                copy,
+                column=s.column,
+                fmt=s.format,
+                origin=str(found.location),
+                dialect=s.dialect,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(copy), str(found.location))) from None
@@ -374,7 +383,7 @@ class Capture:
         """An answer: journaled in its day, counted, settled or not, its file's tally; the
         row now kept for the session."""
         row = outcome_row(outcome, paths)
-        before, kept = self.daybook.add(row, self._now())
+        _, kept = self.daybook.add(row, self._now())
         sid = outcome.session_id
         first = self._waiting.pop(sid, None)
         if first is not None:
@@ -386,11 +395,21 @@ class Capture:
             if not self._left[found.name]:
                 del self._left[found.name]
                 self._consume(found)
-        if rank(kept) == Rank.RESULT and (before is None or rank(before) != Rank.RESULT):
-            self.figures.captured += 1
+        standing = self._standing.pop(sid, None)
+        if standing is not None:  # asked by this service: the figures follow it
+            self.figures.moved(standing, standing_of(kept))
         if not self.settler.answered(sid, pending=not settled(kept)):
             self.daybook.home.pop(sid, None)  # settled, or settling gave up: its answer stands
+            self.figures.settle_stopped += standing is not None and not settled(kept)
+        elif standing is not None:
+            self._standing[sid] = standing_of(kept)
         return kept
+
+    def _asked(self, session_id: str) -> None:
+        """A session joins the figures (asked, unanswered) until its answer settles."""
+        self.figures.sessions_asked += 1
+        self.figures.moved(None, "unanswered")
+        self._standing[session_id] = "unanswered"
 
     # --- publishing and display -----------------------------------------------------
 
@@ -445,7 +464,10 @@ class Capture:
         if self.settings.metrics_file is not None:
             try:
                 write_follow_metrics(
-                    self.settings.metrics_file, self.figures, up=not final, mode=self.mode
+                    self.settings.metrics_file,
+                    self.figures,
+                    up=not final,
+                    mode=parse_mode(self.settings.metrics_file_mode),
                 )
             except OutputError as exc:
                 log.warning("%s", exc)
@@ -454,7 +476,7 @@ class Capture:
     def _refresh(self) -> None:
         f = self.figures
         f.requests, f.throttled = self.tally.requests, self.tally.throttles
-        f.pending, f.backlog = self.settler.waiting, len(self._backlog)
+        f.backlog = len(self._backlog)
 
     async def _show(self) -> None:
         while True:

@@ -255,6 +255,7 @@ class AuditRun:
                 fmt=settings.format,
                 keep=settings.input_columns,
                 flags=settings.column_flags,
+                dialect=settings.dialect,
             )
         url = self.source
         # A name of its own per run (the original name last: it tells the format).
@@ -269,6 +270,7 @@ class AuditRun:
                 origin=str(url),
                 keep=settings.input_columns,
                 flags=settings.column_flags,
+                dialect=settings.dialect,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(local), str(url))) from None

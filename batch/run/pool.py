@@ -9,9 +9,11 @@ worker (an :class:`~batch.errors.AccessError`: not about one session) cancels th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from batch.aws.paced import NotSent
 from batch.run.stops import Stop
 
 __all__ = ["Pool", "worker_pool"]
@@ -39,7 +41,8 @@ async def worker_pool(
 
     Leaving the block normally waits until every queued ID is handled. After ``stop`` is
     requested, workers finish the session in hand and skip what is still queued (the
-    caller finds those unhandled); the producer should stop putting.
+    caller finds those unhandled), as they skip a session whose request the stop kept
+    back (:class:`~batch.aws.paced.NotSent`); the producer should stop putting.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
@@ -48,7 +51,8 @@ async def worker_pool(
     async def worker() -> None:
         while (session_id := await queue.get()) is not None:
             if not stop:  # once stopping, drain without starting anything new
-                await handle(session_id)
+                with contextlib.suppress(NotSent):  # its turn came after the stop: left
+                    await handle(session_id)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
