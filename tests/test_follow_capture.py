@@ -144,7 +144,7 @@ def test_answers_are_on_disk_before_their_file_is_recorded_consumed(
     for n in range(4):
         drop(inbox, f"ids-{n}.csv", ids[n * 10 : (n + 1) * 10])
     args = follow_args(inbox, tmp_path / "audit.parquet", tmp_path / "state")
-    ran = run_cli(*args, "--poll-interval", "0.2", "--time-budget", "4s")
+    ran = run_cli(*args, "--poll-interval", "0.2", "--time-budget", "15s")  # ample when loaded
 
     assert ran.code == 0, ran.stderr
     consumed = _consumed(tmp_path / "state")

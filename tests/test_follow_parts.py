@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,17 @@ async def test_a_file_dropped_into_a_watched_folder_wakes_the_source_before_the_
         source.close()
     assert await source.ready([]) == []  # first look
     assert [f.name for f in await source.ready([])] == ["ids.csv"]
+
+
+def test_consumed_names_of_a_queue_are_forgotten_after_its_retention(tmp_path: Path) -> None:
+    path = tmp_path / "consumed.jsonl"
+    old = {"name": "s3://inbox/old.csv", "state": "done", "id": "e1", "at": 1000.0}
+    path.write_text(json.dumps(old) + "\n")
+    consumed = Consumed(path)
+    consumed.add("s3://inbox/new.csv", identity="e2")
+    assert consumed.identities() == {"s3://inbox/old.csv": "e1", "s3://inbox/new.csv": "e2"}
+
+    consumed.forget_before(15 * 86_400)
+
+    assert consumed.identities() == {"s3://inbox/new.csv": "e2"}
+    consumed.close()

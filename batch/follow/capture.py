@@ -51,7 +51,7 @@ from batch.errors import (
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
 from batch.follow.figures import Figures, standing_of, write_follow_metrics
-from batch.follow.queue import SqsQueue, SqsSource, open_queue
+from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
@@ -281,6 +281,8 @@ class Capture:
                 await self._take(found)
             if isinstance(self.source, FolderSource):
                 self.consumed.keep_only(self.source.present)
+            elif isinstance(self.source, SqsSource):
+                self.consumed.forget_before(SQS_RETENTION)
             await self.source.wait(self.settings.poll_interval)
 
     async def _take(self, found: Found) -> None:

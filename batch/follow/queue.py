@@ -36,11 +36,12 @@ from batch.follow.source import Found, Taken, _taken
 from batch.logs import LOGGER, event
 from batch.store.locations import S3Url
 
-__all__ = ["SqsQueue", "SqsSource", "open_queue", "parse_queue"]
+__all__ = ["SQS_RETENTION", "SqsQueue", "SqsSource", "open_queue", "parse_queue"]
 
 log = logging.getLogger(LOGGER)
 
 VISIBILITY = 120  # s a received message stays invisible; extended at half of it
+SQS_RETENTION = 15 * 86_400.0  # s: SQS keeps a message 14 days at most; a day's margin
 _BATCH = 10  # messages per receive and per delete (SQS's maximum)
 
 
