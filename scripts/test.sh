@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install liveness-audit with its test extras into a virtual environment and run the tests.
 # Usage: ./scripts/test.sh [pytest args...]
-#   PYTHON  the interpreter to build the venv with   [python3.11]
+#   PYTHON  the interpreter to build the venv with   [the first supported one found]
 #   VENV    the venv's folder, kept between runs      [.venv]
 # e.g. the newest supported Python: PYTHON=python3.13 VENV=.venv-3.13 ./scripts/test.sh -q
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
+# shellcheck source=scripts/find_python.sh
+. scripts/find_python.sh
 VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    python=$(find_python) || exit 2
+    "$python" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'

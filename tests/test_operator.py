@@ -602,3 +602,24 @@ def test_the_readmes_report_table_is_the_one_generated_from_the_schema() -> None
     assert done.returncode == 0, done.stderr
     for column in ("challenge_type", "checked_at", "checks"):  # once missing from the README
         assert column in (ROOT / "README.md").read_text().split("report-table: start")[1]
+
+
+def test_the_scripts_take_the_first_supported_python_on_path(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    too_new = bin_dir / "python3.13"  # answers as a Python outside 3.11-3.13 would
+    too_new.write_text("#!/bin/sh\nexit 1\n")
+    too_new.chmod(0o755)
+    (bin_dir / "python3.12").symlink_to(sys.executable)  # a supported one
+
+    def found(**env: str) -> subprocess.CompletedProcess[str]:
+        script = f". {ROOT / 'scripts' / 'find_python.sh'}; find_python"
+        return subprocess.run(
+            ["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    assert found().stdout.strip() == "python3.12"
+    missing = found(PYTHON="python-none")
+    assert missing.returncode == 2
+    assert "no supported Python found" in missing.stderr
