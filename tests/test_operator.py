@@ -623,3 +623,24 @@ def test_the_scripts_take_the_first_supported_python_on_path(tmp_path: Path) -> 
     missing = found(PYTHON="python-none")
     assert missing.returncode == 2
     assert "no supported Python found" in missing.stderr
+
+
+def test_a_follow_that_cannot_start_says_why_in_json_under_a_json_log(tmp_path: Path) -> None:
+    ran = run_cli(
+        "follow", tmp_path / "no-such-inbox", "-o", tmp_path / "r.parquet",
+        "--log-format", "json", "--time-budget", "1s",
+    )  # fmt: skip
+    assert ran.code == 2
+    events = [json.loads(line) for line in ran.stderr.splitlines()]
+    assert events[-1]["event"] == "error"
+    assert events[-1]["exit_code"] == 2
+
+
+def test_doctor_flags_a_metrics_folder_that_is_missing(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ran = run_cli("doctor", "--metrics-file", tmp_path / "textfile" / "m.prom")
+
+    assert ran.code == 2
+    assert f"✗ metrics file: {tmp_path / 'textfile'} is missing or not writable" in ran.stdout
+    assert "fix: create" in ran.stdout
