@@ -602,3 +602,45 @@ def test_the_readmes_report_table_is_the_one_generated_from_the_schema() -> None
     assert done.returncode == 0, done.stderr
     for column in ("challenge_type", "checked_at", "checks"):  # once missing from the README
         assert column in (ROOT / "README.md").read_text().split("report-table: start")[1]
+
+
+def test_the_scripts_take_the_first_supported_python_on_path(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    too_new = bin_dir / "python3.13"  # answers as a Python outside 3.11-3.13 would
+    too_new.write_text("#!/bin/sh\nexit 1\n")
+    too_new.chmod(0o755)
+    (bin_dir / "python3.12").symlink_to(sys.executable)  # a supported one
+
+    def found(**env: str) -> subprocess.CompletedProcess[str]:
+        script = f". {ROOT / 'scripts' / 'find_python.sh'}; find_python"
+        return subprocess.run(
+            ["bash", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    assert found().stdout.strip() == "python3.12"
+    missing = found(PYTHON="python-none")
+    assert missing.returncode == 2
+    assert "no supported Python found" in missing.stderr
+
+
+def test_a_follow_that_cannot_start_says_why_in_json_under_a_json_log(tmp_path: Path) -> None:
+    ran = run_cli(
+        "follow", tmp_path / "no-such-inbox", "-o", tmp_path / "r.parquet",
+        "--log-format", "json", "--time-budget", "1s",
+    )  # fmt: skip
+    assert ran.code == 2
+    events = [json.loads(line) for line in ran.stderr.splitlines()]
+    assert events[-1]["event"] == "error"
+    assert events[-1]["exit_code"] == 2
+
+
+def test_doctor_flags_a_metrics_folder_that_is_missing(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    ran = run_cli("doctor", "--metrics-file", tmp_path / "textfile" / "m.prom")
+
+    assert ran.code == 2
+    assert f"✗ metrics file: {tmp_path / 'textfile'} is missing or not writable" in ran.stdout
+    assert "fix: create" in ran.stdout
