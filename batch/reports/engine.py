@@ -40,6 +40,7 @@ from batch.store.report import RECONCILED_FIELDS, REGION_FIELD, SCHEMA, read_pro
 
 __all__ = [
     "QUERIES",
+    "REPORT_FIELDS",
     "UNDATED",
     "Pin",
     "ReportFile",
@@ -47,6 +48,7 @@ __all__ = [
     "named_queries",
     "night_of",
     "read_report_file",
+    "sql_type",
 ]
 
 QUERIES = Path(__file__).with_name("queries.sql")
@@ -133,6 +135,11 @@ def read_report_file(
     )
 
 
+def sql_type(kind: pa.DataType) -> str:
+    """The DuckDB type of a simple Arrow type of the report (VARCHAR for others)."""
+    return _SQL_TYPES.get(kind, "VARCHAR")
+
+
 def _utc(value: object) -> str:
     """A provenance time as ISO 8601 with ``Z`` (its ``+00:00`` spelled so); "" if none."""
     text = str(value or "")
@@ -206,7 +213,7 @@ class Reports:
             if field.name in columns:
                 picked.append(quoted(field.name))
             else:
-                kind = _SQL_TYPES.get(field.type, "VARCHAR")
+                kind = sql_type(field.type)
                 picked.append(f"CAST(NULL AS {kind}) AS {quoted(field.name)}")
         for name, kind in self.kept:
             if name not in columns:
