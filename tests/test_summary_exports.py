@@ -242,3 +242,15 @@ def test_more_sessions_than_a_sheet_holds_is_a_clear_error_and_no_workbook(
     assert "do not fit a sheet (10 rows); use --csv" in ran.stderr
     assert not book_file.exists()
     assert not list(tmp_path.glob(".all.xlsx.*"))
+
+
+@pytest.mark.parametrize("option", ["--csv", "--xlsx", "--html"])
+def test_an_output_named_with_another_suffix_is_refused_before_any_work(
+    report: Path, tmp_path: Path, option: str
+) -> None:
+    wrong = tmp_path / "flat.xls"
+    ran = run_cli("summarize", report, option, wrong)
+    assert ran.code == 2
+    assert f"invalid {option}" in ran.stderr
+    assert f"must end in .{option.removeprefix('--')}" in ran.stderr
+    assert not wrong.exists()
