@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from batch.emulator import EmulatorThread, write_input
@@ -158,6 +160,8 @@ def test_the_threshold_comes_from_the_report_unless_one_is_given(
     own = run_cli("summarize", report)
     assert own.code == 0, own.stderr
     assert "threshold 60 from the report's run" in " ".join(own.stdout.split())
+    started = json.loads(pq.read_metadata(report).metadata[b"liveness_audit"])["started_at"]
+    assert own.stdout.startswith(f"Night {started[:10]} ")  # no date= partition: the run's date
     shown = {row[0]: int(row[1]) for row in table_rows(own.stdout, "Outcomes, night")}
     assert shown["pass"] == outcomes(df, 60)["pass"]
 

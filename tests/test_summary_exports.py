@@ -24,7 +24,7 @@ import pytest
 
 from batch.emulator import EmulatorThread
 from batch.emulator.population import planted_disagreements
-from batch.reports import html
+from batch.reports import export, html
 from tests.helpers import run_cli
 
 ANALYST = [
@@ -230,3 +230,27 @@ def test_the_page_and_summary_read_the_threshold_of_the_report(
     assert own.code == 0, own.stderr
     assert 'id="threshold">80<' in page.read_text()
     assert "80 (the report&#39;s run (provenance))" in page.read_text()
+
+
+def test_more_sessions_than_a_sheet_holds_is_a_clear_error_and_no_workbook(
+    report: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "XLSX_ROWS", 10)  # a sheet of 10 rows: the 80 sessions overflow
+    book_file = tmp_path / "all.xlsx"
+    ran = run_cli("summarize", report, "--xlsx", book_file)
+    assert ran.code == 2
+    assert "do not fit a sheet (10 rows); use --csv" in ran.stderr
+    assert not book_file.exists()
+    assert not list(tmp_path.glob(".all.xlsx.*"))
+
+
+@pytest.mark.parametrize("option", ["--csv", "--xlsx", "--html"])
+def test_an_output_named_with_another_suffix_is_refused_before_any_work(
+    report: Path, tmp_path: Path, option: str
+) -> None:
+    wrong = tmp_path / "flat.xls"
+    ran = run_cli("summarize", report, option, wrong)
+    assert ran.code == 2
+    assert f"invalid {option}" in ran.stderr
+    assert f"must end in .{option.removeprefix('--')}" in ran.stderr
+    assert not wrong.exists()

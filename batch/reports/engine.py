@@ -23,6 +23,7 @@ and spills, and the same SQL is what analysts run on Athena.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,7 @@ from batch.store.report import RECONCILED_FIELDS, REGION_FIELD, SCHEMA, read_pro
 
 __all__ = [
     "QUERIES",
+    "REPORT_FIELDS",
     "UNDATED",
     "Pin",
     "ReportFile",
@@ -46,6 +48,7 @@ __all__ = [
     "named_queries",
     "night_of",
     "read_report_file",
+    "sql_type",
 ]
 
 QUERIES = Path(__file__).with_name("queries.sql")
@@ -132,6 +135,11 @@ def read_report_file(
     )
 
 
+def sql_type(kind: pa.DataType) -> str:
+    """The DuckDB type of a simple Arrow type of the report (VARCHAR for others)."""
+    return _SQL_TYPES.get(kind, "VARCHAR")
+
+
 def _utc(value: object) -> str:
     """A provenance time as ISO 8601 with ``Z`` (its ``+00:00`` spelled so); "" if none."""
     text = str(value or "")
@@ -205,7 +213,7 @@ class Reports:
             if field.name in columns:
                 picked.append(quoted(field.name))
             else:
-                kind = _SQL_TYPES.get(field.type, "VARCHAR")
+                kind = sql_type(field.type)
                 picked.append(f"CAST(NULL AS {kind}) AS {quoted(field.name)}")
         for name, kind in self.kept:
             if name not in columns:
@@ -272,6 +280,8 @@ class Pin:
             try:
                 self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):  # thousands of reports: by path
+                    return
                 raise InputError(f"cannot read the report {path}: {exc}") from None
             self.path = _FD_PATHS / str(self._fd)
 

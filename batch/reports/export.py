@@ -33,7 +33,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.utils import get_column_letter
 
 from batch.errors import OutputError
-from batch.reports.engine import Reports, quoted
+from batch.reports.engine import REPORT_FIELDS, Reports, quoted, sql_type
 from batch.reports.summary import METRICS, NightCounts
 from batch.store.files import AtomicFile
 from batch.store.report import IMAGE_FIELDS
@@ -122,7 +122,12 @@ def columns(reports: Reports) -> list[Column]:
             for n in IMAGE_FIELDS
         ]
     found += [Column(n, quoted(n), kind) for n, kind in _TAIL]  # type: ignore[arg-type]  # literal kinds
-    return found
+    listed = {c.name for c in found} | {"audit_images"}
+    return found + [  # a report column added later: last, as it is
+        Column(f.name, quoted(f.name), _KINDS.get(sql_type(f.type), "text"))
+        for f in REPORT_FIELDS
+        if f.name not in listed
+    ]
 
 
 def _csv_sql(column: Column) -> str:
