@@ -24,6 +24,10 @@ from the same bucket: production calls throttled per 1,000 audit requests) and
 ``regions`` (two regions with a quota of Q each, sessions spread over both, one run with
 ``--region-column``: the share is of the aggregate 2Q; no boto3 peer, it has no regions).
 
+``--grid quick|subset|full`` runs issue 21's grid instead: service timings (round trip,
+lookup, jitter, fast or slow throttles) x quotas x bucket bursts, the four contenders in
+each cell (``scripts/bench_grid.py``).
+
 For each: share of the quota achieved (200 answers per second while active, over Q),
 share of requests throttled, production calls throttled per 1,000 audit requests (with a
 background load), wall time, CPU milliseconds per request and peak RSS of the
@@ -34,6 +38,7 @@ Usage: .venv/bin/python scripts/bench.py [--sessions 3000] [--quota 50] [--laten
            [--runs audit@Q,audit@3Q,boto3-adaptive,boto3-standard] [--drop]
        .venv/bin/python scripts/bench.py --scenario q150|q50|q500|q5|production|regions
            [--sessions N]
+       .venv/bin/python scripts/bench.py --grid quick|subset|full [--grid-seconds 10]
 """
 
 from __future__ import annotations

@@ -90,3 +90,11 @@ def test_the_first_success_sets_the_answer_time_so_nothing_is_given_up_early() -
     reading = ledger.bracket()
     assert reading is not None
     assert reading.between == 4
+
+
+def test_releases_never_answered_are_let_go_of_after_stale_seconds() -> None:
+    # A caller that reports only throttles and successes (errors go unreported) must not
+    # make the ledger grow for ever.
+    ledger = Ledger(stale=1.0)
+    released(ledger, [i / 100 for i in range(1000)])  # ten seconds, not one answer
+    assert ledger.unread <= 102

@@ -57,13 +57,22 @@ class Ledger:
         self._throttles: list[tuple[int, float, float]] = []  # (seq, time, rate) answered
         self._unknown: deque[int] = deque()  # seqs given up on, behind the horizon
 
+    @property
+    def unread(self) -> int:
+        """Releases from the horizon on: not answered, or answered after one that is not."""
+        return len(self._log)
+
     def took(self, seconds: float) -> None:
         """A success took ``seconds`` from release to answer."""
         seconds = max(0.0, seconds)
         self.latency += 0.05 * (seconds - self.latency) if self.latency else seconds
 
     def released(self, at: float, rate: float) -> None:
+        """A request released at ``at`` at ``rate``; the oldest is given up on if stale
+        (a caller that never reports some answers, such as errors, leaks nothing)."""
         self._log.append([at, rate, _PENDING])
+        if at - self._log[0][0] > self.stale:
+            self.advance(at)
 
     def answered(self, sent: float, ok: bool, now: float) -> float | None:
         """Record an answer; returns the rate its release was sent at (None: not found)."""

@@ -38,12 +38,14 @@ Until a reading is in, a throttle of a request released since the last cut cuts 
 
 - the first of a run, or one while searching after a blind cut: ``decrease`` x the rate
   it was released at, then a *search* climbs halfway back to that rate on every three
-  clean answers (a throttle right after a blind cut, within a request's way to the
-  service, is the bucket still empty: it cuts again but is no news of the quota);
+  clean answers (a throttle while searching cuts again, but before the search stepped
+  up it is the bucket still empty, no news of the rate to climb back to);
 - a *lone* one while running: the quota is just under the rate, 2% under (halfway to it
   when probing past the estimate), and the rate ``margin`` x that.
 
-No cut goes below ``decrease`` x the rate it cuts. After a cut the rate climbs linearly to
+A throttle of a request released before the last cut, or less than its way to the
+service after it (half a throttle's answer time: requests overtake each other), is old
+news. No cut goes below ``decrease`` x the rate it cuts. After a cut the rate climbs linearly to
 the estimate over ``ramp`` seconds, and after a reading's cut on to the highest narrow
 reading of the last ten seconds over another ``ramp`` (a quota that dipped for a moment
 is back in seconds; one that stays down throttles that climb, which lowers its target).
