@@ -10,6 +10,11 @@ the report's row count, and the load the rest of the machine put on it meanwhile
 cores from ``/proc/stat`` minus the tool and the emulator): the machine is shared, so only
 the same-run comparison counts.
 
+With ``--together`` each repeat starts both codes at the same moment against the same
+emulator: they share the machine, and whatever else runs on it, alike (a busy shared
+machine moves CPU per session by 10-20% from minute to minute; walls are then shared and
+mean little).
+
 Round 1 knows no ``--settle`` (it asks each session once); this code gets ``--settle 0``,
 the same work. Each side runs with its own default ``--concurrency`` (round 1: 16; now a
 ceiling of 256, rate x latency in flight) unless ``--concurrency`` is given.
@@ -98,36 +103,49 @@ def command(
     return line
 
 
-def run_once(code: str, line: list[str], output: Path, sessions: int, emulator: int) -> Measured:
-    """One run of the tool, measured; fails loudly when the tool does."""
+def run_group(
+    runs: list[tuple[str, list[str], Path]], sessions: int, emulator: int
+) -> list[Measured]:
+    """Runs of the tool started together (one, or each code at once with ``--together``),
+    measured; fails loudly when one fails. The machine's other load is over the group."""
     busy0, total0 = busy_ticks()
     emulator0 = process_cpu(emulator)
     start = time.monotonic()
-    proc = subprocess.Popen(
-        line, env=ENV, cwd=output.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()  # small: --no-progress logs a line every few seconds
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    proc.stderr.close()
+    procs = []
+    for _, line, output in runs:
+        with (output.parent / "stderr.log").open("w") as err:
+            procs.append(
+                subprocess.Popen(
+                    line, env=ENV, cwd=output.parent, stderr=err, stdout=subprocess.DEVNULL
+                )
+            )
+    done = []
+    for (code, _, output), proc in zip(runs, procs, strict=True):
+        _, status, usage = os.wait4(proc.pid, 0)
+        done.append((usage, time.monotonic() - start))
+        code_exit = os.waitstatus_to_exitcode(status)
+        if code_exit not in (0, 1):
+            err = (output.parent / "stderr.log").read_text()[-2000:]
+            raise SystemExit(f"{code} run failed with exit {code_exit}: {err}")
+    span = time.monotonic() - start
     emulator_cpu = process_cpu(emulator) - emulator0
     busy1, total1 = busy_ticks()
-    code_exit = os.waitstatus_to_exitcode(status)
-    if code_exit not in (0, 1):
-        raise SystemExit(f"{code} run failed with exit {code_exit}: {err[-2000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
     cores = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
-    return Measured(
-        code=code,
-        sessions=sessions,
-        wall=wall,
-        cpu=cpu,
-        peak_rss_mb=usage.ru_maxrss / 1024,
-        rows=pq.ParquetFile(output).metadata.num_rows,
-        emulator_cpu=emulator_cpu,
-        others_cores=max(0.0, cores - (cpu + emulator_cpu) / wall),
-    )
+    tools = sum(u.ru_utime + u.ru_stime for u, _ in done)
+    others = max(0.0, cores - (tools + emulator_cpu) / span)
+    return [
+        Measured(
+            code=code,
+            sessions=sessions,
+            wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
+            peak_rss_mb=usage.ru_maxrss / 1024,
+            rows=pq.ParquetFile(output).metadata.num_rows,
+            emulator_cpu=emulator_cpu,
+            others_cores=others,
+        )
+        for (code, _, output), (usage, wall) in zip(runs, done, strict=True)
+    ]
 
 
 # Where a sample belongs: the first area (in this order) any of its frames is in.
@@ -224,6 +242,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--round1", type=Path, default=Path("/tmp/round1"))  # noqa: S108  # a worktree, not a temp file
     parser.add_argument("--only", choices=("now", "round1"), help="measure one side only")
     parser.add_argument("--json", type=Path, help="append the runs as JSON lines here")
+    parser.add_argument(
+        "--together", action="store_true", help="start each repeat's runs at once (same load)"
+    )
     parser.add_argument("--profile", type=Path, help="instead: py-spy this code, summarise")
     return parser.parse_args()
 
@@ -245,7 +266,7 @@ def main() -> None:
     print(
         f"emulator: {args.sessions:,} sessions, no quota, latency {args.latency * 1000:g} ms;"
         f" run --rate {args.rate:g} --fresh, concurrency "
-        f"{args.concurrency or 'each default'}"
+        f"{args.concurrency or 'each default'}" + (", both codes at once" if args.together else "")
     )
     results: list[Measured] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -254,6 +275,7 @@ def main() -> None:
         source = work / "in.csv"
         try:
             for i in range(args.repeats):
+                runs = []
                 for code, python in sides.items():
                     folder = work / f"{code}-{i}"
                     folder.mkdir()
@@ -261,9 +283,13 @@ def main() -> None:
                     line = command(python, source, output, url, args)
                     if code == "now":
                         line += ["--settle", "0"]  # round 1 asks once; so does this
+                    runs.append((code, line, output))
+                groups = [runs] if args.together else [[run] for run in runs]
+                for group in groups:
                     control(url, "reset")
-                    results.append(run_once(code, line, output, args.sessions, emulator.pid))
-                    print(show(results[-1]), flush=True)
+                    for measured in run_group(group, args.sessions, emulator.pid):
+                        results.append(measured)
+                        print(show(measured), flush=True)
         finally:
             emulator.terminate()
             emulator.wait()

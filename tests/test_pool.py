@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 
 from batch.errors import AccessError
+from batch.run.collector import THRESHOLDS
 from batch.run.pool import worker_pool
 from batch.run.stops import Stop
 
@@ -110,3 +112,35 @@ async def test_a_pool_needs_at_least_one_worker() -> None:
 
     with pytest.raises(ValueError, match="concurrency"):
         await feed(handle, IDS, concurrency=0)
+
+
+async def test_while_a_pool_runs_start_up_objects_are_frozen_and_young_passes_are_rarer() -> None:
+    """The collector's shape while answers arrive (batch/run/collector.py), and after."""
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    async def handle(_: str) -> None:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+
+    await feed(handle, IDS[:2], concurrency=2)
+
+    assert [threshold for threshold, _ in seen] == [THRESHOLDS] * 2
+    assert all(frozen > 0 for _, frozen in seen)  # this test's modules, at the least
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+async def test_the_collector_is_restored_only_when_the_last_of_overlapping_pools_ends() -> None:
+    before = gc.get_threshold()
+    first = worker_pool(_nothing, concurrency=1, stop=Stop())
+    second = worker_pool(_nothing, concurrency=1, stop=Stop())
+    await first.__aenter__()
+    await second.__aenter__()
+    await first.__aexit__(None, None, None)  # regions end in any order
+    assert gc.get_threshold() == THRESHOLDS
+    await second.__aexit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+async def _nothing(_: str) -> None:
+    return None

@@ -4,6 +4,7 @@
 so memory does not grow with the input and leaving the ``async with`` block means every
 worker has finished or been cancelled (as aiometer's ``amap``). An exception from any
 worker (an :class:`~batch.errors.AccessError`: not about one session) cancels the pool.
+While a pool runs, the garbage collector is tuned for answers (:mod:`batch.run.collector`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from batch.aws.paced import NotSent
+from batch.run.collector import tuned_collector
 from batch.run.stops import Stop
 
 __all__ = ["Pool", "worker_pool"]
@@ -54,9 +56,10 @@ async def worker_pool(
                 with contextlib.suppress(NotSent):  # its turn came after the stop: left
                     await handle(session_id)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
-        yield Pool(queue)
-        for _ in range(concurrency):
-            await queue.put(None)  # one end-of-input marker per worker
+    with tuned_collector():
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+            yield Pool(queue)
+            for _ in range(concurrency):
+                await queue.put(None)  # one end-of-input marker per worker
