@@ -352,12 +352,14 @@ def test_a_time_budget_stops_new_requests_when_it_ends(
     source = ids_file(emulator, tmp_path / "in.csv", count=200)
     ran = run_cli(
         "run", source, "-o", tmp_path / "r.parquet", "--rate", "5", "--concurrency", "60",
-        "--time-budget", "1s", "--log-format", "json",
+        "--time-budget", "2s", "--log-format", "json",
     )  # fmt: skip
 
     assert ran.code == 1, ran.stderr
     sent = emulator.stats()["requests"]
-    assert 1 <= sent <= 25  # 5/s for about a second, and the first burst
+    # 5/s for at most two seconds and the first burst; on a loaded machine start-up may
+    # take the whole budget (0 sent): the bound that matters is the upper one
+    assert sent <= 30
     end = [json.loads(line) for line in ran.stderr.splitlines()][-1]
     assert end["event"] == "end"
     assert end["requests"] == sent
