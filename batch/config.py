@@ -23,6 +23,7 @@ chain decides (``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_REKOGNITION``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 import tomllib
@@ -45,6 +46,7 @@ from pydantic import (
 from batch.durations import parse_duration
 from batch.errors import ConfigError
 from batch.store.files import parse_mode
+from batch.store.inputs import Dialect
 from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = ["ENV_PREFIX", "Option", "Settings", "load_settings", "public_url"]
@@ -85,6 +87,15 @@ class Settings(BaseModel):
     )
     format: Annotated[Literal["auto", "csv", "parquet"], RUN] = Field(
         "auto", description="Input format (auto: by the file's extension)."
+    )
+    delimiter: Annotated[str | None, Option(commands=("run", "follow"), metavar="CHAR")] = Field(
+        None,
+        description="CSV field separator: , ; | or tab [sniffed from the file's start].",
+    )
+    header: Annotated[bool, RUN] = Field(
+        True,
+        description="The CSV has no header row: its columns are 1, 2, ... and the IDs "
+        "column 1 unless --column says otherwise.",
     )
     keep_columns: Annotated[str | None, Option(metavar="A,B,...")] = Field(
         None,
@@ -136,12 +147,12 @@ class Settings(BaseModel):
         description="Requests in flight at most: a ceiling (and the HTTP pool); below it the "
         "run keeps rate x latency in flight.",
     )
-    quota: Annotated[str | None, Option(metavar="TPS|auto")] = Field(
+    quota: Annotated[str | None, Option(commands=("run", "follow"), metavar="TPS|auto")] = Field(
         None,
         description="The account's quota for GetFaceLivenessSessionResults in this region, "
         "in requests/s, or auto: read it from Service Quotas [unset: unknown].",
     )
-    quota_share: Annotated[float, RUN_ONLY] = Field(
+    quota_share: Annotated[float, RUN] = Field(
         1.0, gt=0, le=1, description="Share of --quota this run may use at most."
     )
     quota_hold: float = Field(
@@ -205,7 +216,12 @@ class Settings(BaseModel):
         description="Exit 4 when more than this share of sessions ended in errors.",
     )
     file_mode: str = Field(
-        "0600", description="mode of reports, checkpoints, lock and metrics files (octal)"
+        "0600", description="mode of reports, checkpoints and the run lock (octal)"
+    )
+    metrics_file_mode: str = Field(
+        "0644",
+        description="mode of the metrics file (octal): counts, no biometrics, so readable by "
+        "the collector's user (node_exporter) by default",
     )
     work_dir: Annotated[Path | None, RUN] = Field(
         None,
@@ -284,6 +300,20 @@ class Settings(BaseModel):
         flags.update(dict.fromkeys(self.kept_columns, "--keep-columns"))
         return flags
 
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _check_delimiter(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = {"tab": "\t", "\\t": "\t"}.get(value.strip().lower(), value)
+            if not isinstance(value, str) or len(value) != 1 or value in '"\r\n':
+                raise ValueError("give one character, e.g. ';' or tab")
+        return value
+
+    @property
+    def dialect(self) -> Dialect:
+        """How a CSV input is written (:class:`~batch.store.inputs.Dialect`)."""
+        return Dialect(delimiter=self.delimiter, header=self.header)
+
     @field_validator("save_images")
     @classmethod
     def _check_images(cls, value: str | None) -> str | None:
@@ -291,7 +321,15 @@ class Settings(BaseModel):
             url = parse_s3_url(value, "the S3 location")
             if not url.key.strip("/"):
                 raise ValueError("give a prefix after the bucket, e.g. s3://bucket/images")
+        elif value is not None:
+            value = str(Path(value).expanduser())  # "~/x" from a config file or cron's env
         return value
+
+    @field_validator("work_dir", "metrics_file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        """``~`` means the home folder wherever a path is set (no shell expands a TOML)."""
+        return None if value is None else value.expanduser()
 
     @field_validator("quota", mode="before")
     @classmethod
@@ -322,7 +360,7 @@ class Settings(BaseModel):
         except ValueError:
             return seconds_of(value, "duration")
 
-    @field_validator("file_mode")
+    @field_validator("file_mode", "metrics_file_mode")
     @classmethod
     def _check_file_mode(cls, value: str) -> str:
         parse_mode(value)  # raises ValueError with the reason
@@ -397,6 +435,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _unknown(key: str, where: str) -> ConfigError:
+    """The error of an unknown setting, with the nearest known key ("did you mean")."""
+    close = difflib.get_close_matches(key, sorted(_FIELDS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else " (see configs/default.toml)"
+    return ConfigError(f"unknown setting '{key}' in {where}{hint}")
+
+
 def _flag_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -417,10 +462,7 @@ def load_settings(
     if config_file is not None:
         for key, value in _read_toml(config_file).items():
             if key not in _FIELDS:
-                raise ConfigError(
-                    f"unknown setting '{key}' in {config_file} "
-                    f"(known: {', '.join(sorted(_FIELDS))})"
-                )
+                raise _unknown(key, str(config_file))
             values[key], origin[key] = value, str(config_file)
 
     for name, value in env.items():
@@ -428,7 +470,7 @@ def load_settings(
             continue
         key = name.removeprefix(ENV_PREFIX).lower()
         if key not in _FIELDS:
-            raise ConfigError(f"unknown setting '{key}' in environment variable {name}")
+            raise _unknown(key, f"environment variable {name}")
         values[key], origin[key] = (None if value == "" else value), name
 
     for key, value in (flags or {}).items():

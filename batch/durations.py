@@ -6,7 +6,7 @@ import re
 
 from batch.errors import ConfigError
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "short_duration"]
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -31,3 +31,14 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m{secs:02d}s"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def short_duration(seconds: float) -> str:
+    """As people write it, zero parts left out: ``180`` -> ``3m``, ``5400`` -> ``1h30m``."""
+    whole = round(seconds)
+    if whole <= 0:
+        return f"{seconds:g}s" if seconds > 0 else "0"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value)

@@ -24,6 +24,10 @@ from the same bucket: production calls throttled per 1,000 audit requests) and
 ``regions`` (two regions with a quota of Q each, sessions spread over both, one run with
 ``--region-column``: the share is of the aggregate 2Q; no boto3 peer, it has no regions).
 
+``--grid quick|subset|full`` runs issue 21's grid instead: service timings (round trip,
+lookup, jitter, fast or slow throttles) x quotas x bucket bursts, the four contenders in
+each cell (``scripts/bench_grid.py``).
+
 For each: share of the quota achieved (200 answers per second while active, over Q),
 share of requests throttled, production calls throttled per 1,000 audit requests (with a
 background load), wall time, CPU milliseconds per request and peak RSS of the
@@ -34,6 +38,7 @@ Usage: .venv/bin/python scripts/bench.py [--sessions 3000] [--quota 50] [--laten
            [--runs audit@Q,audit@3Q,boto3-adaptive,boto3-standard] [--drop]
        .venv/bin/python scripts/bench.py --scenario q150|q50|q500|q5|production|regions
            [--sessions N]
+       .venv/bin/python scripts/bench.py --grid quick|subset|full [--grid-seconds 10]
 """
 
 from __future__ import annotations
@@ -149,8 +154,11 @@ def start_emulator(
     burst: float | None = None,
     background: float = 0.0,
     regions: tuple[str, ...] = (),
+    timing: str | None = None,
 ) -> tuple[Any, str]:
-    """The emulator as its own process (writing ``work/in.csv``); returns it and its URL."""
+    """The emulator as its own process (writing ``work/in.csv``); returns it and its URL.
+
+    ``timing``: a ``--timing`` spec (batch/emulator/timing.py) instead of a fixed latency."""
     url_file = work / "url"
     command = [
         PYTHON,
@@ -176,6 +184,8 @@ def start_emulator(
         command += ["--background-tps", str(background)]
     if regions:
         command += ["--regions", ",".join(regions)]
+    if timing is not None:
+        command += ["--timing", timing]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
     for _ in range(600):
         if url_file.exists():
@@ -307,6 +317,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="append the results as JSON lines here")
     parser.add_argument("--timeline", action="store_true", help="print 200s/throttles per second")
     parser.add_argument(
+        "--grid",
+        choices=("quick", "subset", "full"),
+        help="issue 21's grid of service timings (scripts/bench_grid.py): quick (every "
+        "change), subset (the hard cells), full",
+    )
+    parser.add_argument(
+        "--grid-seconds", type=float, default=10.0, help="a grid cell's length at Q [10]"
+    )
+    parser.add_argument(
         "--scale",
         help="instead: cost growth, e.g. 1000,10000,100000 sessions, no quota, --rate 5000",
     )
@@ -329,6 +348,11 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
+    if args.grid:
+        from bench_grid import run_grid  # noqa: PLC0415  # the grid's own module, beside this
+
+        run_grid(args)
+        return
     if args.scale:
         scale([int(n) for n in args.scale.split(",")], args.concurrency)
         return

@@ -6,16 +6,19 @@
 # settle a few sessions that are still running when the audit starts (the emulator
 # creates them just before; they finish seconds later) into the same report, and show the
 # summary, the disagreements, the settled sessions and where the report is.
-# PYTHON: the interpreter for a new venv [python3.11]; VENV: the venv's folder [.venv].
+# PYTHON: the interpreter for a new venv [the first of python3.13, python3.12, python3.11,
+# python3 that is supported]; VENV: the venv's folder [.venv].
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
+# shellcheck source=scripts/find_python.sh
+. scripts/find_python.sh
 SESSIONS=${SESSIONS:-3000}
 QUOTA=${QUOTA:-100}
 VENV=${VENV:-.venv}
 out=demo-output
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    python=$(find_python) || exit 2
+    "$python" -m venv "$VENV"
 fi
 echo "== installing liveness-audit into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
@@ -109,6 +112,6 @@ COLUMNS=${COLUMNS:-120} "$VENV"/bin/liveness-audit summarize "$out/report.parque
     > "$out/summary.txt"
 echo "== the application's decisions the service contradicts (summarize; page: $out/summary.html)"
 sed -n '1,/^Sessions by status/p' "$out/summary.txt" | sed '$d'
-echo "== pass, fail, pending; by challenge type (the whole summary: $out/summary.txt)"
-sed -n '/^Pass\/fail at/,/^Confidence percentiles/p' "$out/summary.txt" | sed '$d'
+echo "== sessions by status; pass/fail by challenge type (the whole summary: $out/summary.txt)"
+sed -n '/^Sessions by status/,/^Confidence, night/p' "$out/summary.txt" | sed '$d'
 exit "$code"

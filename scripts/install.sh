@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Create the virtual environment and install liveness-audit with its test extras, plus
 # Debian's chromium for the HTML report tests. test.sh and .ci/run call it; idempotent.
-#   PYTHON  the interpreter to build the venv with   [python3.11]
+#   PYTHON  the interpreter to build the venv with   [the first supported one found]
 #   VENV    the venv's folder, kept between runs      [.venv]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
+# shellcheck source=scripts/find_python.sh
+. scripts/find_python.sh
 VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    python=$(find_python) || exit 2
+    "$python" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'

@@ -91,5 +91,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)
         name = module.__name__.rpartition(".")[2] if module is not None else ""
-        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or name in E2E_MODULES:
+        slow = item.get_closest_marker("slow") is not None
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or name in E2E_MODULES or slow:
             item.add_marker(pytest.mark.e2e)

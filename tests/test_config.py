@@ -35,6 +35,7 @@ def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
         "app_decision_column",
         "app_confidence_column",
         "region_column",
+        "delimiter",
     }
     assert set(shipped) == set(Settings.model_fields) - optional
 

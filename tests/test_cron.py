@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -184,6 +185,7 @@ def test_nightly_script_runs_the_cron_job(
     monkeypatch.setenv("LOGS", str(tmp_path / "logs"))
     monkeypatch.setenv("METRICS", str(tmp_path / "prom" / "liveness.prom"))
     monkeypatch.setenv("LIVENESS_AUDIT_RATE", "300")
+    monkeypatch.setenv("LIVENESS_AUDIT", str(Path(sys.executable).parent / "liveness-audit"))
     done = subprocess.run(args, check=False, timeout=120)
     assert done.returncode == 0
     if where == "s3":

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import publish_rows
-from batch.follow.source import FolderSource, Found, S3Source
+from batch.follow.source import FolderSource, S3Source
 from batch.model import Outcome, SessionResult
 from batch.store.locations import S3Url
 from batch.store.report import outcome_row
@@ -55,10 +56,11 @@ async def test_hidden_and_temporary_files_are_left_alone_and_files_come_oldest_f
 
 
 class Listing:
-    """A fake S3 store answering ListObjectsV2 from a list of keys, recording the calls."""
+    """A fake S3 store answering ListObjectsV2 from keys and their LastModified (minutes),
+    recording the calls."""
 
     def __init__(self) -> None:
-        self.keys: list[str] = []
+        self.keys: dict[str, int] = {}
         self.calls: list[dict[str, Any]] = []
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
@@ -67,29 +69,42 @@ class Listing:
         after = params.get("StartAfter", "")
         keys = sorted(k for k in self.keys if k.startswith(params["Prefix"]) and k > after)
         keys = keys[: params.get("MaxKeys", 1000)]
-        return {"Contents": [{"Key": k} for k in keys], "IsTruncated": False}
+        contents = [
+            {
+                "Key": k,
+                "ETag": f'"{k}-etag"',
+                "LastModified": datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=self.keys[k]),
+            }
+            for k in keys
+        ]
+        return {"Contents": contents, "IsTruncated": False}
 
 
-async def test_an_s3_source_lists_only_after_the_last_key_it_saw() -> None:
+async def test_an_s3_source_lists_after_a_watermark_trailing_the_newest_key() -> None:
     store = Listing()
     source = S3Source(store, S3Url("inbox", "ids/"), start_after=None)  # type: ignore[arg-type]  # a fake store
-    store.keys = ["ids/2026/03/01/00/a.csv", "ids/2026/03/01/00/b.csv", "other/x.csv"]
+    store.keys = {"ids/00/a.csv": 0, "ids/00/b.csv": 1, "other/x.csv": 0}
     first = await source.ready([])
-    assert [f.name for f in first] == ["ids/2026/03/01/00/a.csv", "ids/2026/03/01/00/b.csv"]
-    store.keys.append("ids/2026/03/01/01/c.csv")
-    for found in first:
+    assert [f.name for f in first] == ["ids/00/a.csv", "ids/00/b.csv"]
+    store.keys["ids/10/c.csv"] = 10  # ten minutes later
+    assert [source.done(f) for f in first] == [None, None]  # not yet past the lookback
+    again = await source.ready({f.name: f.identity for f in first})
+    assert [f.name for f in again] == ["ids/10/c.csv"]
+    assert [source.done(f) for f in again] == ["ids/00/b.csv"]  # five minutes behind c
+    await source.ready({"ids/10/c.csv": again[0].identity})
+    assert store.calls[-1]["StartAfter"] == "ids/00/b.csv"
+
+
+async def test_a_key_that_becomes_visible_late_before_the_last_key_is_still_listed() -> None:
+    store = Listing()
+    source = S3Source(store, S3Url("inbox", ""), start_after=None)  # type: ignore[arg-type]  # a fake store
+    store.keys = {"00/b.csv": 0}
+    taken: dict[str, str | None] = {}
+    for found in await source.ready(taken):
         source.done(found)
-    again = await source.ready([f.name for f in first])
-    assert [f.name for f in again] == ["ids/2026/03/01/01/c.csv"]
-    assert store.calls[-1]["StartAfter"] == "ids/2026/03/01/00/b.csv"  # never a full re-list
-
-
-def test_the_watermark_moves_only_past_keys_all_consumed(tmp_path: Path) -> None:
-    source = S3Source(Listing(), S3Url("inbox", ""), start_after=None)  # type: ignore[arg-type]  # a fake store
-    source._open = ["a", "b", "c"]  # listed, in key order
-    assert source.done(Found("b", S3Url("inbox", "b"), (0, "b"))) is None  # "a" still open
-    assert source.done(Found("a", S3Url("inbox", "a"), (0, "a"))) == "a"
-    assert source.done(Found("c", S3Url("inbox", "c"), (0, "c"))) == "c"
+        taken[found.name] = found.identity
+    store.keys["00/a.csv"] = 1  # sorts before b, visible a minute later
+    assert [f.name for f in await source.ready(taken)] == ["00/a.csv"]
 
 
 def test_consumed_files_are_remembered_across_a_restart_and_forgotten_once_gone(
@@ -197,3 +212,17 @@ async def test_a_file_dropped_into_a_watched_folder_wakes_the_source_before_the_
         source.close()
     assert await source.ready([]) == []  # first look
     assert [f.name for f in await source.ready([])] == ["ids.csv"]
+
+
+def test_consumed_names_of_a_queue_are_forgotten_after_its_retention(tmp_path: Path) -> None:
+    path = tmp_path / "consumed.jsonl"
+    old = {"name": "s3://inbox/old.csv", "state": "done", "id": "e1", "at": 1000.0}
+    path.write_text(json.dumps(old) + "\n")
+    consumed = Consumed(path)
+    consumed.add("s3://inbox/new.csv", identity="e2")
+    assert consumed.identities() == {"s3://inbox/old.csv": "e1", "s3://inbox/new.csv": "e2"}
+
+    consumed.forget_before(15 * 86_400)
+
+    assert consumed.identities() == {"s3://inbox/new.csv": "e2"}
+    consumed.close()

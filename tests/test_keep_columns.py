@@ -151,7 +151,7 @@ def test_the_run_says_how_many_repeated_ids_had_other_kept_values(
     ran = run_cli("run", source, "-o", report, "--keep-columns", "ref")
 
     assert ran.code == 0, ran.stderr
-    assert "1 repeated session IDs had other values in the kept columns" in ran.stdout
+    assert "1 repeated session ID had other values in the kept columns" in ran.stdout
     rows = read_report(report)
     assert rows.loc[first, "ref"] == "one"
     assert len(rows) == 2

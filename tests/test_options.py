@@ -33,6 +33,8 @@ RUN_FLAGS = {
     "--max-error-rate": "max_error_rate",
     "--column": "column",
     "--format": "format",
+    "--delimiter": "delimiter",
+    "--no-header": "header",
     "--keep-columns": "keep_columns",
     "--app-decision-column": "app_decision_column",
     "--app-confidence-column": "app_confidence_column",

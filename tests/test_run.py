@@ -388,7 +388,7 @@ def test_bad_output_paths_exit_2_before_any_call(emulator: EmulatorThread, tmp_p
     write_input(source, list(emulator.population.ids()[:3]))
     for output, message in [
         (tmp_path, "output is a directory"),
-        (tmp_path / "missing" / "r.parquet", "output folder does not exist"),
+        (tmp_path / "in.csv" / "r.parquet", "in.csv is not a folder"),
         (tmp_path / "r.csv", "must be a .parquet file"),
     ]:
         ran = run_cli("run", source, "--output", output)

@@ -56,7 +56,23 @@ CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", 
 EXPIRED_CODES = frozenset({"ExpiredTokenException", "ExpiredToken"})
 
 
-def convert_error(exc: BaseException) -> AuditError:  # noqa: PLR0911, PLR0912  # one flat table
+_PARSERS = ("botocore.parsers", "aiobotocore.parsers")
+_PARSE_FAILURES = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+def _raised_in_parser(exc: BaseException) -> bool:
+    """``exc`` is a plain Python error raised inside botocore's response parser."""
+    if not isinstance(exc, _PARSE_FAILURES):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_PARSERS):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def convert_error(exc: BaseException) -> AuditError:  # noqa: PLR0911, PLR0912  # long: one flat table
     """Map a botocore/aiohttp exception to the :mod:`batch.errors` tree.
 
     Unknown exception types are not guessed at: the caller re-raises them as bugs.
@@ -99,6 +115,11 @@ def convert_error(exc: BaseException) -> AuditError:  # noqa: PLR0911, PLR0912  
         return TransportError("ConnectionError", str(exc))
     if isinstance(exc, ResponseParserError):
         return TransportError("MalformedResponse", str(exc).splitlines()[0])
+    if _raised_in_parser(exc):
+        # A 200 whose body botocore's parser chokes on (Bytes not base64, a list that is
+        # not one): that session's malformed answer, never the run's crash.
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        return TransportError("MalformedResponse", f"unparsable answer: {first}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransportError("TruncatedResponse", str(exc) or type(exc).__name__)
     if isinstance(exc, aiohttp.ClientError | ConnectionError):

@@ -6,19 +6,25 @@ leaves the attempt converted by :func:`batch.aws.convert.convert_error`; the lim
 of every throttle (and may cut its rate) and every success; the retry policy decides
 whether to try again, and stops retrying once ``give_up()`` says the run is stopping.
 When the policy gives up, the last converted error is re-raised untouched.
+
+With ``stopping`` (the run's stop event, Rekognition calls), a request whose turn has not
+come when the run stops is never sent: the wait ends at once with :class:`NotSent` (or,
+for a retry, the last error), so a time budget stops new requests when it ends and only
+those already in flight finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random as _random
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from batch.aws.convert import convert_error
 from batch.errors import ThrottledError
 from batch.pacing.retry import RetryPolicy
 
-__all__ = ["Pace", "PacedCall"]
+__all__ = ["NotSent", "Pace", "PacedCall"]
 
 T = TypeVar("T")
 
@@ -33,6 +39,44 @@ class Pace(Protocol):
     def throttled(self, sent_at: float | None = None) -> bool: ...
 
     def succeeded(self, sent_at: float | None = None) -> None: ...
+
+
+class NotSent(Exception):  # not an error: a request the stop kept back
+    """A request not sent because the run stopped before its turn: the session is left
+    for a rerun, as one still queued."""
+
+
+class _Turn:
+    """``async with``: the limiter's turn, or :class:`NotSent` as soon as ``stopping`` is set."""
+
+    def __init__(self, limiter: Pace, stopping: asyncio.Event) -> None:
+        self._limiter, self._stopping = limiter, stopping
+
+    async def __aenter__(self) -> float:
+        if self._stopping.is_set():
+            raise NotSent
+        turn = asyncio.ensure_future(self._limiter.__aenter__())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((turn, stop), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while waiting: give the turn back
+            await self._abandon(turn, stop)
+            raise
+        if self._stopping.is_set():
+            await self._abandon(turn, stop)
+            raise NotSent
+        stop.cancel()
+        return turn.result()
+
+    async def _abandon(self, turn: asyncio.Future[float], stop: asyncio.Future[Any]) -> None:
+        stop.cancel()
+        turn.cancel()
+        await asyncio.wait((turn,))
+        if not turn.cancelled() and turn.exception() is None:  # got it meanwhile: leave
+            await self._limiter.__aexit__(None, None, None)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._limiter.__aexit__(*exc_info)
 
 
 def _never() -> bool:
@@ -60,8 +104,10 @@ class PacedCall:
         on_attempt: Callable[[BaseException | None], None] = _ignore,
         on_cut: Callable[[], None] = lambda: None,
         rng: _random.Random | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.limiter = limiter
+        self._stopping = stopping
         self.policy = policy
         self._give_up = give_up
         self._on_attempt = on_attempt
@@ -69,14 +115,28 @@ class PacedCall:
         self._random = (rng or _random.Random()).random  # noqa: S311  # jitter, not crypto
 
     async def __call__(self, request: Callable[[], Awaitable[T]], *, stoppable: bool = True) -> T:
+        stopping = self._stopping if stoppable else None
+        last: list[Exception] = []  # the last attempt's error, re-raised if a retry is kept back
+
         async def attempt(_: int) -> T:
-            return await self._attempt(request)
+            try:
+                return await self._attempt(request, stopping)
+            except NotSent:
+                if last:
+                    raise last[-1] from None
+                raise
+            except Exception as exc:
+                last[:] = [exc]
+                raise
 
         give_up = self._give_up if stoppable else _never
         return await self.policy.call(attempt, random=self._random, give_up=give_up)
 
-    async def _attempt(self, request: Callable[[], Awaitable[T]]) -> T:
-        async with self.limiter as sent_at:
+    async def _attempt(
+        self, request: Callable[[], Awaitable[T]], stopping: asyncio.Event | None
+    ) -> T:
+        turn = self.limiter if stopping is None else _Turn(self.limiter, stopping)
+        async with turn as sent_at:
             try:
                 result = await request()
             except Exception as exc:  # converted at the one boundary

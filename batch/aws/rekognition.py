@@ -90,7 +90,8 @@ def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
     (``MalformedResponse``) so the call is retried, and after the last attempt the session
     records that error: nothing malformed reaches the report or the checkpoint. Malformed
     means: no known ``Status``; an answer for another session; a ``Confidence`` or
-    bounding-box value that is not a finite number; an image, ``BoundingBox`` or
+    bounding-box value that is not a finite number; a ``Confidence`` outside 0-100 (the
+    documented range); an image, ``BoundingBox`` or
     ``S3Object`` that is not an object; an ``S3Object`` without ``Bucket`` or ``Name``;
     ``Bytes`` that are not binary; ``AuditImages`` that is not a list; a ``Challenge``
     without a ``Type``.
@@ -105,10 +106,13 @@ def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
     audits = response.get("AuditImages")
     if audits is not None and not isinstance(audits, list | tuple):
         raise _malformed("AuditImages is not a list")
+    confidence = _number(response.get("Confidence"), "Confidence")
+    if confidence is not None and not 0.0 <= confidence <= 100.0:
+        raise _malformed(f"Confidence {confidence:g} is outside 0-100")
     return SessionResult(
         session_id=session_id,
         status=str(status),
-        confidence=_number(response.get("Confidence"), "Confidence"),
+        confidence=confidence,
         reference_image=None if reference is None else _image(reference, "ReferenceImage"),
         audit_images=tuple(_image(a, f"AuditImages[{i}]") for i, a in enumerate(audits or ())),
         challenge=_challenge(response.get("Challenge")),

@@ -37,6 +37,7 @@ from batch.aws.session import client_config, open_session, retry_policy
 from batch.config import Settings
 from batch.errors import (
     AccessError,
+    CredentialsError,
     InputError,
     NotFoundError,
     OutputError,
@@ -57,6 +58,31 @@ T = TypeVar("T")
 
 PART_SIZE = 16 * 1024 * 1024  # bytes per multipart part; smaller files go in one PutObject
 _CHUNK = 1024 * 1024
+
+
+_ACTIONS = {  # the IAM action each S3 call needs (what a 403 tells the operator to grant)
+    "head_object": "s3:GetObject",
+    "get_object": "s3:GetObject",
+    "list_objects_v2": "s3:ListBucket",
+    "head_bucket": "s3:ListBucket",
+    "put_object": "s3:PutObject",
+    "create_multipart_upload": "s3:PutObject",
+    "upload_part": "s3:PutObject",
+    "complete_multipart_upload": "s3:PutObject",
+    "abort_multipart_upload": "s3:AbortMultipartUpload",
+}
+
+
+def refused(error: AccessError, operation: str, params: dict[str, Any]) -> AccessError:
+    """A 403 from S3 naming the call, the bucket and key, and the IAM action it needs."""
+    name = "".join(part.title() for part in operation.split("_"))
+    where = f"s3://{params.get('Bucket', '?')}/{params.get('Key', params.get('Prefix', ''))}"
+    action = _ACTIONS.get(operation, f"s3:{name}")
+    return AccessError(
+        f"S3 refused {name} on {where} ({error}); the role needs {action} on it "
+        "(see the README's IAM policy)",
+        code=error.code,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +131,12 @@ class S3Store:
 
     async def _call(self, operation: str, *, stoppable: bool = True, **params: Any) -> Any:
         method = getattr(self._client, operation)
-        return await self._attempts(lambda: method(**params), stoppable=stoppable)
+        try:
+            return await self._attempts(lambda: method(**params), stoppable=stoppable)
+        except CredentialsError:
+            raise
+        except AccessError as exc:
+            raise refused(exc, operation, params) from None
 
     async def head(self, url: S3Url, version: str | None = None) -> ObjectInfo:
         """The object at ``url`` (that ``version`` of it, if given); NotFoundError if none."""
@@ -183,6 +214,8 @@ class S3Store:
             atomic.discard()
             if isinstance(exc, NotFoundError):
                 raise InputError(f"{what} not found: {url}") from None
+            if isinstance(exc, AccessError) and not isinstance(exc, CredentialsError):
+                raise refused(exc, "get_object", {"Bucket": url.bucket, "Key": url.key}) from None
             raise
         try:
             atomic.commit()

@@ -16,6 +16,9 @@ Exit codes (a contract, mapped in one place, :func:`batch.verdict.exit_code_for`
 
 When several apply the first of 3, 1, 5, 6, 4 wins.
 
+``liveness-audit doctor`` prints each check a run makes first (✓/✗ and the fix).
+Each command's ``--help`` ends with its exit codes (:mod:`batch.cli.exits`).
+
 ``liveness-audit verify`` exits 0 when a report matches its manifest (and, with
 ``--evidence``, every S3 image it found is unchanged), 1 when it does not, 2 when it
 cannot be read, 3 when S3 refuses access.
@@ -26,9 +29,13 @@ from __future__ import annotations
 import click
 
 from batch import __version__
+from batch.cli.doctor import doctor
 from batch.cli.emulator import emulator
+from batch.cli.exits import EPILOGS
 from batch.cli.follow import follow
 from batch.cli.run import run
+from batch.cli.schema import schema
+from batch.cli.sql import sql
 from batch.cli.summarize import summarize
 from batch.cli.verify import verify
 
@@ -41,5 +48,6 @@ def main() -> None:
     """Audit Amazon Rekognition Face Liveness sessions into a Parquet report."""
 
 
-for _command in (run, follow, verify, summarize, emulator):
+for _command in (run, follow, verify, summarize, sql, schema, doctor, emulator):
+    _command.epilog = EPILOGS[_command.name or ""]
     main.add_command(_command)

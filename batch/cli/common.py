@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import click
 
+from batch.config import ENV_PREFIX
 from batch.errors import AccessError, AuditError, ConfigError
-from batch.logs import LOGGER, event
+from batch.logs import LOGGER, say
 from batch.store.locations import Location, parse_location
 from batch.verdict import exit_code_for
 
-__all__ = ["fail", "location"]
+__all__ = ["ACCESS_HINTS", "early_log_format", "fail", "location", "out", "plural"]
 
 log = logging.getLogger(LOGGER)
 
-_ACCESS_HINTS = {
+ACCESS_HINTS = {
     "AccessDeniedException": "the caller may not call rekognition:GetFaceLivenessSessionResults;"
     " grant it in the IAM policy of this user or role",
     "ExpiredTokenException": "the session token has expired; refresh the credentials"
@@ -33,11 +38,10 @@ _ACCESS_HINTS = {
 def fail(error: AuditError) -> int:
     message = str(error)
     if isinstance(error, AccessError):
-        hint = _ACCESS_HINTS.get(error.code)
+        hint = ACCESS_HINTS.get(error.code)
         message = f"aborted: {message}" + (f" ({hint})" if hint else "")
-    click.echo(f"liveness-audit: error: {message}", err=True)
     code = exit_code_for(error)
-    log.debug("error: %s", message, extra=event("error", message=message, exit_code=code))
+    say(f"error: {message}", name="error", level=logging.ERROR, exit_code=code)
     return code
 
 
@@ -46,3 +50,29 @@ def location(text: str, name: str) -> Location:
         return parse_location(text, name)
     except ValueError as exc:
         raise ConfigError(f"invalid {exc}") from None
+
+
+def early_log_format(flags: Mapping[str, Any]) -> Literal["text", "json"]:
+    """The log format asked for before the settings are validated (their own errors are
+    then events too): the flag, else ``LIVENESS_AUDIT_LOG_FORMAT``, else text."""
+    asked = flags.get("log_format") or os.environ.get(ENV_PREFIX + "LOG_FORMAT")
+    return "json" if asked == "json" else "text"
+
+
+def out(text: str) -> None:
+    """A line on stdout that a closed pipe (``| head -1``) cannot turn into a crash.
+
+    The first ``BrokenPipeError`` points stdout at ``/dev/null`` for the rest of the
+    process, so the command ends with its own exit code, not 1 or 120.
+    """
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

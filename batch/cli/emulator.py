@@ -6,11 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from batch.logs import LOGGER
 from batch.verdict import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from batch.emulator.timing import Timing
 
 log = logging.getLogger(LOGGER)
 
@@ -20,9 +24,36 @@ log = logging.getLogger(LOGGER)
 @click.option("--port", default=0, show_default=True, type=int, help="Port (0: any free).")
 @click.option("--tps", type=float, help="Quota: token-bucket refill per second (no quota).")
 @click.option("--burst", type=float, help="Quota: bucket capacity [max(1, tps/10)].")
-@click.option("--sessions", default=1000, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--sessions",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="Sessions in the synthetic population (each status, errors and images mixed).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of the population and faults."
+)
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds per call.")
+@click.option(
+    "--latency-dist",
+    type=click.Choice(["fixed", "uniform", "lognormal"]),  # batch.emulator.timing.DISTS
+    help="Timing: each part of the latency fixed, uniform or lognormal [fixed].",
+)
+@click.option(
+    "--latency-jitter", type=float, help="Timing: uniform +- this share; lognormal sigma."
+)
+@click.option(
+    "--throttle-latency",
+    help="Timing: seconds a throttle's answer takes (the round trip; the rest of --latency "
+    "is processing), or 'success' (as slow as a success).",
+)
+@click.option(
+    "--timing",
+    "timing_spec",
+    help="Timing in one: latency=0.05,round_trip=0.005,dist=lognormal,jitter=0.5"
+    ",throttle=round-trip (batch/emulator/timing.py).",
+)
 @click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of 500s.")
 @click.option("--drop-rate", default=0.0, show_default=True, type=float, help="Share dropped.")
 @click.option(
@@ -30,6 +61,7 @@ log = logging.getLogger(LOGGER)
     type=click.Choice(["ThrottlingException", "ProvisionedThroughputExceededException", "mixed"]),
     default="ThrottlingException",
     show_default=True,
+    help="The error an empty quota bucket answers (mixed: either, at random).",
 )
 @click.option("--expire-after", type=float, help="Sessions older than this many s: EXPIRED.")
 @click.option(
@@ -72,6 +104,10 @@ def emulator(  # long: one parameter per option, then one settings object built 
     sessions: int,
     seed: int,
     latency: float,
+    latency_dist: str | None,
+    latency_jitter: float | None,
+    throttle_latency: str | None,
+    timing_spec: str | None,
     error_rate: float,
     drop_rate: float,
     throttle_error: str,
@@ -95,6 +131,7 @@ def emulator(  # long: one parameter per option, then one settings object built 
             tps=tps,
             burst=burst,
             latency=latency,
+            timing=_timing(latency, latency_dist, latency_jitter, throttle_latency, timing_spec),
             error_rate=error_rate,
             drop_rate=drop_rate,
             throttle_error=throttle_error,  # type: ignore[arg-type]  # click checked the choice
@@ -123,3 +160,36 @@ def emulator(  # long: one parameter per option, then one settings object built 
     except OSError as exc:
         click.echo(f"liveness-audit emulator: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def _timing(
+    latency: float,
+    dist: str | None,
+    jitter: float | None,
+    throttle: str | None,
+    spec: str | None,
+) -> Timing | None:
+    """The service's timing from the flags (None: the plain fixed ``--latency``)."""
+    from batch.emulator.timing import Timing, parse_timing  # noqa: PLC0415  # only this command
+
+    if spec is not None:
+        if dist is not None or jitter is not None or throttle is not None:
+            raise ValueError("--timing says it all: give it without the other --latency-* flags")
+        return parse_timing(spec)
+    if dist is None and jitter is None and throttle is None:
+        return None
+    values: dict[str, object] = {"latency": latency, "dist": dist or "fixed"}
+    if jitter is not None:
+        values["jitter"] = jitter
+    elif dist in ("uniform", "lognormal"):
+        values["jitter"] = 0.4 if dist == "uniform" else 0.5
+    if throttle == "success":
+        values["throttle"] = "success"
+    elif throttle is not None:
+        try:
+            values["round_trip"] = float(throttle)
+        except ValueError:
+            raise ValueError(
+                f"--throttle-latency: seconds or 'success', got {throttle!r}"
+            ) from None
+    return Timing(**values)  # type: ignore[arg-type]  # checked in Timing.__post_init__

@@ -11,14 +11,23 @@ from typing import Any
 
 import click
 
-from batch.cli.common import fail
+from batch.cli.common import early_log_format, fail, out
 from batch.cli.options import settings_options
+from batch.cli.preflight import (
+    check_region,
+    effective_region,
+    fixed_folder,
+    make_output_folder,
+    region_source,
+)
 from batch.cli.run import render_output
 from batch.config import Settings, load_settings
 from batch.durations import parse_duration
 from batch.errors import AuditError, ConfigError
 from batch.follow.capture import Capture, FollowSummary
-from batch.logs import LOGGER, configure_logging, event
+from batch.follow.queue import SqsQueue, parse_queue
+from batch.logs import LOGGER, configure_logging, event, say
+from batch.store.files import parse_mode
 from batch.store.locations import Location, S3Url, parse_location
 from batch.store.report import check_output
 from batch.verdict import EXIT_OK
@@ -62,20 +71,24 @@ def follow(
     """Capture the results of new sessions while they exist.
 
     SOURCE is a folder or an s3://bucket/prefix/ where CSV or Parquet files of new session
-    IDs are dropped; each new ID is asked at once, pending ones until they settle, and
-    every answer goes to the day's report.
+    IDs are dropped, or sqs://QUEUE_URL receiving S3 notifications of such files; each
+    new ID is asked at once, pending ones until they settle, and every answer goes to the
+    day's report.
     """
+    configure_logging(log_level, early_log_format(flags))
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         configure_logging(log_level, settings.log_format)
+        check_region(effective_region(settings), region_source(settings))
         source = _source(source_text)
         timezone = settings.timezone
 
         def render(moment: datetime) -> str:
             return render_output(output_template, timezone=timezone, now=moment)
 
-        _check_target(parse_location(render(datetime.now().astimezone()), "--output"))
+        target = parse_location(render(datetime.now().astimezone()), "--output")
+        _prepare_target(target, output_template, mode=parse_mode(settings.file_mode))
         capture = Capture(source, output_template, render, settings, budget=budget)
         summary = asyncio.run(capture.run())
     except AuditError as error:
@@ -85,31 +98,34 @@ def follow(
     sys.exit(_end(summary))
 
 
-def _source(text: str) -> Location:
+def _source(text: str) -> Location | SqsQueue:
+    if text.startswith("sqs://"):  # S3 notifications from a queue
+        return parse_queue(text)
     try:
         return parse_location(text, "SOURCE", object_key=False)
     except ValueError as exc:
         raise ConfigError(f"invalid {exc}") from None
 
 
-def _check_target(target: Location) -> None:
-    """A local report's folder must exist (a ``{date}`` folder is made on the day)."""
+def _prepare_target(target: Location, template: str, *, mode: int) -> None:
+    """A local report's fixed folders are made now (a ``{date}`` folder on its day)."""
     if isinstance(target, S3Url):
         return
-    if not target.parent.exists() and target.parent.parent.is_dir():
-        return  # a {date} folder: made when its day comes
-    check_output(target)
+    fixed = fixed_folder(template)
+    make_output_folder(fixed, mode=mode)
+    if target.parent == fixed:  # no placeholder folder: the report goes here every day
+        check_output(target)
 
 
 def _end(summary: FollowSummary) -> int:
     """The closing lines and the exit code (as ``run``'s: 3 aborted, 1 not published)."""
-    click.echo(f"liveness-audit: {summary.figures.line()}")
+    out(f"liveness-audit: {summary.figures.line()}")
     code = EXIT_OK
     error = summary.aborted or summary.publish_error
     if error is not None:
         code = fail(error)
     elif summary.stop_reason:
-        click.echo(f"liveness-audit: stopped ({summary.stop_reason})", err=True)
+        say(f"stopped ({summary.stop_reason})", name="notice", exit_code=code)
     log.info(
         "end: exit %d",
         code,

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from batch.config import Option
+from batch.durations import short_duration
 
 __all__ = ["Generated", "generated_options", "settings_options"]
 
@@ -70,10 +71,12 @@ def _click_type(kind: Any, field: str) -> click.ParamType[Any]:
     return simple[kind]
 
 
-def _help(info: FieldInfo, *, flag: bool) -> str:
+def _help(info: FieldInfo, *, flag: bool, duration: bool = False) -> str:
+    """The description, then the default in brackets (a duration as one: ``[3m]``)."""
     text = info.description or ""
     if not flag and info.default is not None and "[" not in text:
-        text = f"{text} [{info.default}]"
+        default = short_duration(info.default) if duration else info.default
+        text = f"{text} [{default}]"
     return text
 
 
@@ -98,7 +101,7 @@ def generated_options(model: type[BaseModel], command: str) -> Iterator[Generate
             # a duration is text ("3m"), turned into seconds by the model's validator
             type=click.STRING if marker.metavar == "DURATION" else _click_type(kind, field),
             metavar=marker.metavar,
-            help=_help(info, flag=False),
+            help=_help(info, flag=False, duration=marker.metavar == "DURATION"),
         )
         yield Generated(field, flag, option, None)
 

@@ -13,16 +13,24 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from batch.cli.common import fail, location
+from batch.aws.session import open_session
+from batch.cli.common import early_log_format, fail, location, out, plural
 from batch.cli.options import settings_options
+from batch.cli.preflight import (
+    check_output_location,
+    check_region,
+    effective_region,
+    probe_access,
+    region_source,
+)
 from batch.config import Settings, load_settings
 from batch.durations import format_duration, parse_duration
 from batch.errors import AuditError, ConfigError, OutputError
-from batch.logs import LOGGER, configure_logging, event
+from batch.logs import LOGGER, configure_logging, event, say
 from batch.model import RunSummary
 from batch.reports.metrics import write_metrics
 from batch.run.audit import AuditRun, plan_counts
-from batch.store.files import PRIVATE, parse_mode, private_dir
+from batch.store.files import parse_mode
 from batch.store.inputs import Plan
 from batch.verdict import EXIT_OK, verdict
 
@@ -43,7 +51,18 @@ log = logging.getLogger(LOGGER)
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path), help="TOML settings file."
 )
-@click.option("--dry-run", is_flag=True, help="Read and validate the input, print the plan.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything a run checks (settings, region, credentials, input, output) and "
+    "print the plan; nothing is sent (but --check-access) or written.",
+)
+@click.option(
+    "--check-access",
+    is_flag=True,
+    help="Before anything else, one GetFaceLivenessSessionResults call for a random ID: "
+    "SessionNotFoundException proves the credentials, permission, region and endpoint.",
+)
 @click.option(
     "--fresh",
     is_flag=True,
@@ -51,9 +70,17 @@ log = logging.getLogger(LOGGER)
     "less informative answer; nothing is deleted).",
 )
 @click.option(
+    "--merge-journal",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Merge the answers of a journal (REPORT.journal) written under another endpoint "
+    "or region spelling into this run: its rows are answers, never thrown away.",
+)
+@click.option(
     "--time-budget",
     metavar="DURATION",
-    help="Stop in good order after this long (e.g. 45m, 2h, 1h30m, 900s).",
+    help="Stop in good order after this long (e.g. 45m, 2h, 1h30m, 900s): no new request "
+    "after it, in-flight ones finish.",
 )
 @click.option(
     "--log-level",
@@ -66,35 +93,52 @@ def run(
     output_template: str,
     config_file: Path | None,
     dry_run: bool,
+    check_access: bool,
     fresh: bool,
+    merge_journal: Path | None,
     time_budget: str | None,
     log_level: str,
     flags: dict[str, Any],
 ) -> None:
     """Fetch the results of every session ID in INPUT (.csv or .parquet; a path or s3://)."""
+    configure_logging(log_level, early_log_format(flags))
     try:
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         configure_logging(log_level, settings.log_format)
         source = location(input_text, "INPUT")
         target = location(render_output(output_template, timezone=settings.timezone), "--output")
-        if isinstance(target, Path) and not dry_run:  # noqa: SIM102  # the inner test: its own reason
-            if target.parent != Path(output_template).parent:  # a {date} folder was made
-                private_dir(target.parent, mode=parse_mode(settings.file_mode))
+        mode = parse_mode(settings.file_mode)
+        check_region(effective_region(settings), region_source(settings))
+        check_output_location(source, target, create=not dry_run, mode=mode)
+        if check_access:
+            log.info("access: %s", asyncio.run(probe_access(settings)))
         audit = AuditRun(
             source, target, settings, fresh=fresh, budget=budget, template=output_template
         )
+        audit.merge_journal = None if merge_journal is None else merge_journal.expanduser()
         if dry_run:  # only the plan: nothing is sent
-            click.echo(_plan_text(asyncio.run(audit.dry_run()), settings))
+            plan = asyncio.run(audit.dry_run())
+            asyncio.run(_dry_checks(settings))
+            out(_plan_text(plan, settings, checked_access=check_access))
             sys.exit(EXIT_OK)
         summary = asyncio.run(audit.run())
     except AuditError as error:
         code = fail(error)
         metrics = flags.get("metrics_file") or _maybe_settings(flags, config_file)
         if metrics is not None:
-            _write_metrics_quietly(metrics, None, code)
+            _write_metrics_quietly(metrics, None, code, mode=_metrics_mode(flags, config_file))
         sys.exit(code)
     _report_end(summary, settings)
+
+
+async def _dry_checks(settings: Settings) -> None:
+    """What a run needs before its first call: a region (unless per row) and credentials."""
+    if settings.region_column is None and effective_region(settings) is None:
+        raise ConfigError(
+            "invalid setting 'region': no AWS region configured; pass --region or set AWS_REGION"
+        )
+    await open_session(settings)  # CredentialsError when the chain finds none
 
 
 def _report_end(summary: RunSummary, settings: Settings) -> NoReturn:
@@ -102,25 +146,26 @@ def _report_end(summary: RunSummary, settings: Settings) -> NoReturn:
     ending = verdict(
         summary, settings.max_error_rate, fail_on_disagreement=settings.fail_on_disagreement
     )
-    click.echo(f"liveness-audit: {summary.line}")
+    out(f"liveness-audit: {summary.line}")
     if summary.reconciliation is not None:
-        click.echo(f"liveness-audit: {summary.reconciliation.line()}")
+        out(f"liveness-audit: {summary.reconciliation.line()}")
     if summary.kept_conflicts:
-        click.echo(
-            f"liveness-audit: {summary.kept_conflicts} repeated session IDs had other values "
-            "in the kept columns than their first row (the first row's are in the report)"
+        out(
+            f"liveness-audit: {plural(summary.kept_conflicts, 'repeated session ID')} had "
+            "other values in the kept columns than their first row (the first row's are in "
+            "the report)"
         )
-    click.echo(
+    out(
         f"report: {summary.report} (run {summary.run_id}, {summary.manifest.rows} rows, "
         f"rows_sha256 {summary.manifest.rows_sha256})"
     )
     if ending.error is not None:
         fail(ending.error)
     elif ending.message is not None:
-        click.echo(f"liveness-audit: {ending.message}", err=True)
+        say(ending.message, name="notice", exit_code=ending.code)
     _log_end(summary, ending.code)
     if settings.metrics_file is not None:
-        mode = parse_mode(settings.file_mode)
+        mode = parse_mode(settings.metrics_file_mode)
         _write_metrics_quietly(settings.metrics_file, summary, ending.code, mode=mode)
     sys.exit(ending.code)
 
@@ -173,16 +218,23 @@ def _maybe_settings(flags: dict[str, Any], config_file: Path | None) -> Path | N
         return None
 
 
-def _write_metrics_quietly(
-    path: Path, summary: RunSummary | None, code: int, *, mode: int = PRIVATE
-) -> None:
+def _metrics_mode(flags: dict[str, Any], config_file: Path | None) -> int:
+    """The metrics file's mode of settings that may be invalid (then the default's)."""
+    try:
+        text = load_settings(config_file=config_file, flags=flags).metrics_file_mode
+    except AuditError:
+        text = Settings.model_fields["metrics_file_mode"].default
+    return parse_mode(text)
+
+
+def _write_metrics_quietly(path: Path, summary: RunSummary | None, code: int, *, mode: int) -> None:
     try:
         write_metrics(path, summary, code, mode=mode)
     except OutputError as exc:
-        click.echo(f"liveness-audit: warning: {exc}", err=True)
+        say(f"warning: {exc}", name="warning")
 
 
-def _plan_text(plan: Plan, settings: Settings) -> str:
+def _plan_text(plan: Plan, settings: Settings, *, checked_access: bool = False) -> str:
     head = f"plan for {plan.origin} ({plan.format}, column {plan.column!r}): {plan_counts(plan)}"
     if settings.rate is None:
         pace = (
@@ -192,7 +244,8 @@ def _plan_text(plan: Plan, settings: Settings) -> str:
     else:
         seconds = len(plan.valid) / settings.rate
         pace = f"at up to {settings.rate:g} requests/s (at least {format_duration(seconds)})"
-    return f"{head}\nwould fetch {len(plan.valid)} sessions {pace}; nothing was sent (dry run)"
+    sent = "one access check was sent" if checked_access else "nothing was sent"
+    return f"{head}\nwould fetch {len(plan.valid)} sessions {pace}; {sent} (dry run)"
 
 
 _PLACEHOLDER = re.compile(r"{([^{}]*)}")

@@ -55,6 +55,7 @@ from batch.emulator import servicequotas
 from batch.emulator.lifecycle import FATES, Plan, Sessions, status_at, unit
 from batch.emulator.population import Population, write_input
 from batch.emulator.quota import Production, Quota
+from batch.emulator.timing import Timing
 from batch.store.inputs import SESSION_ID_PATTERN
 
 __all__ = ["FAULTS", "OUTCOMES", "Emulator", "EmulatorSettings", "EmulatorThread", "serve"]
@@ -72,7 +73,21 @@ FAULTS = (
     "not_found",
     "denied",
     "expired",
+    # capture faults: ``pass`` answers as usual (a script's "not yet"); ``vanish`` makes
+    # the session gone from then on (SessionNotFound, as a deleted session answers);
+    # ``bad_bytes``/``bad_audits`` are bodies botocore's parser cannot read (Bytes not
+    # base64, AuditImages not a list); ``bad_confidence`` has Confidence 150
+    "pass",
+    "vanish",
+    "bad_bytes",
+    "bad_audits",
+    "bad_confidence",
 )
+_BAD_BODIES: dict[str, dict[str, Any]] = {
+    "bad_bytes": {"ReferenceImage": {"Bytes": "%%% not base64 %%%"}},
+    "bad_audits": {"AuditImages": {"Bytes": "not a list"}},
+    "bad_confidence": {"Confidence": 150.0},
+}
 OUTCOMES = (
     "ok",
     "throttled",
@@ -120,6 +135,9 @@ class EmulatorSettings:
     ] = "ThrottlingException"
     latency: float = 0.0
     latency_jitter: float = 0.0
+    # The service's timing (batch.emulator.timing): the way in before the quota decides,
+    # the way back after, processing for successes. Set, it replaces latency(_jitter).
+    timing: Timing | None = None
     error_rate: float = 0.0
     drop_rate: float = 0.0
     malformed_rate: float = 0.0
@@ -153,6 +171,8 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if self.regions is not None:  # JSON gives a list: keep the frozen settings hashable
             object.__setattr__(self, "regions", tuple(self.regions))
+        if isinstance(self.timing, dict):  # JSON gives an object
+            object.__setattr__(self, "timing", Timing(**self.timing))
         self._check_time_and_regions()
         for name in (*_RATES, "latency", "latency_jitter", "slow_seconds"):
             if getattr(self, name) < 0:
@@ -300,8 +320,10 @@ class Emulator:
         self._clock = clock
         self._stats = Stats()
         self._scripts: dict[str, list[str]] = {}
+        self._vanished: set[str] = set()  # sessions a ``vanish`` fault made gone
         self._rng = random.Random(settings.seed)  # noqa: S311  # fault injection, not crypto
         self._quotas: dict[str, Quota] = {}
+        self._throttled: set[int] = set()  # requests (by id) the quota refused, in flight
         self._sessions = Sessions(settings.seed)
         self._spawn_origin = 0.0  # new_per_second creates from here ...
         self._spawned = 0  # ... and has created this many since
@@ -380,6 +402,7 @@ class Emulator:
         self.settings = self.initial
         self._stats = Stats()
         self._scripts.clear()
+        self._vanished.clear()
         self._rng = random.Random(self.initial.seed)  # noqa: S311  # fault injection
         self._started = self._read_clock()
         self._sessions = Sessions(self.initial.seed)
@@ -523,8 +546,22 @@ class Emulator:
         stats.arrived(self.now())
         s = self.settings
         raw = await request.read()
+        if s.timing is not None:
+            leg = s.timing.leg(self._rng)
+            await asyncio.sleep(leg.way_in)
+            response = await self._handle_in_time(stats, request, raw)
+            throttled = id(request) in self._throttled
+            self._throttled.discard(id(request))
+            await asyncio.sleep(leg.back_throttled if throttled else leg.back)
+            return response
         if s.latency or s.latency_jitter:
             await asyncio.sleep(s.latency + self._rng.uniform(0, s.latency_jitter))
+        return await self._handle_in_time(stats, request, raw)
+
+    async def _handle_in_time(
+        self, stats: Stats, request: web.Request, raw: bytes
+    ) -> web.StreamResponse:
+        s = self.settings
         auth = request.headers.get("Authorization", "")
         if not auth.startswith(_AUTH_PREFIX):
             self._count(stats, "unauthenticated")
@@ -560,10 +597,17 @@ class Emulator:
             stats.by_session[session_id] += 1
         script = self._scripts.get(session_id or "")
         fault = script.pop(0) if script else None
+        if fault == "vanish":
+            self._vanished.add(session_id or "")
+            fault = "not_found"
+        if fault == "pass" or (fault is None and session_id in self._vanished):
+            fault = "not_found" if session_id in self._vanished else None
         if fault is None and not self._quota(region).take(now):
             fault = "throttle"
         if fault is None:
             fault = self._random_fault()
+        if fault == "throttle" and self.settings.timing is not None:
+            self._throttled.add(id(request))  # answered after the round trip only
         if fault is not None:
             return await self._fault(stats, fault, request, session_id, region)
         if session_id is None or not SESSION_ID_PATTERN.fullmatch(session_id):
@@ -608,7 +652,7 @@ class Emulator:
                 return fault
         return None
 
-    async def _fault(  # noqa: PLR0911  # one answer per fault kind
+    async def _fault(  # noqa: PLR0911  # long: one answer per fault kind
         self,
         stats: Stats,
         fault: str,
@@ -641,6 +685,10 @@ class Emulator:
         if fault == "malformed":
             self._count(stats, "malformed", region=region)
             return _ok(b'{"SessionId": "' + (session_id or "").encode() + b'", "Status": ')
+        if fault in _BAD_BODIES:
+            self._count(stats, "malformed", region=region)
+            answer = self._answer(session_id or "", region) or {"SessionId": session_id}
+            return _ok(json.dumps(answer | _BAD_BODIES[fault]).encode())
         if fault == "empty":
             self._count(stats, "empty", region=region)
             return _ok(b"{}")

@@ -13,7 +13,11 @@ Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort r
 - ``show``: the progress line (or JSON event) every ``log_interval``.
 
 Each answer is journaled as it arrives. A file is consumed once each of its new IDs has
-a first answer. At a stop, in-flight calls finish (up to ``drain_timeout``), every
+a first answer, and the day journals are fsync'd before it is recorded so (a power loss
+never leaves a file consumed whose answers were lost); a file whose identity changed
+since is read again, and only sessions neither held nor settled in a day still open are
+asked. A day's report that cannot be written is a publish failure (exit 1), its answers
+kept in the journal. At a stop, in-flight calls finish (up to ``drain_timeout``), every
 changed day is published, and the journals keep what could not be; an
 :class:`~batch.errors.AccessError` stops the service at once (exit 3).
 """
@@ -36,10 +40,18 @@ from typing import Any, TypeVar
 from batch import __version__
 from batch.aws.s3 import local_copy
 from batch.config import Settings
-from batch.errors import AccessError, AuditError, InputError, OutputError, ServiceError
+from batch.errors import (
+    AccessError,
+    AuditError,
+    InputError,
+    OutputError,
+    PublishError,
+    ServiceError,
+)
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import Daybook, Render
-from batch.follow.figures import Figures, write_follow_metrics
+from batch.follow.figures import Figures, standing_of, write_follow_metrics
+from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
@@ -86,7 +98,7 @@ class Capture:
 
     def __init__(
         self,
-        source: Location,
+        source: Location | SqsQueue,
         template: str,
         render: Render,
         settings: Settings,
@@ -110,9 +122,9 @@ class Capture:
         )
         self.figures = Figures()
         self._backlog: deque[str] = deque()
+        self._standing: dict[str, str] = {}  # unsettled asked session -> figures' standing
         self._waiting: dict[str, tuple[Found, float]] = {}  # new ID -> its file, found at
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
-        self._resume_settled: set[str] = set()  # settled before a restart (first scans)
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
         self.daybook: Daybook
@@ -138,14 +150,27 @@ class Capture:
                 aborted = await self._serve()
                 self.stop.fetched = True
                 publish_error = await self.publish_all(final=True)
+                await self._flush_source()
         return FollowSummary(self.figures, self.stop.reason, aborted, publish_error)
+
+    async def _flush_source(self) -> None:
+        """Messages whose files are consumed are deleted now (SQS); at worst redelivered."""
+        if isinstance(self.source, SqsSource):
+            try:
+                await self.source.flush()
+            except (ServiceError, AccessError) as exc:
+                log.warning("could not delete consumed messages (%s): they come back, deduped", exc)
 
     async def _open(self) -> None:
         """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
         if self._needs_s3():
             await self.parts.open_s3()
         source = self.source_location
-        if isinstance(source, S3Url):
+        if isinstance(source, SqsQueue):
+            assert self.parts.session is not None
+            queue = open_queue(self.parts.session, self.settings, source)
+            self.source = await self._stack.enter_async_context(queue)
+        elif isinstance(source, S3Url):
             assert self.parts.store is not None
             self.source = S3Source(self.parts.store, source, start_after=None)
         else:
@@ -157,8 +182,7 @@ class Capture:
         self.consumed = Consumed(self.state / "consumed.jsonl", mode=self.mode)
         self._stack.callback(self.consumed.close)
         if isinstance(self.source, S3Source):
-            self.source.watermark = self.consumed.after
-            self.source._after = self.consumed.after or ""  # restart point
+            self.source.watermark = self.consumed.after  # restart point
         self.daybook = Daybook(
             self._render,
             timezone=self.settings.timezone,
@@ -174,7 +198,7 @@ class Capture:
         s = self.settings
         today = self._render(self._now())
         return (
-            isinstance(self.source_location, S3Url)
+            isinstance(self.source_location, S3Url | SqsQueue)
             or is_s3(today)
             or s.verify_evidence
             or is_s3(s.save_images or "")
@@ -187,15 +211,16 @@ class Capture:
         for day in self.daybook.reopen():
             for sid, row in day.rows.items():
                 if settled(row):
-                    self._resume_settled.add(sid)
-                elif (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                    continue  # held in its day: never asked again
+                if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
+                    self._asked(sid)
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
         rows, _ = await read_existing(target, local, self.parts.store)
-        self._resume_settled.update(str(r["session_id"]) for r in rows if settled(r))
+        self.daybook.remember_settled(today, (str(r["session_id"]) for r in rows if settled(r)))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -242,9 +267,9 @@ class Capture:
     # --- files -> backlog -----------------------------------------------------------
 
     async def _scan(self) -> None:
-        passes = 0
         while True:
-            taken = set(self.consumed) | set(self._left)
+            # consumed files as they were read; files being asked: whatever they hold now
+            taken = self.consumed.identities() | dict.fromkeys(self._left)
             try:
                 ready = await self.source.ready(taken)
             except ServiceError as exc:  # S3 unreachable for now: the next poll tries again
@@ -256,9 +281,8 @@ class Capture:
                 await self._take(found)
             if isinstance(self.source, FolderSource):
                 self.consumed.keep_only(self.source.present)
-            passes += 1
-            if passes == 2:  # every file there at the start has been looked at twice
-                self._resume_settled.clear()
+            elif isinstance(self.source, SqsSource):
+                self.consumed.forget_before(SQS_RETENTION)
             await self.source.wait(self.settings.poll_interval)
 
     async def _take(self, found: Found) -> None:
@@ -298,18 +322,25 @@ class Capture:
         for sid in new:
             self._waiting[sid] = (found, seen_at)
             self._backlog.append(sid)
-        self.figures.sessions_asked += len(new)
+            self._asked(sid)
         self._new_ids.set()
 
     async def _read(self, found: Found) -> Plan:
         s = self.settings
         if isinstance(found.location, Path):
-            return await asyncio.to_thread(read_plan, found.location, column=s.column, fmt=s.format)
+            return await asyncio.to_thread(
+                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
+            )
         folder = private_dir(self.state / "inputs", mode=self.mode)
         copy = await local_copy(self.parts.store, found.location, folder, "input")
         try:
             return await asyncio.to_thread(
-                read_plan, copy, column=s.column, fmt=s.format, origin=str(found.location)
+                read_plan,
+                copy,
+                column=s.column,
+                fmt=s.format,
+                origin=str(found.location),
+                dialect=s.dialect,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(copy), str(found.location))) from None
@@ -317,15 +348,15 @@ class Capture:
             copy.unlink(missing_ok=True)
 
     def _wanted(self, session_id: str) -> bool:
-        """Not queued already, not held (being settled or answered), not settled before."""
-        return (
-            session_id not in self._waiting
-            and self.daybook.held(session_id) is None
-            and session_id not in self._resume_settled
-        )
+        """Not queued already, not held (being settled or answered), not settled in a day
+        still open (published ones included)."""
+        return session_id not in self._waiting and not self.daybook.known(session_id)
 
     def _consume(self, found: Found, state: str = "done") -> None:
-        self.consumed.add(found.name, state)
+        """Record ``found`` consumed, after its answers are on disk: the day journals are
+        fsync'd first, so a power loss never leaves a file consumed and its answers lost."""
+        self.daybook.sync()
+        self.consumed.add(found.name, state, found.identity)
         watermark = self.source.done(found)
         if watermark is not None:
             self.consumed.advance(watermark)
@@ -352,7 +383,7 @@ class Capture:
         """An answer: journaled in its day, counted, settled or not, its file's tally; the
         row now kept for the session."""
         row = outcome_row(outcome, paths)
-        before, kept = self.daybook.add(row, self._now())
+        _, kept = self.daybook.add(row, self._now())
         sid = outcome.session_id
         first = self._waiting.pop(sid, None)
         if first is not None:
@@ -364,11 +395,21 @@ class Capture:
             if not self._left[found.name]:
                 del self._left[found.name]
                 self._consume(found)
-        if rank(kept) == Rank.RESULT and (before is None or rank(before) != Rank.RESULT):
-            self.figures.captured += 1
+        standing = self._standing.pop(sid, None)
+        if standing is not None:  # asked by this service: the figures follow it
+            self.figures.moved(standing, standing_of(kept))
         if not self.settler.answered(sid, pending=not settled(kept)):
             self.daybook.home.pop(sid, None)  # settled, or settling gave up: its answer stands
+            self.figures.settle_stopped += standing is not None and not settled(kept)
+        elif standing is not None:
+            self._standing[sid] = standing_of(kept)
         return kept
+
+    def _asked(self, session_id: str) -> None:
+        """A session joins the figures (asked, unanswered) until its answer settles."""
+        self.figures.sessions_asked += 1
+        self.figures.moved(None, "unanswered")
+        self._standing[session_id] = "unanswered"
 
     # --- publishing and display -----------------------------------------------------
 
@@ -400,8 +441,12 @@ class Capture:
                     error = exc
                     continue
                 except (OutputError, ServiceError, AuditError) as exc:
-                    error = exc
-                    log.warning("publishing %s failed (%s); kept for the next try", day.key, exc)
+                    # answers in hand: a publish failure (exit 1), never a usage error (2)
+                    error = PublishError(
+                        f"publishing {day.key} failed ({exc}); its answers are kept in the "
+                        "service's journal and published at the next try (or restart)"
+                    )
+                    log.warning("%s", error)
                     continue
                 self.figures.publishes += 1
                 log.info(
@@ -412,11 +457,17 @@ class Capture:
                 )
             if day.key != current and not day.rows:
                 self.daybook.close_day(day)
+        for key in [k for k in self.daybook.settled_ids if k != current]:
+            if key not in self.daybook.days:  # a past day, closed: its sessions are done
+                del self.daybook.settled_ids[key]
         self._refresh()
         if self.settings.metrics_file is not None:
             try:
                 write_follow_metrics(
-                    self.settings.metrics_file, self.figures, up=not final, mode=self.mode
+                    self.settings.metrics_file,
+                    self.figures,
+                    up=not final,
+                    mode=parse_mode(self.settings.metrics_file_mode),
                 )
             except OutputError as exc:
                 log.warning("%s", exc)
@@ -425,7 +476,7 @@ class Capture:
     def _refresh(self) -> None:
         f = self.figures
         f.requests, f.throttled = self.tally.requests, self.tally.throttles
-        f.pending, f.backlog = self.settler.waiting, len(self._backlog)
+        f.backlog = len(self._backlog)
 
     async def _show(self) -> None:
         while True:

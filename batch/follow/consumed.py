@@ -5,17 +5,21 @@ was rejected as bad input): a restart reads again every file not consumed, and s
 sessions in it that already have a settled answer, so it neither misses a file dropped
 while it was down nor asks twice for a session already settled.
 
-Lines are ``{"name": ..., "state": "done" | "rejected"}``, and for an S3 source
+Lines are ``{"name": ..., "state": "done" | "rejected", "id": IDENTITY, "at": TIME}``
+(the file's identity when it was read: ``size:mtime_ns:inode``, or an object's ETag; a
+file whose identity changed since is read again), and for an S3 source
 ``{"after": KEY}``: every key up to it is consumed, so the listing restarts after it and
 the names before it can be forgotten. For a folder, names of files that left the folder
-are forgotten. The file is rewritten (atomically) when it holds mostly forgotten lines,
-so both it and the memory it takes stay flat however long the service runs.
+are forgotten; for an SQS source, names older than the queue's longest retention. The
+file is rewritten (atomically) when it holds mostly forgotten lines, so both it and the
+memory it takes stay flat however long the service runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -35,6 +39,8 @@ class Consumed:
         self._mode = mode
         self.after: str | None = None
         self._names: dict[str, str] = {}
+        self._ids: dict[str, str | None] = {}  # name -> identity when read (None: unknown)
+        self._at: dict[str, float] = {}  # name -> when it was recorded (POSIX seconds)
         self._lines = 0
         if path.exists():
             self._load()
@@ -51,7 +57,11 @@ class Consumed:
                 if "after" in entry:
                     self.after = str(entry["after"])
                 elif "name" in entry:
-                    self._names[str(entry["name"])] = str(entry.get("state", "done"))
+                    name = str(entry["name"])
+                    self._names[name] = str(entry.get("state", "done"))
+                    known = entry.get("id")
+                    self._ids[name] = None if known is None else str(known)
+                    self._at[name] = float(entry.get("at") or time.time())
         self._drop_before_watermark()
 
     def _open(self) -> IO[str]:
@@ -64,13 +74,17 @@ class Consumed:
         if self.after is not None:
             after = self.after
             self._names = {k: v for k, v in self._names.items() if k > after}
+            self._ids = {k: v for k, v in self._ids.items() if k in self._names}
+            self._at = {k: v for k, v in self._at.items() if k in self._names}
 
     def _rewrite(self) -> None:
         with atomic_write(self.path, mode=self._mode, what="consumed files record") as f:
             if self.after is not None:
                 f.write((json.dumps({"after": self.after}) + "\n").encode())
             for name, state in self._names.items():
-                f.write((json.dumps({"name": name, "state": state}) + "\n").encode())
+                at = round(self._at.get(name, time.time()), 3)
+                line = {"name": name, "state": state, "id": self._ids.get(name), "at": at}
+                f.write((json.dumps(line) + "\n").encode())
         self._lines = len(self._names) + 1
 
     def __contains__(self, name: object) -> bool:
@@ -85,10 +99,17 @@ class Consumed:
     def state(self, name: str) -> str | None:
         return self._names.get(name)
 
-    def add(self, name: str, state: str = "done") -> None:
-        """Remember ``name`` as consumed (``done``) or ``rejected``; durable at once."""
+    def identities(self) -> dict[str, str | None]:
+        """Each consumed name and its identity when read (None: any content)."""
+        return {name: self._ids.get(name) for name in self._names}
+
+    def add(self, name: str, state: str = "done", identity: str | None = None) -> None:
+        """Remember ``name`` (as it was: ``identity``) as consumed (``done``) or
+        ``rejected``; durable at once."""
         self._names[name] = state
-        self._append({"name": name, "state": state})
+        self._ids[name] = identity
+        self._at[name] = now = time.time()
+        self._append({"name": name, "state": state, "id": identity, "at": round(now, 3)})
 
     def advance(self, after: str) -> None:
         """Every S3 key up to ``after`` is consumed: forget their names."""
@@ -100,9 +121,23 @@ class Consumed:
         """Forget the files no longer in the folder (they cannot come back as new)."""
         here = set(present)
         self._names = {k: v for k, v in self._names.items() if k in here}
+        self._ids = {k: v for k, v in self._ids.items() if k in here}
+        self._at = {k: v for k, v in self._at.items() if k in here}
         self._maybe_compact()
 
-    def _append(self, entry: dict[str, str]) -> None:
+    def forget_before(self, seconds: float) -> None:
+        """Forget names recorded more than ``seconds`` ago (an SQS source: a message is
+        never redelivered after the queue's retention period, 14 days at most)."""
+        horizon = time.time() - seconds
+        old = [name for name, at in self._at.items() if at < horizon]
+        for name in old:
+            self._names.pop(name, None)
+            self._ids.pop(name, None)
+            del self._at[name]
+        if old:
+            self._maybe_compact()
+
+    def _append(self, entry: dict[str, str | float | None]) -> None:
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -103,6 +103,8 @@ class Daybook:
         self._mode = mode
         self.days: dict[str, Day] = {}
         self.home: dict[str, str] = {}  # session -> key of its day, while not settled
+        # sessions settled and published, by day, while the day is open: never asked again
+        self.settled_ids: dict[str, set[str]] = {}
 
     # --- which day ------------------------------------------------------------------
 
@@ -122,8 +124,8 @@ class Daybook:
             local = self._staging / "reports" / target.bucket / Path(*parts)
         else:
             local = target
-        private_dir(local.parent, mode=self._mode)
-        check_output(local)
+        # The report's folder is made when it is published: an answer is journaled even
+        # when that folder cannot be made (a full disk, a file in the way).
         name = hashlib.sha256(key.encode()).hexdigest()[:20] + ".journal"
         path = self._journals / name
         journal = Journal.open(path, _identity(key), mode=self._mode)
@@ -163,6 +165,21 @@ class Daybook:
             self.home[sid] = key
         return before, kept
 
+    def remember_settled(self, key: str, session_ids: Iterable[str]) -> None:
+        """Sessions of day ``key`` settled already (its report, read at a restart)."""
+        self.settled_ids.setdefault(key, set()).update(session_ids)
+
+    def known(self, session_id: str) -> bool:
+        """Held in memory, or settled in a day still open: not to be asked again."""
+        return self.held(session_id) is not None or any(
+            session_id in ids for ids in self.settled_ids.values()
+        )
+
+    def sync(self) -> None:
+        """Every day's journal on disk now (fsync'd), before a file is recorded consumed."""
+        for day in self.days.values():
+            day.journal.sync_now()
+
     def held(self, session_id: str) -> Row | None:
         """The row held in memory for a session (any day), if any."""
         key = self.home.get(session_id)
@@ -182,13 +199,17 @@ class Daybook:
         OutputError when a local report is locked by a ``run`` (tried again next time).
         """
         snapshot = dict(day.rows)
+        private_dir(day.local.parent, mode=self._mode)
+        check_output(day.local)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
         rows = await publish_rows(
             snapshot.values(), day.target, day.local, self._store, provenance, mode=self._mode
         )
+        gone = self.settled_ids.setdefault(day.key, set())
         for sid, row in snapshot.items():
             if day.rows.get(sid) is row and settled(row):
                 del day.rows[sid]
+                gone.add(sid)
         day.changed = any(day.rows.get(sid) is not row for sid, row in snapshot.items()) or any(
             sid not in snapshot for sid in day.rows
         )
@@ -211,6 +232,7 @@ class Daybook:
         """A published day with nothing left to settle: forget it, journal and all."""
         day.journal.close(remove=True)
         del self.days[day.key]
+        self.settled_ids.pop(day.key, None)
 
     def close(self) -> None:
         for day in self.days.values():

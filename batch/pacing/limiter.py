@@ -21,54 +21,37 @@ but 96/s at 150/s and 96/s at 500/s: the poll caps it near 100/s. It also cannot
 test's virtual clock and has no schedule to catch up on; what would be left of it is a
 deque, so it is not used (and no longer a dependency).
 
-Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts:
-it begins at ``start`` and steps up each time an answer to a request sent at the current
-rate is in (once per round trip, as TCP's slow start), up to the maximum: it doubles
-under 50/s, where a step's round trip is mostly the wait for the next send and an
-overshoot is a few requests, and grows ``growth`` (1.25) times above, where a bucket's
-burst hides the quota while it drains and the round trip of overshoot that follows grows
-with the step (at 150/s with a burst of 30 and 50 ms answers, 22 throttles against 48
-doubling all the way, ``scripts/limiter_sim.py``; 500/s is reached 0.7 s in rather than
-0.4 s). The first throttle ends the slow start: the rate goes to ``decrease`` x the rate
-that request was sent at, or to the rate that went through over the last second if
-lower, and then *searches*: each clean reading (three answers to requests sent since the
-last step, none throttled) moves it halfway to the throttled rate (at most doubling it).
+Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts
+from ``start``, stepping up each time an answer to a request released at the current rate
+is in (once per round trip): doubling under 50/s, ``growth`` (1.25) times above, where a
+bucket's burst hides the quota and the round trip of overshoot grows with the step.
 
-Reading the quota between throttles. A throttled request found the bucket empty, so what
-went through between two throttled requests is what the bucket refilled in that time,
-give or take one: ``k`` successes between throttled sends ``span`` seconds apart put the
-quota left to us (the application's calls drain the same bucket) within
-``(k +- 1) / span``, whatever rate we sent at. When the throttles of the last half second
-bracket at least four successes over at least 20 ms, the limiter goes by that *bracket*,
-for throttles of requests sent before its last cut too (those in flight during an
-overshoot are what tells the quota, a round trip before anything sent after the cut):
+Reading it (issue 21). Throttles are decided at the service's front door and answered in
+a round trip; successes come back after a lookup, and answers overtake each other. So the
+quota is read only from *answered* releases (:mod:`batch.pacing.answered`): ``k``
+successes between two throttled releases ``span`` apart, every answer between them in,
+put the quota left to us within ``(k +- 1) / span`` (the bucket was empty at both). A
+reading narrow to ``1 - margin`` sets the estimate, and the rate to ``margin`` x it, down
+or (after a blind cut) up; a wide one lowers the rate to its top if above.
 
-- while the bracket is wide (one answer more or less is more than ``1 - margin`` of it),
-  the rate goes down to its top, ``(k + 1) / (span - 2 ms)`` (send times are releases,
-  and requests reach the service a little unevenly after), at or above the quota:
-  running there costs few throttles, fewer as the span grows, and each narrows the
-  bracket (just after a blind cut, which may have gone far under, the rate goes up to
-  ``margin`` x its middle instead);
-- once it is narrow, the estimate is its middle, and the rate ``margin`` x that.
+Until a reading is in, a throttle of a request released since the last cut cuts blind:
 
-A *lone* throttle (nothing to bracket with) of a request sent since the last cut means
-the rate has just passed the quota. The estimate becomes: for the first throttle of a
-run with a rate given, ``decrease`` x the rate (a blind cut, then a search as above); at
-or under the estimate, or in a search (whose last step read clean), 2% under the rate;
-probing past the estimate, which went through cleanly for a while, halfway between it
-and the rate (the bucket's burst may have hidden the quota for a while, so it is not
-right under the rate; and an estimate that started low comes up in a few probes). The
-rate goes to ``margin`` x the estimate.
+- the first of a run, or one while searching after a blind cut: ``decrease`` x the rate
+  it was released at, then a *search* climbs halfway back to that rate on every three
+  clean answers (a throttle while searching cuts again, but before the search stepped
+  up it is the bucket still empty, no news of the rate to climb back to);
+- a *lone* one while running: the quota is just under the rate, 2% under (halfway to it
+  when probing past the estimate), and the rate ``margin`` x that.
 
-After a cut the rate climbs back linearly to the estimate over ``ramp`` seconds, then
-probes beyond it, barely at first and faster the longer no throttle comes (cubic in the
-time since, like CUBIC), slowly: at a pace that would double it over 2,000 answers at
-the estimate, or ``probe`` seconds if longer (at most 200 s). A probe that finds the
-quota ends in a throttle, so this holds probing to a few throttles per thousand requests
-at any rate (a probe every few seconds, as before, was one request in 25 at 5/s). Once 5%
-past the estimate without a throttle the quota has risen (or the application's load has
-fallen), and from there the probe goes at ``probe``'s pace (doubling in 7 s): a quota
-that halved and came back is found again within half a minute at 50/s.
+A throttle of a request released before the last cut, or less than its way to the
+service after it (half a throttle's answer time: requests overtake each other), is old
+news. No cut goes below ``decrease`` x the rate it cuts. After a cut the rate climbs linearly to
+the estimate over ``ramp`` seconds, and after a reading's cut on to the highest narrow
+reading of the last ten seconds over another ``ramp`` (a quota that dipped for a moment
+is back in seconds; one that stays down throttles that climb, which lowers its target).
+Then it probes beyond, cubic in time like CUBIC: slowly (doubling over 2,000 answers at
+the estimate, or ``probe`` seconds, at most 200 s), and at ``probe``'s pace once 5% past
+it cleanly (the quota has risen).
 
 Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
 ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
@@ -90,24 +73,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from batch.pacing.answered import Ledger
+
 __all__ = ["Limiter", "Pace"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 Phase = Literal["start", "search", "steady"]
 
-_WINDOW = 1.0  # seconds of answers kept for the quota estimate (at least _MIN_SAMPLES' worth)
-_MIN_SAMPLES = 8  # fewer answers than this is no measurement
 _RECHECK = 0.05  # a waiter looks again this often, so a rate that went up applies
 _CLEAN = 3  # answers, none throttled, that let a search step up
 _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the rate
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
-_BRACKET = 4  # successes between two throttled sends that make a reading of the quota
-_SPAN = (0.02, 0.5)  # seconds a reading between throttles may span (see _goodput)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
+_MEMORY = 10.0  # seconds a measured estimate is climbed back to after a reading's cut
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
 
 
@@ -170,7 +152,6 @@ class Limiter:
         self._clock, self._sleep = clock, sleep
         self._turn = asyncio.Lock()
         self._slot = -math.inf  # the schedule: the last slot released
-        self._slot_first = math.inf  # the first one
         self._phase: Phase = "start" if first < self.max_rate else "steady"
         self._base = first  # the rate right after the last cut or step
         self._estimate = first  # the quota estimate the rate climbs back to
@@ -178,12 +159,13 @@ class Limiter:
         self._hold_until = -math.inf  # no climbing before this (the application is busy)
         self._step_at = -math.inf  # when slow start or search last changed the rate
         self._spoiled_at = -math.inf  # the send time of the throttle that spoiled a reading
-        self._below = first  # the rate before that step
         self._above = self.max_rate  # search: the rate that was throttled
+        self._stepped = False  # search: stepped up since the last blind cut
         self._clean: float = 0  # answers sent since the step, -inf once one is throttled
-        self._answers: deque[tuple[float, bool]] = deque()
-        self._episode: deque[tuple[float, bool]] = deque()  # answers around recent throttles
-        self._last_throttle = -math.inf  # the latest throttled send of the episode
+        self._ledger = Ledger()  # releases, read where every answer is in
+        self._before = 0.0  # the estimate before the cuts since, climbed back to after
+        self._way = 0.0  # seconds a request takes to reach the service (half a throttle's)
+        self._peaks: deque[tuple[float, float]] = deque()  # measured estimates, by time
 
     # --- pacing -----------------------------------------------------------------------
 
@@ -196,6 +178,14 @@ class Limiter:
         since = now - max(self._cut_at, self._hold_until)
         if since < self.ramp:
             rate = self._base + (self._estimate - self._base) * since / self.ramp
+        elif self._before > self._estimate:  # then back up to the estimate before the cut
+            if since < 2 * self.ramp:
+                rate = self._estimate + (self._before - self._estimate) * (since / self.ramp - 1)
+                return min(self.max_rate, max(self.min_rate, rate))
+            # There cleanly: that estimate holds again, and the probe goes on from it.
+            self._estimate, self._before = self._before, 0.0
+            self._cut_at = max(self._cut_at, self._hold_until) + self.ramp
+            rate = self._probing(since - 2 * self.ramp)
         else:
             rate = self._probing(since - self.ramp)
         return min(self.max_rate, max(self.min_rate, rate))
@@ -250,9 +240,10 @@ class Limiter:
                 await self._sleep(min(due - now, _RECHECK))
                 now = self._now()
             if self._slot == -math.inf:
-                self._slot = self._slot_first = now
+                self._slot = now
             else:
                 self._slot = max(due, now - _TOLERANCE)
+            self._ledger.released(now, 1.0 / period)
             return now
 
     async def __aenter__(self) -> float:
@@ -263,56 +254,20 @@ class Limiter:
 
     # --- feedback ---------------------------------------------------------------------
 
-    def _window(self, rate: float) -> float:
-        """Seconds a reading may span: a second, or the time _MIN_SAMPLES take at ``rate``."""
-        return max(_WINDOW, _MIN_SAMPLES / rate)
-
-    def _answer(self, now: float, sent: float, ok: bool) -> None:
-        self._answers.append((sent, ok))
-        horizon = now - self._window(self._rate_at(now))
-        while self._answers and self._answers[0][0] < horizon:
-            self._answers.popleft()
-        if not ok:
-            if sent > self._last_throttle + _SPAN[1]:  # the bucket may have refilled since
-                self._episode.clear()
-            self._last_throttle = max(self._last_throttle, sent)
-        elif not self._episode or sent > self._last_throttle + _SPAN[1]:
-            return  # no throttle lately: nothing to read between
-        self._episode.append((sent, ok))
-        while self._episode and self._episode[0][0] < self._last_throttle - _SPAN[1]:
-            self._episode.popleft()
-
-    def _goodput(self) -> tuple[int, float] | None:
-        """Successes between the first and last throttled sends of the episode, and that span.
-
-        A throttled request found the bucket empty, so what went through between two
-        throttled requests is what the bucket refilled in that time, give or take one: the
-        quota left to us is within ``(k +- 1) / span``, whatever the rate we sent at. The
-        episode is the last half second of answers up to the latest throttled send (a
-        longer one would count a bucket of one token, as at a few requests per second,
-        wasting what it cannot hold between sends, and read low); under 20 ms the send
-        times are too coarse for the refill (a few ms of jitter on the way).
-        """
-        throttled = [t for t, ok in self._episode if not ok]
-        if len(throttled) < 2:
-            return None
-        first, last = min(throttled), max(throttled)
-        between = sum(1 for t, ok in self._episode if ok and first < t < last)
-        if between < _BRACKET or last - first < _SPAN[0]:
-            return None
-        return between, last - first
-
     def succeeded(self, sent_at: float | None = None) -> None:
         """A request (released at ``sent_at``) went through: counted, and may step up."""
         now = self._now()
         sent = now if sent_at is None else sent_at
-        self._answer(now, sent, True)
+        self._ledger.answered(sent, True, now)
+        self._ledger.took(now - sent)
+        if self._ledger.advance(now):
+            self._reading(now)
         if self._phase == "steady" or sent < self._step_at or now < self._hold_until:
             return
         if self._clean == -math.inf:  # a throttle spoiled this step's reading
-            if sent < self._spoiled_at + self._window(self._base):
+            if sent < self._spoiled_at + max(1.0, 8 / self._base):
                 return
-            # A window of answers since, and not one throttled: a cut that waited for a
+            # A second of answers since, and not one throttled: a cut that waited for a
             # reading is not coming (the bucket had only been empty): read afresh.
             self._step_at, self._clean = sent, 0
         self._clean += 1
@@ -320,6 +275,7 @@ class Limiter:
             self._step(now, min(self.max_rate, self._base * self._growth()))
         elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
             self._step(now, min(self._base * 2, (self._base + self._above) / 2))
+            self._stepped = True
             if self._base >= self._above * self.margin:  # bracketed: run as after a cut
                 self._phase, self._estimate, self._cut_at = "steady", self._base, now
 
@@ -329,7 +285,7 @@ class Limiter:
         return 2.0 if self._base < _DOUBLE_BELOW else self.growth
 
     def _step(self, now: float, rate: float) -> None:
-        self._below, self._base = self._base, rate
+        self._base = rate
         self._step_at, self._clean = now, 0
 
     def throttled(self, sent_at: float | None = None) -> bool:
@@ -339,60 +295,91 @@ class Limiter:
         """
         now = self._now()
         sent = now if sent_at is None else sent_at
-        self._answer(now, sent, False)
+        released_at = self._ledger.answered(sent, False, now)
         if sent >= self._step_at:
             self._clean = -math.inf  # this step's reading is not clean
             self._spoiled_at = sent
-        if now - self._cut_at < self.reaction:
-            return False  # too soon to react
+        changed = self._ledger.advance(now) and self._reading(now)
+        self._way += 0.2 * ((now - sent) / 2 - self._way)  # a throttle's way in, about
+        if sent < self._cut_at + self._way or now - self._cut_at < self.reaction:
+            return changed  # sent before the last cut (old news), or too soon to react
         current = self._rate_at(now)
-        new = self._read(current)
-        if new is None:
-            if sent < self._cut_at:
-                return False  # sent before the last cut: old news
-            if self._phase == "start":  # the slow start overshot: back to below that rate
-                at = self._base if sent >= self._step_at else self._below
-                new = min(self._blind(at), self._delivered(now))
-            else:
-                new = self._cut(current)
-        if self.cap is not None and current <= self.cap and sent >= self._cut_at:
+        if released_at is not None and released_at > self._estimate:  # a climb failed here
+            self._before = min(self._before, released_at * _SETTLE)
+        if self._phase == "start":  # the slow start overshot: back to below that rate
+            new = self._blind(released_at if released_at is not None else self._base)
+        else:
+            new = self._cut(current)
+        self._set(now, current, new, 0.0)
+        return True
+
+    def _set(
+        self, now: float, current: float, new: float, before: float, *, own: bool = True
+    ) -> None:
+        """Cut (or lift) the rate to ``new``, never below ``decrease`` x ``current``; a
+        throttle at or below the cap (``own``: of a release since the last cut) holds.
+        ``before``: the measured estimate before this, to climb back to (0: none)."""
+        new = max(new, current * self.decrease)
+        if before > self._estimate:
+            self._before = max(self._before, before)
+        if own and self.cap is not None and current <= self.cap:
             new = min(new, current * self.decrease)  # the application is busy
             self._hold_until = now + self.hold
         self._base = min(self.max_rate, max(self.min_rate, new))
         self._cut_at, self._step_at, self._clean = now, now, 0
         self.cuts += 1
-        return True
 
-    def _read(self, current: float) -> float | None:
-        """The rate after a throttle if the episode brackets the quota, None to go on.
+    def _reading(self, now: float) -> bool:
+        """Go by the answered throttles' bracket of the quota, if there is one; True if
+        that changed the rate.
 
         Narrow (one answer more or less within ``1 - margin``): the estimate is its middle,
-        and the rate ``margin`` x that if above (else it climbs there). Wide: the rate
-        goes to its top, which is at or above the quota, if above it (the few throttles
-        that costs narrow it); after a blind cut, which may have gone far under, up to
-        ``margin`` x its middle.
+        and the rate ``margin`` x that, down from above the middle or up from a blind cut.
+        Wide: the rate goes down to its top, which is at or above the quota (the few
+        throttles that costs narrow it); after a blind cut, up to ``margin`` x its middle.
         """
-        reading = self._goodput()
+        reading = self._ledger.bracket()
         if reading is None:
-            return None
-        between, span = reading
-        middle, top = between / span, (between + 1) / (span - _JITTER)
-        if span * middle * (1 - self.margin) >= 2:
+            return False
+        before = self._peak(now)
+        middle = reading.middle
+        top = (reading.between + 1) / max(reading.span - _JITTER, reading.span / 2)
+        current = self._rate_at(now)
+        # Requests reach the service unevenly (``_way`` each, about), so the throttles at
+        # either end may be a few requests off: a blind cut's search takes a reading that
+        # is wider than that, and the rest of the time one narrow to ``1 - margin``.
+        blind = self._phase != "steady" and reading.between >= 4 * reading.rate * self._way
+        if reading.between * (1 - self.margin) >= 2 or blind:
+            lift = self._phase != "steady"  # after a blind cut: up to under the middle
             self._phase, self._estimate = "steady", middle
-            return middle * self.margin if current > middle * self.margin else None
-        if current <= top:
-            if self._phase != "steady":  # after a blind cut, which may have gone far under:
-                self._phase, self._estimate = "steady", middle  # up to under the middle
-                return middle * self.margin if current < middle * self.margin else None
-            return None  # not above the quota as far as this can tell: go on, and narrow it
-        self._phase, self._estimate = "steady", top
-        return top
+            self._measured(now)
+            if current > middle or (lift and current < middle * self.margin):
+                self._set(now, current, middle * self.margin, before, own=False)
+                return True
+            return False
+        if current > top:
+            self._phase = "steady"
+            self._estimate = top
+            self._set(now, current, top, before, own=False)
+            return True
+        return False
+
+    def _peak(self, now: float) -> float:
+        """The highest narrow reading of the last ten seconds (0: none)."""
+        while self._peaks and self._peaks[0][0] < now - _MEMORY:
+            self._peaks.popleft()
+        return max((e for _, e in self._peaks), default=0.0)
+
+    def _measured(self, now: float) -> None:
+        """The estimate is a measurement: remembered for a while, to climb back to."""
+        self._peaks.append((now, self._estimate))
 
     def _blind(self, throttled_at: float) -> float:
         """No reading yet: cut by ``decrease`` and search up towards the throttled rate."""
         new = throttled_at * self.decrease
-        self._phase, self._above = "search", throttled_at
-        self._estimate = new
+        if self._phase != "search" or self._stepped:  # a cascade right after a blind cut
+            self._above = throttled_at  # (the bucket still empty) is no news of the quota
+        self._phase, self._stepped, self._estimate = "search", False, new
         return new
 
     def _cut(self, current: float) -> float:
@@ -400,28 +387,15 @@ class Limiter:
 
         A lone throttle (no second one to bracket the quota with) came when the rate had
         just passed the quota: the estimate goes to just under that rate, and the rate to
-        ``margin`` x the estimate.
+        ``margin`` x the estimate. In a search (after a blind cut, no reading yet) the cut
+        was not enough: cut blind again.
         """
-        if self._cut_at == -math.inf:  # the first throttle of a run: no reading yet
+        if self._cut_at == -math.inf or self._phase == "search":  # no reading yet
             return self._blind(current)
-        searching, self._phase = self._phase == "search", "steady"
-        if current > self._estimate and not searching:
+        if current > self._estimate:
             # Probing past the estimate: the quota is between the two (the bucket's burst
             # may have hidden it for a while, so not right under the rate): halfway.
             self._estimate = min(current * _SETTLE, (self._estimate + current) / 2)
         else:
             self._estimate = current * _SETTLE
         return self._estimate * self.margin
-
-    def _delivered(self, now: float) -> float:
-        """Requests per second that went through, by time sent, over the last window.
-
-        Bounds the first cut after a slow start: the rate the throttled request was sent
-        at may be many times the quota when the bucket's burst hid it for a few round
-        trips, but what went through in the last second is at most quota plus burst.
-        """
-        window = min(self._window(self._base), now - self._slot_first)
-        went = [ok for t, ok in self._answers if t >= now - window]
-        if len(went) < _MIN_SAMPLES or window <= 0:
-            return math.inf  # too few to say
-        return max(self.min_rate, sum(went) / window)

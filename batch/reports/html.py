@@ -1,22 +1,23 @@
-"""The self-contained HTML page of ``liveness-audit summarize --html``.
+"""The self-contained HTML page of ``liveness-audit summarize --html``: a page that leads.
 
-The page is rendered from ``templates/summary.html.j2`` by Jinja2 with autoescaping, so
-every value from a report (which may come from the input file, the service's answers or
-any ``.parquet`` in a summarized folder) is escaped. Links to S3 objects are built only
-for bucket names and keys that follow S3's rules, with URL quoting; anything else is
-shown as text. A Content-Security-Policy forbids every script but the page's own: the
-one inline script (``templates/tables.js``: sort a table by clicking a header, filter its
-rows by typing) is allowed by its SHA-256, computed here when rendering, so even a value
-that got through could not run; the script adds its handlers with ``addEventListener`` and
-reads and writes values with ``textContent`` only.
+In order: the latest night's headline figures (each with its share and its change against
+the night before); the disagreements with the application by direction, "app passed,
+service failed" (a spoof let through) first; the sessions that need a look, with their
+reason and the count per reason (agreeing fails left out: they are in the CSV), paged in
+the page with numeric filters (``confidence<50``); charts coloured by outcome with their
+values, axis titles and alt text saying what they show; the trend table by night; and a
+footer with the run details (threshold and where it came from, run ids, times, input
+sha256, rows_sha256, tool version). Every section names the night it covers.
 
-A report of a run that reconciled the application's decisions gets, at the top, the table
-of disagreements with the kept input columns and the evidence links; the "needs a look"
-list includes those sessions and shows the kept columns and the decisions too.
+The page stays small at any volume: the facts are aggregates, lists are LIMITed queries
+(:data:`LISTED` sessions at most, the page says how many there are in all).
 
-Pending sessions (``CREATED``/``IN_PROGRESS``) are counted as their own group beside pass
-and fail, and listed as needing a look: nothing is settled about them yet. A table splits
-pass/fail by challenge type.
+Rendered from ``templates/summary.html.j2`` by Jinja2 with autoescaping, so every value
+from a report is escaped. Links to S3 objects are built only for bucket names and keys
+that follow S3's rules, with URL quoting. A Content-Security-Policy forbids every script
+but the page's own (``templates/tables.js``: sort, filter, page), allowed by its SHA-256;
+it reads and writes values with ``textContent`` only. Chart labels are drawn with
+matplotlib's mathtext off, so a value like ``$\\foo{$`` is text.
 """
 
 from __future__ import annotations
@@ -27,23 +28,48 @@ import io
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
-import pandas as pd
 from markupsafe import Markup
 
-from batch.reports.summary import PENDING, PENDING_LABEL, disagreements, kept_columns
+from batch.reports.engine import Reports
+from batch.reports.summary import (
+    AGREEING_FAIL,
+    METRICS,
+    OUTCOMES,
+    Detail,
+    Flagged,
+    NightCounts,
+    flagged,
+)
 
-if TYPE_CHECKING:
-    from batch.reports.summary import Night
-
-__all__ = ["S3Link", "render_html", "s3_link", "valid_bucket", "valid_key"]
+__all__ = [
+    "COLOURS",
+    "LISTED",
+    "MAX_BYTES",
+    "S3Link",
+    "render_html",
+    "s3_link",
+    "valid_bucket",
+    "valid_key",
+]
 
 CONSOLE = "https://s3.console.aws.amazon.com/s3/object/"
+LISTED = 1000  # sessions of a list embedded in the page, at most
+MAX_BYTES = 2_000_000  # the page, at any volume
+FOOTER_FILES = 200  # the latest reports named in the footer
+COLOURS = {
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "pending": "#f9a825",
+    "expired": "#757575",
+    "error": "#6a1b9a",
+    "disagreements": "#ef6c00",
+}
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MAX_KEY_BYTES = 1024
@@ -85,10 +111,15 @@ class S3Link:
     text: str
     href: str | None
 
+    @property
+    def label(self) -> str:
+        """The object's name without its folders (the whole text is the link's title)."""
+        return self.text.rsplit("/", 1)[-1] or self.text
+
 
 def s3_link(bucket: object, key: object) -> S3Link | None:
     """The link to the object in the AWS console, or text only when a name is invalid."""
-    if not _present(bucket) or not _present(key):
+    if bucket is None or key is None:
         return None
     text = f"s3://{bucket}/{key}"
     if not (valid_bucket(bucket) and valid_key(key)):
@@ -96,28 +127,193 @@ def s3_link(bucket: object, key: object) -> S3Link | None:
     return S3Link(text, f"{CONSOLE}{quote(str(bucket), safe='')}?prefix={quote(str(key), safe='')}")
 
 
-def _present(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and pd.isna(value))
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A headline figure: its count, share of the night, and change against the night before."""
+
+    name: str
+    count: int
+    share: str
+    change: str
+    colour: str
 
 
-def _text(value: object) -> str:
-    return str(value) if _present(value) else ""
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A chart as embedded PNG data, and the alt text saying what it shows."""
+
+    png: str
+    alt: str
 
 
-def _figure_png(draw: Callable[[Any], None]) -> str:
-    """A matplotlib drawing, as base64 PNG data for an embedded ``<img>``."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list of sessions: those shown, how many there are in all."""
+
+    rows: tuple[dict[str, Any], ...]
+    total: int
+
+
+def _share(count: int, total: int) -> str:
+    return f"{100 * count / max(1, total):.1f}%"
+
+
+def _figures(nights: list[NightCounts]) -> list[Figure]:
+    night, before = nights[-1], (nights[-2] if len(nights) > 1 else None)
+    figures = []
+    for metric in METRICS:
+        change = "no night before"
+        if before is not None:
+            delta = night.counts[metric] - before.counts[metric]
+            points = 100 * (night.share(metric) - before.share(metric))
+            change = f"{delta:+d} ({points:+.1f} pp) vs {before.night}"
+        figures.append(
+            Figure(
+                metric,
+                night.counts[metric],
+                _share(night.counts[metric], night.sessions),
+                change,
+                COLOURS[metric],
+            )
+        )
+    return figures
+
+
+def _trend_rows(nights: list[NightCounts]) -> list[dict[str, Any]]:
+    rows = []
+    for i, night in enumerate(nights):
+        before = nights[i - 1] if i else None
+        cells = []
+        for metric in METRICS:
+            change = ""
+            if before is not None:
+                change = f"{100 * (night.share(metric) - before.share(metric)):+.1f} pp"
+            cells.append(
+                (night.counts[metric], _share(night.counts[metric], night.sessions), change)
+            )
+        rows.append({"night": night.night, "sessions": night.sessions, "cells": cells})
+    return rows
+
+
+def _shown(row: Flagged) -> dict[str, Any]:
+    links = [s3_link(bucket, key) for bucket, key in row.images]
+    return {
+        "session_id": row.session_id,
+        "kept": row.kept,
+        "status": row.status,
+        "confidence": "" if row.confidence is None else f"{row.confidence:.2f}",
+        "error": row.error_code,
+        "app": row.app_decision,
+        "service": row.service_decision,
+        "disagreement": row.disagreement,
+        "reason": row.reason,
+        "links": [link for link in links if link is not None],
+    }
+
+
+def _listing(
+    reports: Reports, night: str, where: str, params: list[object], total: int, limit: int
+) -> Listing:
+    rows = flagged(reports, night, where, params, limit)
+    return Listing(tuple(_shown(r) for r in rows), total)
+
+
+def _figure_png(draw: Callable[[Any], None], size: tuple[float, float] = (6.4, 3.2)) -> str:
+    """A matplotlib drawing (mathtext off: labels are text), as base64 PNG data."""
     import matplotlib as mpl  # noqa: PLC0415  # only the HTML report needs matplotlib
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
-    draw(ax)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
+    with mpl.rc_context({"text.parse_math": False, "font.size": 9}):
+        fig, ax = plt.subplots(figsize=size, dpi=80)
+        draw(ax)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _outcome_chart(night: NightCounts) -> Chart:
+    values = [night.counts[o] for o in OUTCOMES]
+
+    def draw(ax: Any) -> None:
+        bars = ax.bar(list(OUTCOMES), values, color=[COLOURS[o] for o in OUTCOMES])
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=2)
+        ax.set_title(f"Sessions by outcome, night {night.night}")
+        ax.set_xlabel("outcome")
+        ax.set_ylabel("sessions")
+        ax.margins(y=0.15)
+
+    said = ", ".join(
+        f"{o} {v:,} ({_share(v, night.sessions)})" for o, v in zip(OUTCOMES, values, strict=True)
+    )
+    return Chart(
+        _figure_png(draw),
+        f"Bar chart of the {night.sessions:,} sessions of night {night.night} by outcome: {said}.",
+    )
+
+
+def _histogram_chart(detail: Detail, threshold: float) -> Chart:
+    edges = [5 * i for i in range(20)]
+    counts = list(detail.histogram)
+    colours = [COLOURS["pass"] if e >= threshold else COLOURS["fail"] for e in edges]
+
+    def draw(ax: Any) -> None:
+        ax.bar(edges, counts, width=5, align="edge", color=colours, edgecolor="white")
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:g}")
+        ax.set_title(f"Confidence of sessions with one, night {detail.night}")
+        ax.set_xlabel("confidence (5-point bins)")
+        ax.set_ylabel("sessions")
+        ax.set_xlim(0, 100)
+        ax.legend(loc="upper left")  # "best" searches the data: slow, and warns, at volume
+
+    total = sum(counts)
+    above = sum(c for e, c in zip(edges, counts, strict=True) if e >= threshold)
+    median = f", median {detail.confidence[50]:.2f}" if detail.confidence else ""
+    alt = (
+        f"Histogram of the confidence of {total:,} sessions of night {detail.night} in 5-point "
+        f"bins; {above:,} in bins at or above the threshold {threshold:g}{median}."
+    )
+    return Chart(_figure_png(draw), alt)
+
+
+def _trend_chart(nights: list[NightCounts]) -> Chart:
+    labels = [n.night for n in nights]
+
+    def draw(ax: Any) -> None:
+        for outcome in OUTCOMES:
+            ax.plot(
+                labels,
+                [100 * n.share(outcome) for n in nights],
+                marker="o",
+                color=COLOURS[outcome],
+                label=outcome,
+            )
+        last = nights[-1]
+        for outcome in OUTCOMES:
+            ax.annotate(
+                f"{100 * last.share(outcome):.1f}%",
+                (labels[-1], 100 * last.share(outcome)),
+                textcoords="offset points",
+                xytext=(4, 0),
+                fontsize=7,
+            )
+        ax.set_title("Share of sessions by outcome, by night")
+        ax.set_xlabel("night (date partition)")
+        ax.set_ylabel("% of the night's sessions")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.08, 0.5))
+
+    first, last = nights[0], nights[-1]
+    alt = (
+        f"Line chart of the share of each outcome over {len(nights)} nights, {first.night} to "
+        f"{last.night}: pass {100 * first.share('pass'):.1f}% then "
+        f"{100 * last.share('pass'):.1f}%, fail {100 * first.share('fail'):.1f}% then "
+        f"{100 * last.share('fail'):.1f}%."
+    )
+    return Chart(_figure_png(draw, (7.2, 3.6)), alt)
 
 
 def _script() -> tuple[str, str]:
@@ -131,100 +327,65 @@ def _script() -> tuple[str, str]:
     return text, f"'sha256-{digest}'"
 
 
-def _needs_a_look(night: Night, threshold: float) -> pd.DataFrame:
-    df = night.frame
-    low = (df["status"] == "SUCCEEDED") & (df["confidence"] < threshold)
-    odd = df["status"].isin(["FAILED", "EXPIRED", *PENDING]) | low | df["error_code"].notna()
-    if night.reconciled:
-        odd |= (df["agrees"] == False) | df["app_decision_error"].notna()  # noqa: E712  # nullable
-    return df[odd]
+def render_html(reports: Reports, nights: list[NightCounts], detail: Detail) -> str:
+    """One self-contained page: the facts, charts embedded, no network, one script.
 
-
-def _links(row: dict[str, Any]) -> list[S3Link]:
-    links = [s3_link(row["reference_s3_bucket"], row["reference_s3_name"])]
-    images = row["audit_images"]
-    links += [
-        s3_link(i.get("s3_bucket"), i.get("s3_name")) for i in (() if images is None else images)
-    ]
-    return [link for link in links if link is not None]
-
-
-def _flagged(rows: Iterable[dict[str, Any]], kept: list[str]) -> list[dict[str, Any]]:
-    shown = []
-    for row in rows:
-        confidence = row["confidence"]
-        shown.append(
-            {
-                "session_id": _text(row["session_id"]),
-                "kept": [_text(row[name]) for name in kept],
-                "status": _text(row["status"]),
-                "confidence": "" if not _present(confidence) else f"{confidence:.2f}",
-                "error": _text(row["error_code"]),
-                "app": _text(row.get("app_decision")),
-                "service": _text(row.get("service_decision")),
-                "disagreement": _text(row.get("disagreement") or row.get("app_decision_error")),
-                "links": _links(row),
-            }
-        )
-    return shown
-
-
-def _records(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
-    return ({str(k): v for k, v in row.items()} for row in frame.to_dict("records"))
-
-
-def _charts(nights: list[Night], threshold: float) -> list[str]:
+    At most :data:`MAX_BYTES`: lists start at :data:`LISTED` sessions (a quarter of that
+    per direction of disagreement) and are halved until the page fits (long kept values
+    or many images make rows larger).
+    """
     night = nights[-1]
-    statuses = dict(night.by_status)
-
-    def status_chart(ax: Any) -> None:
-        ax.bar(list(statuses), list(statuses.values()), color="#4c72b0")
-        ax.set_title("Sessions by status")
-
-    def histogram(ax: Any) -> None:
-        ax.hist(night.frame["confidence"].dropna(), bins=20, range=(0, 100), color="#55a868")
-        ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"threshold {threshold:g}")
-        ax.set_title("Confidence")
-        ax.legend()
-
-    def trend(ax: Any) -> None:
-        days = [n.when[:10] for n in nights]
-        ax.plot(days, [n.passed for n in nights], marker="o", label="pass")
-        ax.plot(days, [n.failed for n in nights], marker="o", label="fail")
-        ax.plot(days, [n.pending for n in nights], marker="o", label="pending")
-        ax.set_title("Trend by night")
-        ax.legend()
-
-    drawings = [status_chart, histogram, *([trend] if len(nights) > 1 else [])]
-    return [_figure_png(draw) for draw in drawings]
+    thresholds = sorted({f.threshold for f in detail.files})
+    charts = [_outcome_chart(night), _histogram_chart(detail, thresholds[0])]
+    trend = _trend_chart(nights) if len(nights) > 1 else None
+    limit = LISTED
+    while True:
+        page = _render(reports, nights, detail, (charts, trend), limit)
+        if len(page.encode("utf-8")) <= MAX_BYTES or limit <= 1:
+            return page
+        limit //= 2
 
 
-def render_html(nights: list[Night], threshold: float) -> str:
-    """One self-contained page: the same facts, charts embedded, no network, one script."""
+def _render(
+    reports: Reports,
+    nights: list[NightCounts],
+    detail: Detail,
+    charts: tuple[list[Chart], Chart | None],
+    limit: int,
+) -> str:
     night = nights[-1]
-    p = night.provenance
-    kept = kept_columns(night.frame)
+    thresholds = sorted({f.threshold for f in detail.files})
     script, script_source = _script()
+    directions = [
+        (d, _listing(reports, night.night, "direction = ?", [d], n, max(1, limit // 4)))
+        for d, n in detail.directions
+    ]
+    look = _listing(
+        reports,
+        night.night,
+        "reason IS NOT NULL AND reason <> ?",
+        [AGREEING_FAIL],
+        detail.look,
+        limit,
+    )
     return _environment.get_template("summary.html.j2").render(
         night=night,
-        when=night.when,
-        input_path=str(p.get("input_path")),
-        tool_version=str(p.get("tool_version")),
-        throttled=p.get("throttled", 0),
-        threshold=f"{threshold:g}",
-        percentiles=" ".join(f"p{k} {v:.2f}" for k, v in night.confidence.items()),
-        statuses=[(str(name), count) for name, count in night.by_status.items()],
-        pending_label=PENDING_LABEL,
-        challenges=[
-            (c.challenge, c.passed, c.failed, f"{100 * c.share:.1f}%") for c in night.challenges
-        ],
-        errors=sorted(night.errors.items()),
-        flagged=_flagged(_records(_needs_a_look(night, threshold)), kept),
-        charts=_charts(nights, threshold),
-        kept=kept,
-        reconciled=night.reconciled,
-        reconciliation=night.reconciliation() if night.reconciled else {},
-        disagreements=_flagged(_records(disagreements(night.frame)), kept),
+        nights=nights,
+        detail=detail,
+        thresholds=", ".join(f"{t:g}" for t in thresholds),
+        threshold_source=detail.files[0].threshold_source,
+        figures=_figures(nights),
+        metrics=METRICS,
+        colours=COLOURS,
+        trend=_trend_rows(nights),
+        directions=directions,
+        look=look,
+        agreeing_fail=AGREEING_FAIL,
+        charts=charts[0],
+        trend_chart=charts[1],
+        kept=[name for name, _ in reports.kept],
+        files=reports.files[-FOOTER_FILES:],
+        files_total=len(reports.files),
         script=Markup(script),  # noqa: S704  # our own file, checked to hold no '</'
         script_source=Markup(script_source),  # noqa: S704  # quotes and base64 only
     )

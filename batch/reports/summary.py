@@ -1,72 +1,76 @@
-"""Audit summaries people read: ``liveness-audit summarize REPORT...``.
+"""Audit summaries people read: the facts of ``liveness-audit summarize REPORT...``.
 
-Reads one report, a folder of them or a glob (nightly reports), computes the facts an
-analyst looks for (sessions by status, pass/fail against a confidence threshold, pending
-sessions, pass/fail by challenge type, confidence percentiles, errors by code, attempts
-and throttling, provenance) and shows
-them as terminal tables, with a trend by night when several reports are given (the page is
-:mod:`batch.reports.html`; the spreadsheets :mod:`batch.reports.export`). The flat
-per-session table (no image bytes, bounding boxes as columns) can be written as CSV or
-XLSX for spreadsheet users.
+Reports (a file, a folder of nights, a glob, an S3 object or prefix) are read through
+:mod:`batch.reports.engine` (DuckDB, out of core), so the facts cost the same memory for
+one night or thirty. They are plain records:
 
-A report of a run that reconciled the application's decisions (``--app-decision-column``)
-has its disagreements shown first: the sessions, their kept input columns (the customer
-reference) and where the service stored their images.
+- :class:`NightCounts` for every night (the trend): sessions by outcome (pass, fail,
+  pending, expired, error: every session in exactly one) and disagreements;
+- :class:`Detail` for the latest night (the one every detail section names): sessions by
+  status, errors by code, pass/fail by challenge type, confidence percentiles, the
+  reconciliation with the application's decisions by direction, "need a look" by reason;
+- :class:`Flagged` rows, a LIMITed list of sessions for the page and the terminal.
 
-Pending sessions (``CREATED``/``IN_PROGRESS``: the run's last answer, not a result) are
-their own group beside pass and fail: nothing is settled about them, a rerun asks again.
+Outcomes, directions and reasons are defined once, in ``queries.sql`` (view ``audit``).
+The terminal tables are :mod:`batch.reports.terminal`, the page :mod:`batch.reports.html`,
+the spreadsheets :mod:`batch.reports.export`.
 """
 
 from __future__ import annotations
 
 import glob
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-
-import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from batch.aws.s3 import connect_s3, local_copy
 from batch.config import Settings
-from batch.errors import ConfigError, InputError, OutputError
+from batch.errors import ConfigError, InputError
+from batch.reports.engine import Pin, ReportFile, Reports, read_report_file
 from batch.store.locations import is_s3, parse_s3_url
-from batch.store.report import (
-    IMAGE_FIELDS,
-    RECONCILED_FIELDS,
-    REGION_FIELD,
-    SCHEMA,
-    read_provenance,
-    read_table,
-)
 
 __all__ = [
+    "AGREEING_FAIL",
+    "DIRECTIONS",
+    "METRICS",
     "NO_CHALLENGE",
-    "PENDING",
-    "PENDING_LABEL",
+    "OUTCOMES",
+    "PERCENTILES",
     "ChallengeSplit",
-    "Night",
-    "challenge_split",
-    "disagreements",
+    "Detail",
+    "Flagged",
+    "NightCounts",
     "find_reports",
-    "flat_table",
-    "kept_columns",
-    "load_night",
-    "load_nights",
-    "render_terminal",
+    "flagged",
+    "night_counts",
+    "night_detail",
+    "open_reports",
 ]
 
 PERCENTILES = (5, 25, 50, 75, 95)
-PENDING = ("CREATED", "IN_PROGRESS")
-PENDING_LABEL = "pending (not settled: a rerun asks again)"
+OUTCOMES = ("pass", "fail", "pending", "expired", "error")
+METRICS = (*OUTCOMES, "disagreements")  # the trend's figures, each with its change
+DIRECTIONS = ("app passed, service failed", "app failed, service passed", "confidences differ")
+AGREEING_FAIL = "fail, app agrees"  # a reason the page leaves out by default
 NO_CHALLENGE = "(no challenge)"  # a result whose answer carried no Challenge
+NO_STATUS = "(no status)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class NightCounts:
+    """One night's sessions by outcome, and its disagreements."""
+
+    night: str
+    sessions: int
+    counts: dict[str, int]  # by METRICS name
+
+    def share(self, metric: str) -> float:
+        """``metric``'s share of the night's sessions, in [0, 1]."""
+        return self.counts[metric] / max(1, self.sessions)
+
+
+@dataclass(frozen=True, slots=True)
 class ChallengeSplit:
     """Pass and fail of the sessions with a result, for one challenge type."""
 
@@ -80,63 +84,47 @@ class ChallengeSplit:
         return self.passed / max(1, self.passed + self.failed)
 
 
-@dataclass(frozen=True)
-class Night:
-    """One report and the facts computed from it."""
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """The facts of one night beyond its counts."""
 
-    path: Path
-    source: str  # where the report is, as the user named it (a path or s3:// URL)
-    provenance: dict[str, Any]
-    sessions: int
-    by_status: dict[str, int]
-    errors: dict[str, int]
-    passed: int
-    failed: int
-    pending: int
+    night: str
+    files: tuple[ReportFile, ...]
+    by_status: tuple[tuple[str, int], ...]  # adds up to the night's sessions
+    errors: tuple[tuple[str, int], ...]
     challenges: tuple[ChallengeSplit, ...]
-    confidence: dict[int, float]
+    confidence: dict[int, float]  # percentile -> value; empty without results
+    histogram: tuple[int, ...]  # sessions with a result by 5-point bin of confidence
     attempts_total: int
     attempts_max: int
-    frame: pd.DataFrame
-
-    @property
-    def when(self) -> str:
-        return str(self.provenance.get("started_at", ""))[:19]
+    reconciliation: dict[str, int]  # agreed, disagreed, unverifiable; empty: not reconciled
+    directions: tuple[tuple[str, int], ...]  # DIRECTIONS order, only those with sessions
+    reasons: tuple[tuple[str, int], ...]  # most first
 
     @property
     def reconciled(self) -> bool:
-        """Whether the run compared the application's decisions (its report has ``agrees``)."""
-        return "agrees" in self.frame.columns
+        return bool(self.reconciliation)
 
-    def reconciliation(self) -> dict[str, int]:
-        """Sessions by how the application's decision compares with the service's."""
-        frame = self.frame
-        agrees = frame["agrees"]
-        # Rows a run reconciled carry the application's decision or why it was unusable;
-        # others (sessions of an input without decisions, invalid cells) were not compared.
-        compared = frame["app_decision"].notna() | frame["app_decision_error"].notna()
-        return {
-            "agreed": int((agrees == True).sum()),  # noqa: E712  # a nullable column
-            "disagreed": int((agrees == False).sum()),  # noqa: E712
-            "unverifiable": int((agrees.isna() & compared).sum()),
-        }
+    @property
+    def look(self) -> int:
+        """Sessions that need a look, agreeing fails left out."""
+        return sum(n for reason, n in self.reasons if reason != AGREEING_FAIL)
 
 
-_REPORT_COLUMNS = frozenset(
-    {*SCHEMA.names, REGION_FIELD.name, *(f.name for f in RECONCILED_FIELDS)}
-)
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """A session as a list shows it: who, what the service said, why it is listed."""
 
-
-def kept_columns(frame: pd.DataFrame) -> list[str]:
-    """The input columns a run kept in its report (``--keep-columns``), in order."""
-    return [str(c) for c in frame.columns if c not in _REPORT_COLUMNS]
-
-
-def disagreements(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose application decision the service contradicts (none if not reconciled)."""
-    if "agrees" not in frame.columns:
-        return frame.iloc[0:0]
-    return frame[frame["agrees"] == False]  # noqa: E712  # a nullable column
+    session_id: str
+    kept: tuple[str, ...]
+    status: str
+    confidence: float | None
+    error_code: str
+    app_decision: str
+    service_decision: str
+    disagreement: str
+    reason: str
+    images: tuple[tuple[object, object], ...]  # (bucket, key) of images stored in S3
 
 
 def find_reports(patterns: Iterable[str]) -> list[Path]:
@@ -158,235 +146,232 @@ def find_reports(patterns: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
-def load_night(path: Path, threshold: float, source: str | None = None) -> Night:
-    """The facts of the report at ``path`` (a local copy of ``source``, if given)."""
-    source = source or str(path)
-    try:
-        frame = read_table(path).to_pandas()
-        provenance = read_provenance(path)
-    except (OSError, ValueError, OutputError) as exc:
-        raise InputError(f"{source} is not a liveness-audit report: {exc}") from None
-    status = frame["status"]
-    finished = status.isin(["SUCCEEDED", "FAILED"])
-    passed = int(_passing(frame, threshold).sum())
-    scores = frame["confidence"].dropna()
-    return Night(
-        path=path,
-        source=source,
-        provenance=provenance,
-        sessions=len(frame),
-        by_status={str(k): int(v) for k, v in status.value_counts().sort_index().items()},
-        errors={str(k): int(v) for k, v in frame["error_code"].value_counts().items()},
-        passed=passed,
-        failed=int(finished.sum()) - passed,
-        pending=int(status.isin(PENDING).sum()),
-        challenges=challenge_split(frame, threshold),
-        confidence={p: float(scores.quantile(p / 100)) for p in PERCENTILES} if len(scores) else {},
-        attempts_total=int(frame["attempts"].sum()),
-        attempts_max=int(frame["attempts"].max()) if len(frame) else 0,
-        frame=frame,
-    )
+async def open_reports(
+    reports: Sequence[str], settings: Settings, folder: Path, *, threshold: float | None
+) -> Reports:
+    """The engine over ``reports``: local files, folders and globs as they are; S3 objects,
+    or every ``.parquet`` under an S3 prefix, copied into ``folder`` first (which is also
+    where DuckDB spills). ``threshold``: the one given, else each report's own."""
 
-
-def _passing(frame: pd.DataFrame, threshold: float) -> pd.Series:
-    """Which sessions pass: ``SUCCEEDED`` at or above ``threshold``."""
-    return (frame["status"] == "SUCCEEDED") & (frame["confidence"] >= threshold)
-
-
-def challenge_split(frame: pd.DataFrame, threshold: float) -> tuple[ChallengeSplit, ...]:
-    """Pass/fail of the sessions with a result by ``challenge_type``, in name order, the
-    results without a challenge (older answers, older reports) last."""
-    finished = frame[frame["status"].isin(["SUCCEEDED", "FAILED"])]
-    if "challenge_type" in finished.columns:
-        kinds = (
-            finished["challenge_type"]
-            .astype(object)
-            .where(finished["challenge_type"].notna(), NO_CHALLENGE)
+    def read(path: Path, source: str) -> ReportFile:
+        return read_report_file(
+            path, source=source, threshold=threshold, default=settings.threshold
         )
-    else:
-        kinds = pd.Series(NO_CHALLENGE, index=finished.index, dtype=object)
-    passing = _passing(finished, threshold)
-    splits = []
-    for kind in sorted(set(kinds), key=lambda k: (k == NO_CHALLENGE, k)):
-        chosen = kinds == kind
-        passed = int((passing & chosen).sum())
-        splits.append(ChallengeSplit(str(kind), passed, int(chosen.sum()) - passed))
-    return tuple(splits)
 
-
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    return table
-
-
-def render_terminal(nights: list[Night], threshold: float, console: Console) -> None:
-    """Print the facts of the last report, and the trend when there are several."""
-    night = nights[-1]
-    p = night.provenance
-    console.print(
-        f"[bold]{night.source}[/bold]: {night.sessions} sessions, run {night.when} UTC, "
-        f"input {p.get('input_path')} (sha256 {str(p.get('input_sha256', ''))[:12]}), "
-        f"liveness-audit {p.get('tool_version')}"
-    )
-    if night.reconciled:
-        _render_disagreements(night, console)
-    status = _table("Sessions by status", "status", "sessions", "share")
-    for name, count in night.by_status.items():
-        status.add_row(name, str(count), f"{100 * count / max(1, night.sessions):.1f}%")
-    no_answer = night.sessions - sum(night.by_status.values())
-    status.add_row(
-        "(no answer)", str(no_answer), f"{100 * no_answer / max(1, night.sessions):.1f}%"
-    )
-    console.print(status)
-    _render_outcomes(night, threshold, console)
-    if night.confidence:
-        percentiles = _table("Confidence percentiles", *(f"p{p}" for p in PERCENTILES))
-        percentiles.add_row(*(f"{night.confidence[p]:.2f}" for p in PERCENTILES))
-        console.print(percentiles)
-    errors = _table("Errors by code", "error_code", "sessions")
-    for code, count in sorted(night.errors.items()):
-        errors.add_row(code, str(count))
-    console.print(errors if night.errors else "Errors by code: none")
-    console.print(
-        f"Attempts: {night.attempts_total} in all, at most {night.attempts_max} for one session; "
-        f"{p.get('throttled', 0)} throttled of {p.get('requests', 0)} requests"
-    )
-    if len(nights) > 1:
-        _render_trend(nights, console)
-
-
-def _render_outcomes(night: Night, threshold: float, console: Console) -> None:
-    """Pass, fail and pending; then pass/fail by challenge type."""
-    verdict = _table(f"Pass/fail at confidence >= {threshold:g}", "outcome", "sessions")
-    verdict.add_row("pass (SUCCEEDED, at or above)", str(night.passed))
-    verdict.add_row("fail (FAILED, or below)", str(night.failed))
-    verdict.add_row(PENDING_LABEL, str(night.pending))
-    console.print(verdict)
-    if not night.challenges:
-        return
-    split = _table(
-        f"Pass/fail by challenge type at confidence >= {threshold:g}",
-        "challenge_type",
-        "pass",
-        "fail",
-        "pass share",
-    )
-    for row in night.challenges:
-        split.add_row(
-            escape(row.challenge), str(row.passed), str(row.failed), f"{100 * row.share:.1f}%"
-        )
-    console.print(split)
-
-
-def _render_trend(nights: list[Night], console: Console) -> None:
-    trend = _table(
-        "Trend by night", "night", "sessions", "pass", "fail", "pending", "median", "errors"
-    )
-    for n in nights:
-        median = f"{n.confidence[50]:.2f}" if n.confidence else "-"
-        trend.add_row(
-            n.when[:10] or PurePosixPath(n.source).name,
-            str(n.sessions),
-            str(n.passed),
-            str(n.failed),
-            str(n.pending),
-            median,
-            str(sum(n.errors.values())),
-        )
-    console.print(trend)
-
-
-def _render_disagreements(night: Night, console: Console) -> None:
-    """The application's decisions the service contradicts, first: who, what, where."""
-    counts = night.reconciliation()
-    console.print(
-        f"Reconciled with the application's decisions: {counts['agreed']} agree, "
-        f"{counts['disagreed']} disagree, {counts['unverifiable']} unverifiable"
-    )
-    found = disagreements(night.frame)
-    if found.empty:
-        return
-    kept = kept_columns(night.frame)
-    table = Table(
-        title="Disagreements: the service contradicts the application", title_justify="left"
-    )
-    for column in ("session", *kept):
-        table.add_column(column, no_wrap=True)  # whole, so it can be copied
-    for column in ("app", "service", "confidence", "why"):
-        table.add_column(column, overflow="fold")
-    evidence = []
-    for row in found.to_dict("records"):
-        confidence = row["confidence"]
-        bucket, key = row["reference_s3_bucket"], row["reference_s3_name"]
-        values = (
-            row["session_id"],
-            *(row[c] for c in kept),
-            row["app_decision"],
-            f"{row['service_decision']} ({row['status']})",
-            "" if pd.isna(confidence) else f"{confidence:.2f}",
-            row["disagreement"],
-        )
-        table.add_row(*map(_plain, values))
-        if isinstance(key, str):
-            evidence.append(f"  {_plain(row['session_id'])}: s3://{_plain(bucket)}/{_plain(key)}")
-    console.print(table)
-    if evidence:
-        console.print("Their reference images in S3:", *evidence, sep="\n")
-
-
-def _plain(value: object) -> str:
-    """A cell as plain text: no rich markup, nothing for a missing value."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return escape(str(value))
-
-
-def flat_table(nights: list[Night]) -> pd.DataFrame:
-    """One row per session and report: audit images as numbered columns, no bytes."""
-    frames = []
-    for night in nights:
-        frame = night.frame.drop(columns=["audit_images"])
-        widest = int(night.frame["audit_image_count"].max()) if len(night.frame) else 0
-        for i in range(widest):
-            for name in IMAGE_FIELDS:
-                frame[f"audit_{i}_{name}"] = [
-                    images[i][name] if i < len(images) else None
-                    for images in night.frame["audit_images"]
-                ]
-        frame.insert(0, "report", night.source)
-        for column in frame.columns:  # spreadsheets know no time zones: UTC, unmarked
-            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-                frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
-            elif column.endswith("evidence_last_modified"):
-                frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-async def load_nights(reports: tuple[str, ...], settings: Settings, folder: Path) -> list[Night]:
-    """The nights of ``reports``: local files, folders and globs as they are; S3 objects,
-    or every ``.parquet`` under an S3 prefix, copied into ``folder`` first."""
     local = [r for r in reports if not is_s3(r)]
-    nights = [load_night(path, settings.threshold) for path in find_reports(local)] if local else []
+    pins: list[Pin] = []
+    try:
+        files = []
+        for path in find_reports(local) if local else []:
+            pins.append(Pin(path))
+            files.append(read(pins[-1].path, str(path)))
+        files += await _staged(reports, settings, folder, read)
+    except BaseException:
+        for pin in pins:
+            pin.close()
+        raise
+    spill = folder / "spill"
+    spill.mkdir(mode=0o700, exist_ok=True)
+    return Reports(files, spill=spill, pins=pins)
+
+
+async def _staged(
+    reports: Sequence[str],
+    settings: Settings,
+    folder: Path,
+    read: Callable[[Path, str], ReportFile],
+) -> list[ReportFile]:
+    """The S3 reports, copied into ``folder``."""
+    files: list[ReportFile] = []
     remote = [r for r in reports if is_s3(r)]
-    if not remote:
-        return nights
-    async with connect_s3(settings) as store:
-        for text in remote:
-            try:
-                url = parse_s3_url(text, "REPORTS")
-            except ValueError as exc:
-                raise ConfigError(f"invalid {exc}") from None
-            found = (
-                [url] if url.key.endswith(".parquet") else await store.find(url, suffix=".parquet")
-            )
-            if not found:
-                raise InputError(f"no .parquet reports found under {text}")
-            for item in found:
-                copy = await local_copy(store, item, folder, "report")
-                nights.append(load_night(copy, settings.threshold, source=str(item)))
+    if remote:
+        async with connect_s3(settings) as store:
+            for text in remote:
+                try:
+                    url = parse_s3_url(text, "REPORTS")
+                except ValueError as exc:
+                    raise ConfigError(f"invalid {exc}") from None
+                found = (
+                    [url]
+                    if url.key.endswith(".parquet")
+                    else await store.find(url, suffix=".parquet")
+                )
+                if not found:
+                    raise InputError(f"no .parquet reports found under {text}")
+                for item in found:
+                    files.append(read(await local_copy(store, item, folder, "report"), str(item)))
+    return files
+
+
+_BY_OUTCOME = ", ".join(f"count(*) FILTER (WHERE outcome = '{o}')" for o in OUTCOMES)
+_COUNTS = (
+    f'SELECT "date", count(*), {_BY_OUTCOME}, count(*) FILTER (WHERE agrees = false) '  # noqa: S608  # our own constants
+    'FROM audit GROUP BY "date"'
+)
+
+
+def night_counts(reports: Reports) -> list[NightCounts]:
+    """Every night's counts, in night order."""
+    found = {row[0]: row[1:] for row in reports.rows(_COUNTS)}
+    nights = []
+    for night in reports.nights:
+        sessions, *values = found.get(night, (0,) * (len(METRICS) + 1))
+        nights.append(
+            NightCounts(night, int(sessions), dict(zip(METRICS, map(int, values), strict=True)))
+        )
     return nights
+
+
+def _pairs(rows: Iterable[tuple[Any, ...]]) -> tuple[tuple[str, int], ...]:
+    return tuple((str(name), int(count)) for name, count in rows)
+
+
+def night_detail(reports: Reports, night: str) -> Detail:
+    """The facts of ``night`` beyond its counts."""
+    on = [night]
+    statuses = reports.rows(
+        'SELECT coalesce(status, ?) AS s, count(*) FROM audit WHERE "date" = ? '
+        "GROUP BY s ORDER BY s",
+        [NO_STATUS, night],
+    )
+    errors = reports.rows(
+        'SELECT error_code, count(*) FROM audit WHERE "date" = ? AND error_code IS NOT NULL '
+        "GROUP BY error_code ORDER BY error_code",
+        on,
+    )
+    ((attempts_total, attempts_max),) = reports.rows(
+        'SELECT coalesce(sum(attempts), 0), coalesce(max(attempts), 0) FROM audit WHERE "date" = ?',
+        on,
+    )
+    return Detail(
+        night=night,
+        files=tuple(f for f in reports.files if f.night == night),
+        by_status=_pairs(statuses),
+        errors=_pairs(errors),
+        challenges=_challenges(reports, night),
+        confidence=_percentiles(reports, night),
+        histogram=_histogram(reports, night),
+        attempts_total=int(attempts_total),
+        attempts_max=int(attempts_max),
+        reconciliation=_reconciliation(reports, night),
+        directions=_directions(reports, night),
+        reasons=_pairs(
+            reports.rows(
+                'SELECT reason, count(*) AS n FROM audit WHERE "date" = ? AND reason IS NOT NULL '
+                "GROUP BY reason ORDER BY n DESC, reason",
+                on,
+            )
+        ),
+    )
+
+
+def _challenges(reports: Reports, night: str) -> tuple[ChallengeSplit, ...]:
+    """Pass/fail by ``challenge_type`` in name order, results without a challenge last."""
+    rows = reports.rows(
+        "SELECT challenge_type, count(*) FILTER (WHERE outcome = 'pass'), "
+        "count(*) FILTER (WHERE outcome = 'fail') FROM audit "
+        "WHERE \"date\" = ? AND outcome IN ('pass', 'fail') GROUP BY challenge_type",
+        [night],
+    )
+    splits = [
+        ChallengeSplit(NO_CHALLENGE if k is None else str(k), int(p), int(f)) for k, p, f in rows
+    ]
+    return tuple(sorted(splits, key=lambda s: (s.challenge == NO_CHALLENGE, s.challenge)))
+
+
+def _percentiles(reports: Reports, night: str) -> dict[int, float]:
+    points = [p / 100 for p in PERCENTILES]
+    (values,) = reports.rows(
+        'SELECT quantile_cont(confidence, ?) FROM audit WHERE "date" = ? '
+        "AND confidence IS NOT NULL",
+        [points, night],
+    )[0]
+    return {} if values is None else dict(zip(PERCENTILES, map(float, values), strict=True))
+
+
+def _histogram(reports: Reports, night: str) -> tuple[int, ...]:
+    """Sessions with a confidence by bin of 5 points (100 in the last bin)."""
+    rows = reports.rows(
+        "SELECT least(CAST(floor(confidence / 5) AS INTEGER), 19) AS bin, count(*) FROM audit "
+        'WHERE "date" = ? AND confidence BETWEEN 0 AND 100 GROUP BY bin',
+        [night],
+    )
+    counts = dict(rows)
+    return tuple(int(counts.get(i, 0)) for i in range(20))
+
+
+def _reconciliation(reports: Reports, night: str) -> dict[str, int]:
+    """Agreed, disagreed and unverifiable among the rows a run compared; empty if none."""
+    ((agreed, disagreed, unverifiable, compared),) = reports.rows(
+        "SELECT count(*) FILTER (WHERE agrees = true), count(*) FILTER (WHERE agrees = false), "
+        'count(*) FILTER (WHERE agrees IS NULL), count(*) FROM audit WHERE "date" = ? '
+        "AND (app_decision IS NOT NULL OR app_decision_error IS NOT NULL)",
+        [night],
+    )
+    if not compared:
+        return {}
+    return {"agreed": agreed, "disagreed": disagreed, "unverifiable": unverifiable}
+
+
+def _directions(reports: Reports, night: str) -> tuple[tuple[str, int], ...]:
+    counts = dict(
+        reports.rows(
+            'SELECT direction, count(*) FROM audit WHERE "date" = ? AND direction IS NOT NULL '
+            "GROUP BY direction",
+            [night],
+        )
+    )
+    return tuple((d, int(counts[d])) for d in DIRECTIONS if counts.get(d))
+
+
+def flagged(
+    reports: Reports, night: str, where: str, params: Sequence[object], limit: int
+) -> list[Flagged]:
+    """Up to ``limit`` sessions of ``night`` matching ``where`` (SQL over ``audit``), in the
+    order of reasons (disagreements first), then session ID."""
+    kept = [name for name, _ in reports.kept]
+    columns = ", ".join(f'"{k.replace(chr(34), chr(34) * 2)}"' for k in kept)
+    order = "list_position(?, reason), session_id"
+    picked = (
+        "session_id, status, confidence, error_code, app_decision, service_decision, "
+        "coalesce(disagreement, app_decision_error), reason, reference_s3_bucket, "
+        "reference_s3_name, [(i.s3_bucket, i.s3_name) FOR i IN audit_images]"
+        + (", " + columns if kept else "")
+    )
+    # quoted names; ``where`` is the caller's own SQL, its values bound
+    sql = f'SELECT {picked} FROM audit WHERE "date" = ? AND ({where}) ORDER BY {order} LIMIT {int(limit)}'  # noqa: S608, E501
+    rows = reports.rows(sql, [night, *params, [*DIRECTIONS, *_REASON_ORDER]])
+    return [_flagged(row, len(kept)) for row in rows]
+
+
+_REASON_ORDER = (
+    "evidence missing or changed",
+    "app decision unusable",
+    "succeeded below the threshold",
+    "pending: a rerun asks again",
+    "failed",
+    "expired: no result kept",
+    AGREEING_FAIL,
+)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _flagged(row: tuple[Any, ...], kept: int) -> Flagged:
+    sid, status, confidence, error, app, service, why, reason, bucket, key, audit = row[:11]
+    images = [(bucket, key)] if key is not None else []
+    images += [(b, k) for b, k in (audit or ()) if k is not None]
+    return Flagged(
+        session_id=_text(sid),
+        kept=tuple(_text(v) for v in row[11 : 11 + kept]),
+        status=_text(status),
+        confidence=None if confidence is None else float(confidence),
+        error_code=_text(error),
+        app_decision=_text(app),
+        service_decision=_text(service),
+        disagreement=_text(why),
+        reason=_text(reason),
+        images=tuple(images),
+    )

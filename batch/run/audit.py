@@ -55,6 +55,7 @@ from batch.errors import (
     AuditError,
     ConflictError,
     InputError,
+    OutputError,
     PublishError,
     ServiceError,
     StorageError,
@@ -77,7 +78,7 @@ from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_head
 from batch.run.settle import Settler
 from batch.run.steps import SessionSteps
 from batch.run.stops import Stop, orderly_stops
-from batch.store.checkpoint import RunLock, journal_path
+from batch.store.checkpoint import RunLock, journal_path, read_journal
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
@@ -126,6 +127,10 @@ class Remote:
     known: bool = True
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
 class AuditRun:
     """One ``run`` command: ``await AuditRun(...).run()`` inside the event loop."""
 
@@ -160,6 +165,7 @@ class AuditRun:
         self._record: OutputRecord | None = None
         self._provenance_now: dict[str, Any] = {}
         self._input_sha256 = ""
+        self.merge_journal: Path | None = None  # --merge-journal: an old journal's answers
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -202,11 +208,14 @@ class AuditRun:
             schema, self._annotator = self._annotate(plan)
             self.routes = route(plan, self.settings.region_column)
             header = row_header(plan, self.settings)
+            own = self.merge_journal is not None and _same_path(
+                self.merge_journal, journal_path(destination.local)
+            )
             recorder = Recorder.open(
                 destination.local,
                 header,
                 self.tally,
-                must_match=MUST_MATCH,
+                must_match=() if own else MUST_MATCH,  # merged on purpose: its header goes
                 batch_rows=self.settings.batch_rows,
                 mode=self.mode,
                 schema=schema,
@@ -246,6 +255,7 @@ class AuditRun:
                 fmt=settings.format,
                 keep=settings.input_columns,
                 flags=settings.column_flags,
+                dialect=settings.dialect,
             )
         url = self.source
         # A name of its own per run (the original name last: it tells the format).
@@ -260,6 +270,7 @@ class AuditRun:
                 origin=str(url),
                 keep=settings.input_columns,
                 flags=settings.column_flags,
+                dialect=settings.dialect,
             )
         except InputError as exc:
             raise InputError(str(exc).replace(str(local), str(url))) from None
@@ -285,6 +296,11 @@ class AuditRun:
         if destination.local.exists():  # a local report, or one whose upload failed
             recorder.load(read_rows(destination.local))
         recorder.replay()
+        if self.merge_journal is not None and not _same_path(
+            recorder.journal.path, self.merge_journal
+        ):
+            merged = recorder.merge(read_journal(self.merge_journal))
+            log.info("merged %d answers from %s", merged, self.merge_journal)
         # An unfinished run of this input is resumed: its rows are brought up to the
         # settings of this one (the journal's header says what they were made with).
         resumed = list(plan.valid) if recorder.journal.previous is not None else []
@@ -403,7 +419,14 @@ class AuditRun:
         line += self.parts.regional.line() if self.parts.regional is not None else ""
         self._provenance_now = self._provenance(plan, started_at=started_at, line=line, quota=quota)
         self._input_sha256 = plan.sha256
-        manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
+        try:
+            manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
+        except OutputError as exc:  # answers are in hand: never "nothing was fetched" (2)
+            raise StorageError(
+                f"{exc}; the run stopped, keeping what was journaled: fix it and rerun the "
+                "same command to resume",
+                path=str(recorder.report),
+            ) from None
         return Ending(manifest, leftovers, line, wall, aborted, quota)
 
     async def publish(
@@ -420,7 +443,7 @@ class AuditRun:
                     remote = await self._merge_remote(destination, recorder)
                 except AccessError as exc:
                     return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
-                except (ServiceError, InputError) as exc:
+                except (ServiceError, InputError, OutputError) as exc:
                     return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
                 manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
                 ending = replace(ending, manifest=manifest)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.aws.s3 import S3Store
-from batch.errors import InputError, NotFoundError
+from batch.errors import InputError, NotFoundError, OutputError
 from batch.store.locations import Location
 from batch.store.report import read_rows
 
@@ -41,5 +41,7 @@ async def read_existing(
         return [], None
     try:
         return read_rows(copy), etag
+    except OutputError as exc:  # name the object, not the copy that is about to go
+        raise OutputError(str(exc).replace(str(copy), str(target))) from None
     finally:
         copy.unlink(missing_ok=True)

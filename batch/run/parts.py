@@ -119,6 +119,7 @@ class Parts:
                 self.policy,
                 give_up=lambda: bool(self.stop),
                 observe=self.observe,
+                stopping=self.stop.requested,
             )
             return self.regional
         self.quota = await quota_for(self.settings, self.session)
@@ -130,6 +131,7 @@ class Parts:
             self.gate,
             self.policy,
             give_up=lambda: bool(self.stop),
+            stopping=self.stop.requested,
             on_attempt=self.observe,
             on_cut=lambda: log_rate_cut(self.limiter),
         )

@@ -10,9 +10,11 @@ While a pool runs, the garbage collector is tuned for answers (:mod:`batch.run.c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from batch.aws.paced import NotSent
 from batch.run.collector import tuned_collector
 from batch.run.stops import Stop
 
@@ -41,7 +43,8 @@ async def worker_pool(
 
     Leaving the block normally waits until every queued ID is handled. After ``stop`` is
     requested, workers finish the session in hand and skip what is still queued (the
-    caller finds those unhandled); the producer should stop putting.
+    caller finds those unhandled), as they skip a session whose request the stop kept
+    back (:class:`~batch.aws.paced.NotSent`); the producer should stop putting.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
@@ -50,7 +53,8 @@ async def worker_pool(
     async def worker() -> None:
         while (session_id := await queue.get()) is not None:
             if not stop:  # once stopping, drain without starting anything new
-                await handle(session_id)
+                with contextlib.suppress(NotSent):  # its turn came after the stop: left
+                    await handle(session_id)
 
     with tuned_collector():
         async with asyncio.TaskGroup() as group:

@@ -110,7 +110,7 @@ def summary_line(
         f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
         f" {tally.throttles} throttled, {tally.failures} failed attempts"
         + (f" | {tally.pending} pending" if tally.pending else "")
-        + (f" | {tally.resumed} resumed from the checkpoint" if tally.resumed else "")
+        + (f" | {tally.resumed} already known (report or checkpoint)" if tally.resumed else "")
         + (f" | {quota_text(quota)}" if quota is not None else "")
     )
 

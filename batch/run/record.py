@@ -72,7 +72,9 @@ class Recorder:
         ``schema`` and ``decorate`` are the report's (kept input columns, reconciliation):
         every row written goes through ``decorate``; the journal keeps the rows as fetched.
         """
-        journal = Journal.open(journal_path(report), header, must_match=must_match, mode=mode)
+        journal = Journal.open(
+            journal_path(report), header, must_match=must_match, mode=mode, lazy=True
+        )
         return cls(
             report,
             journal,
@@ -95,6 +97,15 @@ class Recorder:
             self.ledger.add(row)
             seen.append(str(row["session_id"]))
         return seen
+
+    def merge(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Rows of another journal (``--merge-journal``): merged and journaled here, so
+        they are this run's to keep; how many."""
+        count = 0
+        for row in rows:
+            self.record_row(row)
+            count += 1
+        return count
 
     def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
         """One answer: merged into the ledger and journaled; the row now kept."""

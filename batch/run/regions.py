@@ -168,6 +168,7 @@ class RegionalFetcher:
     stack: AsyncExitStack
     policy: RetryPolicy
     give_up: Callable[[], bool] = field(kw_only=True)
+    stopping: asyncio.Event | None = field(default=None, kw_only=True)  # see PacedCall
     observe: Callable[[BaseException | None], None] = field(kw_only=True)
     parts: dict[str, _Region] = field(default_factory=dict)
     _opening: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -211,6 +212,7 @@ class RegionalFetcher:
             gate,
             self.policy,
             give_up=self.give_up,
+            stopping=self.stopping,
             on_attempt=attempt,
             on_cut=lambda: log_rate_cut(limiter, region=region),
         )

@@ -1,13 +1,11 @@
 """What a run starts from: the settings that shape its rows, and the work left to do.
 
 * :func:`row_header`: the journal's header, what shaped the rows (the input's identity,
-  ``verify_evidence``, ``save_images``, the Rekognition endpoint (the setting, else
-  ``AWS_ENDPOINT_URL_REKOGNITION``) without credentials, as
-  :meth:`~batch.config.Settings.public` shows it, and the region: the setting, else
-  ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; a region only in a profile's config is not
-  seen). A resume under
-  another endpoint or region (:data:`MUST_MATCH`) is refused: its answers came from
-  another service.
+  ``verify_evidence``, ``save_images``, the service actually used: the Rekognition
+  endpoint (the setting, else ``AWS_ENDPOINT_URL_REKOGNITION``) normalised and without
+  credentials, and the region as the client resolves it, a profile's config included).
+  A resume under another endpoint or region (:data:`MUST_MATCH`) is refused: its answers
+  came from another service (``--merge-journal`` merges them on purpose).
 * :func:`plan_work`: given the ledger of kept answers, which sessions of the input are
   asked (pending, unanswered, absent; every one with ``--fresh``), which only get a local
   step redone (:class:`~batch.run.local.LocalSteps`), and which are left as they are
@@ -27,6 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import botocore.session
+from botocore import exceptions as boto
 
 from batch.config import Settings, public_url
 from batch.logs import LOGGER
@@ -42,6 +44,7 @@ __all__ = ["MUST_MATCH", "OutputRecord", "Work", "identity", "plan_work", "row_h
 log = logging.getLogger(LOGGER)
 
 MUST_MATCH = ("endpoint_url", "region")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def identity(plan: Plan) -> dict[str, str]:
@@ -49,12 +52,37 @@ def identity(plan: Plan) -> dict[str, str]:
     return {"input_sha256": plan.sha256, "input_column": plan.column, "input_format": plan.format}
 
 
-def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
-    """What shapes the rows of a run of ``plan`` under ``settings`` (the journal header)."""
+def service_endpoint(settings: Settings) -> str | None:
+    """The Rekognition endpoint in use, normalised (scheme and host lower-case, no default
+    port, no trailing slash, no credentials): one service, one spelling."""
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_REKOGNITION")
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    shown = public_url(endpoint) if endpoint else None
-    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not endpoint:
+        return None
+    parts = urlsplit(public_url(endpoint.strip()))
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    port = parts.port if parts.port not in (None, _DEFAULT_PORTS.get(scheme)) else None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def service_region(settings: Settings) -> str | None:
+    """The region the run's client resolves: the setting, ``AWS_REGION``, else botocore's
+    chain (``AWS_DEFAULT_REGION``, the profile's config file)."""
+    region = settings.region or os.environ.get("AWS_REGION")
+    if region:
+        return region
+    try:
+        found = botocore.session.Session(profile=settings.profile).get_config_variable("region")
+    except boto.BotoCoreError:  # a missing profile is reported when the session opens
+        return None
+    return str(found) if found else None
+
+
+def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
+    """What shapes the rows of a run of ``plan`` under ``settings`` (the journal header)."""
+    shown = service_endpoint(settings)
+    region = service_region(settings)
     return {
         **identity(plan),
         "verify_evidence": settings.verify_evidence,

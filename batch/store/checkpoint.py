@@ -8,6 +8,10 @@ beats nothing), merged by :mod:`batch.store.ledger` when replayed. Each line is 
 the OS as it is written (so ``kill -9`` loses nothing that finished) and fsync'd at least
 every second or every 100 rows (so a machine crash loses at most that).
 
+The journal of a run is made with its first answer: a run that stops before one (no
+region, no credentials, bad input) leaves no journal behind, and no lock file either
+(:class:`RunLock` removes its file as it releases it).
+
 A rerun of the same command replays the journal into its ledger. A torn last line (the
 process died mid-write) is cut off; damage anywhere else is refused with a clear message.
 A journal whose header differs in a setting named in ``must_match`` (endpoint, region:
@@ -45,7 +49,7 @@ from batch.store.encoding import json_default, revive
 from batch.store.files import PRIVATE, atomic_write, open_private, storage_error
 from batch.store.report import SCHEMA
 
-__all__ = ["Journal", "RunLock", "journal_path"]
+__all__ = ["Journal", "RunLock", "journal_path", "read_journal"]
 
 _VERSION = 2
 _READABLE = (1, 2)  # version 1 headers named the input only
@@ -70,23 +74,28 @@ class Journal:
     def __init__(
         self,
         path: Path,
-        file: IO[str],
+        file: IO[str] | None,
         *,
         replay_end: int,
-        sync: Callable[[int], None] = os.fsync,
+        sync: Callable[[int], None] | None = None,
         previous: Mapping[str, Any] | None = None,
+        header: Mapping[str, Any] | None = None,
+        mode: int = PRIVATE,
     ) -> None:
         self.path = path
         self.previous = dict(previous) if previous is not None else None
         self._file = file
         self._replay_end = replay_end
-        self._sync = sync  # os.fsync; a test passes a failing one
+        self._sync = sync or os.fsync  # a test passes a failing one
         self._failure: StorageError | None = None  # the first failed write or fsync
         self._unsynced = 0
         self._wake = threading.Event()
         self._closing = False
+        self._header = dict(header or {})  # written with the first row (a lazy journal)
+        self._mode = mode
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
-        self._syncer.start()
+        if file is not None:
+            self._syncer.start()
 
     @classmethod
     def open(
@@ -96,14 +105,19 @@ class Journal:
         *,
         must_match: Iterable[str] = (),
         mode: int = PRIVATE,
-        sync: Callable[[int], None] = os.fsync,
+        sync: Callable[[int], None] | None = None,
+        lazy: bool = False,
     ) -> Journal:
         """Open (or start) the journal of a run whose rows are shaped by ``header``.
 
         A symlink or anything but a regular file at ``path`` is refused (OutputError); a
         journal whose header differs in a key of ``must_match`` is refused
-        (CheckpointError naming the setting and both values).
+        (CheckpointError naming the setting and both values). ``lazy``: no journal is
+        made until the first row (a run that stops before an answer leaves none).
         """
+        if lazy and not os.path.lexists(path):
+            return cls(path, None, replay_end=0, sync=sync, header=header, mode=mode)
+        sync = sync or os.fsync
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
         fd = open_private(path, flags, what="checkpoint", mode=mode)
         file = os.fdopen(fd, "a+", encoding="utf-8")
@@ -144,6 +158,8 @@ class Journal:
         the report's next flush.
         """
         chunk: list[tuple[int, Any]] = []
+        if self._replay_end == 0:
+            return  # a lazy journal not made yet: nothing earlier
         with self.path.open(encoding="utf-8") as f:
             f.readline()  # header
             number = 1
@@ -185,6 +201,8 @@ class Journal:
             raise self._failure
         line = json.dumps(row, default=json_default, separators=(",", ":")) + "\n"
         try:
+            if self._file is None:
+                self._file = self._create()
             self._file.write(line)
             self._file.flush()
         except OSError as exc:
@@ -194,9 +212,42 @@ class Journal:
         if self._unsynced >= _SYNC_ROWS:
             self._wake.set()
 
+    def sync_now(self) -> None:
+        """Flush and fsync now (not within the second): what follows depends on these
+        rows being on disk. StorageError if that (or an earlier write) failed."""
+        if self._failure is not None:
+            raise self._failure
+        if self._file is None or self._file.closed:
+            return
+        try:
+            self._file.flush()
+            self._sync(self._file.fileno())
+        except OSError as exc:
+            self._failure = storage_error("checkpoint", self.path, exc)
+            raise self._failure from None
+        self._unsynced = 0
+
+    def _create(self) -> IO[str]:
+        """The lazy journal's file, made with its header at the first row."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+        fd = open_private(self.path, flags, what="checkpoint", mode=self._mode)
+        file = os.fdopen(fd, "a+", encoding="utf-8")
+        try:
+            file.write(_header_line(self._header))
+            file.flush()
+            self._sync(file.fileno())
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+        self._syncer.start()
+        return file
+
     def reset(self) -> None:
         """Drop the rows, keep the header: a committed report holds them now (replaying
         them into it again would count their checks twice)."""
+        if self._file is None:
+            return
         self._file.flush()
         with self.path.open("rb") as f:
             end = len(f.readline())
@@ -207,6 +258,7 @@ class Journal:
         self._unsynced = 0
 
     def _sync_loop(self) -> None:
+        assert self._file is not None  # started once the file exists
         fd = self._file.fileno()
         while not self._closing:
             self._wake.wait(_SYNC_SECONDS)
@@ -225,7 +277,7 @@ class Journal:
         :class:`StorageError` if that (or an fsync before it) failed, unless ``quiet``:
         cleanup after another error must never hide that error.
         """
-        if self._file.closed:
+        if self._file is None or self._file.closed:
             return
         self._closing = True
         self._wake.set()
@@ -243,6 +295,19 @@ class Journal:
             self.path.unlink(missing_ok=True)
         elif failure is not None and not quiet:
             raise failure
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The rows of the journal at ``path``, whatever its header (``--merge-journal``);
+    CheckpointError when it is missing or no journal of this tool."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            found = _check(path, f)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read --merge-journal {path}: {exc.strerror}") from None
+    if found is None:
+        return []
+    return list(Journal(path, None, replay_end=found[0]).replay())
 
 
 def _row(value: Any) -> dict[str, Any]:
@@ -264,7 +329,9 @@ def _refuse_other(
             raise CheckpointError(
                 f"checkpoint {path} was written with another {key} ({previous[key]!r}, now "
                 f"{header.get(key)!r}): its answers came from another service; rerun with "
-                f"the same {key}, or move the checkpoint away"
+                f"the same {key}, or, if both are the same service, add --merge-journal "
+                f"{path} to merge its answers into this run (never delete it: its rows are "
+                "answers)"
             )
 
 
@@ -325,24 +392,43 @@ class RunLock:
 
     def __enter__(self) -> Self:
         # never through a symlink: a planted one would have the lock truncate its target
-        fd = open_private(self.path, os.O_RDWR | os.O_CREAT, what="lock", mode=self._mode)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise OutputError(
-                f"another liveness-audit run (pid {holder}) is writing {self.report}; "
-                "wait for it to finish"
-            ) from None
+        while True:
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT, what="lock", mode=self._mode)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(
+                    f"another liveness-audit run (pid {holder}) is writing {self.report}; "
+                    "wait for it to finish"
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed it as we opened it: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Remove the lock file, then release: a run leaves no trace (one that opened the
+        old file meanwhile sees it was removed, and locks a new one)."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                if _same_file(self._fd, self.path):
+                    self.path.unlink()
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """``fd`` is still the file at ``path`` (not removed or replaced since it was opened)."""
+    try:
+        here = path.lstat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)

@@ -69,6 +69,9 @@ def parse_mode(text: str | None) -> int:
     return mode
 
 
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
 def storage_error(what: str, path: Path, error: OSError) -> StorageError:
     """The one-line error of a failed local write: the file, then ``ENOSPC: No space ...``."""
     name = errno.errorcode.get(error.errno or 0)
@@ -134,6 +137,8 @@ def open_private(path: Path, flags: int, *, what: str, mode: int = PRIVATE) -> i
             raise OutputError(
                 f"refusing the {what} {path}: it is a symbolic link; remove it"
             ) from None
+        if exc.errno in _FULL:  # a full disk (or inode table) is storage, not usage
+            raise storage_error(what, path, exc) from None
         raise OutputError(f"cannot open the {what} {path}: {exc}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):

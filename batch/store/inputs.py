@@ -13,11 +13,16 @@ Each cell is stripped of surrounding whitespace and lower-cased, then checked ag
 API's pattern. Blank cells are counted and skipped; repeated IDs collapse to their first
 occurrence; cells that still fail the pattern become :class:`InvalidId` entries that get a
 report row and are never sent. Spreadsheet exports work: UTF-8 byte-order mark, CRLF,
-quoted fields holding commas or newlines, extra columns.
+quoted fields holding commas or newlines, extra columns, and their dialects: the field
+separator is sniffed from the file's start (comma, semicolon, tab or bar; ``delimiter``
+overrides it) and a file without a header row is read with ``header=False`` (columns
+``1``, ``2``, ...; the IDs default to column ``1``). A missing column whose name looks like
+a session ID means the file has no header row: the message says so.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,15 +37,19 @@ import pyarrow.parquet as pq
 from batch.errors import InputError
 
 __all__ = [
+    "DEFAULT_COLUMN",
     "SESSION_ID_PATTERN",
+    "Dialect",
     "InvalidId",
     "Plan",
     "display_value",
     "file_sha256",
     "normalize",
     "read_plan",
+    "sniff_delimiter",
 ]
 
+DEFAULT_COLUMN = "session_id"
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DISPLAY_LIMIT = 64
 _CSV_BLOCK = 1 << 20
@@ -151,27 +160,67 @@ Flags = Mapping[str, str]  # an input column -> the option that named it (for me
 
 def _check_columns(column: str, keep: Sequence[str], present: list[str], flags: Flags) -> None:
     if column not in present:
+        if any(SESSION_ID_PATTERN.fullmatch(normalize(name)) for name in present):
+            raise InputError(
+                f"column {column!r} not found, and the first row holds a session ID, not "
+                "column names: the file has no header row; pass --no-header (the IDs are "
+                "then column 1: --column 1)"
+            )
         raise InputError(_columns_message(column, present))
     for name in keep:
         if name not in present:
             raise InputError(_columns_message(name, present, flags.get(name, "--keep-columns")))
 
 
-def _csv_batches(
-    path: Path, column: str, keep: Sequence[str], flags: Flags
-) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``column`` then ``keep``, every cell as text."""
-    read = pacsv.ReadOptions(block_size=_CSV_BLOCK)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+_SNIFFED = ",;\t|"
+_SAMPLE = 1 << 16
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The field separator of a CSV file, from its first 64 KiB (comma if unclear)."""
+    with path.open("rb") as f:
+        sample = f.read(_SAMPLE).decode("utf-8-sig", errors="replace")
+    if len(sample) == _SAMPLE:  # a cut last line would mislead the sniffer
+        sample = sample[: sample.rfind("\n") + 1] or sample
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_SNIFFED).delimiter
+    except csv.Error:  # one column, or no consistent separator
+        return ","
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How a CSV file is written: its field separator (None: sniffed) and header row."""
+
+    delimiter: str | None = None
+    header: bool = True
+
+
+def _csv_names(path: Path, read: pacsv.ReadOptions, delimiter: str, header: bool) -> list[str]:
+    parse = pacsv.ParseOptions(newlines_in_values=True, delimiter=delimiter)
     try:
         with pacsv.open_csv(path, read_options=read, parse_options=parse) as peek:
-            names = peek.schema.names
+            names: list[str] = peek.schema.names
     except pa.ArrowInvalid as exc:
         raise _csv_error(path, exc) from None
+    return names if header else [str(n) for n in range(1, len(names) + 1)]
+
+
+def _csv_batches(
+    path: Path, column: str, keep: Sequence[str], flags: Flags, dialect: Dialect
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``column`` then ``keep``, every cell as text."""
+    delimiter = dialect.delimiter or sniff_delimiter(path)
+    read = pacsv.ReadOptions(block_size=_CSV_BLOCK, autogenerate_column_names=not dialect.header)
+    names = _csv_names(path, read, delimiter, dialect.header)
+    if not dialect.header:
+        read = pacsv.ReadOptions(block_size=_CSV_BLOCK, column_names=names)
     _check_columns(column, keep, names, flags)
     wanted = [column, *keep]
     # In a one-column export an empty line is a blank cell, not noise: count it.
-    parse = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=len(names) > 1)
+    parse = pacsv.ParseOptions(
+        newlines_in_values=True, ignore_empty_lines=len(names) > 1, delimiter=delimiter
+    )
     convert = pacsv.ConvertOptions(
         column_types=dict.fromkeys(wanted, pa.string()), include_columns=wanted
     )
@@ -271,6 +320,21 @@ class _Cells:
                 self.invalid.append(InvalidId(shown, _invalid_reason(value)))
 
 
+def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int) -> _Cells:
+    """Every cell of the batches (IDs first, then ``kept`` columns) sorted into cells."""
+    cells = _Cells()
+    for batch in batches:
+        ids = batch.column(0).to_pylist()
+        if kept:
+            values = zip(*(batch.column(i + 1).to_pylist() for i in range(kept)), strict=True)
+            for cell, row in zip(ids, values, strict=True):
+                cells.add(cell, row)
+        else:
+            for cell in ids:
+                cells.add(cell)
+    return cells
+
+
 def read_plan(  # the options of reading, named
     path: Path,
     *,
@@ -279,33 +343,31 @@ def read_plan(  # the options of reading, named
     origin: str | None = None,
     keep: Sequence[str] = (),
     flags: Flags | None = None,
+    dialect: Dialect | None = None,
 ) -> Plan:
     """Read and validate the whole input; raise :class:`InputError` with one clear line.
 
     ``origin`` names where ``path`` came from when it is a local copy (of an S3 object);
     ``keep`` names the columns whose values are kept per session (:attr:`Plan.kept`);
     ``flags`` the option that named each (``--region-column``...) for the message when one
-    is missing (default ``--keep-columns``).
+    is missing (default ``--keep-columns``); ``dialect`` how a CSV is written (default: the
+    separator sniffed, a header row). Without a header row the default column
+    (``session_id``) is column ``1``.
     """
     format_ = detect_format(path, fmt)
     _check_file(path)
     keep, flags = list(dict.fromkeys(keep)), flags or {}
+    dialect = dialect or Dialect()
     if format_ == "csv":
-        batches, fields = _csv_batches(path, column, keep, flags), _csv_fields(keep)
+        if not dialect.header and column == DEFAULT_COLUMN:
+            column = "1"
+        batches = _csv_batches(path, column, keep, flags, dialect)
+        fields = _csv_fields(keep)
     else:
         fields = _parquet_fields(path, column, keep, flags)
         batches = _parquet_batches(path, column, keep)
 
-    cells = _Cells()
-    for batch in batches:
-        ids = batch.column(0).to_pylist()
-        if keep:
-            values = zip(*(batch.column(i + 1).to_pylist() for i in range(len(keep))), strict=True)
-            for cell, kept in zip(ids, values, strict=True):
-                cells.add(cell, kept)
-        else:
-            for cell in ids:
-                cells.add(cell)
+    cells = _sorted_cells(batches, len(keep))
     return Plan(
         path=path,
         format=format_,

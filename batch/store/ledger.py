@@ -18,9 +18,11 @@ results: a result already kept is never replaced by another fetch of it (a rerun
 answer (same ``fetched_at``) whose local steps (evidence check, image save) went further.
 
 Sessions whose kept answer is *settled* (RESULT, EXPIRED, GONE) are not asked again;
-pending and unanswered ones are. Rows carry ``checks`` (calls made for the session over
-all runs) and ``checked_at`` (the last call) beside ``fetched_at`` (when the kept answer
-arrived).
+pending and unanswered ones are. A pending session that then answers
+``SessionNotFoundException`` has disappeared (deleted, or its record aged out): its row
+keeps the last status seen, marked ``error_code = SessionGone``, and is settled. Rows
+carry ``checks`` (calls made for the session over all runs) and ``checked_at`` (the
+last call) beside ``fetched_at`` (when the kept answer arrived).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "DEFINITIVE_ERRORS",
+    "GONE_WHILE_PENDING",
     "LOCAL_STEP_CODES",
     "REFUSED_INPUT",
     "Ledger",
@@ -50,6 +53,8 @@ DEFINITIVE_ERRORS = frozenset(
     {"SessionNotFoundException", "InvalidParameterException", "InvalidSessionId"}
 )
 LOCAL_STEP_CODES = frozenset({"EvidenceUnverified", "ImageNotSaved"})
+GONE_WHILE_PENDING = "SessionGone"  # the marker on a pending row whose session vanished
+_NOT_FOUND = "SessionNotFoundException"
 # The row's input was refused (never sent): not unresolved, yet asked once the input is
 # fixed (a rerun with a valid region finds no settled answer and asks).
 REFUSED_INPUT = frozenset({"InvalidRegion"})
@@ -85,12 +90,15 @@ def rank(row: Mapping[str, Any]) -> Rank:
 
 def settled(row: Mapping[str, Any]) -> bool:
     """The kept answer is final: the service will say nothing more about the session."""
-    return rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
+    return (
+        rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
+        or row.get("error_code") == GONE_WHILE_PENDING
+    )
 
 
 def pending(row: Mapping[str, Any]) -> bool:
     """The session was still running when last asked: ask again until it settles."""
-    return rank(row) in (Rank.CREATED, Rank.IN_PROGRESS)
+    return rank(row) in (Rank.CREATED, Rank.IN_PROGRESS) and not settled(row)
 
 
 def unresolved(row: Mapping[str, Any]) -> bool:
@@ -133,8 +141,24 @@ def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
         winner = new if rank(new) >= rank(old) else old
         return {**winner, "checks": max(_checks(old), _checks(new))}
     old_rank, new_rank = rank(old), rank(new)
+    if pending(old) and new.get("status") is None and new.get("error_code") == _NOT_FOUND:
+        return _gone(old, new)
     newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
     row = dict(new if newer_wins else old)
+    row["checks"] = _checks(old) + _checks(new)
+    row["checked_at"] = _latest(
+        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
+    )
+    return row
+
+
+def _gone(old: Mapping[str, Any], new: Mapping[str, Any]) -> Row:
+    """A pending session that answered SessionNotFound: its last status, marked gone."""
+    row = dict(old)
+    row["error_code"] = GONE_WHILE_PENDING
+    row["error_message"] = (
+        f"the session disappeared while {old.get('status')} (SessionNotFoundException)"
+    )
     row["checks"] = _checks(old) + _checks(new)
     row["checked_at"] = _latest(
         old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")

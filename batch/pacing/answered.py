@@ -1,0 +1,134 @@
+"""The limiter's ledger of releases, read only where every answer is in.
+
+A throttle is decided at the service's front door and answered in a round trip; a success
+needs a lookup and comes back later, and answers overtake each other. So at the moment a
+throttle is answered, most successes released just before it are still in flight, and a
+count of "successes so far" reads the quota low, up to thirty times (issue 21). The ledger
+keeps every release (its time and the rate it was released at) until it is answered, and
+reads only up to the *horizon*: the oldest release still unanswered. A release unanswered
+for three times the mean answer time of a success (or ``stale`` seconds, if less) is given
+up on: it counts as unknown, neither success nor throttle. So a long tail of answer times
+(lognormal's) holds readings back by a few mean answer times at most, and costs them the
+few tail answers (under 1% at sigma 0.5).
+
+The reading (:meth:`Ledger.bracket`): a throttled request found the bucket empty, so the
+successes between two throttled releases are what the bucket refilled in between, give
+or take one: ``k`` successes between throttled releases ``span`` seconds apart put the
+quota left to us within ``(k +- 1) / span``, whatever the rate we sent at. It spans the
+throttles of the last half second behind the horizon (over longer, a stretch under the
+quota could let a small bucket overflow, and the reading would come out low).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["Bracket", "Ledger"]
+
+_PENDING, _OK, _THROTTLED, _UNKNOWN = 0, 1, 2, 3
+SPAN = 0.5  # seconds of throttled releases a bracket spans at most
+_MIN_SPAN = 0.02  # seconds: under this, releases are too coarse a clock for the refill
+_MIN_BETWEEN = 4  # successes between two throttles that make a reading
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """``between`` successes between throttled releases ``span`` seconds apart."""
+
+    between: int
+    span: float
+    rate: float  # the rate the last throttled request was released at
+
+    @property
+    def middle(self) -> float:
+        return self.between / self.span
+
+
+class Ledger:
+    """Releases in order: ``[time, rate, state]``, read up to the oldest unanswered one."""
+
+    def __init__(self, stale: float = 5.0) -> None:
+        self.stale = stale
+        self.latency = 0.0  # the mean answer time of a success (moving, over ~20 answers)
+        self._log: list[list[float]] = []  # releases from the horizon on
+        self._seq = 0  # the sequence number of _log[0] (the horizon)
+        self._throttles: list[tuple[int, float, float]] = []  # (seq, time, rate) answered
+        self._unknown: deque[int] = deque()  # seqs given up on, behind the horizon
+
+    @property
+    def unread(self) -> int:
+        """Releases from the horizon on: not answered, or answered after one that is not."""
+        return len(self._log)
+
+    def took(self, seconds: float) -> None:
+        """A success took ``seconds`` from release to answer."""
+        seconds = max(0.0, seconds)
+        self.latency += 0.05 * (seconds - self.latency) if self.latency else seconds
+
+    def released(self, at: float, rate: float) -> None:
+        """A request released at ``at`` at ``rate``; the oldest is given up on if stale
+        (a caller that never reports some answers, such as errors, leaks nothing)."""
+        self._log.append([at, rate, _PENDING])
+        if at - self._log[0][0] > self.stale:
+            self.advance(at)
+
+    def answered(self, sent: float, ok: bool, now: float) -> float | None:
+        """Record an answer; returns the rate its release was sent at (None: not found)."""
+        log = self._log
+        i = bisect.bisect_left(log, sent, key=lambda r: r[0])
+        while i < len(log) and log[i][0] == sent and log[i][2] != _PENDING:
+            i += 1
+        if i == len(log) or log[i][0] != sent:
+            return None  # not released here, or already answered and read
+        log[i][2] = _OK if ok else _THROTTLED
+        return log[i][1]
+
+    def advance(self, now: float) -> bool:
+        """Move the horizon past every answered release; True if a throttle was passed."""
+        log, passed = self._log, 0
+        stale = min(self.stale, 3 * self.latency) if self.latency else self.stale
+        while passed < len(log):
+            at, rate, state = log[passed]
+            if state == _PENDING:
+                if now - at < stale:
+                    break
+                state = _UNKNOWN
+            seq = self._seq + passed
+            if state == _THROTTLED:
+                self._throttles.append((seq, at, rate))
+            elif state == _UNKNOWN:
+                self._unknown.append(seq)
+            passed += 1
+        if not passed:
+            return False
+        newest_throttle = self._throttles[-1][0] if self._throttles else -1
+        del log[:passed]
+        self._seq += passed
+        horizon = log[0][0] if log else now
+        old = bisect.bisect_left(self._throttles, horizon - 2 * SPAN, key=lambda t: t[1])
+        if old > len(self._throttles) // 2:  # trimmed now and then: amortised O(1)
+            del self._throttles[:old]
+        oldest = self._throttles[0][0] if self._throttles else self._seq
+        while self._unknown and self._unknown[0] < oldest:
+            self._unknown.popleft()
+        return newest_throttle >= self._seq - passed
+
+    def bracket(self) -> Bracket | None:
+        """The quota between the answered throttles of the last half second, if they bracket
+        enough successes (at least 4 over at least 20 ms)."""
+        if len(self._throttles) < 2:
+            return None
+        last_seq, last_at, rate = self._throttles[-1]
+        first = bisect.bisect_left(self._throttles, last_at - SPAN, key=lambda t: t[1])
+        first_seq, first_at, _ = self._throttles[first]
+        span = last_at - first_at
+        throttled = len(self._throttles) - 1 - first - 1  # strictly between
+        lost = bisect.bisect_right(self._unknown, last_seq) - bisect.bisect_right(
+            self._unknown, first_seq
+        )
+        between = last_seq - first_seq - 1 - throttled - lost
+        if between < _MIN_BETWEEN or span < _MIN_SPAN:
+            return None
+        return Bracket(between, span, rate)
