@@ -21,6 +21,7 @@ __all__ = [
     "EVIDENCE_CODES",
     "EVIDENCE_PROBLEMS",
     "MANIFEST_FORMAT",
+    "MANIFEST_FORMATS",
     "STATUSES",
     "BoundingBox",
     "Challenge",
@@ -140,7 +141,8 @@ class Outcome:
         return cls(session_id, None, "NotAttempted", message, 0, None, False)
 
 
-MANIFEST_FORMAT = "liveness-audit-manifest/1"
+MANIFEST_FORMAT = "liveness-audit-manifest/2"
+MANIFEST_FORMATS = ("liveness-audit-manifest/1", MANIFEST_FORMAT)  # what verify can check
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,8 @@ class Manifest:
     input_sha256: str
     rows_sha256: str
     format: str = MANIFEST_FORMAT
-    digest: str = "sha256 of canonical JSON lines"
+    digest: str = "sha256 of column streams"
+    sketch: str | None = None  # /2: names edited rows (:class:`batch.store.fingerprint.Sketch`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -235,7 +235,7 @@ def test_interrupted_s3_run_resumes_from_the_local_checkpoint(
 
     second = run_cli(*args)
     assert second.code == 0, second.stderr
-    assert f"{kept - len(again)} resumed from the checkpoint" in second.stdout
+    assert f"{kept - len(again)} kept from the report" in second.stdout
     assert emulator.stats()["requests"] - sent == 100 - kept + len(again)
     assert_exactly_as_served(get_report(client, "r/part.parquet"), emulator, ids)
     assert not journal.exists()

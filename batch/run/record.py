@@ -1,19 +1,21 @@
 """The last step of a session, and what makes a report whole: :class:`Recorder`.
 
 The recorder holds the run's :class:`~batch.store.ledger.Ledger` (the kept answer of
-every session: the existing report's, the unfinished run's journal's, this run's) and its
-checkpoint journal. It merges what earlier runs knew (:meth:`Recorder.load`,
+every session the run touches: the existing report's row of it, the unfinished run's
+journal's, this run's) and its checkpoint journal. It merges what earlier runs knew
+(:meth:`Recorder.use_base`: only the report's rows of the run's sessions;
 :meth:`Recorder.replay`), records each answer as it comes (:meth:`Recorder.record`: merged
 into the ledger by the ranking rule, appended to the journal, counted), adds a
 ``NotAttempted`` row for every session the run did not get to (:meth:`Recorder.leftovers`)
-and writes the report from the ledger (:meth:`Recorder.commit`): every session once,
-including those of earlier inputs, each with the most informative answer any run saw.
+and writes the report (:meth:`Recorder.commit`): the existing report streamed through
+row group by row group with the ledger's rows merged in (:mod:`batch.store.merge`), so
+every session of every earlier input stays, and none of them is held in memory.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
 from batch.store.ledger import Ledger, pending, unresolved
 from batch.store.manifest import Manifest
+from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
 
 __all__ = ["Recorder"]
@@ -52,7 +55,9 @@ class Recorder:
         self.finished: set[str] = set()
         self._batch_rows = batch_rows
         self._mode = mode
-        self._schema, self._decorate = schema, decorate
+        self._run_schema, self._decorate = schema, decorate
+        self.schema = schema  # the run's, merged with the existing report's (use_base)
+        self.base = Base(None)  # the report merged into
 
     @classmethod
     def open(  # the report's options, named
@@ -83,18 +88,26 @@ class Recorder:
             decorate=decorate,
         )
 
+    def use_base(self, base: Base, session_ids: Collection[str]) -> None:
+        """Merge into the report ``base``: its schema with the run's
+        (:class:`~batch.store.merge.SchemaError` when a column's type cannot be), and its
+        rows of ``session_ids`` into the ledger (the rest stream through at commit)."""
+        self.schema = merged_schema(base.schema, self._run_schema)
+        self.base = base
+        self.load(rows_for(base, session_ids))
+
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Merge the rows of an existing report into the ledger."""
+        """Merge rows an earlier run made into the ledger."""
         for row in rows:
             self.ledger.add(row)
 
-    def replay(self) -> list[str]:
-        """Merge the journal's rows into the ledger; the sessions they were about."""
-        seen = []
-        for row in map(revive, self.journal.replay()):
-            self.ledger.add(row)
-            seen.append(str(row["session_id"]))
-        return seen
+    def journaled(self) -> list[Row]:
+        """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
+        return [revive(row) for row in self.journal.replay()]
+
+    def replay(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Merge the journal's rows into the ledger, after the report's."""
+        self.load(rows)
 
     def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
         """One answer: merged into the ledger and journaled; the row now kept."""
@@ -151,18 +164,18 @@ class Recorder:
                 t.unresolved += 1
 
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        """Write every kept row to the report (atomically); its manifest. The journal's
-        rows are in the report then: the journal keeps only its header."""
+        """Write the report (atomically): the base streamed through, the ledger's rows
+        merged in; its manifest. The journal's rows are in the report then: the journal
+        keeps only its header."""
         writer = ReportWriter(
             self.report,
             batch_rows=self._batch_rows,
             mode=self._mode,
-            schema=self._schema,
+            schema=self.schema,
             decorate=self._decorate,
         )
         try:
-            for row in self.ledger:
-                writer.add(row)
+            stream_merge(writer, self.base, self.ledger.by_session)
         except BaseException:
             writer.abandon()
             raise

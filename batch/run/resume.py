@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,10 @@ def plan_work(  # the run's inputs, named
     resumed: list[str],
     previous: Mapping[str, Any] | None,
     header: Mapping[str, Any],
+    journaled: Collection[str] = (),
 ) -> Work:
-    """Who is asked, who only gets a local step, who is left as kept (counted resumed).
+    """Who is asked, who only gets a local step, who is left as kept (counted: kept
+    from the report, or resumed from the checkpoint when ``journaled`` holds it).
 
     ``resumed``: the sessions of an unfinished run whose journal ``previous`` heads; with
     a row-shaping step on now that was off then, their rows get that step.
@@ -112,7 +114,8 @@ def plan_work(  # the run's inputs, named
         elif row is None or fresh or not settled(row):
             work.ask.append(session_id)
         else:
-            tally.replayed(row.get("status"), row.get("error_code"))
+            from_report = session_id not in journaled
+            tally.replayed(row.get("status"), row.get("error_code"), from_report=from_report)
     if upgraded:
         log.warning(
             "the unfinished run's answers were made without %s: bringing them up to date "

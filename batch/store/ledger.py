@@ -30,6 +30,8 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from batch.store.report import SCHEMA
+
 __all__ = [
     "DEFINITIVE_ERRORS",
     "LOCAL_STEP_CODES",
@@ -53,6 +55,7 @@ LOCAL_STEP_CODES = frozenset({"EvidenceUnverified", "ImageNotSaved"})
 # The row's input was refused (never sent): not unresolved, yet asked once the input is
 # fixed (a rerun with a valid region finds no settled answer and asks).
 REFUSED_INPUT = frozenset({"InvalidRegion"})
+_BASE = frozenset(SCHEMA.names)  # a run's own columns; any other travels with the row
 
 
 class Rank(IntEnum):
@@ -121,6 +124,15 @@ def _same_observation(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return old.get("fetched_at") is not None and old.get("fetched_at") == new.get("fetched_at")
 
 
+def _with_extras(row: Row, other: Mapping[str, Any]) -> Row:
+    """``row`` with the columns only ``other`` has (kept input columns, reconciliation,
+    region of an earlier run): a run that does not produce them never drops them."""
+    for name, value in other.items():
+        if name not in row and name not in _BASE:
+            row[name] = value
+    return row
+
+
 def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
     """The row to keep for a session, given the kept ``old`` row and a ``new`` one."""
     if old is None:
@@ -130,11 +142,12 @@ def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
         return row
     if _same_observation(old, new):
         # One answer seen twice: its later copy may only have gone further locally.
-        winner = new if rank(new) >= rank(old) else old
-        return {**winner, "checks": max(_checks(old), _checks(new))}
+        winner, loser = (new, old) if rank(new) >= rank(old) else (old, new)
+        row = {**winner, "checks": max(_checks(old), _checks(new))}
+        return _with_extras(row, loser)
     old_rank, new_rank = rank(old), rank(new)
     newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
-    row = dict(new if newer_wins else old)
+    row = _with_extras(dict(new if newer_wins else old), old if newer_wins else new)
     row["checks"] = _checks(old) + _checks(new)
     row["checked_at"] = _latest(
         old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
@@ -158,8 +171,16 @@ class Ledger:
         return kept
 
     def replace(self, row: Mapping[str, Any]) -> None:
-        """Put ``row`` as it is: the kept answer itself with a local step redone."""
-        self._rows[str(row["session_id"])] = dict(row)
+        """Put ``row`` as it is: the kept answer itself with a local step redone (the
+        columns only the row it replaces has stay)."""
+        session_id = str(row["session_id"])
+        old = self._rows.get(session_id)
+        self._rows[session_id] = _with_extras(dict(row), old) if old else dict(row)
+
+    @property
+    def by_session(self) -> Mapping[str, Row]:
+        """The kept rows by session ID (a view: merged into a report as they are)."""
+        return self._rows
 
     def get(self, session_id: str) -> Row | None:
         return self._rows.get(session_id)
