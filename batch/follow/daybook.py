@@ -40,6 +40,7 @@ from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
 from batch.store.merge import Base, check_base, merged_schema, read_base, rows_for, stream_merge
 from batch.store.report import SCHEMA, ReportWriter, check_output
+from batch.store.seal import Seals
 
 __all__ = ["Day", "Daybook", "publish_rows"]
 
@@ -99,6 +100,7 @@ class Daybook:
         self._render = render
         self._zone = ZoneInfo(timezone)
         self._journals = private_dir(state / "journals", mode=mode)
+        self._seals = Seals(state / "seals", mode=mode)
         self._staging = work_dir
         self._store = store
         self._provenance = dict(provenance)
@@ -186,7 +188,13 @@ class Daybook:
         snapshot = dict(day.rows)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
         rows = await publish_rows(
-            snapshot.values(), day.target, day.local, self._store, provenance, mode=self._mode
+            snapshot.values(),
+            day.target,
+            day.local,
+            self._store,
+            provenance,
+            mode=self._mode,
+            seals=self._seals,
         )
         for sid, row in snapshot.items():
             if day.rows.get(sid) is row and settled(row):
@@ -249,6 +257,7 @@ async def publish_rows(
     provenance: Mapping[str, Any],
     *,
     mode: int = PRIVATE,
+    seals: Seals | None = None,
 ) -> int:
     """Merge ``rows`` into the report at ``target`` and publish it; its row count.
 
@@ -264,11 +273,11 @@ async def publish_rows(
         if isinstance(target, Path):
             with RunLock(target, mode=mode):
                 remove_stale(target)
-                return _write(read_base(target), ours, local, provenance, mode)
+                return _write(read_base(target), ours, local, provenance, (mode, seals))
         assert store is not None
         base, etag = await fetch_base(target, local, store)
         try:
-            count = _write(base, ours, local, provenance, mode)
+            count = _write(base, ours, local, provenance, (mode, seals), str(target))
         finally:
             base_copy(local).unlink(missing_ok=True)
         try:
@@ -287,10 +296,19 @@ async def publish_rows(
     raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
 
 
-def _write(
-    base: Base, ours: list[Mapping[str, Any]], local: Path, provenance: Mapping[str, Any], mode: int
+def _write(  # the merge's parts, named
+    base: Base,
+    ours: list[Mapping[str, Any]],
+    local: Path,
+    provenance: Mapping[str, Any],
+    how: tuple[int, Seals | None],
+    location: str | None = None,
 ) -> int:
-    check_base(base, accept=False)
+    """Merge ``ours`` into ``base``, written at ``local``; the row count. ``how``: the
+    file mode and the seals (``location``: the report's, when not ``local`` itself)."""
+    mode, seals = how
+    location = location or str(local)
+    check_base(base, accept=False, seals=seals, location=location)
     ids = {str(row["session_id"]) for row in ours}
     ledger = _merged(rows_for(base, ids), ours)
     writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))
@@ -300,6 +318,8 @@ def _write(
         writer.abandon()
         raise
     manifest = writer.commit(provenance, input_sha256="")
+    if seals is not None:
+        seals.record(location, local)
     log.debug(
         "wrote %s (%d rows)", local, manifest.rows, extra=event("written", rows=manifest.rows)
     )

@@ -86,6 +86,7 @@ from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, check_base, earlier_edits, read_base
 from batch.store.report import invalid_row, read_rows, report_schema
+from batch.store.seal import Seals
 
 __all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
@@ -216,6 +217,8 @@ class AuditRun:
                 schema=schema,
                 decorate=with_regions(self.routes, self._annotator),
             )
+            recorder.seals = Seals(self.work_dir / "seals", mode=self.mode)
+            recorder.location = str(destination)
             try:
                 remote, work = await self.resume(plan, destination, recorder, header)
                 aborted = await self.fetch(work, recorder) if work else None
@@ -332,7 +335,12 @@ class AuditRun:
     def _check_base(self, recorder: Recorder, base: Base, wanted: Collection[str]) -> None:
         """Verify the report merged into (an edited one is refused, or accepted and
         recorded), then take its schema and its rows of ``wanted`` into the recorder."""
-        accepted = check_base(base, accept=self.settings.accept_edited_report)
+        accepted = check_base(
+            base,
+            accept=self.settings.accept_edited_report,
+            seals=recorder.seals,
+            location=recorder.location,
+        )
         if accepted is not None:
             log.warning(
                 "merging into %s although it was edited (--accept-edited-report): %s",

@@ -28,6 +28,7 @@ from batch.store.ledger import Ledger, pending, unresolved
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
+from batch.store.seal import Seals
 
 __all__ = ["Recorder"]
 
@@ -58,6 +59,8 @@ class Recorder:
         self._run_schema, self._decorate = schema, decorate
         self.schema = schema  # the run's, merged with the existing report's (use_base)
         self.base = Base(None)  # the report merged into
+        self.seals: Seals | None = None  # where committed reports are sealed, as location
+        self.location = str(report)
 
     @classmethod
     def open(  # the report's options, named
@@ -181,6 +184,8 @@ class Recorder:
             raise
         manifest = writer.commit(provenance, input_sha256=input_sha256)
         self.journal.reset()
+        if self.seals is not None:
+            self.seals.record(self.location, self.report)
         return manifest
 
     def abandon(self) -> None:

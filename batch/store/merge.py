@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from batch.errors import InputError, OutputError, UsageError
 from batch.store.manifest import verify_report
 from batch.store.report import IMAGE_FIELDS, SCHEMA, ReportWriter, read_provenance
+from batch.store.seal import Seals
 
 __all__ = [
     "Base",
@@ -141,14 +142,18 @@ class EditedReportError(OutputError):
     """The report was changed after liveness-audit wrote it: not merged into (exit 2)."""
 
 
-def check_base(base: Base, *, accept: bool) -> dict[str, Any] | None:
+def check_base(
+    base: Base, *, accept: bool, seals: Seals | None = None, location: str = ""
+) -> dict[str, Any] | None:
     """Verify the report against its manifest before anything is merged into it.
 
-    An intact report: None. An edited one (or one without a manifest) is refused
-    (:class:`EditedReportError`: how many rows differ, the first session IDs, what to do)
-    unless ``accept``; then the record of what was accepted, for the provenance.
+    A report byte for byte as this tool sealed it at ``location`` needs no more
+    (:mod:`batch.store.seal`); any other is verified row by row. An intact report: None.
+    An edited one (or one without a manifest) is refused (:class:`EditedReportError`: how
+    many rows differ, the first session IDs, what to do) unless ``accept``; then the
+    record of what was accepted, for the provenance.
     """
-    if base.path is None:
+    if base.path is None or (seals is not None and seals.holds(location, base.path)):
         return None
     problems: tuple[str, ...]
     edited: tuple[int, ...] | None
