@@ -8,8 +8,9 @@ One command builds everything with the tool itself:
    session IDs and written (and signed: manifest /2) by the tool's own
    :class:`~batch.store.report.ReportWriter`;
 3. for each size, ``liveness-audit run`` of ``--new`` other sessions of the emulator into
-   a copy of that report (``--rate 5000``): its wall time and peak RSS (``wait4``), and
-   the report's row count after it;
+   a copy of that report (``--rate 5000``; unsealed: a report this host did not write
+   is verified row by row), then of ``--new`` more (sealed: the nightly rerun on the
+   host that wrote it): wall time and peak RSS (``wait4``), the report's rows after;
 4. with ``--fresh 10000,100000``: a fresh run of that many sessions into no report, for the
    RSS of a run against the number of its answers.
 
@@ -31,7 +32,6 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.store.report import ReportWriter
@@ -111,7 +111,9 @@ def arguments() -> argparse.Namespace:
 def reruns(work: Path, url: str, ids: list[str], args: argparse.Namespace) -> None:
     seed = work / "seed.parquet"
     audit(write_ids(work / "seed.csv", ids[: args.seed_sessions]), seed, url)
-    new = write_ids(work / "new.csv", ids[args.seed_sessions : args.seed_sessions + args.new])
+    start = args.seed_sessions
+    first = write_ids(work / "new-1.csv", ids[start : start + args.new])
+    second = write_ids(work / "new-2.csv", ids[start + args.new : start + 2 * args.new])
     for size in [int(s) for s in args.sizes.split(",") if s]:
         base = work / f"base-{size}.parquet"
         output = work / f"out-{size}" / "report.parquet"
@@ -120,19 +122,18 @@ def reruns(work: Path, url: str, ids: list[str], args: argparse.Namespace) -> No
         if size:
             built = replicate(seed, size, base)
             shutil.copy(base, output)
-        wall, rss, code, _ = audit(new, output, url)
-        count = pq.read_metadata(output).num_rows
-        asked = pc.sum(
-            pc.is_in(
-                pq.read_table(output, columns=["session_id"])["session_id"], value_set=pa.array(ids)
+        print(f"report of {size:,} rows built in {built:.0f}s", flush=True)
+        rows = size
+        for source, how in ((first, "unsealed: verified row by row"), (second, "sealed")):
+            wall, rss, code, _ = audit(source, output, url)
+            count = pq.read_metadata(output).num_rows
+            print(
+                f"  rerun of {args.new} new sessions into {rows:>9,} rows ({how}): "
+                f"wall {wall:5.1f}s  peak rss {rss:6.1f} MB  exit {code}  "
+                f"report rows {count:,}",
+                flush=True,
             )
-        ).as_py()
-        print(
-            f"rerun of {args.new} new sessions into {size:>9,} rows: wall {wall:5.1f}s  "
-            f"peak rss {rss:6.1f} MB  exit {code}  report rows {count:,} "
-            f"(emulator sessions {asked})  [report built in {built:.0f}s]",
-            flush=True,
-        )
+            rows = count
         base.unlink(missing_ok=True)
         shutil.rmtree(output.parent)
 
@@ -153,7 +154,7 @@ def fresh(work: Path, url: str, ids: list[str], sizes: list[int]) -> None:
 def main() -> None:
     args = arguments()
     sizes = [int(s) for s in args.fresh.split(",") if s]
-    population = max([args.seed_sessions + args.new, *sizes])
+    population = max([args.seed_sessions + 2 * args.new, *sizes])
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

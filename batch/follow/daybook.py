@@ -38,7 +38,15 @@ from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir, remove_stale
 from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
-from batch.store.merge import Base, check_base, merged_schema, read_base, rows_for, stream_merge
+from batch.store.merge import (
+    Base,
+    check_base,
+    lean_reads,
+    merged_schema,
+    read_base,
+    rows_for,
+    stream_merge,
+)
 from batch.store.report import SCHEMA, ReportWriter, check_output
 from batch.store.seal import Seals
 
@@ -101,6 +109,7 @@ class Daybook:
         self._zone = ZoneInfo(timezone)
         self._journals = private_dir(state / "journals", mode=mode)
         self._seals = Seals(state / "seals", mode=mode)
+        lean_reads()
         self._staging = work_dir
         self._store = store
         self._provenance = dict(provenance)

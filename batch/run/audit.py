@@ -84,7 +84,7 @@ from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
 from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
-from batch.store.merge import Base, check_base, earlier_edits, read_base
+from batch.store.merge import Base, check_base, earlier_edits, lean_reads, read_base
 from batch.store.report import invalid_row, read_rows, report_schema
 from batch.store.seal import Seals
 
@@ -148,6 +148,7 @@ class AuditRun:
         self.work_dir = settings.work_dir or default_work_dir()
         self.mode = parse_mode(settings.file_mode)  # of every file that holds answers
         self.run_id = uuid.uuid4().hex
+        lean_reads()
         self._stack = AsyncExitStack()
         self.parts = Parts(settings, self._stack)
         self.stop, self.tally = self.parts.stop, self.parts.tally

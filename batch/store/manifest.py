@@ -223,8 +223,9 @@ def verify_report(
     manifest = read_manifest(path)
     digest = digest_of(manifest)
     try:
-        with path.open("rb") as f:  # one open file: one version of a replaced report
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=16_384):
+        with pa.OSFile(str(path)) as f:  # one open file: one version of a replaced report
+            report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+            for batch in report.iter_batches(batch_size=16_384, use_threads=False):
                 digest.update(batch)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None
