@@ -55,8 +55,8 @@ def start_emulator(work: Path, sessions: int) -> tuple[subprocess.Popen[bytes], 
     raise SystemExit("the emulator did not start")
 
 
-def audit(source: Path, output: Path, url: str) -> tuple[float, float, int, str]:
-    """``liveness-audit run``: wall seconds, peak RSS (MB), exit code, last stdout line."""
+def audit(source: Path, output: Path, url: str) -> tuple[float, float, int, float]:
+    """``liveness-audit run``: wall seconds, peak RSS (MB), exit code, CPU seconds."""
     command = [
         PYTHON, "-m", "batch", "run", str(source), "--output", str(output),
         "--endpoint-url", url, "--region", "us-east-1", "--rate", "5000",
@@ -72,8 +72,7 @@ def audit(source: Path, output: Path, url: str) -> tuple[float, float, int, str]
     text = logs.read_text()
     if code not in (0, 1):
         raise SystemExit(f"run failed ({code}): {text[-2000:]}")
-    lines = text.strip().splitlines()
-    return wall, usage.ru_maxrss / 1024, code, lines[-1] if lines else ""
+    return wall, usage.ru_maxrss / 1024, code, usage.ru_utime + usage.ru_stime
 
 
 def write_ids(path: Path, ids: list[str]) -> Path:
@@ -125,12 +124,13 @@ def reruns(work: Path, url: str, ids: list[str], args: argparse.Namespace) -> No
         print(f"report of {size:,} rows built in {built:.0f}s", flush=True)
         rows = size
         for source, how in ((first, "unsealed: verified row by row"), (second, "sealed")):
-            wall, rss, code, _ = audit(source, output, url)
+            load = os.getloadavg()[0]
+            wall, rss, code, cpu = audit(source, output, url)
             count = pq.read_metadata(output).num_rows
             print(
                 f"  rerun of {args.new} new sessions into {rows:>9,} rows ({how}): "
-                f"wall {wall:5.1f}s  peak rss {rss:6.1f} MB  exit {code}  "
-                f"report rows {count:,}",
+                f"wall {wall:5.1f}s  cpu {cpu:5.1f}s  peak rss {rss:6.1f} MB  exit {code}  "
+                f"report rows {count:,}  (load average {load:.1f})",
                 flush=True,
             )
             rows = count
@@ -142,10 +142,11 @@ def fresh(work: Path, url: str, ids: list[str], sizes: list[int]) -> None:
     for n in sizes:
         output = work / f"fresh-{n}" / "report.parquet"
         output.parent.mkdir()
-        wall, rss, code, _ = audit(write_ids(work / f"fresh-{n}.csv", ids[:n]), output, url)
+        load = os.getloadavg()[0]
+        wall, rss, code, cpu = audit(write_ids(work / f"fresh-{n}.csv", ids[:n]), output, url)
         print(
-            f"fresh run of {n:>9,} sessions: wall {wall:6.1f}s  peak rss {rss:6.1f} MB  "
-            f"exit {code}",
+            f"fresh run of {n:>9,} sessions: wall {wall:6.1f}s  cpu {cpu:6.1f}s  "
+            f"peak rss {rss:6.1f} MB  exit {code}  (load average {load:.1f})",
             flush=True,
         )
         shutil.rmtree(output.parent)
