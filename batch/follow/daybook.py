@@ -322,7 +322,7 @@ def _write(  # the merge's parts, named
     ledger = _merged(rows_for(base, ids), ours)
     writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))
     try:
-        stream_merge(writer, base, ledger.by_session)
+        stream_merge(writer, base, ledger)
     except BaseException:
         writer.abandon()
         raise

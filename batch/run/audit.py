@@ -237,7 +237,7 @@ class AuditRun:
                 and not ending.left
                 and publish_error is None
             )
-            recorder.journal.close(remove=complete)
+            recorder.close(remove=complete)
             if complete and self._record is not None:
                 self._record.forget()
         return self._summary(plan, destination, ending, publish_error)
@@ -304,11 +304,10 @@ class AuditRun:
         # An unfinished run of this input is resumed: its rows are brought up to the
         # settings of this one (the journal's header says what they were made with).
         resumed = list(plan.valid) if recorder.journal.previous is not None else []
-        for invalid in plan.invalid:
-            recorder.ledger.add(invalid_row(invalid))
+        recorder.load(invalid_row(invalid) for invalid in plan.invalid)
         work = plan_work(
             plan,
-            recorder.ledger,
+            recorder,
             self.local,
             self.tally,
             fresh=self.fresh,
@@ -463,9 +462,7 @@ class AuditRun:
         for _ in range(PUBLISH_TRIES):
             if not remote.known:  # not read at the start, or changed since: merge it first
                 try:
-                    remote = await self._merge_remote(
-                        destination, recorder, list(recorder.ledger.by_session)
-                    )
+                    remote = await self._merge_remote(destination, recorder, recorder.held())
                 except AccessError as exc:
                     return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
                 except (ServiceError, InputError, UsageError) as exc:

@@ -15,7 +15,7 @@ every session of every earlier input stays, and none of them is held in memory.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,12 @@ import pyarrow as pa
 from batch.model import Outcome
 from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
-from batch.store.ledger import Ledger, pending, unresolved
+from batch.store.ledger import Kept, fold, pending, unresolved
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
 from batch.store.seal import Seals
+from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
 
@@ -36,7 +37,9 @@ Row = dict[str, Any]
 
 
 class Recorder:
-    """The ledger and the journal of one run; ``finished`` holds the IDs answered in it."""
+    """The kept answers and the journal of one run; ``finished`` holds the IDs answered in
+    it. Rows are spilled as they come (:class:`~batch.store.spill.Spill`); the recorder
+    holds a :class:`~batch.store.ledger.Kept` per session."""
 
     def __init__(  # the report's options, named
         self,
@@ -52,7 +55,8 @@ class Recorder:
         self.report = report
         self.journal = journal
         self.tally = tally
-        self.ledger = Ledger()
+        self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
+        self._kept: dict[str, Kept] = {}
         self.finished: set[str] = set()
         self._batch_rows = batch_rows
         self._mode = mode
@@ -91,42 +95,67 @@ class Recorder:
             decorate=decorate,
         )
 
+    # --- the kept answers -------------------------------------------------------------
+
+    def add(self, row: Mapping[str, Any]) -> Kept:
+        """Merge ``row`` into the session's kept answer (the row spilled); the kept answer."""
+        session_id = str(row["session_id"])
+        kept = fold(self._kept.get(session_id), row, self.spill.append(row))
+        self._kept[session_id] = kept
+        return kept
+
+    def get(self, session_id: str) -> Kept | None:
+        return self._kept.get(session_id)
+
+    def rows(self, session_ids: Sequence[str]) -> list[Row]:
+        """The kept rows of ``session_ids`` (held ones), whole, in that order."""
+        kept = [self._kept[sid] for sid in session_ids]
+        rows = self.spill.take([k.where for k in kept])
+        for row, k in zip(rows, kept, strict=True):
+            row["checks"], row["checked_at"] = k.checks, k.checked_at
+        return rows
+
+    def held(self) -> list[str]:
+        """The sessions the run holds a kept answer of, in first-seen order."""
+        return list(self._kept)
+
     def use_base(self, base: Base, session_ids: Collection[str]) -> None:
         """Merge into the report ``base``: its schema with the run's
         (:class:`~batch.store.merge.SchemaError` when a column's type cannot be), and its
-        rows of ``session_ids`` into the ledger (the rest stream through at commit)."""
+        rows of ``session_ids`` into the kept answers (the rest stream through at commit)."""
         self.schema = merged_schema(base.schema, self._run_schema)
         self.base = base
         self.load(rows_for(base, session_ids))
 
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Merge rows an earlier run made into the ledger."""
+        """Merge rows an earlier run made (or invalid cells) into the kept answers."""
         for row in rows:
-            self.ledger.add(row)
+            self.add(row)
 
     def journaled(self) -> list[Row]:
         """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
         return [revive(row) for row in self.journal.replay()]
 
     def replay(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Merge the journal's rows into the ledger, after the report's."""
+        """Merge the journal's rows into the kept answers, after the report's."""
         self.load(rows)
 
-    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
-        """One answer: merged into the ledger and journaled; the row now kept."""
+    # --- this run's answers -----------------------------------------------------------
+
+    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Kept:
+        """One answer: merged, spilled and journaled; the session's kept answer now."""
         kept = self.record_row(outcome_row(outcome, paths))
         if outcome.session_id not in self.finished:
             self.finished.add(outcome.session_id)
             self.tally.finished(outcome)
         return kept
 
-    def record_row(self, row: Mapping[str, Any]) -> Row:
+    def record_row(self, row: Mapping[str, Any]) -> Kept:
         """A row made by this run (an answer, or a kept answer with a local step redone)."""
-        kept = self.ledger.add(row)
         self.journal.append(row)
-        return kept
+        return self.add(row)
 
-    def redone(self, row: Mapping[str, Any]) -> Row:
+    def redone(self, row: Mapping[str, Any]) -> Kept:
         """A kept answer whose local steps were redone: recorded and counted."""
         kept = self.record_row(row)
         self.finished.add(str(row["session_id"]))
@@ -140,34 +169,35 @@ class Recorder:
         leftovers = Counter[str]()
         for session_id in todo:
             if session_id not in self.finished:
-                kept = self.ledger.add(outcome_row(Outcome.not_attempted(session_id, why)))
-                if kept.get("error_code") == "NotAttempted":
+                kept = self.add(outcome_row(Outcome.not_attempted(session_id, why)))
+                if kept.error_code == "NotAttempted":
                     leftovers["NotAttempted"] += 1
         return leftovers
 
     def count(self, session_ids: Iterable[str]) -> None:
-        """The tally's closing counts, from the rows kept for ``session_ids``."""
+        """The tally's closing counts, from the answers kept for ``session_ids``."""
         t = self.tally
         t.by_status.clear()
         t.by_error.clear()
         t.done = t.unresolved = t.pending = 0
         for session_id in session_ids:
-            row = self.ledger.get(session_id)
-            code = row.get("error_code") if row is not None else "NotAttempted"
-            if row is None or code == "NotAttempted":
+            kept = self._kept.get(session_id)
+            if kept is None or kept.error_code == "NotAttempted":
                 continue  # counted as a leftover
             t.done += 1
-            if row.get("status") is not None:
-                t.by_status[str(row["status"])] += 1
-            if code is not None:
-                t.by_error[str(code)] += 1
-            if pending(row):
+            if kept.status is not None:
+                t.by_status[kept.status] += 1
+            if kept.error_code is not None:
+                t.by_error[kept.error_code] += 1
+            if pending(kept):
                 t.pending += 1
-            elif unresolved(row):
+            elif unresolved(kept):
                 t.unresolved += 1
 
+    # --- the report -------------------------------------------------------------------
+
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        """Write the report (atomically): the base streamed through, the ledger's rows
+        """Write the report (atomically): the base streamed through, the kept answers
         merged in; its manifest. The journal's rows are in the report then: the journal
         keeps only its header."""
         writer = ReportWriter(
@@ -178,7 +208,7 @@ class Recorder:
             decorate=self._decorate,
         )
         try:
-            stream_merge(writer, self.base, self.ledger.by_session)
+            stream_merge(writer, self.base, self)
         except BaseException:
             writer.abandon()
             raise
@@ -188,9 +218,16 @@ class Recorder:
             self.seals.record(self.location, self.report)
         return manifest
 
+    def close(self, *, remove: bool) -> None:
+        """The run is over: the journal closed (removed when the run left nothing to
+        ask), the spill removed."""
+        self.spill.close()
+        self.journal.close(remove=remove)
+
     def abandon(self) -> None:
         """The run failed: keep the journal for a rerun (the report is left as it was).
 
         Quietly: this cleanup runs after the error that ended the run and must not hide it.
         """
         self.journal.close(quiet=True)
+        self.spill.close()

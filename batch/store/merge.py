@@ -22,10 +22,10 @@ Memory is the ledger (the run's sessions) plus one row group, whatever the repor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
+from batch.store.ledger import with_extras
 from batch.store.manifest import verify_report
 from batch.store.report import IMAGE_FIELDS, SCHEMA, ReportWriter, read_provenance
 from batch.store.seal import Seals
@@ -40,6 +41,7 @@ from batch.store.seal import Seals
 __all__ = [
     "Base",
     "EditedReportError",
+    "Held",
     "SchemaError",
     "check_base",
     "conform",
@@ -300,53 +302,73 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 # --- the merge ------------------------------------------------------------------------
 
 
-def stream_merge(writer: ReportWriter, base: Base, ledger: Mapping[str, Row]) -> None:
-    """Write the report (``base``) with ``ledger``'s rows merged in, into ``writer``.
+class Held(Protocol):
+    """The kept rows a merge writes: a run's (:class:`~batch.run.record.Recorder`) or a
+    day's (:class:`~batch.store.ledger.Ledger`)."""
 
-    ``ledger`` maps each session the run holds to its kept row (already merged with the
-    report's row of it by the ledger's rule); the writer completes each of them
-    (``decorate``: kept columns, reconciliation, region) as it does any row it is given.
+    def held(self) -> list[str]:
+        """The sessions held, in first-seen order."""
+        ...
+
+    def rows(self, session_ids: Sequence[str]) -> list[Row]:
+        """The kept rows of held sessions, in that order (new dicts)."""
+        ...
+
+
+def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
+    """Write the report (``base``) with the ``held`` rows merged in, into ``writer``.
+
+    Each held row was already merged with the report's row of its session by the
+    ledger's rule; it replaces that row where it stands, and takes the columns only the
+    report's row has (kept input columns, reconciliation, region of earlier runs). The
+    writer completes each held row (``decorate``) as it does any row it is given. The
+    sessions the report did not have follow, ``_BATCH`` at a time.
     """
+    order = held.held()
     written: set[str] = set()
     if base.path is not None:
-        held = pa.array(list(ledger), type=pa.string()) if ledger else None
+        ids = pa.array(order, type=pa.string()) if order else None
         for batch in _batches(base.path):
-            writer.write_batch(_replaced(writer, batch, held, ledger, written))
-    for session_id, row in ledger.items():
-        if session_id not in written:
+            writer.write_batch(_replaced(writer, batch, ids, held, written))
+    for start in range(0, len(order), _BATCH):
+        chunk = [sid for sid in order[start : start + _BATCH] if sid not in written]
+        for row in held.rows(chunk):
             writer.add(row)
 
 
 def _replaced(
     writer: ReportWriter,
     batch: pa.RecordBatch,
-    held: pa.Array | None,
-    ledger: Mapping[str, Row],
+    ids: pa.Array | None,
+    held: Held,
     written: set[str],
 ) -> pa.RecordBatch:
-    """``batch`` conformed to the writer's schema, its rows of ``ledger``'s sessions
-    replaced in place by the ledger's (completed as the writer completes rows)."""
+    """``batch`` conformed to the writer's schema, its rows of held sessions replaced in
+    place by the held ones (completed as the writer completes rows)."""
     schema = writer.schema
-    if held is None:
+    if ids is None:
         return conform(batch, schema)
-    mask = pc.is_in(batch.column("session_id"), value_set=held)
+    mask = pc.is_in(batch.column("session_id"), value_set=ids)
     if not pc.any(mask).as_py():
         return conform(batch, schema)
     flags = mask.to_numpy(zero_copy_only=False)
-    ids = batch.column("session_id").filter(mask).to_pylist()
-    rows, places = [], []
-    for place, session_id in zip(np.flatnonzero(flags), ids, strict=True):
+    mine: list[str] = []
+    places: list[int] = []
+    olds: list[Row] = []
+    for place, old in zip(np.flatnonzero(flags), batch.filter(mask).to_pylist(), strict=True):
+        session_id = old["session_id"]
         if session_id in written:  # a damaged report's repeated ID: its first place wins
             continue
         written.add(session_id)
-        rows.append(writer.complete(ledger[session_id]))
-        places.append(place)
+        mine.append(session_id)
+        places.append(int(place))
+        olds.append(old)
+    rows = [
+        writer.complete(with_extras(row, old))
+        for row, old in zip(held.rows(mine), olds, strict=True)
+    ]
     kept = conform(batch.filter(pc.invert(mask)), schema)
     new = pa.RecordBatch.from_pylist(rows, schema=schema)
     order = np.argsort(np.concatenate([np.flatnonzero(~flags), places]), kind="stable")
     table = pa.Table.from_batches([kept, new]).take(pa.array(order))
     return table.combine_chunks().to_batches()[0] if table.num_rows else kept
-
-
-def session_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [str(row["session_id"]) for row in rows]
