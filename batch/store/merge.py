@@ -56,6 +56,7 @@ __all__ = [
 
 Row = dict[str, Any]
 _BATCH = 16_384  # rows of the report read (and written) at a time
+_HELD = 1024  # held rows made dicts at a time (~4 KB each)
 
 
 class SchemaError(UsageError):
@@ -322,7 +323,7 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
     ledger's rule; it replaces that row where it stands, and takes the columns only the
     report's row has (kept input columns, reconciliation, region of earlier runs). The
     writer completes each held row (``decorate``) as it does any row it is given. The
-    sessions the report did not have follow, ``_BATCH`` at a time.
+    sessions the report did not have follow, ``_HELD`` at a time.
     """
     order = held.held()
     written: set[str] = set()
@@ -330,8 +331,8 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
         ids = pa.array(order, type=pa.string()) if order else None
         for batch in _batches(base.path):
             writer.write_batch(_replaced(writer, batch, ids, held, written))
-    for start in range(0, len(order), _BATCH):
-        chunk = [sid for sid in order[start : start + _BATCH] if sid not in written]
+    for start in range(0, len(order), _HELD):
+        chunk = [sid for sid in order[start : start + _HELD] if sid not in written]
         for row in held.rows(chunk):
             writer.add(row)
 
