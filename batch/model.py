@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TypeVar
 
 from batch.errors import AccessError, AuditError, ServiceError, SessionError
@@ -33,11 +34,23 @@ __all__ = [
     "Reconciliation",
     "RunSummary",
     "SessionResult",
+    "Status",
     "image_names",
     "named_images",
 ]
 
-STATUSES = frozenset({"CREATED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "EXPIRED"})
+
+class Status(StrEnum):
+    """A session's status as the service names it (a ``str``: it is the report's value)."""
+
+    CREATED = "CREATED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+STATUSES = frozenset(Status)
 
 
 EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")

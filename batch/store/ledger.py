@@ -31,6 +31,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from batch.model import Status
 from batch.store.report import SCHEMA
 
 __all__ = [
@@ -75,12 +76,12 @@ class Rank(IntEnum):
     RESULT = 5
 
 
-_BY_STATUS = {
-    "SUCCEEDED": Rank.RESULT,
-    "FAILED": Rank.RESULT,
-    "EXPIRED": Rank.EXPIRED,
-    "IN_PROGRESS": Rank.IN_PROGRESS,
-    "CREATED": Rank.CREATED,
+_BY_STATUS: dict[str, Rank] = {
+    Status.SUCCEEDED: Rank.RESULT,
+    Status.FAILED: Rank.RESULT,
+    Status.EXPIRED: Rank.EXPIRED,
+    Status.IN_PROGRESS: Rank.IN_PROGRESS,
+    Status.CREATED: Rank.CREATED,
 }
 
 
