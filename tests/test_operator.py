@@ -133,7 +133,9 @@ def test_a_misspelled_region_is_exit_2_at_once_with_a_did_you_mean(
     inbox.mkdir()
     given = source if command == "run" else inbox
 
-    ran = run_cli(command, given, "-o", tmp_path / "r.parquet", "--region", "eu-wset-1")
+    # the budget ends a follow that (wrongly) started, so the test fails instead of hanging
+    budget = ["--time-budget", "5s"]
+    ran = run_cli(command, given, "-o", tmp_path / "r.parquet", "--region", "eu-wset-1", *budget)
 
     assert ran.code == 2
     assert "'eu-wset-1' is not a region" in ran.stderr
