@@ -130,6 +130,10 @@ class Settings(BaseModel):
         False,
         description="Exit 6 when an application decision disagrees with the service.",
     )
+    accept_edited_report: Annotated[bool, RUN_ONLY] = Field(
+        False,
+        description="Merge into a report edited since it was written (recorded in it).",
+    )
     # pacing and retries
     rate: Annotated[float | None, RUN] = Field(
         None,

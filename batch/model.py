@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TypeVar
 
 from batch.errors import AccessError, AuditError, ServiceError, SessionError
@@ -21,6 +22,7 @@ __all__ = [
     "EVIDENCE_CODES",
     "EVIDENCE_PROBLEMS",
     "MANIFEST_FORMAT",
+    "MANIFEST_FORMATS",
     "STATUSES",
     "BoundingBox",
     "Challenge",
@@ -32,11 +34,23 @@ __all__ = [
     "Reconciliation",
     "RunSummary",
     "SessionResult",
+    "Status",
     "image_names",
     "named_images",
 ]
 
-STATUSES = frozenset({"CREATED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "EXPIRED"})
+
+class Status(StrEnum):
+    """A session's status as the service names it (a ``str``: it is the report's value)."""
+
+    CREATED = "CREATED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+STATUSES = frozenset(Status)
 
 
 EVIDENCE_CODES = ("EvidenceMissing", "EvidenceChanged", "EvidenceUnverified")
@@ -140,7 +154,8 @@ class Outcome:
         return cls(session_id, None, "NotAttempted", message, 0, None, False)
 
 
-MANIFEST_FORMAT = "liveness-audit-manifest/1"
+MANIFEST_FORMAT = "liveness-audit-manifest/2"
+MANIFEST_FORMATS = ("liveness-audit-manifest/1", MANIFEST_FORMAT)  # what verify can check
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +169,8 @@ class Manifest:
     input_sha256: str
     rows_sha256: str
     format: str = MANIFEST_FORMAT
-    digest: str = "sha256 of canonical JSON lines"
+    digest: str = "sha256 of column streams"
+    sketch: str | None = None  # /2: names edited rows (:class:`batch.store.fingerprint.Sketch`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

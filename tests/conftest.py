@@ -83,7 +83,14 @@ def emulator(emulator_server: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -
 # (the emulator, moto, a browser) or starts processes; those modules and fixtures mark it.
 E2E_FIXTURES = frozenset({"emulator", "emulator_server", "s3", "moto_server", "page", "browser"})
 E2E_MODULES = frozenset(
-    {"test_cron", "test_disk_full", "test_emulator_time", "test_emulator", "test_two_writers"}
+    {
+        "test_cron",
+        "test_disk_full",
+        "test_emulator_time",
+        "test_emulator",
+        "test_run_memory",
+        "test_two_writers",
+    }
 )
 
 

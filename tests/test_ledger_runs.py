@@ -15,15 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from batch.config import load_settings
 from batch.emulator import EmulatorThread, write_input
 from batch.logs import LOGGER
-from batch.model import Outcome
+from batch.model import Manifest, Outcome
 from batch.run.audit import AuditRun
 from batch.store.checkpoint import journal_path
+from batch.store.manifest import MANIFEST_KEY, JsonRowDigest, read_manifest
 from batch.store.report import SCHEMA, outcome_row, paths_from_row, read_rows, result_from_row
 from tests.helpers import Evidence, assert_exactly_as_served, read_report, run_cli, stored
 from tests.s3proxy import S3Proxy
@@ -284,6 +286,22 @@ def test_a_row_turns_back_into_the_result_it_was_made_from(
         assert row["region"] is None  # a column of this run's schema, beside the base ones
 
 
+def write_signed_v1(table: pa.Table, path: Path) -> None:
+    """``table`` at ``path`` as an older liveness-audit wrote it (``manifest/1``)."""
+    metadata = dict(pq.read_metadata(path).metadata or {})
+    digest = JsonRowDigest()
+    digest.update(table)
+    manifest = Manifest(
+        rows=table.num_rows,
+        input_sha256=read_manifest(path).input_sha256,
+        rows_sha256=digest.hexdigest(),
+        format="liveness-audit-manifest/1",
+        digest="sha256 of canonical JSON lines",
+    )
+    metadata[MANIFEST_KEY] = manifest.to_json().encode()
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
 def test_a_report_written_before_the_ledger_columns_is_read_with_them_empty(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
@@ -293,8 +311,8 @@ def test_a_report_written_before_the_ledger_columns_is_read_with_them_empty(
     output = tmp_path / "report.parquet"
     assert run_cli("run", source, "--output", output).code == 0
     old = ("checks", "checked_at", "challenge_type", "challenge_version")
-    table = pq.read_table(output)
-    pq.write_table(table.drop_columns(list(old)), output)
+    table = pq.read_table(output).drop_columns(list(old))
+    write_signed_v1(table, output)  # as the tool wrote reports then: manifest /1
     before = asked(emulator)
 
     ran = run_cli("run", source, "--output", output)

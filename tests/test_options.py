@@ -41,6 +41,7 @@ RUN_FLAGS = {
     "--region-column": "region_column",
     "--confidence-tolerance": "confidence_tolerance",
     "--fail-on-disagreement": "fail_on_disagreement",
+    "--accept-edited-report": "accept_edited_report",
     "--threshold": "threshold",
     "--settle": "settle",
     "--settle-interval": "settle_interval",

@@ -41,7 +41,7 @@ def test_summary_line_has_counts_time_and_rate() -> None:
     assert line.startswith("5 sessions | status: EXPIRED 1, FAILED 1, SUCCEEDED 1 | errors: ")
     assert "InternalServerError 1, SessionNotFoundException 1" in line
     assert "4 requests in 2.0s (2.0 req/s), 1 throttled, 1 failed attempts" in line
-    assert line.endswith("1 already known (report or checkpoint)")
+    assert line.endswith("1 resumed from the checkpoint")
 
 
 def test_log_line_shows_rate_throttles_limiter_and_eta() -> None:

@@ -61,7 +61,7 @@ def test_kill_9_then_rerun_resumes_exactly_once(emulator: EmulatorThread, tmp_pa
     ran = run_cli(*args)
 
     assert ran.code == 0, ran.stderr
-    assert "already known (report or checkpoint)" in ran.stdout
+    assert "resumed from the checkpoint" in ran.stdout
     report = assert_complete(output, ids)
     assert report["status"].notna().all()
     ok = ok_counts(emulator)

@@ -79,8 +79,11 @@ def test_s3_input_to_s3_output(emulator: EmulatorThread, s3: MotoServer, tmp_pat
     assert manifest["rows"] == 120
     provenance = json.loads(pq.read_metadata(io.BytesIO(body)).metadata[b"liveness_audit"])
     assert provenance["input_path"] == source
-    # once the report is in S3 the work directory keeps nothing, not even the run lock
-    assert [p.name for p in work.rglob("*") if p.is_file()] == []
+    # once the report is in S3 the work directory keeps nothing, not even the run lock,
+    # but the seal of the report uploaded (its SHA-256: the next run need not re-read it)
+    files = [p for p in work.rglob("*") if p.is_file()]
+    assert [p.name for p in files if p.parent.name != "seals"] == []
+    assert len([p for p in files if p.parent.name == "seals"]) == 1
     assert ACCESS_KEY not in ran.stdout + ran.stderr
     assert SECRET_KEY not in ran.stdout + ran.stderr
 
@@ -235,7 +238,7 @@ def test_interrupted_s3_run_resumes_from_the_local_checkpoint(
 
     second = run_cli(*args)
     assert second.code == 0, second.stderr
-    assert f"{kept - len(again)} already known (report or checkpoint)" in second.stdout
+    assert f"{kept - len(again)} kept from the report" in second.stdout
     assert emulator.stats()["requests"] - sent == 100 - kept + len(again)
     assert_exactly_as_served(get_report(client, "r/part.parquet"), emulator, ids)
     assert not journal.exists()

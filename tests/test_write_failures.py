@@ -22,11 +22,11 @@ from tests.s3server import MotoServer
 
 @pytest.fixture
 def few_inodes(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs with room for two files (the lock and the journal), not a third."""
+    """A tmpfs with room for three files (the lock, the spill and the journal), not a fourth."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=3,mode=0700", "tmpfs", str(disk)],
+        ["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=4,mode=0700", "tmpfs", str(disk)],
         capture_output=True,
         text=True,
         check=False,

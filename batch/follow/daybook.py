@@ -11,8 +11,9 @@ report that has its first answer. Each report being filled is a :class:`Day`:
   rows still held, so it stays small.
 
 :meth:`Daybook.publish` merges a day's rows into the report as it is now (local file,
-or the S3 object and its ETag), writes it atomically, uploads it with a conditional
-write, and merges again when another writer got there first. Settled rows then leave
+or the S3 object and its ETag; streamed through, :mod:`batch.store.merge`), writes it
+atomically, uploads it with a conditional write, and merges again when another writer
+got there first. Settled rows then leave
 memory: a service running for days holds only what is not published or not settled.
 """
 
@@ -32,12 +33,22 @@ from zoneinfo import ZoneInfo
 from batch.aws.s3 import S3Store
 from batch.errors import ConflictError, PublishError
 from batch.logs import LOGGER, event
-from batch.run.existing import read_existing
+from batch.run.existing import base_copy, fetch_base
 from batch.store.checkpoint import Journal, RunLock
-from batch.store.files import PRIVATE, private_dir
+from batch.store.files import PRIVATE, private_dir, remove_stale
 from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
-from batch.store.report import ReportWriter, check_output
+from batch.store.merge import (
+    Base,
+    check_base,
+    lean_reads,
+    merged_schema,
+    read_base,
+    rows_for,
+    stream_merge,
+)
+from batch.store.report import SCHEMA, ReportWriter, check_output
+from batch.store.seal import Seals
 
 __all__ = ["Day", "Daybook", "publish_rows"]
 
@@ -97,6 +108,8 @@ class Daybook:
         self._render = render
         self._zone = ZoneInfo(timezone)
         self._journals = private_dir(state / "journals", mode=mode)
+        self._seals = Seals(state / "seals", mode=mode)
+        lean_reads()
         self._staging = work_dir
         self._store = store
         self._provenance = dict(provenance)
@@ -203,7 +216,13 @@ class Daybook:
         check_output(day.local)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
         rows = await publish_rows(
-            snapshot.values(), day.target, day.local, self._store, provenance, mode=self._mode
+            snapshot.values(),
+            day.target,
+            day.local,
+            self._store,
+            provenance,
+            mode=self._mode,
+            seals=self._seals,
         )
         gone = self.settled_ids.setdefault(day.key, set())
         for sid, row in snapshot.items():
@@ -240,7 +259,7 @@ class Daybook:
 
 
 def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
-    """The report's rows with ours merged in.
+    """The report's rows of our sessions with ours merged in.
 
     A row we hold already carries every answer we merged into it, the published one
     included: it replaces the report's row unless the report knows something newer
@@ -269,23 +288,29 @@ async def publish_rows(
     provenance: Mapping[str, Any],
     *,
     mode: int = PRIVATE,
+    seals: Seals | None = None,
 ) -> int:
     """Merge ``rows`` into the report at ``target`` and publish it; its row count.
 
     Local: under the report's run lock, written atomically. S3: written at ``local``,
     uploaded with ``If-Match`` (the ETag read) or ``If-None-Match: *`` (a new key), and
-    merged again from the start when another writer won the race.
-
+    merged again from the start when another writer won the race. Either way the report
+    is verified first (an edited one is refused: :class:`~batch.store.merge.EditedReportError`)
+    and streamed through (:mod:`batch.store.merge`): its other sessions and the columns
+    ``follow`` does not make (kept input columns, reconciliation, region) stay.
     """
     ours = list(rows)
     for _ in range(_RACES):
         if isinstance(target, Path):
             with RunLock(target, mode=mode):
-                base, _etag = await read_existing(target, local, store)
-                return _write(_merged(base, ours), local, provenance, mode)
+                remove_stale(target)
+                return _write(read_base(target), ours, local, provenance, (mode, seals))
         assert store is not None
-        base, etag = await read_existing(target, local, store)
-        count = _write(_merged(base, ours), local, provenance, mode)
+        base, etag = await fetch_base(target, local, store)
+        try:
+            count = _write(base, ours, local, provenance, (mode, seals), str(target))
+        finally:
+            base_copy(local).unlink(missing_ok=True)
         try:
             await store.upload(
                 local,
@@ -302,15 +327,30 @@ async def publish_rows(
     raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
 
 
-def _write(ledger: Ledger, local: Path, provenance: Mapping[str, Any], mode: int) -> int:
-    writer = ReportWriter(local, mode=mode)
+def _write(  # the merge's parts, named
+    base: Base,
+    ours: list[Mapping[str, Any]],
+    local: Path,
+    provenance: Mapping[str, Any],
+    how: tuple[int, Seals | None],
+    location: str | None = None,
+) -> int:
+    """Merge ``ours`` into ``base``, written at ``local``; the row count. ``how``: the
+    file mode and the seals (``location``: the report's, when not ``local`` itself)."""
+    mode, seals = how
+    location = location or str(local)
+    check_base(base, accept=False, seals=seals, location=location)
+    ids = {str(row["session_id"]) for row in ours}
+    ledger = _merged(rows_for(base, ids), ours)
+    writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))
     try:
-        for row in ledger:
-            writer.add(row)
+        stream_merge(writer, base, ledger)
     except BaseException:
         writer.abandon()
         raise
     manifest = writer.commit(provenance, input_sha256="")
+    if seals is not None:
+        seals.record(location, local)
     log.debug(
         "wrote %s (%d rows)", local, manifest.rows, extra=event("written", rows=manifest.rows)
     )

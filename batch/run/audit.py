@@ -38,7 +38,7 @@ import logging
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -59,12 +59,13 @@ from batch.errors import (
     PublishError,
     ServiceError,
     StorageError,
+    UsageError,
 )
 from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
 from batch.reconcile import Annotator
 from batch.run.destination import Destination, default_work_dir, destination_for
-from batch.run.existing import read_existing
+from batch.run.existing import base_copy, fetch_base
 from batch.run.local import LocalSteps
 from batch.run.parts import Parts
 from batch.run.progress import BarDisplay, LogDisplay, summary_line
@@ -79,12 +80,14 @@ from batch.run.settle import Settler
 from batch.run.steps import SessionSteps
 from batch.run.stops import Stop, orderly_stops
 from batch.store.checkpoint import RunLock, journal_path, read_journal
-from batch.store.files import parse_mode, private_dir
+from batch.store.files import parse_mode, private_dir, remove_stale
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
 from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
+from batch.store.merge import Base, check_base, earlier_edits, lean_reads, read_base
 from batch.store.report import invalid_row, read_rows, report_schema
+from batch.store.seal import Seals
 
 __all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
 
@@ -150,6 +153,7 @@ class AuditRun:
         self.work_dir = settings.work_dir or default_work_dir()
         self.mode = parse_mode(settings.file_mode)  # of every file that holds answers
         self.run_id = uuid.uuid4().hex
+        lean_reads()
         self._stack = AsyncExitStack()
         self.parts = Parts(settings, self._stack)
         self.stop, self.tally = self.parts.stop, self.parts.tally
@@ -164,6 +168,7 @@ class AuditRun:
         self.local = LocalSteps()
         self._record: OutputRecord | None = None
         self._provenance_now: dict[str, Any] = {}
+        self._edits: list[dict[str, Any]] = []  # edited reports merged into, by whom
         self._input_sha256 = ""
         self.merge_journal: Path | None = None  # --merge-journal: an old journal's answers
 
@@ -205,6 +210,7 @@ class AuditRun:
         self.tally.total = len(plan.valid)
         self.local = self.parts.local_steps(self.work_dir, str(destination))
         with RunLock(destination.local, mode=self.mode):
+            remove_stale(destination.local)
             schema, self._annotator = self._annotate(plan)
             self.routes = route(plan, self.settings.region_column)
             header = row_header(plan, self.settings)
@@ -221,6 +227,8 @@ class AuditRun:
                 schema=schema,
                 decorate=with_regions(self.routes, self._annotator),
             )
+            recorder.seals = Seals(self.work_dir / "seals", mode=self.mode)
+            recorder.location = str(destination)
             try:
                 remote, work = await self.resume(plan, destination, recorder, header)
                 aborted = await self.fetch(work, recorder) if work else None
@@ -229,6 +237,8 @@ class AuditRun:
             except BaseException:
                 recorder.abandon()
                 raise
+            finally:
+                base_copy(destination.local).unlink(missing_ok=True)
             complete = (
                 aborted is None
                 and not self.tally.unresolved
@@ -236,7 +246,7 @@ class AuditRun:
                 and not ending.left
                 and publish_error is None
             )
-            recorder.journal.close(remove=complete)
+            recorder.close(remove=complete)
             if complete and self._record is not None:
                 self._record.forget()
         return self._summary(plan, destination, ending, publish_error)
@@ -280,11 +290,15 @@ class AuditRun:
     async def resume(
         self, plan: Plan, destination: Destination, recorder: Recorder, header: dict[str, Any]
     ) -> tuple[Remote, Work]:
-        """The existing report, the journal and the invalid cells merged; the work left."""
+        """The existing report (verified; only its rows of this run's sessions read), the
+        journal and the invalid cells merged; the work left."""
+        journaled = recorder.journaled()
+        resumed_ids = {str(row["session_id"]) for row in journaled}
+        wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
         remote = Remote()
         if destination.remote is not None:
             try:
-                remote = await self._merge_remote(destination, recorder)
+                remote = await self._merge_remote(destination, recorder, wanted)
             except ServiceError as exc:  # S3 down: fetch now (answers expire), merge later
                 log.warning(
                     "cannot read the existing report %s (%s): fetching anyway; it is merged "
@@ -293,9 +307,11 @@ class AuditRun:
                     exc,
                 )
                 remote = Remote(known=False)
-        if destination.local.exists():  # a local report, or one whose upload failed
-            recorder.load(read_rows(destination.local))
-        recorder.replay()
+            if destination.local.exists():  # a report whose upload failed: every row
+                recorder.load(read_rows(destination.local))
+        else:
+            self._check_base(recorder, read_base(destination.local), wanted)
+        recorder.replay(journaled)
         if self.merge_journal is not None and not _same_path(
             recorder.journal.path, self.merge_journal
         ):
@@ -304,33 +320,62 @@ class AuditRun:
         # An unfinished run of this input is resumed: its rows are brought up to the
         # settings of this one (the journal's header says what they were made with).
         resumed = list(plan.valid) if recorder.journal.previous is not None else []
-        for invalid in plan.invalid:
-            recorder.ledger.add(invalid_row(invalid))
+        recorder.load(invalid_row(invalid) for invalid in plan.invalid)
         work = plan_work(
             plan,
-            recorder.ledger,
+            recorder,
             self.local,
             self.tally,
             fresh=self.fresh,
             resumed=resumed,
             previous=recorder.journal.previous,
             header=header,
+            journaled=resumed_ids,
         )
-        if self.tally.resumed or work.redo:
+        self._say_resumed(destination, work)
+        return remote, work
+
+    def _say_resumed(self, destination: Destination, work: Work) -> None:
+        tally = self.tally
+        if tally.resumed or tally.kept or work.redo:
             log.info(
-                "resuming %s: %d sessions already answered, %d to finish locally, %d to ask",
+                "resuming %s: %d sessions already answered (%d kept from the report), %d to "
+                "finish locally, %d to ask",
                 destination,
-                self.tally.resumed,
+                tally.resumed + tally.kept,
+                tally.kept,
                 len(work.redo),
                 len(work.ask),
             )
-        return remote, work
 
-    async def _merge_remote(self, destination: Destination, recorder: Recorder) -> Remote:
-        """The S3 report's rows merged into the ledger; its ETag (None: no such key)."""
+    def _check_base(self, recorder: Recorder, base: Base, wanted: Collection[str]) -> None:
+        """Verify the report merged into (an edited one is refused, or accepted and
+        recorded), then take its schema and its rows of ``wanted`` into the recorder."""
+        accepted = check_base(
+            base,
+            accept=self.settings.accept_edited_report,
+            seals=recorder.seals,
+            location=recorder.location,
+        )
+        if accepted is not None:
+            log.warning(
+                "merging into %s although it was edited (--accept-edited-report): %s",
+                base.path,
+                "; ".join(accepted["problems"]),
+            )
+            accepted = {"run_id": self.run_id, "at": datetime.now(UTC).isoformat(), **accepted}
+        history = earlier_edits(base)
+        self._edits = [*history, accepted] if accepted is not None else history
+        recorder.use_base(base, wanted)
+
+    async def _merge_remote(
+        self, destination: Destination, recorder: Recorder, wanted: Collection[str]
+    ) -> Remote:
+        """The S3 report copied beside the local one and merged from (its rows of
+        ``wanted`` into the ledger); its ETag (None: no such key)."""
         assert destination.remote is not None
-        rows, etag = await read_existing(destination.remote, destination.local, self.parts.s3())
-        recorder.load(rows)
+        base, etag = await fetch_base(destination.remote, destination.local, self.parts.s3())
+        self._check_base(recorder, base, wanted)
         return Remote(etag)
 
     async def fetch(self, work: Work, recorder: Recorder) -> AccessError | None:
@@ -440,10 +485,10 @@ class AuditRun:
         for _ in range(PUBLISH_TRIES):
             if not remote.known:  # not read at the start, or changed since: merge it first
                 try:
-                    remote = await self._merge_remote(destination, recorder)
+                    remote = await self._merge_remote(destination, recorder, recorder.held())
                 except AccessError as exc:
                     return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
-                except (ServiceError, InputError, OutputError) as exc:
+                except (ServiceError, InputError, OutputError, UsageError) as exc:
                     return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
                 manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
                 ending = replace(ending, manifest=manifest)
@@ -530,6 +575,7 @@ class AuditRun:
             "pool": {"ceiling": self.parts.gate.ceiling, "in_flight_max": self.parts.gate.most},
             "summary": line,
             **self._regions(),
+            **({"accepted_edits": self._edits} if self._edits else {}),
         }
 
     def _regions(self) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class Tally:
     failures: int = 0
     unresolved: int = 0
     pending: int = 0  # sessions whose kept answer is CREATED/IN_PROGRESS (closing count)
-    resumed: int = 0
+    resumed: int = 0  # settled sessions of an unfinished run's checkpoint, not asked
+    kept: int = 0  # settled sessions of the existing report, not asked
     by_status: Counter[str] = field(default_factory=Counter)
     by_error: Counter[str] = field(default_factory=Counter)
     rate_now: Callable[[], float] = lambda: 0.0
@@ -61,9 +62,14 @@ class Tally:
         elif error is not None:
             self.failures += 1
 
-    def replayed(self, status: str | None, error_code: str | None) -> None:
+    def replayed(
+        self, status: str | None, error_code: str | None, *, from_report: bool = False
+    ) -> None:
         """A session answered by an earlier run (its report or checkpoint): not asked."""
-        self.resumed += 1
+        if from_report:
+            self.kept += 1
+        else:
+            self.resumed += 1
         self._count(status, error_code)
 
     def finished(self, outcome: Outcome) -> None:
@@ -110,7 +116,8 @@ def summary_line(
         f" | {tally.requests} requests in {wall:.1f}s ({rate:.1f} req/s),"
         f" {tally.throttles} throttled, {tally.failures} failed attempts"
         + (f" | {tally.pending} pending" if tally.pending else "")
-        + (f" | {tally.resumed} already known (report or checkpoint)" if tally.resumed else "")
+        + (f" | {tally.kept} kept from the report" if tally.kept else "")
+        + (f" | {tally.resumed} resumed from the checkpoint" if tally.resumed else "")
         + (f" | {quota_text(quota)}" if quota is not None else "")
     )
 

@@ -1,19 +1,21 @@
 """The last step of a session, and what makes a report whole: :class:`Recorder`.
 
 The recorder holds the run's :class:`~batch.store.ledger.Ledger` (the kept answer of
-every session: the existing report's, the unfinished run's journal's, this run's) and its
-checkpoint journal. It merges what earlier runs knew (:meth:`Recorder.load`,
+every session the run touches: the existing report's row of it, the unfinished run's
+journal's, this run's) and its checkpoint journal. It merges what earlier runs knew
+(:meth:`Recorder.use_base`: only the report's rows of the run's sessions;
 :meth:`Recorder.replay`), records each answer as it comes (:meth:`Recorder.record`: merged
 into the ledger by the ranking rule, appended to the journal, counted), adds a
 ``NotAttempted`` row for every session the run did not get to (:meth:`Recorder.leftovers`)
-and writes the report from the ledger (:meth:`Recorder.commit`): every session once,
-including those of earlier inputs, each with the most informative answer any run saw.
+and writes the report (:meth:`Recorder.commit`): the existing report streamed through
+row group by row group with the ledger's rows merged in (:mod:`batch.store.merge`), so
+every session of every earlier input stays, and none of them is held in memory.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,12 @@ import pyarrow as pa
 from batch.model import Outcome
 from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
-from batch.store.ledger import Ledger, pending, unresolved
+from batch.store.ledger import Kept, fold, gone_while_pending, marked_gone, pending, unresolved
 from batch.store.manifest import Manifest
+from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
+from batch.store.seal import Seals
+from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
 
@@ -32,7 +37,9 @@ Row = dict[str, Any]
 
 
 class Recorder:
-    """The ledger and the journal of one run; ``finished`` holds the IDs answered in it."""
+    """The kept answers and the journal of one run; ``finished`` holds the IDs answered in
+    it. Rows are spilled as they come (:class:`~batch.store.spill.Spill`); the recorder
+    holds a :class:`~batch.store.ledger.Kept` per session."""
 
     def __init__(  # the report's options, named
         self,
@@ -48,11 +55,16 @@ class Recorder:
         self.report = report
         self.journal = journal
         self.tally = tally
-        self.ledger = Ledger()
+        self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
+        self._kept: dict[str, Kept] = {}
         self.finished: set[str] = set()
         self._batch_rows = batch_rows
         self._mode = mode
-        self._schema, self._decorate = schema, decorate
+        self._run_schema, self._decorate = schema, decorate
+        self.schema = schema  # the run's, merged with the existing report's (use_base)
+        self.base = Base(None)  # the report merged into
+        self.seals: Seals | None = None  # where committed reports are sealed, as location
+        self.location = str(report)
 
     @classmethod
     def open(  # the report's options, named
@@ -85,18 +97,50 @@ class Recorder:
             decorate=decorate,
         )
 
-    def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Merge the rows of an existing report into the ledger."""
-        for row in rows:
-            self.ledger.add(row)
+    # --- the kept answers -------------------------------------------------------------
 
-    def replay(self) -> list[str]:
-        """Merge the journal's rows into the ledger; the sessions they were about."""
-        seen = []
-        for row in map(revive, self.journal.replay()):
-            self.ledger.add(row)
-            seen.append(str(row["session_id"]))
-        return seen
+    def add(self, row: Mapping[str, Any]) -> Kept:
+        """Merge ``row`` into the session's kept answer (the row spilled); the kept answer."""
+        session_id = str(row["session_id"])
+        kept = fold(self._kept.get(session_id), row, self.spill.append(row))
+        self._kept[session_id] = kept
+        return kept
+
+    def get(self, session_id: str) -> Kept | None:
+        return self._kept.get(session_id)
+
+    def rows(self, session_ids: Sequence[str]) -> list[Row]:
+        """The kept rows of ``session_ids`` (held ones), whole, in that order."""
+        kept = [self._kept[sid] for sid in session_ids]
+        rows = self.spill.take([k.where for k in kept])
+        for row, k in zip(rows, kept, strict=True):
+            row["checks"], row["checked_at"] = k.checks, k.checked_at
+        return rows
+
+    def held(self) -> list[str]:
+        """The sessions the run holds a kept answer of, in first-seen order."""
+        return list(self._kept)
+
+    def use_base(self, base: Base, session_ids: Collection[str]) -> None:
+        """Merge into the report ``base``: its schema with the run's
+        (:class:`~batch.store.merge.SchemaError` when a column's type cannot be), and its
+        rows of ``session_ids`` into the kept answers (the rest stream through at commit)."""
+        self.schema = merged_schema(base.schema, self._run_schema)
+        self.base = base
+        self.load(rows_for(base, session_ids))
+
+    def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Merge rows an earlier run made (or invalid cells) into the kept answers."""
+        for row in rows:
+            self.add(row)
+
+    def journaled(self) -> list[Row]:
+        """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
+        return [revive(row) for row in self.journal.replay()]
+
+    def replay(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Merge the journal's rows into the kept answers, after the report's."""
+        self.load(rows)
 
     def merge(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Rows of another journal (``--merge-journal``): merged and journaled here, so
@@ -107,21 +151,27 @@ class Recorder:
             count += 1
         return count
 
-    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
-        """One answer: merged into the ledger and journaled; the row now kept."""
+    # --- this run's answers -----------------------------------------------------------
+
+    def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Kept:
+        """One answer: merged, spilled and journaled; the session's kept answer now."""
         kept = self.record_row(outcome_row(outcome, paths))
         if outcome.session_id not in self.finished:
             self.finished.add(outcome.session_id)
             self.tally.finished(outcome)
         return kept
 
-    def record_row(self, row: Mapping[str, Any]) -> Row:
-        """A row made by this run (an answer, or a kept answer with a local step redone)."""
-        kept = self.ledger.add(row)
+    def record_row(self, row: Mapping[str, Any]) -> Kept:
+        """A row made by this run (an answer, or a kept answer with a local step redone);
+        a pending session that vanished keeps its last row, marked gone."""
+        session_id = str(row["session_id"])
+        old = self._kept.get(session_id)
+        if old is not None and gone_while_pending(old, row):
+            row = marked_gone(self.rows([session_id])[0], row)
         self.journal.append(row)
-        return kept
+        return self.add(row)
 
-    def redone(self, row: Mapping[str, Any]) -> Row:
+    def redone(self, row: Mapping[str, Any]) -> Kept:
         """A kept answer whose local steps were redone: recorded and counted."""
         kept = self.record_row(row)
         self.finished.add(str(row["session_id"]))
@@ -135,51 +185,60 @@ class Recorder:
         leftovers = Counter[str]()
         for session_id in todo:
             if session_id not in self.finished:
-                kept = self.ledger.add(outcome_row(Outcome.not_attempted(session_id, why)))
-                if kept.get("error_code") == "NotAttempted":
+                kept = self.add(outcome_row(Outcome.not_attempted(session_id, why)))
+                if kept.error_code == "NotAttempted":
                     leftovers["NotAttempted"] += 1
         return leftovers
 
     def count(self, session_ids: Iterable[str]) -> None:
-        """The tally's closing counts, from the rows kept for ``session_ids``."""
+        """The tally's closing counts, from the answers kept for ``session_ids``."""
         t = self.tally
         t.by_status.clear()
         t.by_error.clear()
         t.done = t.unresolved = t.pending = 0
         for session_id in session_ids:
-            row = self.ledger.get(session_id)
-            code = row.get("error_code") if row is not None else "NotAttempted"
-            if row is None or code == "NotAttempted":
+            kept = self._kept.get(session_id)
+            if kept is None or kept.error_code == "NotAttempted":
                 continue  # counted as a leftover
             t.done += 1
-            if row.get("status") is not None:
-                t.by_status[str(row["status"])] += 1
-            if code is not None:
-                t.by_error[str(code)] += 1
-            if pending(row):
+            if kept.status is not None:
+                t.by_status[kept.status] += 1
+            if kept.error_code is not None:
+                t.by_error[kept.error_code] += 1
+            if pending(kept):
                 t.pending += 1
-            elif unresolved(row):
+            elif unresolved(kept):
                 t.unresolved += 1
 
+    # --- the report -------------------------------------------------------------------
+
     def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
-        """Write every kept row to the report (atomically); its manifest. The journal's
-        rows are in the report then: the journal keeps only its header."""
+        """Write the report (atomically): the base streamed through, the kept answers
+        merged in; its manifest. The journal's rows are in the report then: the journal
+        keeps only its header."""
         writer = ReportWriter(
             self.report,
             batch_rows=self._batch_rows,
             mode=self._mode,
-            schema=self._schema,
+            schema=self.schema,
             decorate=self._decorate,
         )
         try:
-            for row in self.ledger:
-                writer.add(row)
+            stream_merge(writer, self.base, self)
         except BaseException:
             writer.abandon()
             raise
         manifest = writer.commit(provenance, input_sha256=input_sha256)
         self.journal.reset()
+        if self.seals is not None:
+            self.seals.record(self.location, self.report)
         return manifest
+
+    def close(self, *, remove: bool) -> None:
+        """The run is over: the journal closed (removed when the run left nothing to
+        ask), the spill removed."""
+        self.spill.close()
+        self.journal.close(remove=remove)
 
     def abandon(self) -> None:
         """The run failed: keep the journal for a rerun (the report is left as it was).
@@ -187,3 +246,4 @@ class Recorder:
         Quietly: this cleanup runs after the error that ended the run and must not hide it.
         """
         self.journal.close(quiet=True)
+        self.spill.close()

@@ -21,10 +21,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import botocore.session
@@ -36,7 +36,7 @@ from batch.run.local import LocalSteps
 from batch.run.progress import Tally
 from batch.store.files import atomic_write, private_dir
 from batch.store.inputs import Plan
-from batch.store.ledger import Ledger, settled
+from batch.store.ledger import Answer, local_steps_due, settled
 from batch.store.locations import Location, parse_s3_url
 
 __all__ = ["MUST_MATCH", "OutputRecord", "Work", "identity", "plan_work", "row_header"]
@@ -97,7 +97,7 @@ class Work:
     """The sessions a run asks (``ask``) and those it only redoes locally (``redo``)."""
 
     ask: list[str] = field(default_factory=list)
-    redo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    redo: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ask) + len(self.redo)
@@ -114,9 +114,17 @@ def _upgraded(previous: Mapping[str, Any] | None, header: Mapping[str, Any]) -> 
     return [flag for key, flag in names.items() if header.get(key) and not previous.get(key)]
 
 
+class Known(Protocol):
+    """The kept answers a run starts from (:class:`~batch.run.record.Recorder`)."""
+
+    def get(self, session_id: str) -> Answer | None: ...
+
+    def rows(self, session_ids: Sequence[str]) -> list[dict[str, Any]]: ...
+
+
 def plan_work(  # the run's inputs, named
     plan: Plan,
-    ledger: Ledger,
+    ledger: Known,
     local: LocalSteps,
     tally: Tally,
     *,
@@ -124,8 +132,10 @@ def plan_work(  # the run's inputs, named
     resumed: list[str],
     previous: Mapping[str, Any] | None,
     header: Mapping[str, Any],
+    journaled: Collection[str] = (),
 ) -> Work:
-    """Who is asked, who only gets a local step, who is left as kept (counted resumed).
+    """Who is asked, who only gets a local step, who is left as kept (counted: kept
+    from the report, or resumed from the checkpoint when ``journaled`` holds it).
 
     ``resumed``: the sessions of an unfinished run whose journal ``previous`` heads; with
     a row-shaping step on now that was off then, their rows get that step.
@@ -133,14 +143,20 @@ def plan_work(  # the run's inputs, named
     upgraded = _upgraded(previous, header)
     upgrade = set(resumed) if upgraded else set()
     work = Work()
+    steps = local.evidence_store is not None or local.saver is not None
     for session_id in plan.valid:
         row = ledger.get(session_id)
-        if row is not None and local.due(row, upgrade=session_id in upgrade):
-            work.redo[session_id] = row
-        elif row is None or fresh or not settled(row):
+        again = session_id in upgrade
+        if row is not None and steps and (again or local_steps_due(row)):
+            whole = ledger.rows([session_id])[0]  # the whole row: images, evidence
+            if local.due(whole, upgrade=again):
+                work.redo[session_id] = whole
+                continue
+        if row is None or fresh or not settled(row):
             work.ask.append(session_id)
         else:
-            tally.replayed(row.get("status"), row.get("error_code"))
+            from_report = session_id not in journaled
+            tally.replayed(row.get("status"), row.get("error_code"), from_report=from_report)
     if upgraded:
         log.warning(
             "the unfinished run's answers were made without %s: bringing them up to date "

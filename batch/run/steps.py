@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from batch.model import Outcome
 from batch.run.local import LocalSteps
+from batch.store.ledger import Answer
 
 __all__ = ["Fetches", "SessionSteps"]
 
-Record = Callable[[Outcome, Mapping[str, str] | None], dict[str, Any]]
+Record = Callable[[Outcome, Mapping[str, str] | None], Answer]
 
 
 class Fetches(Protocol):
@@ -40,7 +41,7 @@ class SessionSteps:
     record: Record
     local: LocalSteps = field(default_factory=LocalSteps)
 
-    async def __call__(self, session_id: str) -> dict[str, Any]:
+    async def __call__(self, session_id: str) -> Answer:
         outcome = await self.fetcher.fetch(session_id)
         outcome = await self.local.check_evidence(outcome)
         outcome, paths = await self.local.save_images(outcome)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterator
@@ -43,6 +45,7 @@ __all__ = [
     "open_private",
     "parse_mode",
     "private_dir",
+    "remove_stale",
     "storage_error",
 ]
 
@@ -195,6 +198,18 @@ class AtomicFile:
         with contextlib.suppress(OSError):
             self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def remove_stale(target: Path) -> list[Path]:
+    """Remove the temporary files an :class:`AtomicFile` of ``target`` left behind (a run
+    killed while writing it); the paths removed. Call it holding the target's lock."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}\.tmp")
+    removed = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

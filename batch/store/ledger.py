@@ -27,27 +27,40 @@ last call) beside ``fetched_at`` (when the kept answer arrived).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum
 from typing import Any
+
+from batch.model import Status
+from batch.store.report import SCHEMA
 
 __all__ = [
     "DEFINITIVE_ERRORS",
     "GONE_WHILE_PENDING",
     "LOCAL_STEP_CODES",
     "REFUSED_INPUT",
+    "Answer",
+    "Choice",
+    "Kept",
     "Ledger",
     "Rank",
+    "choose",
+    "fold",
+    "gone_while_pending",
     "keep",
     "local_steps_due",
+    "marked_gone",
     "pending",
     "rank",
     "settled",
     "unresolved",
+    "with_extras",
 ]
 
 Row = dict[str, Any]
+
 
 DEFINITIVE_ERRORS = frozenset(
     {"SessionNotFoundException", "InvalidParameterException", "InvalidSessionId"}
@@ -58,6 +71,7 @@ _NOT_FOUND = "SessionNotFoundException"
 # The row's input was refused (never sent): not unresolved, yet asked once the input is
 # fixed (a rerun with a valid region finds no settled answer and asks).
 REFUSED_INPUT = frozenset({"InvalidRegion"})
+_BASE = frozenset(SCHEMA.names)  # a run's own columns; any other travels with the row
 
 
 class Rank(IntEnum):
@@ -69,16 +83,16 @@ class Rank(IntEnum):
     RESULT = 5
 
 
-_BY_STATUS = {
-    "SUCCEEDED": Rank.RESULT,
-    "FAILED": Rank.RESULT,
-    "EXPIRED": Rank.EXPIRED,
-    "IN_PROGRESS": Rank.IN_PROGRESS,
-    "CREATED": Rank.CREATED,
+_BY_STATUS: dict[str, Rank] = {
+    Status.SUCCEEDED: Rank.RESULT,
+    Status.FAILED: Rank.RESULT,
+    Status.EXPIRED: Rank.EXPIRED,
+    Status.IN_PROGRESS: Rank.IN_PROGRESS,
+    Status.CREATED: Rank.CREATED,
 }
 
 
-def rank(row: Mapping[str, Any]) -> Rank:
+def rank(row: Answer) -> Rank:
     """How informative ``row``'s answer is (see the module docstring)."""
     status = row.get("status")
     if status is not None:
@@ -88,7 +102,7 @@ def rank(row: Mapping[str, Any]) -> Rank:
     return Rank.NOTHING
 
 
-def settled(row: Mapping[str, Any]) -> bool:
+def settled(row: Answer) -> bool:
     """The kept answer is final: the service will say nothing more about the session."""
     return (
         rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
@@ -96,12 +110,12 @@ def settled(row: Mapping[str, Any]) -> bool:
     )
 
 
-def pending(row: Mapping[str, Any]) -> bool:
+def pending(row: Answer) -> bool:
     """The session was still running when last asked: ask again until it settles."""
     return rank(row) in (Rank.CREATED, Rank.IN_PROGRESS) and not settled(row)
 
 
-def unresolved(row: Mapping[str, Any]) -> bool:
+def unresolved(row: Answer) -> bool:
     """No answer yet (an error that a rerun may get past), or a local step not done."""
     code = row.get("error_code")
     if code in LOCAL_STEP_CODES:
@@ -109,12 +123,12 @@ def unresolved(row: Mapping[str, Any]) -> bool:
     return rank(row) == Rank.NOTHING and code not in REFUSED_INPUT
 
 
-def local_steps_due(row: Mapping[str, Any]) -> bool:
+def local_steps_due(row: Answer) -> bool:
     """A kept result whose evidence check or image save did not complete: redo locally."""
     return rank(row) == Rank.RESULT and row.get("error_code") in LOCAL_STEP_CODES
 
 
-def _checks(row: Mapping[str, Any]) -> int:
+def _checks(row: Answer) -> int:
     checks = row.get("checks")
     return int(checks if checks is not None else row.get("attempts") or 0)
 
@@ -124,9 +138,42 @@ def _latest(*moments: datetime | None) -> datetime | None:
     return max(known) if known else None
 
 
-def _same_observation(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+def _same_observation(old: Answer, new: Answer) -> bool:
     """Both rows record the same call (a journal replayed into the report it fed)."""
     return old.get("fetched_at") is not None and old.get("fetched_at") == new.get("fetched_at")
+
+
+def with_extras(row: Row, other: Mapping[str, Any]) -> Row:
+    """``row`` with the columns only ``other`` has (kept input columns, reconciliation,
+    region of an earlier run): a run that does not produce them never drops them."""
+    for name, value in other.items():
+        if name not in row and name not in _BASE:
+            row[name] = value
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The rule's decision between a kept answer and a new one: who wins, and the
+    session's counts (``checked_at`` None: the winner's own, one observation seen twice)."""
+
+    new_wins: bool
+    checks: int
+    checked_at: datetime | None
+    same: bool
+
+
+def choose(old: Answer, new: Answer) -> Choice:
+    """The ranking rule (see the module docstring), on anything with the rule's fields."""
+    if _same_observation(old, new):
+        # One answer seen twice: its later copy may only have gone further locally.
+        return Choice(rank(new) >= rank(old), max(_checks(old), _checks(new)), None, True)
+    old_rank, new_rank = rank(old), rank(new)
+    newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
+    checked_at = _latest(
+        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
+    )
+    return Choice(newer_wins, _checks(old) + _checks(new), checked_at, False)
 
 
 def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
@@ -136,33 +183,86 @@ def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
         row["checks"] = _checks(new)
         row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
         return row
-    if _same_observation(old, new):
-        # One answer seen twice: its later copy may only have gone further locally.
-        winner = new if rank(new) >= rank(old) else old
-        return {**winner, "checks": max(_checks(old), _checks(new))}
-    old_rank, new_rank = rank(old), rank(new)
-    if pending(old) and new.get("status") is None and new.get("error_code") == _NOT_FOUND:
-        return _gone(old, new)
-    newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
-    row = dict(new if newer_wins else old)
-    row["checks"] = _checks(old) + _checks(new)
-    row["checked_at"] = _latest(
-        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
-    )
+    if gone_while_pending(old, new):
+        new = marked_gone(old, new)
+    choice = choose(old, new)
+    winner, loser = (new, old) if choice.new_wins else (old, new)
+    row = with_extras(dict(winner), loser)
+    row["checks"] = choice.checks
+    if not choice.same:
+        row["checked_at"] = choice.checked_at
     return row
 
 
-def _gone(old: Mapping[str, Any], new: Mapping[str, Any]) -> Row:
-    """A pending session that answered SessionNotFound: its last status, marked gone."""
+_RULE = ("status", "error_code", "fetched_at", "checked_at", "checks", "attempts")
+
+
+@dataclass(slots=True)
+class Kept:
+    """A session's kept answer in a few fields (what the rule and the counts read) and
+    ``where`` its whole row is (a place in the run's :class:`~batch.store.spill.Spill`):
+    what a run holds per session instead of the row (~0.2 KB, not ~4 KB)."""
+
+    status: str | None
+    error_code: str | None
+    fetched_at: datetime | None
+    checked_at: datetime | None
+    checks: int
+    attempts: int
+    where: int
+
+    def get(self, key: str, default: Any = None, /) -> Any:
+        return getattr(self, key) if key in _RULE else default
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], where: int) -> Kept:
+        return cls(
+            row.get("status"),
+            row.get("error_code"),
+            row.get("fetched_at"),
+            row.get("checked_at"),
+            int(row.get("checks") or 0),
+            int(row.get("attempts") or 0),
+            where,
+        )
+
+
+Answer = Mapping[str, Any] | Kept  # what the rule reads: a row, or a kept answer
+
+
+def fold(old: Kept | None, row: Mapping[str, Any], where: int) -> Kept:
+    """:func:`keep` on the few fields: the kept answer once ``row`` (at ``where``) is seen."""
+    if old is None:
+        kept = Kept.of(row, where)
+        kept.checks = _checks(row)
+        kept.checked_at = _latest(row.get("checked_at"), row.get("fetched_at"))
+        return kept
+    choice = choose(old, row)
+    kept = Kept.of(row, where) if choice.new_wins else replace(old)
+    kept.checks = choice.checks
+    if not choice.same:
+        kept.checked_at = choice.checked_at
+    return kept
+
+
+def gone_while_pending(old: Answer, new: Mapping[str, Any]) -> bool:
+    """``new`` says SessionNotFound of a session ``old`` saw pending: it vanished."""
+    return pending(old) and new.get("status") is None and new.get("error_code") == _NOT_FOUND
+
+
+def marked_gone(old: Mapping[str, Any], new: Mapping[str, Any]) -> Row:
+    """The answer to keep when a pending session vanished: its last row (``old``, whole)
+    with its status, marked ``SessionGone`` as of ``new``'s call, which then wins by the
+    usual rule (same rank, newer) and is settled."""
     row = dict(old)
     row["error_code"] = GONE_WHILE_PENDING
     row["error_message"] = (
         f"the session disappeared while {old.get('status')} (SessionNotFoundException)"
     )
-    row["checks"] = _checks(old) + _checks(new)
-    row["checked_at"] = _latest(
-        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
-    )
+    when = new.get("fetched_at") or new.get("checked_at")
+    row["fetched_at"] = when if when is not None else old.get("fetched_at")
+    row["checks"] = _checks(new)
+    row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
     return row
 
 
@@ -182,8 +282,19 @@ class Ledger:
         return kept
 
     def replace(self, row: Mapping[str, Any]) -> None:
-        """Put ``row`` as it is: the kept answer itself with a local step redone."""
-        self._rows[str(row["session_id"])] = dict(row)
+        """Put ``row`` as it is: the kept answer itself with a local step redone (the
+        columns only the row it replaces has stay)."""
+        session_id = str(row["session_id"])
+        old = self._rows.get(session_id)
+        self._rows[session_id] = with_extras(dict(row), old) if old else dict(row)
+
+    def held(self) -> list[str]:
+        """The sessions held, in first-seen order (:class:`~batch.store.merge.Held`)."""
+        return list(self._rows)
+
+    def rows(self, session_ids: Sequence[str]) -> list[Row]:
+        """The kept rows of ``session_ids``, in that order (copies)."""
+        return [dict(self._rows[sid]) for sid in session_ids]
 
     def get(self, session_id: str) -> Row | None:
         return self._rows.get(session_id)

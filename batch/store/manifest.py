@@ -2,14 +2,21 @@
 
 Every report carries, in its Parquet key-value metadata under ``liveness_audit_manifest``::
 
-    {"format": "liveness-audit-manifest/1", "rows": 12345,
+    {"format": "liveness-audit-manifest/2", "rows": 12345,
      "input_sha256": "<SHA-256 of the input file, byte for byte>",
-     "rows_sha256": "<SHA-256 over the rows>", "digest": "sha256 of canonical JSON lines"}
+     "rows_sha256": "<SHA-256 over the rows>", "digest": "sha256 of column streams",
+     "sketch": "<which rows: base64 of a 21 KB invertible Bloom lookup table>"}
 
-``rows_sha256`` hashes every row, in file order, as one line of canonical JSON (keys
-sorted, no spaces, UTF-8, timestamps in ISO 8601), so it does not depend on how rows are
-grouped into record batches or row groups, and any edit of a value, any added, removed or
-reordered row changes it. :func:`verify_report` recomputes it from the file.
+``rows_sha256`` (``/2``, :class:`RowDigest`) hashes every column as streams (validity,
+lengths, values; nested columns down to their leaves), each stream on its own, so it does
+not depend on how rows are grouped into record batches or row groups, and any edit of a
+value, any added, removed or reordered row changes it. It is computed with Arrow a batch
+at a time: about 1.5 s of CPU per million rows (4 s with the sketch's fingerprints), where
+``/1`` (one canonical JSON line per row, :class:`JsonRowDigest`) took about 100 s.
+``sketch`` holds every row's 64-bit fingerprint (:mod:`batch.store.fingerprint`) by its
+place: when the rows were edited, the sketch of the
+file as it is, taken from the written one, names the edited rows (up to about 300).
+:func:`verify_report` recomputes both from the file, and checks ``/1`` reports as ``/1``.
 
 What the manifest proves is that the rows are the ones the run wrote. Someone able to
 rewrite the file can also rewrite its manifest, so the run also prints and logs
@@ -26,19 +33,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
-from batch.model import MANIFEST_FORMAT, Manifest
+from batch.model import MANIFEST_FORMAT, MANIFEST_FORMATS, Manifest
 from batch.store.encoding import json_default, read_footer
+from batch.store.fingerprint import (
+    LARGE_TYPES,
+    Sketch,
+    is_temporal,
+    list_lengths,
+    row_fingerprints,
+    spans,
+)
 
 __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_KEY",
+    "JsonRowDigest",
     "Manifest",
     "RowDigest",
     "Verification",
+    "digest_of",
     "read_manifest",
     "verify_report",
 ]
@@ -47,13 +66,14 @@ MANIFEST_KEY = b"liveness_audit_manifest"
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    """One row as the bytes that are hashed: canonical JSON and a newline."""
+    """One row as ``/1`` hashed it: canonical JSON and a newline."""
     text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=json_default)
     return text.encode() + b"\n"
 
 
-class RowDigest:
-    """SHA-256 over rows fed batch by batch, independent of the batching."""
+class JsonRowDigest:
+    """``liveness-audit-manifest/1``: SHA-256 over rows as canonical JSON lines (slow:
+    one Python object per row); kept to verify reports written before ``/2``."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
@@ -68,14 +88,99 @@ class RowDigest:
         return self._hash.hexdigest()
 
 
+class RowDigest:
+    """``liveness-audit-manifest/2``: SHA-256 over the report's columns, fed batch by batch
+    and independent of the batching, and the :class:`Sketch` of the rows' fingerprints.
+
+    Each column is read as streams (validity, lengths, values; lists and structs down to
+    their leaves), each stream hashed on its own so that any split into batches gives
+    the same bytes; ``rows_sha256`` hashes the streams' names and digests in order. Any
+    edited, added, removed or moved value changes it; the sketch then names the rows.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[str, Any] = {}
+        self.sketch = Sketch()
+        self.rows = 0
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if not batch.num_rows:
+            return
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+            for chunk in chunks:
+                self._feed(name, chunk)
+        self.sketch.add(row_fingerprints(batch))
+        self.rows += batch.num_rows
+
+    def _stream(self, name: str, data: bytes | memoryview) -> None:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = hashlib.sha256()
+        stream.update(data)
+
+    def _feed(self, path: str, array: pa.Array) -> None:
+        """Hash ``array``'s streams under ``path`` (recursively for lists and structs)."""
+        kind = array.type
+        if pa.types.is_dictionary(kind):
+            array, kind = array.cast(kind.value_type), kind.value_type
+        valid = pc.is_valid(array).to_numpy(zero_copy_only=False).astype(np.uint8)
+        self._stream(f"{path}#valid", valid.tobytes())
+        if pa.types.is_null(kind):
+            return
+        if pa.types.is_string(kind) or pa.types.is_binary(kind) or kind in LARGE_TYPES:
+            offsets, data = spans(array)
+            self._stream(f"{path}#len", np.diff(offsets).astype("<i8").tobytes())
+            self._stream(f"{path}#data", data.tobytes())
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            self._stream(f"{path}#len", list_lengths(array).astype("<i8").tobytes())
+            self._feed(f"{path}[]", array.flatten())
+        elif pa.types.is_struct(kind):
+            for field, child in zip(kind, array.flatten(), strict=True):
+                self._feed(f"{path}.{field.name}", child)
+        elif pa.types.is_boolean(kind):
+            self._stream(
+                f"{path}#data",
+                array.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8).tobytes(),
+            )
+        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or is_temporal(kind):
+            plain = _as_numbers(array)
+            self._stream(f"{path}#data", plain.to_numpy(zero_copy_only=False).tobytes())
+        else:  # decimals, maps, ...: their text
+            text = pa.array([None if v is None else repr(v) for v in array.to_pylist()])
+            self._feed(f"{path}#text", text)
+
+    def hexdigest(self) -> str:
+        whole = hashlib.sha256()
+        for name, stream in self._streams.items():
+            whole.update(name.encode() + b"\0" + stream.digest())
+        return whole.hexdigest()
+
+
+def _as_numbers(array: pa.Array) -> pa.Array:
+    """Numbers and moments as their plain values, nulls as zero (validity is hashed apart)."""
+    kind = array.type
+    if is_temporal(kind):
+        array = array.view(pa.int64() if kind.bit_width == 64 else pa.int32())
+    zero = 0.0 if pa.types.is_floating(array.type) else 0
+    return array.fill_null(zero)
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """What :func:`verify_report` found; ``problems`` is empty when the report is intact."""
+    """What :func:`verify_report` found; ``problems`` is empty when the report is intact.
+
+    ``edited``: the places (0-based row numbers) of the rows whose values differ from
+    the ones written, when the manifest's sketch can name them (``/2``, rows not added or
+    removed, fewer than about 300 edited); None when it cannot.
+    """
 
     manifest: Manifest
     rows: int
     rows_sha256: str
     problems: tuple[str, ...]
+    edited: tuple[int, ...] | None = None
+    edited_ids: tuple[str, ...] = ()  # the session IDs of the first 100 edited rows
 
     @property
     def ok(self) -> bool:
@@ -87,18 +192,25 @@ def read_manifest(path: Path) -> Manifest:
     raw = read_footer(path, MANIFEST_KEY, what="manifest")
     try:
         data = json.loads(raw)
+        sketch = data.get("sketch")
         manifest = Manifest(
             rows=int(data["rows"]),
             input_sha256=str(data["input_sha256"]),
             rows_sha256=str(data["rows_sha256"]),
             format=str(data["format"]),
             digest=str(data["digest"]),
+            sketch=None if sketch is None else str(sketch),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path} has a damaged manifest: {exc}") from None
-    if manifest.format != MANIFEST_FORMAT:
+    if manifest.format not in MANIFEST_FORMATS:
         raise InputError(f"{path} has a manifest of unknown format {manifest.format!r}")
     return manifest
+
+
+def digest_of(manifest: Manifest) -> RowDigest | JsonRowDigest:
+    """The digest that checks a report of ``manifest``'s format."""
+    return RowDigest() if manifest.format == MANIFEST_FORMAT else JsonRowDigest()
 
 
 def verify_report(
@@ -110,17 +222,21 @@ def verify_report(
     input the auditor holds, and a digest recorded outside the report.
     """
     manifest = read_manifest(path)
-    digest = RowDigest()
+    digest = digest_of(manifest)
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-            digest.update(batch)
+        with pa.OSFile(str(path)) as f:  # one open file: one version of a replaced report
+            report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+            for batch in report.iter_batches(batch_size=16_384, use_threads=False):
+                digest.update(batch)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None
     problems = []
     if digest.rows != manifest.rows:
         problems.append(f"the manifest says {manifest.rows} rows, the file holds {digest.rows}")
+    edited: tuple[int, ...] | None = None
     if digest.hexdigest() != manifest.rows_sha256:
         problems.append("the rows do not hash to the manifest's rows_sha256: rows were edited")
+        edited = _edited(manifest, digest)
     if rows_sha256 is not None and rows_sha256.lower() != manifest.rows_sha256:
         problems.append(
             f"the manifest's rows_sha256 {manifest.rows_sha256} is not the recorded one"
@@ -129,4 +245,25 @@ def verify_report(
         problems.append(
             f"the input hashes to {input_sha256}, the manifest names {manifest.input_sha256}"
         )
-    return Verification(manifest, digest.rows, digest.hexdigest(), tuple(problems))
+    ids = _ids_at(path, edited[:100]) if edited else ()
+    return Verification(manifest, digest.rows, digest.hexdigest(), tuple(problems), edited, ids)
+
+
+def _edited(manifest: Manifest, digest: RowDigest | JsonRowDigest) -> tuple[int, ...] | None:
+    """The rows the manifest's sketch says differ; None when it cannot say."""
+    if manifest.sketch is None or not isinstance(digest, RowDigest):
+        return None
+    if digest.rows != manifest.rows:
+        return None
+    try:
+        written = Sketch.from_text(manifest.sketch)
+    except ValueError:
+        return None
+    found = written.differing(digest.sketch)
+    return None if found is None else tuple(found)
+
+
+def _ids_at(path: Path, places: tuple[int, ...]) -> tuple[str, ...]:
+    with path.open("rb") as f:
+        ids = pq.read_table(f, columns=["session_id"]).column("session_id")
+    return tuple(str(ids[place]) for place in places if place < len(ids))
