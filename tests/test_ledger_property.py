@@ -8,6 +8,7 @@ report; after every step the report is read and compared with everything seen be
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
@@ -87,6 +88,9 @@ def step(kind: str, source: Path, report: Path, emulator: EmulatorThread) -> Non
 
 @settings(
     max_examples=6,
+    # CI replays one fixed set of sequences (a red CI blocks a landing); elsewhere each run
+    # draws new ones, and a failure found there is a bug to fix and a case to pin
+    derandomize=os.environ.get("CI") == "true",
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
