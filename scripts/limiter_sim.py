@@ -104,7 +104,7 @@ TUNE: dict[str, float] = {}  # --growth and the like, to try a change of a defau
 
 
 def make_limiter(cell: Cell, service: VirtualService) -> Limiter:
-    """The limiter as the tool builds it (``batch.run.fetch.limiter_for``'s defaults)."""
+    """The limiter as the tool builds it (``batch.engine.fetch.limiter_for``'s defaults)."""
     clock, sleep, tune = service.clock, service.sleep, {"decrease": DECREASE, **TUNE}
     if cell.start == "none":
         return Limiter(AUTO_MAX_RATE, start=RATE_START, clock=clock, sleep=sleep, **tune)

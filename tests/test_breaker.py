@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from batch.engine.stops import Breaker, Stop
 from batch.errors import (
     AccessError,
     ServerError,
@@ -9,7 +10,6 @@ from batch.errors import (
     ThrottledError,
     TransportError,
 )
-from batch.run.stops import Breaker, Stop
 
 
 def server_error() -> ServerError:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.cli.run import render_output
+from batch.cli.common import render_output
 from batch.emulator import EmulatorThread, write_input
 from batch.errors import ConfigError
 from tests.helpers import run_cli

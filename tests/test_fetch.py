@@ -7,9 +7,9 @@ import pytest
 from batch.aws.paced import PacedCall
 from batch.aws.session import retry_policy
 from batch.config import Settings
+from batch.engine.fetch import Fetcher
 from batch.errors import CredentialsError, ServerError, SessionError
 from batch.model import SessionResult
-from batch.run.fetch import Fetcher
 from tests.fakes import FakeLimiter
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.cli.run import render_output
+from batch.cli.common import render_output
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.capture import Capture

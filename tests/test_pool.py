@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 
+from batch.engine.collector import THRESHOLDS
+from batch.engine.pool import worker_pool
+from batch.engine.stops import Stop
 from batch.errors import AccessError
-from batch.run.collector import THRESHOLDS
-from batch.run.pool import worker_pool
-from batch.run.stops import Stop
 
 IDS = [f"s{n}" for n in range(20)]
 
@@ -115,7 +115,7 @@ async def test_a_pool_needs_at_least_one_worker() -> None:
 
 
 async def test_while_a_pool_runs_start_up_objects_are_frozen_and_young_passes_are_rarer() -> None:
-    """The collector's shape while answers arrive (batch/run/collector.py), and after."""
+    """The collector's shape while answers arrive (batch/engine/collector.py), and after."""
     before = (gc.get_threshold(), gc.get_freeze_count())
     seen: list[tuple[tuple[int, int, int], int]] = []
 

@@ -7,9 +7,9 @@ import io
 from rich.console import Console
 
 from batch.durations import format_duration
+from batch.engine.progress import BarDisplay, LogDisplay, Tally, summary_line
 from batch.errors import ServerError, SessionError, ThrottledError
 from batch.model import Outcome, SessionResult
-from batch.run.progress import BarDisplay, LogDisplay, Tally, summary_line
 
 
 def result(status: str) -> SessionResult:

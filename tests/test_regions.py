@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from batch.emulator import EmulatorThread
-from batch.run.regions import known_regions, regional_pool
-from batch.run.stops import Stop
+from batch.engine.regions import known_regions, regional_pool
+from batch.engine.stops import Stop
 from batch.store.report import METADATA_KEY
 from tests.helpers import assert_exactly_as_served, read_report, run_cli
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from batch.run.settle import Settler
+from batch.engine.settle import Settler
 
 
 class Clock:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -76,3 +79,23 @@ def out(text: str) -> None:
 def plural(count: int, noun: str) -> str:
     """``1 session``, ``2 sessions``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+_PLACEHOLDER = re.compile(r"{([^{}]*)}")
+
+
+def render_output(template: str, *, timezone: str, now: datetime | None = None) -> str:
+    """Fill ``{date}``, ``{time}``, ``{datetime}`` of an output path (in ``timezone``)."""
+    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone))
+    values = {
+        "date": moment.strftime("%Y-%m-%d"),
+        "time": moment.strftime("%H%M%S"),
+        "datetime": moment.strftime("%Y-%m-%dT%H%M%S"),
+    }
+    unknown = [name for name in _PLACEHOLDER.findall(template) if name not in values]
+    if unknown:
+        raise ConfigError(
+            f"invalid --output {template!r}: unknown placeholder {{{unknown[0]}}} "
+            "(known: {date}, {time}, {datetime})"
+        )
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

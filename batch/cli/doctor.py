@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from batch.aws.session import open_session
-from batch.cli.common import location, out
+from batch.cli.common import location, out, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
     Check,
@@ -30,7 +30,6 @@ from batch.cli.preflight import (
     effective_region,
     region_source,
 )
-from batch.cli.run import render_output
 from batch.config import Settings, load_settings
 from batch.errors import AuditError
 from batch.store.files import parse_mode

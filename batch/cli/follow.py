@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from batch.cli.common import early_log_format, fail, out
+from batch.cli.common import early_log_format, fail, out, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
     check_region,
@@ -20,7 +20,6 @@ from batch.cli.preflight import (
     make_output_folder,
     region_source,
 )
-from batch.cli.run import render_output
 from batch.config import Settings, load_settings
 from batch.durations import parse_duration
 from batch.errors import AuditError, ConfigError

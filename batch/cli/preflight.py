@@ -29,8 +29,8 @@ from batch.aws.rekognition import open_client
 from batch.aws.session import open_session
 from batch.cli.common import ACCESS_HINTS
 from batch.config import Settings
+from batch.engine.regions import known_regions
 from batch.errors import AccessError, AuditError, ConfigError, OutputError, SessionError
-from batch.run.regions import known_regions
 from batch.store.files import private_dir
 from batch.store.locations import Location, S3Url
 from batch.store.report import check_output

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import click
 
 from batch.aws.session import open_session
-from batch.cli.common import early_log_format, fail, location, out, plural
+from batch.cli.common import early_log_format, fail, location, out, plural, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
     check_output_location,
@@ -246,23 +243,3 @@ def _plan_text(plan: Plan, settings: Settings, *, checked_access: bool = False) 
         pace = f"at up to {settings.rate:g} requests/s (at least {format_duration(seconds)})"
     sent = "one access check was sent" if checked_access else "nothing was sent"
     return f"{head}\nwould fetch {len(plan.valid)} sessions {pace}; {sent} (dry run)"
-
-
-_PLACEHOLDER = re.compile(r"{([^{}]*)}")
-
-
-def render_output(template: str, *, timezone: str, now: datetime | None = None) -> str:
-    """Fill ``{date}``, ``{time}``, ``{datetime}`` of an output path (in ``timezone``)."""
-    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone))
-    values = {
-        "date": moment.strftime("%Y-%m-%d"),
-        "time": moment.strftime("%H%M%S"),
-        "datetime": moment.strftime("%Y-%m-%dT%H%M%S"),
-    }
-    unknown = [name for name in _PLACEHOLDER.findall(template) if name not in values]
-    if unknown:
-        raise ConfigError(
-            f"invalid --output {template!r}: unknown placeholder {{{unknown[0]}}} "
-            "(known: {date}, {time}, {datetime})"
-        )
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

@@ -7,7 +7,7 @@ Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort r
   service goes on); its new IDs join the backlog;
 - ``feed``: the backlog into the pool, oldest first (those expire first);
 - ``settle``: pending sessions back into the pool at the settle interval
-  (:class:`~batch.run.settle.Settler`);
+  (:class:`~batch.engine.settle.Settler`);
 - ``publish``: every ``publish_every``, and at a day's rollover, each changed day's
   report is merged and published (:mod:`batch.follow.daybook`), metrics refreshed;
 - ``show``: the progress line (or JSON event) every ``log_interval``.
@@ -40,6 +40,13 @@ from typing import Any, TypeVar
 from batch import __version__
 from batch.aws.s3 import local_copy
 from batch.config import Settings
+from batch.engine.destination import default_work_dir
+from batch.engine.existing import read_existing
+from batch.engine.parts import Parts
+from batch.engine.pool import Pool, worker_pool
+from batch.engine.settle import Settler
+from batch.engine.steps import SessionSteps
+from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
     AccessError,
     AuditError,
@@ -55,13 +62,6 @@ from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
-from batch.run.destination import default_work_dir
-from batch.run.existing import read_existing
-from batch.run.parts import Parts
-from batch.run.pool import Pool, worker_pool
-from batch.run.settle import Settler
-from batch.run.steps import SessionSteps
-from batch.run.stops import Stop, orderly_stops
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan

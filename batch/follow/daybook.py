@@ -31,9 +31,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from batch.aws.s3 import S3Store
+from batch.engine.existing import base_copy, fetch_base
 from batch.errors import ConflictError, PublishError
 from batch.logs import LOGGER, event
-from batch.run.existing import base_copy, fetch_base
 from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir, remove_stale
 from batch.store.ledger import Ledger, keep, rank, settled

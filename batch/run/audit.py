@@ -16,10 +16,10 @@ event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, i
    :func:`~batch.run.resume.plan_work` decides who is asked (pending, unanswered, absent;
    all with ``--fresh``) and who only gets a local step redone;
 3. :meth:`~AuditRun.fetch`: those through the worker pool, each session as
-   :class:`~batch.run.steps.SessionSteps` (fetch -> evidence -> images -> record) or
-   :meth:`~batch.run.local.LocalSteps.redo`; a session answering ``CREATED`` or
+   :class:`~batch.engine.steps.SessionSteps` (fetch -> evidence -> images -> record) or
+   :meth:`~batch.engine.local.LocalSteps.redo`; a session answering ``CREATED`` or
    ``IN_PROGRESS`` is put back every ``settle_interval`` until it settles
-   (:class:`~batch.run.settle.Settler`);
+   (:class:`~batch.engine.settle.Settler`);
 4. :meth:`~AuditRun.finish`: ``NotAttempted`` rows for what was left; the report written
    from the ledger (every session of every earlier run too) and committed;
 5. :meth:`~AuditRun.publish`: an S3 report uploaded conditionally (``If-Match`` the ETag
@@ -28,7 +28,7 @@ event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, i
 
 The journal is removed only when the run left nothing to ask and its report is committed
 (and uploaded). The run's report lock is held from resume to publish; signals and the
-time budget stop it in good order (:func:`~batch.run.stops.orderly_stops`).
+time budget stop it in good order (:func:`~batch.engine.stops.orderly_stops`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,20 @@ import pyarrow as pa
 from batch import __version__
 from batch.aws.s3 import S3Store, local_copy
 from batch.config import Settings
+from batch.engine.destination import Destination, default_work_dir, destination_for
+from batch.engine.existing import base_copy, fetch_base
+from batch.engine.local import LocalSteps
+from batch.engine.parts import Parts
+from batch.engine.progress import BarDisplay, LogDisplay, summary_line
+from batch.engine.record import Recorder
+from batch.engine.regions import (
+    Routes,
+    route,
+    with_regions,
+)
+from batch.engine.settle import Settler
+from batch.engine.steps import SessionSteps
+from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
     AccessError,
     AuditError,
@@ -64,21 +78,7 @@ from batch.errors import (
 from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
 from batch.reconcile import Annotator
-from batch.run.destination import Destination, default_work_dir, destination_for
-from batch.run.existing import base_copy, fetch_base
-from batch.run.local import LocalSteps
-from batch.run.parts import Parts
-from batch.run.progress import BarDisplay, LogDisplay, summary_line
-from batch.run.record import Recorder
-from batch.run.regions import (
-    Routes,
-    route,
-    with_regions,
-)
 from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_header
-from batch.run.settle import Settler
-from batch.run.steps import SessionSteps
-from batch.run.stops import Stop, orderly_stops
 from batch.store.checkpoint import RunLock, journal_path, read_journal
 from batch.store.files import parse_mode, private_dir, remove_stale
 from batch.store.inputs import Plan, read_plan

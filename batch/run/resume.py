@@ -8,7 +8,7 @@
   came from another service (``--merge-journal`` merges them on purpose).
 * :func:`plan_work`: given the ledger of kept answers, which sessions of the input are
   asked (pending, unanswered, absent; every one with ``--fresh``), which only get a local
-  step redone (:class:`~batch.run.local.LocalSteps`), and which are left as they are
+  step redone (:class:`~batch.engine.local.LocalSteps`), and which are left as they are
   (settled).
 * :class:`OutputRecord`: the report path an unfinished run of an ``--output`` template
   (``{time}``, ``{date}``) rendered, kept in the work directory per template and input,
@@ -31,9 +31,9 @@ import botocore.session
 from botocore import exceptions as boto
 
 from batch.config import Settings, public_url
+from batch.engine.local import LocalSteps
+from batch.engine.progress import Tally
 from batch.logs import LOGGER
-from batch.run.local import LocalSteps
-from batch.run.progress import Tally
 from batch.store.files import atomic_write, private_dir
 from batch.store.inputs import Plan
 from batch.store.ledger import Answer, local_steps_due, settled
@@ -115,7 +115,7 @@ def _upgraded(previous: Mapping[str, Any] | None, header: Mapping[str, Any]) -> 
 
 
 class Known(Protocol):
-    """The kept answers a run starts from (:class:`~batch.run.record.Recorder`)."""
+    """The kept answers a run starts from (:class:`~batch.engine.record.Recorder`)."""
 
     def get(self, session_id: str) -> Answer | None: ...
 

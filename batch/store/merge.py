@@ -304,7 +304,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 class Held(Protocol):
-    """The kept rows a merge writes: a run's (:class:`~batch.run.record.Recorder`) or a
+    """The kept rows a merge writes: a run's (:class:`~batch.engine.record.Recorder`) or a
     day's (:class:`~batch.store.ledger.Ledger`)."""
 
     def held(self) -> list[str]:

@@ -9,7 +9,7 @@ region, so a day's list with EU and US users is one run here, not two:
   and a blank cell, make the session's row an ``InvalidRegion`` error (attempts 0, never
   sent). A blank cell is not taken to mean ``--region``: a guess in the wrong region is
   answered ``SessionNotFoundException``, which reads like an answer about the session.
-- :class:`RegionalFetcher` is a :class:`~batch.run.fetch.Fetcher` to the pool: it sends each
+- :class:`RegionalFetcher` is a :class:`~batch.engine.fetch.Fetcher` to the pool: it sends each
   session to its region's own fetcher, built on the region's first session: a Rekognition
   client on the run's AWS session (``region_name`` the region; an ``endpoint_url`` setting
   serves every region), its own limiter (``--quota`` is each region's) and in-flight
@@ -39,15 +39,15 @@ import botocore.session
 from batch.aws.paced import PacedCall
 from batch.aws.rekognition import open_client
 from batch.config import Settings
+from batch.engine.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
+from batch.engine.pool import Pool, worker_pool
+from batch.engine.stops import Stop
 from batch.errors import SessionError, ThrottledError
 from batch.logs import LOGGER, event
 from batch.model import Outcome
 from batch.pacing.gate import Gate
 from batch.pacing.limiter import Limiter
 from batch.pacing.retry import RetryPolicy
-from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
-from batch.run.pool import Pool, worker_pool
-from batch.run.stops import Stop
 from batch.store.inputs import Plan, display_value, normalize
 
 __all__ = [
@@ -263,7 +263,7 @@ async def regional_pool(
     concurrency: int,
     stop: Stop,
 ) -> AsyncIterator[RegionalPool]:
-    """A :func:`~batch.run.pool.worker_pool` per region (``route(id)``), made on its first
+    """A :func:`~batch.engine.pool.worker_pool` per region (``route(id)``), made on its first
     session, each of ``concurrency`` workers; leaving the block waits for all of them."""
     async with AsyncExitStack() as stack:
 

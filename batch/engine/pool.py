@@ -4,7 +4,7 @@
 so memory does not grow with the input and leaving the ``async with`` block means every
 worker has finished or been cancelled (as aiometer's ``amap``). An exception from any
 worker (an :class:`~batch.errors.AccessError`: not about one session) cancels the pool.
-While a pool runs, the garbage collector is tuned for answers (:mod:`batch.run.collector`).
+While a pool runs, the garbage collector is tuned for answers (:mod:`batch.engine.collector`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from batch.aws.paced import NotSent
-from batch.run.collector import tuned_collector
-from batch.run.stops import Stop
+from batch.engine.collector import tuned_collector
+from batch.engine.stops import Stop
 
 __all__ = ["Pool", "worker_pool"]
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from batch.aws.s3 import S3Store
+from batch.engine.images import ImageSaver, inline_images
 from batch.errors import AuditError
 from batch.evidence import verify_evidence, with_evidence
 from batch.logs import LOGGER
 from batch.model import Evidence, Outcome, image_names
-from batch.run.images import ImageSaver, inline_images
 from batch.store.files import PRIVATE, atomic_write, private_dir
 from batch.store.ledger import Rank, local_steps_due, rank
 from batch.store.report import (

@@ -2,7 +2,7 @@
 
 :class:`SessionSteps` is what each worker of the pool runs for a session ID. Every step
 takes the session's :class:`~batch.model.Outcome` and hands on a (possibly amended) one;
-the evidence and image steps are :class:`~batch.run.local.LocalSteps` (nothing on them
+the evidence and image steps are :class:`~batch.engine.local.LocalSteps` (nothing on them
 ends the run or loses the answer). Only an :class:`~batch.errors.AccessError` from the
 fetch (not about this session) escapes, and it stops the whole run. The call returns the
 row the report now keeps for the session (:mod:`batch.store.ledger`).
@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from batch.engine.local import LocalSteps
 from batch.model import Outcome
-from batch.run.local import LocalSteps
 from batch.store.ledger import Answer
 
 __all__ = ["Fetches", "SessionSteps"]
@@ -24,7 +24,7 @@ Record = Callable[[Outcome, Mapping[str, str] | None], Answer]
 
 
 class Fetches(Protocol):
-    """Step one (:class:`batch.run.fetch.Fetcher`, or one per region)."""
+    """Step one (:class:`batch.engine.fetch.Fetcher`, or one per region)."""
 
     async def fetch(self, session_id: str) -> Outcome: ...
 

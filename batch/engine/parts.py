@@ -1,6 +1,6 @@
 """The parts of a command that asks the service, built once and held for its whole life.
 
-``run`` (:class:`~batch.run.audit.AuditRun`) and ``follow``
+``run`` (``batch.run.audit.AuditRun``) and ``follow``
 (:class:`~batch.follow.capture.Capture`) each hold one :class:`Parts`: the stop, the one
 retry policy, the limiter and its in-flight gate, the tally, the breakers (Rekognition's
 and S3's), and, opened inside the running loop on the command's
@@ -27,17 +27,17 @@ from batch.aws.rekognition import open_client
 from batch.aws.s3 import S3Store, open_store
 from batch.aws.session import open_session, retry_policy
 from batch.config import Settings
+from batch.engine.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
+from batch.engine.images import FolderSaver, ImageSaver, S3Saver
+from batch.engine.local import LocalSteps, spool_for
+from batch.engine.pool import Pool, worker_pool
+from batch.engine.progress import Tally
+from batch.engine.regions import RegionalFetcher, RegionalPool, Routes, regional_pool
+from batch.engine.steps import Fetches
+from batch.engine.stops import Breaker, Stop
 from batch.errors import ConfigError
 from batch.model import QuotaUse
 from batch.pacing.gate import Gate
-from batch.run.fetch import Fetcher, limiter_for, log_rate_cut, quota_for
-from batch.run.images import FolderSaver, ImageSaver, S3Saver
-from batch.run.local import LocalSteps, spool_for
-from batch.run.pool import Pool, worker_pool
-from batch.run.progress import Tally
-from batch.run.regions import RegionalFetcher, RegionalPool, Routes, regional_pool
-from batch.run.steps import Fetches
-from batch.run.stops import Breaker, Stop
 from batch.store.locations import is_s3, parse_s3_url
 
 __all__ = ["Parts"]

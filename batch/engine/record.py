@@ -21,8 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from batch.engine.progress import Tally
 from batch.model import Outcome
-from batch.run.progress import Tally
 from batch.store.checkpoint import Journal, journal_path
 from batch.store.ledger import Kept, fold, gone_while_pending, marked_gone, pending, unresolved
 from batch.store.manifest import Manifest
