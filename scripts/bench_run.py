@@ -26,8 +26,14 @@ of the client call, the tool's own per-answer work, the report at the end, start
 the top functions by own time. A helper thread's idle wait is left out (py-spy does not
 always see it as idle).
 
+``--sizes 10000,1000000`` measures several run sizes in one command (the emulator serves
+the largest; each size runs the first N of its sessions): a run's memory should not grow
+with its sessions (issue 24). ``--round1-sizes`` limits round 1 to some of them (a
+1,000,000-session run of each code takes half an hour of a quiet machine).
+
 Usage: .venv/bin/python scripts/bench_run.py [--sessions 30000] [--latency 0.001]
            [--repeats 2] [--round1 /tmp/round1] [--only now|round1] [--json FILE]
+           [--sizes 10000,1000000 [--round1-sizes 10000]]
        .venv/bin/python scripts/bench_run.py --profile prof.speedscope [--sessions 100000]
 """
 
@@ -223,6 +229,35 @@ def profiled(args: argparse.Namespace) -> None:
     print(profile_summary(args.profile, args.sessions))
 
 
+def measure(  # one size, every side, the repeats
+    sides: dict[str, Path],
+    source: Path,
+    size: int,
+    work: Path,
+    url: str,
+    emulator: int,
+    args: argparse.Namespace,
+) -> list[Measured]:
+    results = []
+    for i in range(args.repeats):
+        runs = []
+        for code, python in sides.items():
+            folder = work / f"{code}-{size}-{i}"
+            folder.mkdir()
+            output = folder / "report.parquet"
+            line = command(python, source, output, url, args)
+            if code == "now":
+                line += ["--settle", "0"]  # round 1 asks once; so does this
+            runs.append((code, line, output))
+        groups = [runs] if args.together else [[run] for run in runs]
+        for group in groups:
+            control(url, "reset")
+            for measured in run_group(group, size, emulator):
+                results.append(measured)
+                print(show(measured), flush=True)
+    return results
+
+
 def show(m: Measured) -> str:
     return (
         f"{m.code:7} {m.sessions:>9,} sessions  wall {m.wall:6.1f} s  cpu {m.cpu:6.1f} s"
@@ -230,6 +265,21 @@ def show(m: Measured) -> str:
         f"  rows {m.rows:,}  emulator cpu {m.emulator_cpu:5.1f} s"
         f"  others {m.others_cores:4.2f} cores"
     )
+
+
+def sizes(text: str) -> list[int]:
+    return [int(n) for n in text.split(",") if n.strip()]
+
+
+def subset(source: Path, n: int) -> Path:
+    """The first ``n`` sessions of the emulator's input, as an input of its own."""
+    path = source.with_name(f"in-{n}.csv")
+    with source.open() as f, path.open("w") as out:
+        for i, line in enumerate(f):
+            if i > n:
+                break
+            out.write(line)
+    return path
 
 
 def arguments() -> argparse.Namespace:
@@ -246,6 +296,8 @@ def arguments() -> argparse.Namespace:
         "--together", action="store_true", help="start each repeat's runs at once (same load)"
     )
     parser.add_argument("--profile", type=Path, help="instead: py-spy this code, summarise")
+    parser.add_argument("--sizes", type=sizes, help="run sizes, e.g. 10000,1000000")
+    parser.add_argument("--round1-sizes", type=sizes, help="round 1 only at these sizes")
     return parser.parse_args()
 
 
@@ -264,32 +316,25 @@ def main() -> None:
         f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} at start"
     )
     print(
-        f"emulator: {args.sessions:,} sessions, no quota, latency {args.latency * 1000:g} ms;"
+        f"emulator: {max(args.sizes or [args.sessions]):,} sessions, no quota, "
+        f"latency {args.latency * 1000:g} ms;"
         f" run --rate {args.rate:g} --fresh, concurrency "
         f"{args.concurrency or 'each default'}" + (", both codes at once" if args.together else "")
     )
     results: list[Measured] = []
+    run_sizes = args.sizes or [args.sessions]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        emulator, url = start_emulator(work, args.sessions, None, args.latency)
-        source = work / "in.csv"
+        emulator, url = start_emulator(work, max(run_sizes), None, args.latency)
         try:
-            for i in range(args.repeats):
-                runs = []
-                for code, python in sides.items():
-                    folder = work / f"{code}-{i}"
-                    folder.mkdir()
-                    output = folder / "report.parquet"
-                    line = command(python, source, output, url, args)
-                    if code == "now":
-                        line += ["--settle", "0"]  # round 1 asks once; so does this
-                    runs.append((code, line, output))
-                groups = [runs] if args.together else [[run] for run in runs]
-                for group in groups:
-                    control(url, "reset")
-                    for measured in run_group(group, args.sessions, emulator.pid):
-                        results.append(measured)
-                        print(show(measured), flush=True)
+            for size in run_sizes:
+                source = subset(work / "in.csv", size)
+                chosen = {
+                    code: python
+                    for code, python in sides.items()
+                    if code == "now" or args.round1_sizes is None or size in args.round1_sizes
+                }
+                results += measure(chosen, source, size, work, url, emulator.pid, args)
         finally:
             emulator.terminate()
             emulator.wait()

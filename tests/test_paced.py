@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from batch.aws.paced import PacedCall
+from batch.aws.paced import NotSent, PacedCall
 from batch.errors import AccessError, ServerError, SessionError, ThrottledError, TransportError
 from batch.pacing.retry import RetryPolicy
 from tests.fakes import FakeLimiter
@@ -128,3 +129,74 @@ async def test_an_unknown_exception_type_is_raised_as_the_bug_it_is() -> None:
         await paced(request)
     assert calls == [1]
     assert seen == []
+
+
+class Held:
+    """A limiter whose turns never come until ``release``; counts turns given back."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.given_back = 0
+
+    async def __aenter__(self) -> float:
+        await self.open.wait()
+        return 0.0
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.given_back += 1
+
+    def throttled(self, sent_at: float | None = None) -> bool:
+        return False
+
+    def succeeded(self, sent_at: float | None = None) -> None:
+        return None
+
+
+async def test_requests_waiting_for_their_turn_when_the_run_stops_end_at_once_unsent() -> None:
+    stopping, limiter = asyncio.Event(), Held()
+    paced = PacedCall(limiter, policy(), stopping=stopping)
+    request, calls = scripted(*["sent"] * 5)
+    waiting = [asyncio.create_task(paced(request)) for _ in range(5)]
+    await asyncio.sleep(0)  # all five wait for a turn that never comes
+    stopping.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, NotSent) for r in results), results
+    assert calls == []
+    assert limiter.given_back == 0  # no turn was taken, none is given back
+
+
+async def test_a_turn_that_comes_with_the_stop_is_given_back_and_nothing_is_sent() -> None:
+    stopping, limiter = asyncio.Event(), Held()
+    paced = PacedCall(limiter, policy(), stopping=stopping)
+    request, calls = scripted("sent")
+    call = asyncio.create_task(paced(request))
+    await asyncio.sleep(0)
+    limiter.open.set()  # the turn and the stop in the same moment
+    stopping.set()
+    with pytest.raises(NotSent):
+        await call
+    assert calls == []
+
+
+async def test_a_waiting_request_cancelled_from_outside_is_cancelled_not_unsent() -> None:
+    stopping, limiter = asyncio.Event(), Held()
+    paced = PacedCall(limiter, policy(), stopping=stopping)
+    request, _ = scripted("sent")
+    call = asyncio.create_task(paced(request))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    stopping.set()  # the stop afterwards finds nothing waiting
+    await asyncio.sleep(0)
+
+
+async def test_after_the_stop_a_new_request_is_not_sent_and_an_unstoppable_one_is() -> None:
+    stopping = asyncio.Event()
+    stopping.set()
+    paced = PacedCall(FakeLimiter(), policy(), stopping=stopping)
+    request, calls = scripted("uploaded")
+    with pytest.raises(NotSent):
+        await paced(request)
+    assert await paced(request, stoppable=False) == "uploaded"
+    assert calls == [1]

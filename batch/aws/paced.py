@@ -46,34 +46,61 @@ class NotSent(Exception):  # not an error: a request the stop kept back
     for a rerun, as one still queued."""
 
 
+class _Waiting:
+    """The tasks waiting for a turn under one stop event: when it is set, one watcher task
+    cancels them all at once (they raise :class:`NotSent`). A turn costs a set entry, not
+    two futures and an ``asyncio.wait`` as each did before (0.1 ms of a ~1 ms session)."""
+
+    def __init__(self, stopping: asyncio.Event) -> None:
+        self.stopping = stopping
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.stopped: set[asyncio.Task[Any]] = set()  # cancelled by the stop, not otherwise
+        self._watcher: asyncio.Task[None] | None = None
+
+    def watch(self) -> None:
+        """Start the watcher for the running loop (once; again in a new loop)."""
+        watcher = self._watcher
+        if watcher is None or watcher.get_loop() is not asyncio.get_running_loop():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        await self.stopping.wait()
+        for task in self.tasks:
+            self.stopped.add(task)
+            task.cancel()
+        self.tasks.clear()
+
+
 class _Turn:
     """``async with``: the limiter's turn, or :class:`NotSent` as soon as ``stopping`` is set."""
 
-    def __init__(self, limiter: Pace, stopping: asyncio.Event) -> None:
-        self._limiter, self._stopping = limiter, stopping
+    def __init__(self, limiter: Pace, waiting: _Waiting) -> None:
+        self._limiter, self._waiting = limiter, waiting
 
     async def __aenter__(self) -> float:
-        if self._stopping.is_set():
+        waiting = self._waiting
+        if waiting.stopping.is_set():
             raise NotSent
-        turn = asyncio.ensure_future(self._limiter.__aenter__())
-        stop = asyncio.ensure_future(self._stopping.wait())
+        task = asyncio.current_task()
+        if task is None:  # awaited outside a task: no stop to watch for
+            return await self._limiter.__aenter__()
+        waiting.watch()
+        waiting.tasks.add(task)
         try:
-            await asyncio.wait((turn, stop), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # cancelled while waiting: give the turn back
-            await self._abandon(turn, stop)
-            raise
-        if self._stopping.is_set():
-            await self._abandon(turn, stop)
-            raise NotSent
-        stop.cancel()
-        return turn.result()
-
-    async def _abandon(self, turn: asyncio.Future[float], stop: asyncio.Future[Any]) -> None:
-        stop.cancel()
-        turn.cancel()
-        await asyncio.wait((turn,))
-        if not turn.cancelled() and turn.exception() is None:  # got it meanwhile: leave
+            sent_at = await self._limiter.__aenter__()
+        except asyncio.CancelledError:
+            if task not in waiting.stopped:
+                raise
+            waiting.stopped.discard(task)
+            if task.uncancel() > 0:  # cancelled from outside as well: that wins
+                raise
+            raise NotSent from None
+        finally:
+            waiting.tasks.discard(task)
+        if waiting.stopping.is_set():  # the turn came with the stop: give it back
             await self._limiter.__aexit__(None, None, None)
+            raise NotSent
+        return sent_at
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._limiter.__aexit__(*exc_info)
@@ -107,7 +134,7 @@ class PacedCall:
         stopping: asyncio.Event | None = None,
     ) -> None:
         self.limiter = limiter
-        self._stopping = stopping
+        self._waiting = None if stopping is None else _Waiting(stopping)
         self.policy = policy
         self._give_up = give_up
         self._on_attempt = on_attempt
@@ -115,12 +142,12 @@ class PacedCall:
         self._random = (rng or _random.Random()).random  # noqa: S311  # jitter, not crypto
 
     async def __call__(self, request: Callable[[], Awaitable[T]], *, stoppable: bool = True) -> T:
-        stopping = self._stopping if stoppable else None
+        waiting = self._waiting if stoppable else None
         last: list[Exception] = []  # the last attempt's error, re-raised if a retry is kept back
 
         async def attempt(_: int) -> T:
             try:
-                return await self._attempt(request, stopping)
+                return await self._attempt(request, waiting)
             except NotSent:
                 if last:
                     raise last[-1] from None
@@ -132,10 +159,8 @@ class PacedCall:
         give_up = self._give_up if stoppable else _never
         return await self.policy.call(attempt, random=self._random, give_up=give_up)
 
-    async def _attempt(
-        self, request: Callable[[], Awaitable[T]], stopping: asyncio.Event | None
-    ) -> T:
-        turn = self.limiter if stopping is None else _Turn(self.limiter, stopping)
+    async def _attempt(self, request: Callable[[], Awaitable[T]], waiting: _Waiting | None) -> T:
+        turn = self.limiter if waiting is None else _Turn(self.limiter, waiting)
         async with turn as sent_at:
             try:
                 result = await request()

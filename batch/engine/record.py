@@ -24,7 +24,7 @@ import pyarrow as pa
 from batch.engine.progress import Tally
 from batch.model import Outcome
 from batch.store.checkpoint import Journal, journal_path
-from batch.store.ledger import Kept, fold, gone_while_pending, marked_gone, pending, unresolved
+from batch.store.ledger import Kept, KeptTable, fold, gone_while_pending, marked_gone
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
@@ -37,9 +37,10 @@ Row = dict[str, Any]
 
 
 class Recorder:
-    """The kept answers and the journal of one run; ``finished`` holds the IDs answered in
-    it. Rows are spilled as they come (:class:`~batch.store.spill.Spill`); the recorder
-    holds a :class:`~batch.store.ledger.Kept` per session."""
+    """The kept answers and the journal of one run (:meth:`finished`: the IDs answered in
+    it). Rows are spilled as they come (:class:`~batch.store.spill.Spill`); the recorder
+    holds each session's :class:`~batch.store.ledger.Kept` answer in the columns of a
+    :class:`~batch.store.ledger.KeptTable`."""
 
     def __init__(  # the report's options, named
         self,
@@ -56,8 +57,7 @@ class Recorder:
         self.journal = journal
         self.tally = tally
         self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
-        self._kept: dict[str, Kept] = {}
-        self.finished: set[str] = set()
+        self._kept = KeptTable()
         self._batch_rows = batch_rows
         self._mode = mode
         self._run_schema, self._decorate = schema, decorate
@@ -103,7 +103,7 @@ class Recorder:
         """Merge ``row`` into the session's kept answer (the row spilled); the kept answer."""
         session_id = str(row["session_id"])
         kept = fold(self._kept.get(session_id), row, self.spill.append(row))
-        self._kept[session_id] = kept
+        self._kept.put(session_id, kept)
         return kept
 
     def get(self, session_id: str) -> Kept | None:
@@ -111,15 +111,25 @@ class Recorder:
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
         """The kept rows of ``session_ids`` (held ones), whole, in that order."""
-        kept = [self._kept[sid] for sid in session_ids]
+        kept = [self._held(sid) for sid in session_ids]
         rows = self.spill.take([k.where for k in kept])
         for row, k in zip(rows, kept, strict=True):
             row["checks"], row["checked_at"] = k.checks, k.checked_at
         return rows
 
+    def _held(self, session_id: str) -> Kept:
+        kept = self._kept.get(session_id)
+        if kept is None:
+            raise KeyError(session_id)
+        return kept
+
     def held(self) -> list[str]:
         """The sessions the run holds a kept answer of, in first-seen order."""
-        return list(self._kept)
+        return self._kept.held()
+
+    def finished(self, session_id: str) -> bool:
+        """The session was answered (or its local steps redone) in this run."""
+        return self._kept.finished(session_id)
 
     def use_base(self, base: Base, session_ids: Collection[str]) -> None:
         """Merge into the report ``base``: its schema with the run's
@@ -156,8 +166,7 @@ class Recorder:
     def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Kept:
         """One answer: merged, spilled and journaled; the session's kept answer now."""
         kept = self.record_row(outcome_row(outcome, paths))
-        if outcome.session_id not in self.finished:
-            self.finished.add(outcome.session_id)
+        if self._kept.finish(outcome.session_id):
             self.tally.finished(outcome)
         return kept
 
@@ -174,7 +183,7 @@ class Recorder:
     def redone(self, row: Mapping[str, Any]) -> Kept:
         """A kept answer whose local steps were redone: recorded and counted."""
         kept = self.record_row(row)
-        self.finished.add(str(row["session_id"]))
+        self._kept.finish(str(row["session_id"]))
         self.tally.done += 1
         return kept
 
@@ -184,7 +193,7 @@ class Recorder:
         why = f"run ended before this session was fetched ({because}); a rerun fetches it"
         leftovers = Counter[str]()
         for session_id in todo:
-            if session_id not in self.finished:
+            if not self._kept.finished(session_id):
                 kept = self.add(outcome_row(Outcome.not_attempted(session_id, why)))
                 if kept.error_code == "NotAttempted":
                     leftovers["NotAttempted"] += 1
@@ -197,7 +206,7 @@ class Recorder:
         t.by_error.clear()
         t.done = t.unresolved = t.pending = 0
         for session_id in session_ids:
-            kept = self._kept.get(session_id)
+            kept = self._kept.brief(session_id)
             if kept is None or kept.error_code == "NotAttempted":
                 continue  # counted as a leftover
             t.done += 1
@@ -205,9 +214,9 @@ class Recorder:
                 t.by_status[kept.status] += 1
             if kept.error_code is not None:
                 t.by_error[kept.error_code] += 1
-            if pending(kept):
+            if kept.pending:
                 t.pending += 1
-            elif unresolved(kept):
+            elif kept.unresolved:
                 t.unresolved += 1
 
     # --- the report -------------------------------------------------------------------
