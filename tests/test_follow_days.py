@@ -130,3 +130,45 @@ def test_sessions_listed_under_an_s3_prefix_are_captured_into_an_s3_report(
     assert len(rows) == len(ids)
     assert rows.loc[ids, "confidence"].notna().all()
     assert max(emulator.stats()["by_session"][sid] for sid in ids) <= 5
+
+
+async def test_a_past_day_whose_pending_session_outlived_its_settle_window_closes(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    emulator.configure(lifetime=600.0)  # the stuck session stays CREATED for the whole test
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    template = str(tmp_path / "audit-{date}.parquet")
+    moment = [datetime(2026, 3, 1, 23, 0, 0, tzinfo=UTC)]
+    settings = load_settings(
+        flags={
+            "work_dir": tmp_path / "state",
+            "settle": "2s",
+            "settle_interval": "1s",
+            "poll_interval": "1s",
+            "publish_every": "1h",  # only the rollover and the exit publish
+        }
+    )
+
+    def render(at: datetime) -> str:
+        return render_output(template, timezone="UTC", now=at)
+
+    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
+    task = asyncio.create_task(capture.run())
+    done = emulator.create_sessions(1, start_after=0.0, finish_after=0.0)
+    stuck = emulator.create_sessions(1, start_after=None, finish_after=None)  # never starts
+    drop(inbox, "a.csv", done + stuck)
+    await until(lambda: capture.figures.captured >= 1, "the settled session's result")
+    await until(lambda: not capture.daybook.home, "settling the stuck session given up")
+    day1 = tmp_path / "audit-2026-03-01.parquet"
+    moment[0] += timedelta(hours=2)  # the next day: day 1 is published, and closes
+    await until(day1.exists, "day 1 published at the rollover")
+    await until(lambda: str(day1) not in capture.daybook.days, "day 1 closed")
+    capture.stop.request("test over")
+    summary = await asyncio.wait_for(task, DEADLINE)
+
+    assert summary.aborted is None
+    rows = report_rows(day1)
+    assert sorted(rows.index) == sorted(done + stuck)
+    assert rows.loc[stuck[0], "status"] == "CREATED"  # as last seen, in the report
+    assert not capture.daybook.days or all(not d.rows for d in capture.daybook.days.values())

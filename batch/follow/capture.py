@@ -455,7 +455,7 @@ class Capture:
                     rows,
                     extra=event("published", report=day.key, rows=rows),
                 )
-            if day.key != current and not day.rows:
+            if self.daybook.closable(day, current):
                 self.daybook.close_day(day)
         for key in [k for k in self.daybook.settled_ids if k != current]:
             if key not in self.daybook.days:  # a past day, closed: its sessions are done

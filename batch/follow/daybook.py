@@ -229,9 +229,8 @@ class Daybook:
             if day.rows.get(sid) is row and settled(row):
                 del day.rows[sid]
                 gone.add(sid)
-        day.changed = any(day.rows.get(sid) is not row for sid, row in snapshot.items()) or any(
-            sid not in snapshot for sid in day.rows
-        )
+        # changed since the snapshot (a row published and then dropped is not a change)
+        day.changed = any(snapshot.get(sid) is not row for sid, row in day.rows.items())
         self._rotate(day)
         return rows
 
@@ -246,6 +245,18 @@ class Daybook:
         day.journal.close()
         tmp.replace(day.journal_path)
         day.journal = Journal.open(day.journal_path, _identity(day.key), mode=self._mode)
+
+    def settling(self, day: Day) -> bool:
+        """Some session of ``day`` is still being settled (asked again in its window)."""
+        return any(self.home.get(sid) == day.key for sid in day.rows)
+
+    def closable(self, day: Day, current: str) -> bool:
+        """A past day, published, none of its sessions still being settled: the rows it
+        holds (settled, or pending past their settle window: the report has them as last
+        seen) leave memory with it (issue 24: a week of ``follow`` in flat memory)."""
+        if day.key == current:
+            return False
+        return not day.rows or (not day.changed and not self.settling(day))
 
     def close_day(self, day: Day) -> None:
         """A published day with nothing left to settle: forget it, journal and all."""
