@@ -10,41 +10,21 @@ IDs created at or after emulator time ``T``). A bad request answers 400 with ``e
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from batch.emulator.settings import EmulatorSettings
+if TYPE_CHECKING:  # the emulator builds its routes: no cycle at run time
+    from batch.emulator.server import Emulator
 
-__all__ = ["Controlled", "control_routes"]
-
-
-class Controlled(Protocol):
-    """What the control routes call (:class:`~batch.emulator.Emulator`)."""
-
-    def now(self) -> float: ...
-    def configure(self, **changes: Any) -> EmulatorSettings: ...
-    def script(self, session_id: str, faults: Sequence[str]) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
-    def reset(self) -> None: ...
-    def create_sessions(
-        self,
-        count: int,
-        *,
-        start_after: float | None = ...,
-        finish_after: float | None = ...,
-        fate: str | None = ...,
-        region: str | None = ...,
-    ) -> list[str]: ...
-    def sessions_since(self, since: float = ...) -> list[dict[str, Any]]: ...
+__all__ = ["control_routes"]
 
 
 def _bad(exc: BaseException | str) -> web.Response:
     return web.json_response({"error": str(exc)}, status=400)
 
 
-def control_routes(emulator: Controlled) -> list[web.RouteDef]:
+def control_routes(emulator: Emulator) -> list[web.RouteDef]:
     """The routes of ``emulator``'s control API (see the module)."""
     control = _Control(emulator)
     return [
@@ -58,7 +38,7 @@ def control_routes(emulator: Controlled) -> list[web.RouteDef]:
 
 
 class _Control:
-    def __init__(self, emulator: Controlled) -> None:
+    def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
 
     async def stats(self, request: web.Request) -> web.Response:

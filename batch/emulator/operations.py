@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from batch.emulator import servicequotas
 from batch.emulator.faults import answer_fault, random_fault
-from batch.emulator.quota import Quota
 from batch.emulator.responses import KEY_ERRORS, answer, error, ok
-from batch.emulator.settings import EmulatorSettings
 from batch.emulator.stats import Stats
 from batch.store.inputs import SESSION_ID_PATTERN
 
-__all__ = ["TARGET", "Account", "Operations"]
+if TYPE_CHECKING:  # the emulator builds its operations: no cycle at run time
+    from batch.emulator.server import Emulator
+
+__all__ = ["TARGET", "Operations"]
 
 TARGET = "RekognitionService.GetFaceLivenessSessionResults"
 _AUTH_PREFIX = "AWS4-HMAC-SHA256 Credential="
@@ -36,24 +36,11 @@ _AUTH_PREFIX = "AWS4-HMAC-SHA256 Credential="
 Handler = Callable[[Stats, web.Request, bytes, str], Awaitable[web.StreamResponse]]
 
 
-class Account(Protocol):
-    """What the operations read of the emulated account (:class:`~batch.emulator.Emulator`)."""
-
-    settings: EmulatorSettings
-    counts: Stats  # of the requests arrived since the last reset
-    rng: random.Random
-
-    def now(self) -> float: ...
-    def spawn(self, now: float) -> None: ...
-    def scripted(self, session_id: str | None) -> str | None: ...
-    def quota(self, region: str) -> Quota: ...
-    def answer(self, session_id: str, region: str | None) -> dict[str, Any] | None: ...
-
-
 class Operations:
-    """The handler of ``POST /``: the account's API calls (see the module)."""
+    """The handler of ``POST /``: the API calls of the emulated account (see the module);
+    it reads the account's settings, clock, quotas, scripts and sessions."""
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: Emulator) -> None:
         self._account = account
         self._throttled: set[int] = set()  # requests (by id) the quota refused, in flight
         self.targets: dict[str, Handler] = {

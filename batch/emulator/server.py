@@ -83,7 +83,7 @@ class Emulator:
         self.host = host
         self.port = port
         self._clock = clock
-        self.counts = Stats()
+        self.counts = Stats()  # the requests since the last reset (operations count here)
         self._scripts: dict[str, list[str]] = {}
         self._vanished: set[str] = set()  # sessions a ``vanish`` fault made gone
         self.rng = random.Random(settings.seed)  # noqa: S311  # fault injection, not crypto
@@ -171,7 +171,7 @@ class Emulator:
 
     def reset(self) -> None:
         self.settings = self.initial
-        self.counts = Stats()
+        self.counts = Stats()  # the requests since the last reset (operations count here)
         self._scripts.clear()
         self._vanished.clear()
         self.rng = random.Random(self.initial.seed)  # noqa: S311  # fault injection
