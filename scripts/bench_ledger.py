@@ -117,16 +117,16 @@ def reruns(work: Path, url: str, ids: list[str], args: argparse.Namespace) -> No
     start = args.seed_sessions
     first = write_ids(work / "new-1.csv", ids[start : start + args.new])
     second = write_ids(work / "new-2.csv", ids[start + args.new : start + 2 * args.new])
-    for token in [s for s in args.sizes.split(",") if s]:
-        size = 0 if token == "empty" else int(token)
-        base = work / f"base-{token}.parquet"
-        output = work / f"out-{token}" / "report.parquet"
+    for label in [s for s in args.sizes.split(",") if s]:
+        size = 0 if label == "empty" else int(label)
+        base = work / f"base-{label}.parquet"
+        output = work / f"out-{label}" / "report.parquet"
         output.parent.mkdir()
         built = 0.0
-        if size or token == "empty":  # "empty": a signed report of no rows; 0: no report
+        if size or label == "empty":  # "empty": a signed report of no rows; 0: no report
             built = replicate(seed, size, base)
             shutil.copy(base, output)
-        print(f"report of {size:,} rows ({token}) built in {built:.0f}s", flush=True)
+        print(f"report of {size:,} rows ({label}) built in {built:.0f}s", flush=True)
         rows = size
         for source, how in ((first, "unsealed: verified row by row"), (second, "sealed")):
             load = os.getloadavg()[0]
