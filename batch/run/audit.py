@@ -293,7 +293,7 @@ class AuditRun:
         """The existing report (verified; only its rows of this run's sessions read), the
         journal and the invalid cells merged; the work left."""
         journaled = recorder.journaled()
-        resumed_ids = {str(row["session_id"]) for row in journaled}
+        resumed_ids = {row.session_id for row in journaled}
         wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
         remote = Remote()
         if destination.remote is not None:
