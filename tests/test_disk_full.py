@@ -246,11 +246,11 @@ def test_a_run_on_a_full_disk_exits_1_keeping_its_journal_and_resumes_after_spac
     report = read_report(output)
     assert sorted(report.index) == sorted(ids)
     assert_exactly_as_served(report, emulator, ids)
-    rows = [json.loads(line) for line in kept]
-    resumed = {row["session_id"] for row in rows}
+    rows = [Row.from_flat(json.loads(line)) for line in kept]
+    resumed = {row.session_id for row in rows}
     assert resumed <= set(ids)
     # a settled answer is never asked again; a pending one (CREATED/IN_PROGRESS) is
-    settled = {row["session_id"] for row in rows if settled_row(row)}
+    settled = {row.session_id for row in rows if settled_row(row)}
     assert settled, "some settled answers were journaled before the disk filled"
     ok = emulator.stats()["ok_by_session"]
     assert all(ok[sid] == 1 for sid in settled), "journaled sessions are not fetched again"
