@@ -18,9 +18,9 @@ from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import publish_rows
 from batch.follow.source import FolderSource, S3Source
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 from batch.store.locations import S3Url
-from batch.store.report import outcome_row
+from batch.store.row import Row
 from tests.helpers import Raced, run_cli
 from tests.s3server import MotoServer
 
@@ -152,9 +152,9 @@ def test_an_access_error_stops_the_service_at_once_with_exit_3(
     assert "AccessDenied" in ran.stderr
 
 
-def answer(session_id: str, status: str, at: datetime) -> dict[str, Any]:
-    result = SessionResult(session_id, status, 91.5, None, ())
-    return outcome_row(Outcome(session_id, result, None, None, 1, at, True))
+def answer(session_id: str, status: str, at: datetime) -> Row:
+    result = SessionResult(session_id, Status(status), 91.5, None, ())
+    return Row.of(Outcome(session_id, result, None, None, 1, at, True))
 
 
 async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers_answers(

@@ -48,13 +48,13 @@ from batch.store.merge import (
     stream_merge,
 )
 from batch.store.report import SCHEMA, ReportWriter, check_output
+from batch.store.row import Row
 from batch.store.seal import Seals
 
 __all__ = ["Day", "Daybook", "publish_rows"]
 
 log = logging.getLogger(LOGGER)
 
-Row = dict[str, Any]
 Render = Callable[[datetime], str]  # a moment -> the report's location (the template filled)
 
 _RACES = 10  # conditional writes lost in a row before the publish is given up for now
@@ -144,7 +144,7 @@ class Daybook:
         journal = Journal.open(path, _identity(key), mode=self._mode)
         day = Day(key, target, local, journal, path)
         for row in journal.replay():
-            sid = str(row["session_id"])
+            sid = row.session_id
             day.rows[sid] = keep(day.rows.get(sid), row)
             day.changed = True
         self.days[key] = day
@@ -160,9 +160,9 @@ class Daybook:
 
     # --- answers --------------------------------------------------------------------
 
-    def add(self, row: Mapping[str, Any], now: datetime | None = None) -> tuple[Row | None, Row]:
+    def add(self, row: Row, now: datetime | None = None) -> tuple[Row | None, Row]:
         """Journal ``row`` and merge it into its session's day: (the kept row before, after)."""
-        sid = str(row["session_id"])
+        sid = row.session_id
         key = self.home.get(sid)
         if key is None:
             key = self.key_at(now or datetime.now(UTC))
@@ -258,7 +258,7 @@ class Daybook:
             day.journal.close()
 
 
-def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
+def _merged(base: Iterable[Row], rows: Iterable[Row]) -> Ledger:
     """The report's rows of our sessions with ours merged in.
 
     A row we hold already carries every answer we merged into it, the published one
@@ -267,7 +267,7 @@ def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
     """
     ledger = Ledger(base)
     for row in rows:
-        old = ledger.get(str(row["session_id"]))
+        old = ledger.get(row.session_id)
         if old is not None and rank(row) >= rank(old) and _moment(old) <= _moment(row):
             ledger.replace(row)
         else:
@@ -275,13 +275,13 @@ def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
     return ledger
 
 
-def _moment(row: Mapping[str, Any]) -> datetime:
-    moments = [m for m in (row.get("checked_at"), row.get("fetched_at")) if m is not None]
+def _moment(row: Row) -> datetime:
+    moments = [m for m in (row.checked_at, row.fetched_at) if m is not None]
     return max(moments) if moments else datetime.min.replace(tzinfo=UTC)
 
 
 async def publish_rows(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Row],
     target: Location,
     local: Path,
     store: S3Store | None,
@@ -317,7 +317,7 @@ async def publish_rows(
 
 def _write(  # the merge's parts, named
     base: Base,
-    ours: list[Mapping[str, Any]],
+    ours: list[Row],
     local: Path,
     provenance: Mapping[str, Any],
     how: tuple[int, Seals | None],
@@ -328,7 +328,7 @@ def _write(  # the merge's parts, named
     mode, seals = how
     location = location or str(local)
     check_base(base, accept=False, seals=seals, location=location)
-    ids = {str(row["session_id"]) for row in ours}
+    ids = {row.session_id for row in ours}
     ledger = _merged(rows_for(base, ids), ours)
     writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))
     try:

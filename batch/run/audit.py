@@ -330,7 +330,7 @@ class AuditRun:
         journal and the invalid cells merged; the work left."""
         plan, destination, recorder = frame.plan, frame.destination, frame.recorder
         journaled = recorder.journaled()
-        resumed_ids = {str(row["session_id"]) for row in journaled}
+        resumed_ids = {row.session_id for row in journaled}
         wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
         remote, edits = await self._read_report(destination, recorder, wanted)
         recorder.replay(journaled)
