@@ -20,7 +20,7 @@ travel in :attr:`Row.extras`, by name: a run that does not make them keeps them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -40,7 +40,7 @@ from batch.model import (
     named_images,
 )
 
-__all__ = ["IMAGE_FIELDS", "SCHEMA", "ImageColumns", "Row", "column", "rows_batch"]
+__all__ = ["IMAGE_FIELDS", "SCHEMA", "ImageColumns", "Row", "column"]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW = "arrow"  # field metadata: the column's Arrow type
@@ -369,8 +369,3 @@ def _schema(cls: type[Row]) -> pa.Schema:
 
 SCHEMA = _schema(Row)
 _BASE = frozenset(SCHEMA.names)
-
-
-def rows_batch(rows: Iterable[Mapping[str, object]], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
-    """Flat rows (:meth:`Row.flat`) as one record batch of ``schema``."""
-    return pa.RecordBatch.from_pylist(list(rows), schema=schema)
