@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batch import __version__
-from batch.aws.s3 import local_copy
 from batch.config import Settings
 from batch.engine.destination import default_work_dir
 from batch.engine.existing import read_existing
 from batch.engine.parts import Parts
 from batch.engine.pool import Pool, worker_pool
 from batch.engine.settle import Settler
+from batch.engine.staging import stage_plan
 from batch.engine.steps import SessionSteps
 from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
@@ -328,25 +328,14 @@ class Capture:
 
     async def _read(self, found: Found) -> Plan:
         s = self.settings
-        if isinstance(found.location, Path):
-            return await asyncio.to_thread(
-                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
-            )
-        folder = private_dir(self.state / "inputs", mode=self.mode)
-        copy = await local_copy(self.parts.store, found.location, folder, "input")
-        try:
-            return await asyncio.to_thread(
-                read_plan,
-                copy,
-                column=s.column,
-                fmt=s.format,
-                origin=str(found.location),
-                dialect=s.dialect,
-            )
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(copy), str(found.location))) from None
-        finally:
-            copy.unlink(missing_ok=True)
+
+        def read(path: Path, origin: str | None) -> Plan:
+            return read_plan(path, column=s.column, fmt=s.format, origin=origin, dialect=s.dialect)
+
+        folder = self.state / "inputs"
+        return await stage_plan(
+            found.location, read, store=self.parts.store, folder=folder, mode=self.mode
+        )
 
     def _wanted(self, session_id: str) -> bool:
         """Not queued already, not held (being settled or answered), not settled in a day

@@ -12,14 +12,13 @@ report that has its first answer. Each report being filled is a :class:`Day`:
 
 :meth:`Daybook.publish` merges a day's rows into the report as it is now (local file,
 or the S3 object and its ETag; streamed through, :mod:`batch.store.merge`), writes it
-atomically, uploads it with a conditional write, and merges again when another writer
-got there first. Settled rows then leave
+atomically and publishes it (:mod:`batch.engine.publish`: a conditional upload, merged
+again when another writer got there first). Settled rows then leave
 memory: a service running for days holds only what is not published or not settled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -31,13 +30,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from batch.aws.s3 import S3Store
-from batch.engine.existing import base_copy, fetch_base
-from batch.errors import ConflictError, PublishError
+from batch.engine.destination import Destination
+from batch.engine.publish import publish
 from batch.logs import LOGGER, event
 from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir, remove_stale
 from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
+from batch.store.manifest import Manifest
 from batch.store.merge import (
     Base,
     check_base,
@@ -292,39 +292,27 @@ async def publish_rows(
 ) -> int:
     """Merge ``rows`` into the report at ``target`` and publish it; its row count.
 
-    Local: under the report's run lock, written atomically. S3: written at ``local``,
-    uploaded with ``If-Match`` (the ETag read) or ``If-None-Match: *`` (a new key), and
-    merged again from the start when another writer won the race. Either way the report
-    is verified first (an edited one is refused: :class:`~batch.store.merge.EditedReportError`)
-    and streamed through (:mod:`batch.store.merge`): its other sessions and the columns
-    ``follow`` does not make (kept input columns, reconciliation, region) stay.
+    Local: under the report's run lock, written atomically. S3: written at ``local`` and
+    published (:func:`batch.engine.publish.publish`: a conditional upload, merged again
+    when another writer won the race). Either way the report is verified first (an
+    edited one is refused: :class:`~batch.store.merge.EditedReportError`) and streamed
+    through (:mod:`batch.store.merge`): its other sessions and the columns ``follow``
+    does not make (kept input columns, reconciliation, region) stay.
     """
     ours = list(rows)
-    for _ in range(_RACES):
-        if isinstance(target, Path):
-            with RunLock(target, mode=mode):
-                remove_stale(target)
-                return _write(read_base(target), ours, local, provenance, (mode, seals))
-        assert store is not None
-        base, etag = await fetch_base(target, local, store)
-        try:
-            count = _write(base, ours, local, provenance, (mode, seals), str(target))
-        finally:
-            base_copy(local).unlink(missing_ok=True)
-        try:
-            await store.upload(
-                local,
-                target,
-                metadata={"rows": str(count), "writer": "liveness-audit follow"},
-                if_match=etag,
-                if_none_match=etag is None,
-            )
-        except ConflictError:
-            log.info("another writer changed %s meanwhile: merging again", target)
-            continue
-        await asyncio.to_thread(local.unlink, True)  # the S3 object is the report now
-        return count
-    raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
+    if isinstance(target, Path):
+        with RunLock(target, mode=mode):
+            remove_stale(target)
+            return _write(read_base(target), ours, local, provenance, (mode, seals)).rows
+    assert store is not None
+
+    def merge(base: Base) -> Manifest:
+        return _write(base, ours, local, provenance, (mode, seals), str(target))
+
+    destination = Destination(local, target)
+    metadata = {"writer": "liveness-audit follow"}
+    manifest = await publish(store, destination, merge, tries=_RACES, metadata=metadata)
+    return manifest.rows
 
 
 def _write(  # the merge's parts, named
@@ -334,8 +322,8 @@ def _write(  # the merge's parts, named
     provenance: Mapping[str, Any],
     how: tuple[int, Seals | None],
     location: str | None = None,
-) -> int:
-    """Merge ``ours`` into ``base``, written at ``local``; the row count. ``how``: the
+) -> Manifest:
+    """Merge ``ours`` into ``base``, written at ``local``; its manifest. ``how``: the
     file mode and the seals (``location``: the report's, when not ``local`` itself)."""
     mode, seals = how
     location = location or str(local)
@@ -354,4 +342,4 @@ def _write(  # the merge's parts, named
     log.debug(
         "wrote %s (%d rows)", local, manifest.rows, extra=event("written", rows=manifest.rows)
     )
-    return manifest.rows
+    return manifest

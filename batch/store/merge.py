@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
-from batch.store.manifest import verify_report
+from batch.store.manifest import READ_BATCH, verify_report
 from batch.store.report import SCHEMA, ReportWriter, read_provenance
 from batch.store.row import Row
 from batch.store.seal import Seals
@@ -54,7 +54,7 @@ __all__ = [
     "stream_merge",
 ]
 
-_BATCH = 16_384  # rows of the report read (and written) at a time
+_BATCH = READ_BATCH  # rows of the report read (and written) at a time
 _HELD = 1024  # held rows made dicts at a time (~4 KB each)
 
 
