@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batch.pacing.retry import RetryPolicy
+from tests.fakes import VirtualClock
 
 
 class Flaky(Exception):
@@ -27,16 +28,6 @@ class Script:
         if self.errors:
             raise self.errors.pop(0)
         return "ok"
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-        self.now = 0.0
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def policy(**kw: object) -> RetryPolicy:
@@ -68,11 +59,12 @@ async def test_gives_up_after_attempts_with_the_original_error() -> None:
 
 
 async def test_backoff_is_exponential_full_jitter_and_capped() -> None:
-    sleep = Sleeps()
+    clock = VirtualClock()
     fn = Script(*(Flaky() for _ in range(5)))
     p = policy(attempts=6, wait_initial=1.0, wait_max=5.0)
-    await p.call(fn, sleep=sleep, random=lambda: 0.5, clock=lambda: sleep.now)
-    assert sleep.waits == pytest.approx([0.5, 1.0, 2.0, 2.5, 2.5])
+    await p.call(fn, clock=clock, random=lambda: 0.5)
+    assert clock.sleeps == pytest.approx([0.5, 1.0, 2.0, 2.5, 2.5])
+    assert clock.now() == pytest.approx(8.5)
 
 
 def test_backoff_without_jitter_and_with_huge_attempt_counts() -> None:
@@ -82,19 +74,19 @@ def test_backoff_without_jitter_and_with_huge_attempt_counts() -> None:
 
 
 async def test_backoff_switched_off_never_sleeps() -> None:
-    sleep = Sleeps()
-    await policy().call(Script(Flaky(), Flaky()), sleep=sleep)
-    assert sleep.waits == []
+    clock = VirtualClock()
+    await policy().call(Script(Flaky(), Flaky()), clock=clock)
+    assert clock.sleeps == []
 
 
 async def test_timeout_stops_before_a_wait_that_would_overrun() -> None:
-    sleep = Sleeps()
+    clock = VirtualClock()
     fn = Script(*(Flaky() for _ in range(10)))
     p = policy(attempts=10, wait_initial=1.0, wait_max=1.0, jitter=False, timeout=2.5)
     with pytest.raises(Flaky):
-        await p.call(fn, sleep=sleep, clock=lambda: sleep.now)
+        await p.call(fn, clock=clock)
     assert fn.calls == [1, 2, 3]
-    assert sleep.waits == [1.0, 1.0]
+    assert clock.sleeps == [1.0, 1.0]
 
 
 async def test_give_up_stops_retrying_at_once() -> None:

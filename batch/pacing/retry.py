@@ -6,18 +6,19 @@ out of attempts or would overrun its ``timeout``; it then re-raises the original
 untouched. Waits are exponential with full jitter (AWS's recommendation: a uniformly random
 wait between 0 and ``min(wait_max, wait_initial * wait_exp_base ** (n - 1))``).
 
-Tests switch waiting off with ``wait_initial=0`` rather than sleeping, and inject
-``clock``/``sleep``/``random`` to check the schedule.
+Tests switch waiting off with ``wait_initial=0`` rather than sleeping, and inject a
+virtual ``clock`` (:class:`batch.pacing.clock.Clock`) and ``random`` to check the schedule.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random as _random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from batch.pacing.clock import LOOP, Clock
 
 __all__ = ["RetryPolicy"]
 
@@ -59,8 +60,7 @@ class RetryPolicy:
         self,
         fn: Callable[[int], Awaitable[T]],
         *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Clock = LOOP,
         random: Callable[[], float] = _random.random,
         give_up: Callable[[], bool] = lambda: False,
     ) -> T:
@@ -69,8 +69,7 @@ class RetryPolicy:
         ``give_up`` is asked before every further attempt; when it says so (the run is
         stopping) the last error is re-raised at once.
         """
-        now = clock or asyncio.get_running_loop().time
-        deadline = None if self.timeout is None else now() + self.timeout
+        deadline = None if self.timeout is None else clock.now() + self.timeout
         attempt = 1
         while True:
             try:
@@ -79,10 +78,10 @@ class RetryPolicy:
                 if attempt >= self.attempts or give_up():
                     raise
                 wait = self.backoff(attempt, random())
-                if deadline is not None and now() + wait >= deadline:
+                if deadline is not None and clock.now() + wait >= deadline:
                     raise
                 if wait > 0:
-                    await sleep(wait)
+                    await clock.sleep(wait)
                 if give_up():
                     raise
                 attempt += 1
