@@ -52,8 +52,11 @@ class RetryPolicy:
 
     def backoff(self, failures: int, draw: float = 1.0) -> float:
         """Seconds to wait after the ``failures``-th failed attempt; ``draw`` in [0, 1)."""
-        exponent = min(failures - 1, 64)  # beyond this the cap has long been reached
-        ceiling = min(self.wait_max, self.wait_initial * self.wait_exp_base**exponent)
+        try:
+            grown = self.wait_initial * self.wait_exp_base ** (failures - 1)
+        except OverflowError:  # a power past any float: far past the cap (unless from 0)
+            grown = math.inf if self.wait_initial else 0.0
+        ceiling = min(self.wait_max, grown)
         return ceiling * draw if self.jitter else ceiling
 
     async def call(
