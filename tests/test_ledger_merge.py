@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.emulator import EmulatorThread, write_input
@@ -20,7 +19,7 @@ from batch.follow.daybook import publish_rows
 from batch.model import Outcome, SessionResult
 from batch.store.manifest import verify_report
 from batch.store.report import METADATA_KEY, outcome_row, read_provenance
-from tests.helpers import run_cli
+from tests.helpers import edit_one_confidence, run_cli
 
 RECONCILE = ("--keep-columns", "customer_ref", "--app-decision-column", "app_decision")
 CARRIED = ("customer_ref", "app_decision", "service_decision", "agrees", "disagreement")
@@ -127,19 +126,6 @@ def test_a_type_change_that_would_lose_values_is_refused_before_any_call(
     assert requests(emulator) == sent  # refused before any call
     assert report.read_bytes() == written
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def edit_one_confidence(report: Path) -> str:
-    """Change one result's confidence by hand, footer kept (as a spreadsheet round trip
-    that keeps the metadata would); the session edited."""
-    table = pq.read_table(report)
-    place = pc.index(pc.is_valid(table["confidence"]), True).as_py()
-    values = table["confidence"].to_pylist()
-    values[place] = 99.99 if values[place] != 99.99 else 1.0
-    column = table.schema.get_field_index("confidence")
-    edited = table.set_column(column, "confidence", pa.array(values, pa.float64()))
-    pq.write_table(edited.replace_schema_metadata(pq.read_metadata(report).metadata), report)
-    return str(table["session_id"][place])
 
 
 def test_an_edited_report_is_refused_naming_the_rows_and_how_to_proceed(

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
 from batch.store.ledger import with_extras
-from batch.store.manifest import verify_report
+from batch.store.manifest import READ_BATCH, verify_report
 from batch.store.report import IMAGE_FIELDS, SCHEMA, ReportWriter, read_provenance
 from batch.store.seal import Seals
 
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 Row = dict[str, Any]
-_BATCH = 16_384  # rows of the report read (and written) at a time
+_BATCH = READ_BATCH  # rows of the report read (and written) at a time
 _HELD = 1024  # held rows made dicts at a time (~4 KB each)
 
 
