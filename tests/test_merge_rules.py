@@ -20,6 +20,7 @@ from batch.store.merge import (
     check_base,
     conform,
     earlier_edits,
+    lean_reads,
     merged_schema,
     normalise,
     read_base,
@@ -81,7 +82,11 @@ class Held:
 
 def merged(tmp_path: Path, base: Base, held: Held, schema: pa.Schema = SCHEMA) -> pa.Table:
     writer = ReportWriter(tmp_path / "out.parquet", schema=schema, batch_rows=2)
-    stream_merge(writer, base, held)
+    try:
+        stream_merge(writer, base, held)
+    except BaseException:
+        writer.abandon()
+        raise
     writer.commit({}, input_sha256="0" * 64)
     return pq.read_table(tmp_path / "out.parquet")
 
@@ -106,8 +111,13 @@ def test_a_report_is_known_by_its_footer_its_schema_without_metadata(tmp_path: P
 def test_a_file_that_is_not_a_report_is_refused_never_overwritten(tmp_path: Path) -> None:
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"not parquet at all")
-    with pytest.raises(OutputError, match=r"cannot read the existing report .*junk\.parquet"):
+    with pytest.raises(OutputError) as caught:
         read_base(junk)
+    assert str(caught.value).startswith(f"cannot read the existing report {junk} (")
+    assert "Parquet magic bytes not found" in str(caught.value)  # the reason, as Arrow says
+    assert str(caught.value).endswith(
+        "it may hold answers no rerun can fetch again: move it away or name another --output"
+    )
     other = plain_parquet(tmp_path / "other.parquet", {"id": ["a"]})
     with pytest.raises(OutputError, match="not a liveness-audit report"):
         read_base(other)
@@ -138,8 +148,13 @@ def test_a_report_that_cannot_be_read_back_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "r.parquet", [answer(1)])
     base = read_base(path)
     path.write_bytes(path.read_bytes()[:100])  # cut short after its footer was read
-    with pytest.raises(OutputError, match="cannot read the existing report"):
+    with pytest.raises(OutputError) as caught:
         rows_for(base, {sid(1)})
+    assert str(caught.value).startswith(f"cannot read the existing report {path} (")
+    assert "(None)" not in str(caught.value)  # the reason is named
+    with pytest.raises(OutputError) as streaming:
+        merged(tmp_path, base, Held([answer(1)]))
+    assert str(streaming.value) == str(caught.value)
 
 
 def test_a_row_of_an_older_report_reads_with_every_column_and_complete_images() -> None:
@@ -184,10 +199,12 @@ def test_an_edited_report_is_refused_naming_the_rows_and_the_way_out(tmp_path: P
     edited = edit_one_confidence(path)
     with pytest.raises(EditedReportError) as caught:
         check_base(read_base(path), accept=False)
-    message = str(caught.value)
-    assert f"1 rows differ from the ones written (sessions {edited})." in message
-    assert str(path) in message
-    assert "--accept-edited-report" in message
+    assert str(caught.value) == (
+        f"{path} cannot be merged into: 1 rows differ from the ones written (sessions "
+        f"{edited}). A merge would sign its values as answers. Restore it, move it away (a "
+        "new report is started), or rerun with --accept-edited-report to merge it anyway "
+        "(recorded in the report's provenance)"
+    )
 
 
 def test_an_accepted_edit_is_recorded_rows_sessions_and_problems(tmp_path: Path) -> None:
@@ -203,21 +220,43 @@ def test_an_accepted_edit_is_recorded_rows_sessions_and_problems(tmp_path: Path)
     assert all(isinstance(p, str) for p in record["problems"])
 
 
-def test_more_than_five_edited_sessions_are_shown_as_the_first_five(tmp_path: Path) -> None:
-    path = write(tmp_path / "r.parquet", [answer(n) for n in range(8)])
+def edit_confidences(path: Path, count: int) -> None:
+    """Change the first ``count`` rows' confidence by hand, footer kept."""
     table = pq.read_table(path)
     metadata = pq.read_metadata(path).metadata
-    confidence = pa.array([1.0] * 7 + [table["confidence"][7].as_py()], pa.float64())
-    edited = table.set_column(table.schema.get_field_index("confidence"), "confidence", confidence)
+    values = table["confidence"].to_pylist()
+    values[:count] = [1.0] * count
+    column = table.schema.get_field_index("confidence")
+    edited = table.set_column(column, "confidence", pa.array(values, pa.float64()))
     pq.write_table(edited.replace_schema_metadata(metadata), path)
+
+
+@pytest.mark.parametrize(("edits", "more"), [(5, ""), (6, ", ..."), (7, ", ...")])
+def test_more_than_five_edited_sessions_are_shown_as_the_first_five(
+    tmp_path: Path, edits: int, more: str
+) -> None:
+    path = write(tmp_path / "r.parquet", [answer(n) for n in range(8)])
+    edit_confidences(path, edits)
     with pytest.raises(EditedReportError) as caught:
         check_base(read_base(path), accept=False)
-    shown = ", ".join(sid(n) for n in range(5))
-    assert f"7 rows differ from the ones written (sessions {shown}, ...)" in str(caught.value)
+    shown = ", ".join(sid(n) for n in range(5)) + more
+    assert f"{edits} rows differ from the ones written (sessions {shown})." in str(caught.value)
     record = check_base(read_base(path), accept=True)
     assert record is not None
-    assert record["rows"] == list(range(7))
-    assert record["session_ids"] == [sid(n) for n in range(7)]
+    assert record["rows"] == list(range(edits))
+    assert record["session_ids"] == [sid(n) for n in range(edits)]
+
+
+def test_an_edit_too_wide_to_name_its_rows_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # The manifest's sketch names up to about 300 edited rows; past that, the reason alone.
+    path = write(tmp_path / "r.parquet", [answer(n) for n in range(600)])
+    edit_confidences(path, 600)
+    with pytest.raises(EditedReportError, match="cannot be merged into: the rows do not hash"):
+        check_base(read_base(path), accept=False)
+    record = check_base(read_base(path), accept=True)
+    assert record is not None
+    assert (record["report_rows_differ"], record["rows"]) == (None, None)
+    assert record["problems"][0].startswith("the rows do not hash to the manifest")
 
 
 def test_a_report_without_a_manifest_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -266,6 +305,8 @@ TS = pa.timestamp
         (pa.string(), pa.large_string(), pa.string()),
         (pa.large_binary(), pa.binary(), pa.large_binary()),
         (TS("ms", tz="UTC"), TS("s", tz="UTC"), TS("ms", tz="UTC")),
+        (TS("ns", tz="UTC"), TS("us", tz="UTC"), TS("ns", tz="UTC")),
+        (pa.float32(), pa.float16(), pa.float32()),
         (pa.int32(), pa.null(), pa.int32()),
         (pa.int32(), pa.int32(), pa.int32()),
         # the report's widens into the run's: the run's is kept
@@ -302,7 +343,11 @@ def test_a_type_change_that_would_lose_values_is_refused_naming_both_types(
 ) -> None:
     with pytest.raises(SchemaError) as caught:
         merged_schema(pa.schema([("ref", report)]), pa.schema([("ref", run)]))
-    assert f"column 'ref' is {report} in the report and {run} in this run" in str(caught.value)
+    assert str(caught.value) == (
+        f"column 'ref' is {report} in the report and {run} in this run: merging would lose "
+        "values; convert it in the input, keep it under another name, or write to another "
+        "--output"
+    )
     assert verdict(caught.value).code == EXIT_USAGE  # refused before any call: exit 2
 
 
@@ -311,6 +356,23 @@ def test_the_runs_columns_come_first_then_the_reports_others() -> None:
     run = pa.schema([("b", pa.int64()), ("new", pa.string()), ("a", pa.int64())])
     assert merged_schema(report, run).names == ["b", "new", "a", "kept"]
     assert merged_schema(None, run) is run
+
+
+def test_every_kept_column_is_merged_behind_the_reports_own() -> None:
+    report = pa.schema([*SCHEMA, ("ref", pa.int16()), ("note", pa.large_string())])
+    run = pa.schema([*SCHEMA, ("ref", pa.int8()), ("note", pa.string())])
+    schema = merged_schema(report, run)
+    assert schema.field("ref").type == pa.int16()
+    assert schema.field("note").type == pa.large_string()
+
+
+def test_reads_of_big_reports_use_the_systems_allocator() -> None:
+    before = pa.default_memory_pool()
+    try:
+        lean_reads()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
 
 
 def test_the_reports_own_columns_take_this_versions_types() -> None:
@@ -412,9 +474,9 @@ def test_the_writer_completes_replaced_rows_as_it_completes_any(tmp_path: Path) 
 def test_a_damaged_reports_repeated_session_is_written_once_at_its_first_place(
     tmp_path: Path,
 ) -> None:
-    rows = [answer(1, "CREATED"), answer(2), answer(1, "CREATED"), answer(3)]
+    rows = [answer(1, "CREATED"), answer(1, "CREATED"), answer(2, "CREATED"), answer(3)]
     path = write(tmp_path / "r.parquet", rows, batch_rows=1)
-    table = merged(tmp_path, read_base(path), Held([answer(1)]))
+    table = merged(tmp_path, read_base(path), Held([answer(1), answer(2)]))
     assert table["session_id"].to_pylist() == [sid(1), sid(2), sid(3)]
     assert table["status"].to_pylist() == ["SUCCEEDED"] * 3
 
