@@ -10,7 +10,9 @@
 # timeout counts as killed and "no tests" as survived) and the names of the survivors;
 # `KEEP=1` keeps the folder (then `mutmut show NAME` there shows a mutant's diff).
 # JOBS (default 2) is mutmut's --max-children; VENV the virtual environment (default .venv,
-# with the test extra installed).
+# with the test extra installed). SKIP, a regular expression: lines matching it are not
+# mutated (mutmut's do_not_mutate_patterns), for arguments that change speed and never a
+# result (use_threads=False): their mutants cannot be killed by a test of behaviour.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,13 +43,13 @@ fi
     batch tests pyproject.toml) | tar -x -C "$work"
 # This run's configuration replaces any [tool.mutmut] of pyproject.toml (mutmut reads it
 # there first), in the copy only.
-"$venv/bin/python" - "$work/pyproject.toml" "$module" "$@" <<'EOF'
+"$venv/bin/python" - "$work/pyproject.toml" "${SKIP:-}" "$module" "$@" <<'EOF'
 import json
 import re
 import sys
 from pathlib import Path
 
-path, module, tests = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+path, skip, module, tests = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", path.read_text())
 text += f"""
 [tool.mutmut]
@@ -56,6 +58,7 @@ only_mutate = [{json.dumps(module)}]
 also_copy = ["tests", "pyproject.toml"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 pytest_add_cli_args_test_selection = {json.dumps(tests)}
+do_not_mutate_patterns = {json.dumps([skip] if skip else [])}
 """
 path.write_text(text)
 EOF
