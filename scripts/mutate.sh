@@ -3,6 +3,8 @@
 #
 #   scripts/mutate.sh MODULE TEST_FILE...
 #   scripts/mutate.sh batch/pacing/retry.py tests/test_retry.py
+#   scripts/mutate.sh        # each module of pyproject's [tool.mutmut] only_mutate, against
+#                            # its pytest_add_cli_args_test_selection
 #
 # mutmut mutates MODULE only and runs only the TEST_FILEs (the fast unit tests of that
 # module), in a copy of the project in a temporary folder, so several modules can run at
@@ -17,6 +19,20 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
+if [ $# -eq 0 ]; then
+    # The project's configuration: one run per module, each against the tests given there.
+    "$venv/bin/python" - "$root/pyproject.toml" <<'EOF' | while read -r -a run; do
+import sys
+import tomllib
+
+config = tomllib.load(open(sys.argv[1], "rb"))["tool"]["mutmut"]
+for module in config["only_mutate"]:
+    print(module, *config["pytest_add_cli_args_test_selection"])
+EOF
+        "$0" "${run[@]}" </dev/null
+    done
+    exit 0
+fi
 if [ $# -lt 2 ]; then
     echo "usage: scripts/mutate.sh MODULE TEST_FILE..." >&2
     exit 2

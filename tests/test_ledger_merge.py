@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 
 from batch.emulator import EmulatorThread, write_input
 from batch.follow.daybook import publish_rows
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 from batch.store.manifest import verify_report
-from batch.store.report import METADATA_KEY, outcome_row, read_provenance
+from batch.store.report import METADATA_KEY, read_provenance
+from batch.store.row import Row
 from tests.helpers import edit_one_confidence, run_cli
 
 RECONCILE = ("--keep-columns", "customer_ref", "--app-decision-column", "app_decision")
@@ -69,9 +70,9 @@ def test_kept_columns_and_region_survive_a_follow_publish(
     before = columns_of(report, ids, names)
     # follow answers one session of the report again, and a new one
     now = datetime.now(UTC)
-    again = SessionResult(ids[0], "EXPIRED", None, None, ())
-    new = SessionResult("00000000-0000-4000-8000-00000000abcd", "EXPIRED", None, None, ())
-    rows = [outcome_row(Outcome(r.session_id, r, None, None, 1, now, True)) for r in (again, new)]
+    again = SessionResult(ids[0], Status.EXPIRED, None, None, ())
+    new = SessionResult("00000000-0000-4000-8000-00000000abcd", Status.EXPIRED, None, None, ())
+    rows = [Row.of(Outcome(r.session_id, r, None, None, 1, now, True)) for r in (again, new)]
 
     count = asyncio.run(publish_rows(rows, report, report, None, {"writer": "follow"}))
 

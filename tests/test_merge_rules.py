@@ -23,17 +23,15 @@ from batch.store.merge import (
     earlier_edits,
     lean_reads,
     merged_schema,
-    normalise,
     read_base,
     rows_for,
     stream_merge,
 )
-from batch.store.report import IMAGE_FIELDS, SCHEMA, ReportWriter
+from batch.store.report import SCHEMA, ReportWriter
+from batch.store.row import Row
 from batch.store.seal import Seals
 from batch.verdict import EXIT_USAGE, verdict
 from tests.helpers import edit_one_confidence
-
-Row = dict[str, Any]
 
 
 def sid(n: int) -> str:
@@ -41,8 +39,8 @@ def sid(n: int) -> str:
 
 
 def answer(n: int, status: str = "SUCCEEDED", **extra: Any) -> Row:
-    row = {"session_id": sid(n), "status": status, "confidence": 90.0 + n, "attempts": 1}
-    return row | {"audit_image_count": 0, "audit_images": []} | extra
+    values = {"session_id": sid(n), "status": status, "confidence": 90.0 + n, "attempts": 1}
+    return Row.from_flat(values | extra)  # extra: columns beside the report's base ones
 
 
 def write(
@@ -70,7 +68,7 @@ class Held:
     """The rows a run holds, as the ledger hands them to the merge (already decided)."""
 
     def __init__(self, rows: Sequence[Row]) -> None:
-        self._rows = {row["session_id"]: row for row in rows}
+        self._rows = {row.session_id: row for row in rows}
         self.asked: list[list[str]] = []
 
     def held(self) -> list[str]:
@@ -78,7 +76,7 @@ class Held:
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
         self.asked.append(list(session_ids))
-        return [dict(self._rows[s]) for s in session_ids]
+        return [self._rows[s] for s in session_ids]
 
 
 def merged(tmp_path: Path, base: Base, held: Held, schema: pa.Schema = SCHEMA) -> pa.Table:
@@ -134,9 +132,8 @@ def test_only_the_asked_sessions_rows_are_read_in_file_order_across_row_groups(
     path = write(tmp_path / "r.parquet", rows, batch_rows=1)  # row groups of 8 rows
     assert pq.ParquetFile(path).metadata.num_row_groups == 3
     found = rows_for(read_base(path), {sid(17), sid(3), sid(9), sid(99)})
-    assert [r["session_id"] for r in found] == [sid(3), sid(9), sid(17)]
-    assert [r["confidence"] for r in found] == [93.0, 99.0, 107.0]
-    assert all(set(SCHEMA.names) <= set(r) for r in found)
+    assert [r.session_id for r in found] == [sid(3), sid(9), sid(17)]
+    assert [r.confidence for r in found] == [93.0, 99.0, 107.0]
 
 
 def test_nothing_is_read_without_a_report_or_without_sessions(tmp_path: Path) -> None:
@@ -158,21 +155,21 @@ def test_a_report_that_cannot_be_read_back_is_refused(tmp_path: Path) -> None:
     assert str(streaming.value) == str(caught.value)
 
 
-def test_a_row_of_an_older_report_reads_with_every_column_and_complete_images() -> None:
-    old = {
-        "session_id": sid(1),
-        "attempts": None,
-        "audit_images": [{"s3_bucket": "b", "gone_field": 1}, {}],
-    }
-    row = normalise(old)
-    assert set(SCHEMA.names) <= set(row)
-    assert row["status"] is None
-    assert row["attempts"] == 0
-    assert row["audit_image_count"] == 2
-    assert [list(image) for image in row["audit_images"]] == [list(IMAGE_FIELDS)] * 2
-    assert row["audit_images"][0]["s3_bucket"] == "b"
-    assert normalise({"session_id": sid(2), "attempts": 3, "audit_images": None})["attempts"] == 3
-    assert normalise({"session_id": sid(2), "audit_images": None})["audit_image_count"] == 0
+def test_a_row_of_an_older_report_reads_with_its_missing_columns_empty(tmp_path: Path) -> None:
+    path = plain_parquet(
+        tmp_path / "old.parquet",
+        {"session_id": [sid(1)], "status": ["FAILED"], "attempts": pa.array([None], pa.int32())},
+    )
+    (row,) = rows_for(read_base(path), {sid(1)})
+    assert (row.status, row.attempts, row.confidence, row.audit_images) == ("FAILED", 0, None, ())
+
+
+def test_a_report_row_that_does_not_fit_its_columns_is_refused_naming_the_report(
+    tmp_path: Path,
+) -> None:
+    path = plain_parquet(tmp_path / "odd.parquet", {"session_id": [sid(1)], "status": ["SOLD"]})
+    with pytest.raises(OutputError, match=r"^cannot read the existing report .*odd\.parquet: "):
+        rows_for(read_base(path), {sid(1)})
 
 
 # --- integrity before a merge ----------------------------------------------------------
@@ -488,8 +485,8 @@ def test_the_writer_completes_replaced_rows_as_it_completes_any(tmp_path: Path) 
     schema = pa.schema([*SCHEMA, pa.field("agrees", pa.bool_())])
     path = write(tmp_path / "r.parquet", [answer(1), answer(2)], schema=schema)
 
-    def decorate(row: Row) -> Row:
-        return row | {"agrees": True}
+    def decorate(values: dict[str, Any]) -> dict[str, Any]:
+        return values | {"agrees": True}
 
     writer = ReportWriter(tmp_path / "out.parquet", schema=schema, decorate=decorate)
     stream_merge(writer, read_base(path), Held([answer(2), answer(3)]))
