@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,27 @@ def test_an_older_reports_batch_is_conformed_in_columns_not_as_python_rows() -> 
     assert out.column("ref").type == pa.int64()
     assert out.column("attempts").null_count == 0
     assert out.column("audit_images").null_count == 0
+
+
+def test_an_older_reports_timestamps_as_text_are_read_into_todays_times() -> None:
+    # Arrow cannot cast a text time without a zone to a zoned one: read row by row, as
+    # the journal's ISO times are, in UTC.
+    batch = pa.RecordBatch.from_pydict(
+        {"session_id": [sid(1), sid(2)], "fetched_at": ["2026-11-26T12:00:00", None]}
+    )
+    out = conform(batch, SCHEMA)
+    assert out.schema == SCHEMA
+    assert out.column("fetched_at").to_pylist() == [datetime(2026, 11, 26, 12, tzinfo=UTC), None]
+    assert out.column("session_id").to_pylist() == [sid(1), sid(2)]
+
+
+def test_a_report_column_whose_values_do_not_fit_is_refused_naming_it() -> None:
+    batch = pa.RecordBatch.from_pydict({"session_id": [sid(1)], "attempts": ["many"]})
+    with pytest.raises(OutputError) as caught:
+        conform(batch, SCHEMA)
+    assert str(caught.value) == (
+        "cannot read a row of the existing report: column 'attempts' cannot hold str 'many'"
+    )
 
 
 def test_an_older_reports_image_struct_is_read_into_todays() -> None:
