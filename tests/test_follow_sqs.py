@@ -18,6 +18,7 @@ import pytest
 
 from batch.emulator import EmulatorThread
 from batch.follow.queue import SqsSource, parse_queue
+from tests.fakes import VirtualClock
 from tests.following import follow_args, put_ids, s3_report, settled_in, stop, wait_until
 from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli, start_cli
 from tests.s3server import MotoServer
@@ -108,17 +109,17 @@ async def test_a_message_whose_file_is_being_worked_on_stays_invisible_past_its_
     body = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
         "bucket": {"name": "inbox"}, "object": {"key": "ids/big.csv", "eTag": "e1"}}}]}  # fmt: skip
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
-    now = [0.0]  # the source's clock: when it last extended
+    clock = VirtualClock()  # the source's clock: when it last extended
     session = aioboto3.Session(
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name="us-east-1"
     )
     async with session.client("sqs", endpoint_url=s3.url) as client:
         source = SqsSource(
-            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=4, clock=lambda: now[0]
+            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=4, clock=clock.now
         )
         (found,) = await source.ready({})
         await asyncio.sleep(3)  # the file takes long: most of the 4 s timeout passes
-        now[0] = 3.0
+        clock.time = 3.0
         assert await source.ready({found.name: None}) == []  # being asked: extended, not offered
         await asyncio.sleep(2)  # past the first timeout: still invisible to other consumers
 
