@@ -12,16 +12,16 @@ from typing import Any
 
 import pandas as pd
 
-from batch.aws.s3 import S3Store, connect_s3
+from batch.aws.s3 import connect_s3
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import publish_rows
 from batch.follow.source import FolderSource, S3Source
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 from batch.store.locations import S3Url
-from batch.store.report import outcome_row
-from tests.helpers import run_cli
+from batch.store.row import Row
+from tests.helpers import Raced, run_cli
 from tests.s3server import MotoServer
 
 
@@ -152,29 +152,9 @@ def test_an_access_error_stops_the_service_at_once_with_exit_3(
     assert "AccessDenied" in ran.stderr
 
 
-def answer(session_id: str, status: str, at: datetime) -> dict[str, Any]:
-    result = SessionResult(session_id, status, 91.5, None, ())
-    return outcome_row(Outcome(session_id, result, None, None, 1, at, True))
-
-
-class Racing:
-    """The real S3 store, except that another writer publishes just before our first upload."""
-
-    def __init__(self, store: S3Store, rival: list[dict[str, Any]], local: Path) -> None:
-        self.store, self.rival, self.local = store, rival, local
-        self.uploads = 0
-
-    async def head(self, url: S3Url) -> Any:
-        return await self.store.head(url)
-
-    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
-        await self.store.download(url, target, what=what)
-
-    async def upload(self, path: Path, url: S3Url, **kw: Any) -> str | None:
-        self.uploads += 1
-        if self.uploads == 1:  # the other host wins the race
-            await publish_rows(self.rival, url, self.local, self.store, {})
-        return await self.store.upload(path, url, **kw)
+def answer(session_id: str, status: str, at: datetime) -> Row:
+    result = SessionResult(session_id, Status(status), 91.5, None, ())
+    return Row.of(Outcome(session_id, result, None, None, 1, at, True))
 
 
 async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers_answers(
@@ -186,7 +166,8 @@ async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers
     ours = [answer("00000000-0000-4000-8000-00000000000a", "SUCCEEDED", now)]
     theirs = [answer("00000000-0000-4000-8000-00000000000b", "FAILED", now)]
     async with connect_s3(load_settings(env={})) as store:
-        racing = Racing(store, theirs, tmp_path / "rival.parquet")
+        rival = tmp_path / "rival.parquet"
+        racing = Raced(store, lambda _: publish_rows(theirs, url, rival, store, {}))
         rows = await publish_rows(ours, url, tmp_path / "ours.parquet", racing, {})  # type: ignore[arg-type]  # the store, racing
     assert racing.uploads == 2  # the first, conditional on the ETag read, lost
     assert rows == 2

@@ -12,7 +12,7 @@ from batch.store.ledger import Kept, KeptTable, pending, unresolved
 T0 = datetime(2026, 12, 4, 23, 0, 0, 123456, tzinfo=UTC)
 
 
-def kept(n: int, status: str | None = Status.SUCCEEDED, error: str | None = None) -> Kept:
+def kept(n: int, status: Status | None = Status.SUCCEEDED, error: str | None = None) -> Kept:
     moment = T0 + timedelta(seconds=n)
     return Kept(status, error, moment, moment + timedelta(microseconds=1), n % 7, n % 3, n)
 

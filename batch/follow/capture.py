@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batch import __version__
-from batch.aws.s3 import local_copy
 from batch.config import Settings
 from batch.engine.destination import default_work_dir
 from batch.engine.existing import read_existing
 from batch.engine.parts import Parts
 from batch.engine.pool import Pool, worker_pool
 from batch.engine.settle import Settler
+from batch.engine.staging import stage_plan
 from batch.engine.steps import SessionSteps
 from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
@@ -62,12 +62,14 @@ from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
+from batch.pacing.clock import LOOP, Clock
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import Rank, rank, settled
 from batch.store.locations import Location, S3Url, is_s3, parse_location
-from batch.store.report import invalid_row, outcome_row
+from batch.store.report import invalid_row
+from batch.store.row import Row
 
 __all__ = ["Capture", "FollowSummary", "state_folder"]
 
@@ -105,10 +107,12 @@ class Capture:
         *,
         budget: float | None = None,
         now: Now | None = None,
+        clock: Clock = LOOP,
     ) -> None:
         self.source_location, self.settings, self.budget = source, settings, budget
         self._render = render
-        self._now: Now = now or (lambda: datetime.now(UTC))
+        self._now: Now = now or (lambda: datetime.now(UTC))  # the calendar: days
+        self._clock = clock  # intervals: lag, publishing, progress lines, settling
         self.mode = parse_mode(settings.file_mode)
         self.work_dir = settings.work_dir or default_work_dir()
         self.state = state_folder(self.work_dir, str(source), template)
@@ -119,6 +123,7 @@ class Capture:
             interval=settings.settle_interval,
             duration=settings.settle,
             stopping=lambda: bool(self.stop),
+            clock=clock,
         )
         self.figures = Figures()
         self._backlog: deque[str] = deque()
@@ -212,7 +217,7 @@ class Capture:
             for sid, row in day.rows.items():
                 if settled(row):
                     continue  # held in its day: never asked again
-                if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                if (row.fetched_at or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
                     self._asked(sid)
@@ -220,7 +225,7 @@ class Capture:
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
         rows, _ = await read_existing(target, local, self.parts.store)
-        self.daybook.remember_settled(today, (str(r["session_id"]) for r in rows if settled(r)))
+        self.daybook.remember_settled(today, (r.session_id for r in rows if settled(r)))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -317,7 +322,7 @@ class Capture:
         if not new:
             self._consume(found)
             return
-        seen_at = asyncio.get_running_loop().time()
+        seen_at = self._clock.now()
         self._left[found.name] = len(new)
         for sid in new:
             self._waiting[sid] = (found, seen_at)
@@ -327,25 +332,14 @@ class Capture:
 
     async def _read(self, found: Found) -> Plan:
         s = self.settings
-        if isinstance(found.location, Path):
-            return await asyncio.to_thread(
-                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
-            )
-        folder = private_dir(self.state / "inputs", mode=self.mode)
-        copy = await local_copy(self.parts.store, found.location, folder, "input")
-        try:
-            return await asyncio.to_thread(
-                read_plan,
-                copy,
-                column=s.column,
-                fmt=s.format,
-                origin=str(found.location),
-                dialect=s.dialect,
-            )
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(copy), str(found.location))) from None
-        finally:
-            copy.unlink(missing_ok=True)
+
+        def read(path: Path, origin: str | None) -> Plan:
+            return read_plan(path, column=s.column, fmt=s.format, origin=origin, dialect=s.dialect)
+
+        folder = self.state / "inputs"
+        return await stage_plan(
+            found.location, read, store=self.parts.store, folder=folder, mode=self.mode
+        )
 
     def _wanted(self, session_id: str) -> bool:
         """Not queued already, not held (being settled or answered), not settled in a day
@@ -379,16 +373,16 @@ class Capture:
             self._settle_wake.clear()
             await self._settle_wake.wait()
 
-    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
         """An answer: journaled in its day, counted, settled or not, its file's tally; the
         row now kept for the session."""
-        row = outcome_row(outcome, paths)
+        row = Row.of(outcome, paths)
         _, kept = self.daybook.add(row, self._now())
         sid = outcome.session_id
         first = self._waiting.pop(sid, None)
         if first is not None:
             found, seen_at = first
-            self.figures.lag(asyncio.get_running_loop().time() - seen_at)
+            self.figures.lag(self._clock.now() - seen_at)
             if rank(row) in (Rank.EXPIRED, Rank.GONE):
                 self.figures.expired_before_capture += 1
             self._left[found.name] -= 1
@@ -414,17 +408,16 @@ class Capture:
     # --- publishing and display -----------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         every = self.settings.publish_every
-        last, key = loop.time(), self.daybook.key_at(self._now())
+        last, key = self._clock.now(), self.daybook.key_at(self._now())
         while True:
-            await asyncio.sleep(min(1.0, every))
+            await self._clock.sleep(min(1.0, every))
             now_key = self.daybook.key_at(self._now())
-            if now_key == key and loop.time() - last < every:
+            if now_key == key and self._clock.now() - last < every:
                 continue
             if now_key != key:
                 log.info("a new day: %s (publishing %s)", now_key, key, extra=event("rollover"))
-            key, last = now_key, loop.time()
+            key, last = now_key, self._clock.now()
             await self.publish_all()
 
     async def publish_all(self, *, final: bool = False) -> AuditError | None:
@@ -480,7 +473,7 @@ class Capture:
 
     async def _show(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.log_interval)
+            await self._clock.sleep(self.settings.log_interval)
             self._refresh()
             log.info(self.figures.line(), extra=event("progress", **self.figures.as_dict()))
 

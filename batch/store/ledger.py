@@ -28,14 +28,14 @@ last call) beside ``fetched_at`` (when the kept answer arrived).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
 
 from batch.model import Status
-from batch.store.report import SCHEMA
+from batch.store.row import Row
 
 __all__ = [
     "DEFINITIVE_ERRORS",
@@ -59,10 +59,25 @@ __all__ = [
     "rank",
     "settled",
     "unresolved",
-    "with_extras",
 ]
 
-Row = dict[str, Any]
+
+class Answer(Protocol):
+    """What the rule reads of an answer: a :class:`~batch.store.row.Row`, or a
+    :class:`Kept` one."""
+
+    @property
+    def status(self) -> Status | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def fetched_at(self) -> datetime | None: ...
+    @property
+    def checked_at(self) -> datetime | None: ...
+    @property
+    def checks(self) -> int | None: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 DEFINITIVE_ERRORS = frozenset(
@@ -74,7 +89,6 @@ _NOT_FOUND = "SessionNotFoundException"
 # The row's input was refused (never sent): not unresolved, yet asked once the input is
 # fixed (a rerun with a valid region finds no settled answer and asks).
 REFUSED_INPUT = frozenset({"InvalidRegion"})
-_BASE = frozenset(SCHEMA.names)  # a run's own columns; any other travels with the row
 
 
 class Rank(IntEnum):
@@ -86,7 +100,7 @@ class Rank(IntEnum):
     RESULT = 5
 
 
-_BY_STATUS: dict[str, Rank] = {
+_BY_STATUS: dict[Status, Rank] = {
     Status.SUCCEEDED: Rank.RESULT,
     Status.FAILED: Rank.RESULT,
     Status.EXPIRED: Rank.EXPIRED,
@@ -97,10 +111,9 @@ _BY_STATUS: dict[str, Rank] = {
 
 def rank(row: Answer) -> Rank:
     """How informative ``row``'s answer is (see the module docstring)."""
-    status = row.get("status")
-    if status is not None:
-        return _BY_STATUS.get(str(status), Rank.NOTHING)
-    if row.get("error_code") in DEFINITIVE_ERRORS:
+    if row.status is not None:
+        return _BY_STATUS[row.status]
+    if row.error_code in DEFINITIVE_ERRORS:
         return Rank.GONE
     return Rank.NOTHING
 
@@ -108,8 +121,7 @@ def rank(row: Answer) -> Rank:
 def settled(row: Answer) -> bool:
     """The kept answer is final: the service will say nothing more about the session."""
     return (
-        rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
-        or row.get("error_code") == GONE_WHILE_PENDING
+        rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE) or row.error_code == GONE_WHILE_PENDING
     )
 
 
@@ -120,7 +132,7 @@ def pending(row: Answer) -> bool:
 
 def unresolved(row: Answer) -> bool:
     """No answer yet (an error that a rerun may get past), or a local step not done."""
-    code = row.get("error_code")
+    code = row.error_code
     if code in LOCAL_STEP_CODES:
         return rank(row) == Rank.RESULT
     return rank(row) == Rank.NOTHING and code not in REFUSED_INPUT
@@ -128,12 +140,11 @@ def unresolved(row: Answer) -> bool:
 
 def local_steps_due(row: Answer) -> bool:
     """A kept result whose evidence check or image save did not complete: redo locally."""
-    return rank(row) == Rank.RESULT and row.get("error_code") in LOCAL_STEP_CODES
+    return rank(row) == Rank.RESULT and row.error_code in LOCAL_STEP_CODES
 
 
 def _checks(row: Answer) -> int:
-    checks = row.get("checks")
-    return int(checks if checks is not None else row.get("attempts") or 0)
+    return row.checks if row.checks is not None else row.attempts
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -143,16 +154,7 @@ def _latest(*moments: datetime | None) -> datetime | None:
 
 def _same_observation(old: Answer, new: Answer) -> bool:
     """Both rows record the same call (a journal replayed into the report it fed)."""
-    return old.get("fetched_at") is not None and old.get("fetched_at") == new.get("fetched_at")
-
-
-def with_extras(row: Row, other: Mapping[str, Any]) -> Row:
-    """``row`` with the columns only ``other`` has (kept input columns, reconciliation,
-    region of an earlier run): a run that does not produce them never drops them."""
-    for name, value in other.items():
-        if name not in row and name not in _BASE:
-            row[name] = value
-    return row
+    return old.fetched_at is not None and old.fetched_at == new.fetched_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,31 +175,24 @@ def choose(old: Answer, new: Answer) -> Choice:
         return Choice(rank(new) >= rank(old), max(_checks(old), _checks(new)), None, True)
     old_rank, new_rank = rank(old), rank(new)
     newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
-    checked_at = _latest(
-        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
-    )
+    checked_at = _latest(old.checked_at, old.fetched_at, new.checked_at, new.fetched_at)
     return Choice(newer_wins, _checks(old) + _checks(new), checked_at, False)
 
 
-def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
-    """The row to keep for a session, given the kept ``old`` row and a ``new`` one."""
+def keep(old: Row | None, new: Row) -> Row:
+    """The row to keep for a session, given the kept ``old`` row and a ``new`` one; the
+    columns only the losing row has (kept input columns, reconciliation, region of an
+    earlier run) stay with the winner: a run that does not produce them never drops them.
+    """
     if old is None:
-        row = dict(new)
-        row["checks"] = _checks(new)
-        row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
-        return row
+        return replace(new, checks=_checks(new), checked_at=_latest(new.checked_at, new.fetched_at))
     if gone_while_pending(old, new):
         new = marked_gone(old, new)
     choice = choose(old, new)
     winner, loser = (new, old) if choice.new_wins else (old, new)
-    row = with_extras(dict(winner), loser)
-    row["checks"] = choice.checks
-    if not choice.same:
-        row["checked_at"] = choice.checked_at
-    return row
-
-
-_RULE = ("status", "error_code", "fetched_at", "checked_at", "checks", "attempts")
+    checked_at = winner.checked_at if choice.same else choice.checked_at
+    row = replace(winner, checks=choice.checks, checked_at=checked_at)
+    return row.with_extras(loser.extras)
 
 
 @dataclass(slots=True)
@@ -206,7 +201,7 @@ class Kept:
     ``where`` its whole row is (a place in the run's :class:`~batch.store.spill.Spill`):
     what a run holds per session instead of the row (~0.2 KB, not ~4 KB)."""
 
-    status: str | None
+    status: Status | None
     error_code: str | None
     fetched_at: datetime | None
     checked_at: datetime | None
@@ -214,23 +209,32 @@ class Kept:
     attempts: int
     where: int
 
-    def get(self, key: str, default: Any = None, /) -> Any:
-        return getattr(self, key) if key in _RULE else default
-
     @classmethod
-    def of(cls, row: Mapping[str, Any], where: int) -> Kept:
+    def of(cls, row: Row, where: int) -> Kept:
         return cls(
-            row.get("status"),
-            row.get("error_code"),
-            row.get("fetched_at"),
-            row.get("checked_at"),
-            int(row.get("checks") or 0),
-            int(row.get("attempts") or 0),
+            row.status,
+            row.error_code,
+            row.fetched_at,
+            row.checked_at,
+            row.checks or 0,
+            row.attempts,
             where,
         )
 
 
-Answer = Mapping[str, Any] | Kept  # what the rule reads: a row, or a kept answer
+def fold(old: Kept | None, row: Row, where: int) -> Kept:
+    """:func:`keep` on the few fields: the kept answer once ``row`` (at ``where``) is seen."""
+    if old is None:
+        kept = Kept.of(row, where)
+        kept.checks = _checks(row)
+        kept.checked_at = _latest(row.checked_at, row.fetched_at)
+        return kept
+    choice = choose(old, row)
+    kept = Kept.of(row, where) if choice.new_wins else replace(old)
+    kept.checks = choice.checks
+    if not choice.same:
+        kept.checked_at = choice.checked_at
+    return kept
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -253,7 +257,7 @@ def _moment(micros: int) -> datetime | None:
 class Brief(NamedTuple):
     """What a run's closing counts read of a kept answer."""
 
-    status: str | None
+    status: Status | None
     error_code: str | None
     pending: bool
     unresolved: bool
@@ -269,29 +273,37 @@ class KeptTable:
 
     def __init__(self) -> None:
         self._row: dict[str, int] = {}
-        self._words: list[str | None] = [None]  # the status and error codes seen
-        self._code: dict[str | None, int] = {None: 0}
+        self._statuses: list[Status | None] = [None]  # the statuses seen, by code
+        self._status_code: dict[Status | None, int] = {None: 0}
+        self._errors: list[str | None] = [None]  # the error codes seen, by code
+        self._error_code: dict[str | None, int] = {None: 0}
         self._status, self._error = array("I"), array("I")
         self._fetched, self._checked = array("q"), array("q")
         self._checks, self._attempts, self._where = array("i"), array("i"), array("q")
         self._finished = bytearray()
         self._briefs: dict[tuple[int, int], Brief] = {}
 
-    def _word(self, word: str | None) -> int:
-        code = self._code.get(word)
+    def _status_of(self, status: Status | None) -> int:
+        code = self._status_code.get(status)
         if code is None:
-            code = self._code[word] = len(self._words)
-            self._words.append(word)
+            code = self._status_code[status] = len(self._statuses)
+            self._statuses.append(status)
+        return code
+
+    def _error_of(self, error: str | None) -> int:
+        code = self._error_code.get(error)
+        if code is None:
+            code = self._error_code[error] = len(self._errors)
+            self._errors.append(error)
         return code
 
     def get(self, session_id: str) -> Kept | None:
         i = self._row.get(session_id)
         if i is None:
             return None
-        words = self._words
         return Kept(
-            words[self._status[i]],
-            words[self._error[i]],
+            self._statuses[self._status[i]],
+            self._errors[self._error[i]],
             _moment(self._fetched[i]),
             _moment(self._checked[i]),
             self._checks[i],
@@ -302,8 +314,8 @@ class KeptTable:
     def put(self, session_id: str, kept: Kept) -> None:
         """Keep ``kept`` as the session's answer (a new session goes last)."""
         fields = (
-            self._word(kept.status),
-            self._word(kept.error_code),
+            self._status_of(kept.status),
+            self._error_of(kept.error_code),
             _micros(kept.fetched_at),
             _micros(kept.checked_at),
             kept.checks,
@@ -337,8 +349,8 @@ class KeptTable:
         key = (self._status[i], self._error[i])
         brief = self._briefs.get(key)
         if brief is None:
-            status, error = self._words[key[0]], self._words[key[1]]
-            answer = {"status": status, "error_code": error}
+            status, error = self._statuses[key[0]], self._errors[key[1]]
+            answer = Kept(status, error, None, None, 0, 0, 0)
             brief = self._briefs[key] = Brief(status, error, pending(answer), unresolved(answer))
         return brief
 
@@ -362,71 +374,53 @@ class KeptTable:
         return len(self._row)
 
 
-def fold(old: Kept | None, row: Mapping[str, Any], where: int) -> Kept:
-    """:func:`keep` on the few fields: the kept answer once ``row`` (at ``where``) is seen."""
-    if old is None:
-        kept = Kept.of(row, where)
-        kept.checks = _checks(row)
-        kept.checked_at = _latest(row.get("checked_at"), row.get("fetched_at"))
-        return kept
-    choice = choose(old, row)
-    kept = Kept.of(row, where) if choice.new_wins else replace(old)
-    kept.checks = choice.checks
-    if not choice.same:
-        kept.checked_at = choice.checked_at
-    return kept
-
-
-def gone_while_pending(old: Answer, new: Mapping[str, Any]) -> bool:
+def gone_while_pending(old: Answer, new: Answer) -> bool:
     """``new`` says SessionNotFound of a session ``old`` saw pending: it vanished."""
-    return pending(old) and new.get("status") is None and new.get("error_code") == _NOT_FOUND
+    return pending(old) and new.status is None and new.error_code == _NOT_FOUND
 
 
-def marked_gone(old: Mapping[str, Any], new: Mapping[str, Any]) -> Row:
+def marked_gone(old: Row, new: Row) -> Row:
     """The answer to keep when a pending session vanished: its last row (``old``, whole)
     with its status, marked ``SessionGone`` as of ``new``'s call, which then wins by the
     usual rule (same rank, newer) and is settled."""
-    row = dict(old)
-    row["error_code"] = GONE_WHILE_PENDING
-    row["error_message"] = (
-        f"the session disappeared while {old.get('status')} (SessionNotFoundException)"
+    when = new.fetched_at or new.checked_at
+    return replace(
+        old,
+        error_code=GONE_WHILE_PENDING,
+        error_message=f"the session disappeared while {old.status} (SessionNotFoundException)",
+        fetched_at=when if when is not None else old.fetched_at,
+        checks=_checks(new),
+        checked_at=_latest(new.checked_at, new.fetched_at),
     )
-    when = new.get("fetched_at") or new.get("checked_at")
-    row["fetched_at"] = when if when is not None else old.get("fetched_at")
-    row["checks"] = _checks(new)
-    row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
-    return row
 
 
 class Ledger:
     """The kept row of every session seen, in first-seen order."""
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, rows: Iterable[Row] = ()) -> None:
         self._rows: dict[str, Row] = {}
         for row in rows:
             self.add(row)
 
-    def add(self, row: Mapping[str, Any]) -> Row:
+    def add(self, row: Row) -> Row:
         """Merge ``row`` into the ledger; return the row now kept for its session."""
-        session_id = str(row["session_id"])
-        kept = keep(self._rows.get(session_id), row)
-        self._rows[session_id] = kept
+        kept = keep(self._rows.get(row.session_id), row)
+        self._rows[row.session_id] = kept
         return kept
 
-    def replace(self, row: Mapping[str, Any]) -> None:
+    def replace(self, row: Row) -> None:
         """Put ``row`` as it is: the kept answer itself with a local step redone (the
         columns only the row it replaces has stay)."""
-        session_id = str(row["session_id"])
-        old = self._rows.get(session_id)
-        self._rows[session_id] = with_extras(dict(row), old) if old else dict(row)
+        old = self._rows.get(row.session_id)
+        self._rows[row.session_id] = row.with_extras(old.extras) if old else row
 
     def held(self) -> list[str]:
         """The sessions held, in first-seen order (:class:`~batch.store.merge.Held`)."""
         return list(self._rows)
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
-        """The kept rows of ``session_ids``, in that order (copies)."""
-        return [dict(self._rows[sid]) for sid in session_ids]
+        """The kept rows of ``session_ids``, in that order."""
+        return [self._rows[sid] for sid in session_ids]
 
     def get(self, session_id: str) -> Row | None:
         return self._rows.get(session_id)
