@@ -1,0 +1,112 @@
+"""``follow`` over simulated days: does its memory stay flat as days pass (issue 24)?
+
+Starts the emulator (its own process, no quota, 1 ms latency) with ``--days`` x
+``--per-day`` sessions of its population (settled ones and ones that stay pending for
+good), and runs ``follow`` in this process with an injected clock. Each simulated day:
+a file of that day's IDs is dropped into the inbox; once every ID has a first answer and
+no session is being settled any more (``--settle`` seconds of real time each), the clock
+jumps a day: the rollover publishes the day and closes it (its pending rows past their
+settle window leave memory with it). After each day: RSS now and the peak so far
+(``/proc/self/status``), the days open and the rows held.
+
+Usage: .venv/bin/python scripts/bench_follow_week.py [--days 7] [--per-day 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import ENV, start_emulator  # scripts/bench.py, beside this file
+
+from batch.cli.common import render_output
+from batch.config import load_settings
+from batch.follow.capture import Capture
+
+
+def memory() -> tuple[float, float]:
+    """(RSS, peak RSS) of this process in MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def until(check: object, limit: float) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit("the service did not get there in time")
+        await asyncio.sleep(0.2)
+
+
+async def week(work: Path, ids: list[str], days: int, per_day: int, settle: str) -> None:
+    inbox = work / "inbox"
+    inbox.mkdir()
+    template = str(work / "audit-{date}.parquet")
+    moment = [datetime(2026, 3, 1, 1, 0, 0, tzinfo=UTC)]
+    settings = load_settings(
+        flags={
+            "work_dir": work / "state",
+            "settle": settle,
+            "settle_interval": "1s",
+            "poll_interval": "1s",
+            "publish_every": "24h",  # the rollover publishes
+            "rate": 5000,
+        }
+    )
+
+    def render(at: datetime) -> str:
+        return render_output(template, timezone="UTC", now=at)
+
+    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
+    task = asyncio.create_task(capture.run())
+    for day in range(days):
+        chunk = ids[day * per_day : (day + 1) * per_day]
+        (inbox / f"day{day}.csv").write_text("session_id\n" + "\n".join(chunk) + "\n")
+        asked = (day + 1) * per_day
+        f = capture.figures
+        await until(lambda: f.sessions_asked >= asked and not f.standing["unanswered"], 7200)
+        await until(lambda: not capture.daybook.home, 600)
+        key = capture.daybook.key_at(moment[0])
+        moment[0] += timedelta(days=1)
+        await until(lambda: key not in capture.daybook.days, 600)
+        rss, peak = memory()
+        held = sum(len(d.rows) for d in capture.daybook.days.values())
+        print(
+            f"day {day + 1}: {asked:,} sessions asked, captured {f.captured:,}, "
+            f"settling given up {f.settle_stopped:,}; RSS {rss:.1f} MB, peak {peak:.1f} MB; "
+            f"days open {len(capture.daybook.days)}, rows held {held:,}",
+            flush=True,
+        )
+    capture.stop.request("benchmark over")
+    await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--per-day", type=int, default=20_000)
+    parser.add_argument("--settle", default="3s")
+    args = parser.parse_args()
+    os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        emulator, url = start_emulator(work, args.days * args.per_day, None, 0.001)
+        os.environ["AWS_ENDPOINT_URL_REKOGNITION"] = url
+        try:
+            ids = (work / "in.csv").read_text().split()[1:]
+            print(f"{args.days} days x {args.per_day:,} sessions, load {os.getloadavg()[0]:.2f}")
+            asyncio.run(week(work, ids, args.days, args.per_day, args.settle))
+        finally:
+            emulator.terminate()
+            emulator.wait()
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
