@@ -70,11 +70,14 @@ async def week(work: Path, ids: list[str], days: int, per_day: int, settle: str)
         (inbox / f"day{day}.csv").write_text("session_id\n" + "\n".join(chunk) + "\n")
         asked = (day + 1) * per_day
         f = capture.figures
-        await until(lambda: f.sessions_asked >= asked and not f.standing["unanswered"], 7200)
+        await until(
+            lambda f=f, asked=asked: f.sessions_asked >= asked and not f.standing["unanswered"],
+            7200,
+        )
         await until(lambda: not capture.daybook.home, 600)
         key = capture.daybook.key_at(moment[0])
         moment[0] += timedelta(days=1)
-        await until(lambda: key not in capture.daybook.days, 600)
+        await until(lambda key=key: key not in capture.daybook.days, 600)
         rss, peak = memory()
         held = sum(len(d.rows) for d in capture.daybook.days.values())
         print(
