@@ -49,7 +49,7 @@ class NotSent(Exception):  # not an error: a request the stop kept back
 class _Waiting:
     """The tasks waiting for a turn under one stop event: when it is set, one watcher task
     cancels them all at once (they raise :class:`NotSent`). A turn costs a set entry, not
-    two futures and an ``asyncio.wait`` as each did before (0.1 ms of a ~1 ms session)."""
+    the two tasks and the ``asyncio.wait`` each request made before."""
 
     def __init__(self, stopping: asyncio.Event) -> None:
         self.stopping = stopping
