@@ -214,7 +214,7 @@ class Capture:
     async def _resume(self) -> None:
         """Days an earlier service left in its journals: their unsettled sessions are
         asked again (within the settle duration), their settled ones are not."""
-        young = datetime.now(UTC) - timedelta(seconds=self.settings.settle)
+        young = self._now() - timedelta(seconds=self.settings.settle)
         for day in self.daybook.reopen():
             for sid, row in day.rows.items():
                 if settled(row):
