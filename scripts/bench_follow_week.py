@@ -63,31 +63,32 @@ async def week(work: Path, ids: list[str], days: int, per_day: int, settle: str)
     def render(at: datetime) -> str:
         return render_output(template, timezone="UTC", now=at)
 
-    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
-    task = asyncio.create_task(capture.run())
-    for day in range(days):
-        chunk = ids[day * per_day : (day + 1) * per_day]
-        (inbox / f"day{day}.csv").write_text("session_id\n" + "\n".join(chunk) + "\n")
-        asked = (day + 1) * per_day
-        f = capture.figures
-        await until(
-            lambda f=f, asked=asked: f.sessions_asked >= asked and not f.standing["unanswered"],
-            7200,
-        )
-        await until(lambda: not capture.daybook.home, 600)
-        key = capture.daybook.key_at(moment[0])
-        moment[0] += timedelta(days=1)
-        await until(lambda key=key: key not in capture.daybook.days, 600)
-        rss, peak = memory()
-        held = sum(len(d.rows) for d in capture.daybook.days.values())
-        print(
-            f"day {day + 1}: {asked:,} sessions asked, captured {f.captured:,}, "
-            f"settling given up {f.settle_stopped:,}; RSS {rss:.1f} MB, peak {peak:.1f} MB; "
-            f"days open {len(capture.daybook.days)}, rows held {held:,}",
-            flush=True,
-        )
-    capture.stop.request("benchmark over")
-    await task
+    opened = Capture.open(inbox, template, render, settings, now=lambda: moment[0])
+    async with opened as capture:
+        task = asyncio.create_task(capture.run())
+        for day in range(days):
+            chunk = ids[day * per_day : (day + 1) * per_day]
+            (inbox / f"day{day}.csv").write_text("session_id\n" + "\n".join(chunk) + "\n")
+            asked = (day + 1) * per_day
+            f = capture.figures
+            await until(
+                lambda f=f, asked=asked: f.sessions_asked >= asked and not f.standing["unanswered"],
+                7200,
+            )
+            await until(lambda: not capture.daybook.home, 600)
+            key = capture.daybook.key_at(moment[0])
+            moment[0] += timedelta(days=1)
+            await until(lambda key=key: key not in capture.daybook.days, 600)
+            rss, peak = memory()
+            held = sum(len(d.rows) for d in capture.daybook.days.values())
+            print(
+                f"day {day + 1}: {asked:,} sessions asked, captured {f.captured:,}, "
+                f"settling given up {f.settle_stopped:,}; RSS {rss:.1f} MB, peak {peak:.1f} MB; "
+                f"days open {len(capture.daybook.days)}, rows held {held:,}",
+                flush=True,
+            )
+        capture.stop.request("benchmark over")
+        await task
 
 
 def main() -> None:

@@ -3,8 +3,6 @@
 #
 #   scripts/mutate.sh MODULE TEST_FILE...
 #   scripts/mutate.sh batch/pacing/retry.py tests/test_retry.py
-#   scripts/mutate.sh        # each module of pyproject's [tool.mutmut] only_mutate, against
-#                            # its pytest_add_cli_args_test_selection
 #
 # mutmut mutates MODULE only and runs only the TEST_FILEs (the fast unit tests of that
 # module), in a copy of the project in a temporary folder, so several modules can run at
@@ -19,20 +17,6 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
-if [ $# -eq 0 ]; then
-    # The project's configuration: one run per module, each against the tests given there.
-    "$venv/bin/python" - "$root/pyproject.toml" <<'EOF' | while read -r -a run; do
-import sys
-import tomllib
-
-config = tomllib.load(open(sys.argv[1], "rb"))["tool"]["mutmut"]
-for module in config["only_mutate"]:
-    print(module, *config["pytest_add_cli_args_test_selection"])
-EOF
-        "$0" "${run[@]}" </dev/null
-    done
-    exit 0
-fi
 if [ $# -lt 2 ]; then
     echo "usage: scripts/mutate.sh MODULE TEST_FILE..." >&2
     exit 2
@@ -58,7 +42,7 @@ fi
 (cd "$root" && tar -c --exclude=__pycache__ --exclude=.venv\* --exclude=mutants \
     batch tests pyproject.toml) | tar -x -C "$work"
 # This run's configuration replaces any [tool.mutmut] of pyproject.toml (mutmut reads it
-# there first), in the copy only.
+# there first, then setup.cfg), in the copy only.
 "$venv/bin/python" - "$work/pyproject.toml" "${SKIP:-}" "$module" "$@" <<'EOF'
 import json
 import re

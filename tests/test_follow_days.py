@@ -60,21 +60,24 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
     def render(at: datetime) -> str:
         return render_output(template, timezone="UTC", now=at)
 
-    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
-    task = asyncio.create_task(capture.run())
-    first = emulator.create_sessions(2, start_after=0.0, finish_after=0.0)
-    late = emulator.create_sessions(1, start_after=0.0, finish_after=3.0)  # settles after midnight
-    drop(inbox, "a.csv", first + late)
-    day1 = tmp_path / "audit-2026-03-01.parquet"
-    day2 = tmp_path / "audit-2026-03-02.parquet"
-    await until(lambda: capture.figures.captured >= 2, "the first day's results")
-    moment[0] += timedelta(seconds=15)  # midnight passes: day 1 is published
-    second = emulator.create_sessions(3, start_after=0.0, finish_after=0.0)
-    drop(inbox, "b.csv", second)
-    await until(day1.exists, "day 1 published at the rollover")
-    await until(lambda: capture.figures.captured >= 6, "every session captured")
-    capture.stop.request("test over")
-    summary = await asyncio.wait_for(task, DEADLINE)
+    opened = Capture.open(inbox, template, render, settings, now=lambda: moment[0])
+    async with opened as capture:
+        task = asyncio.create_task(capture.run())
+        first = emulator.create_sessions(2, start_after=0.0, finish_after=0.0)
+        late = emulator.create_sessions(
+            1, start_after=0.0, finish_after=3.0
+        )  # settles after midnight
+        drop(inbox, "a.csv", first + late)
+        day1 = tmp_path / "audit-2026-03-01.parquet"
+        day2 = tmp_path / "audit-2026-03-02.parquet"
+        await until(lambda: capture.figures.captured >= 2, "the first day's results")
+        moment[0] += timedelta(seconds=15)  # midnight passes: day 1 is published
+        second = emulator.create_sessions(3, start_after=0.0, finish_after=0.0)
+        drop(inbox, "b.csv", second)
+        await until(day1.exists, "day 1 published at the rollover")
+        await until(lambda: capture.figures.captured >= 6, "every session captured")
+        capture.stop.request("test over")
+        summary = await asyncio.wait_for(task, DEADLINE)
 
     assert summary.aborted is None
     assert summary.publish_error is None
@@ -135,19 +138,20 @@ async def test_a_past_day_whose_pending_session_outlived_its_settle_window_close
     def render(at: datetime) -> str:
         return render_output(template, timezone="UTC", now=at)
 
-    capture = Capture(inbox, template, render, settings, now=lambda: moment[0])
-    task = asyncio.create_task(capture.run())
-    done = emulator.create_sessions(1, start_after=0.0, finish_after=0.0)
-    stuck = emulator.create_sessions(1, start_after=None, finish_after=None)  # never starts
-    drop(inbox, "a.csv", done + stuck)
-    await until(lambda: capture.figures.captured >= 1, "the settled session's result")
-    await until(lambda: not capture.daybook.home, "settling the stuck session given up")
-    day1 = tmp_path / "audit-2026-03-01.parquet"
-    moment[0] += timedelta(hours=2)  # the next day: day 1 is published, and closes
-    await until(day1.exists, "day 1 published at the rollover")
-    await until(lambda: str(day1) not in capture.daybook.days, "day 1 closed")
-    capture.stop.request("test over")
-    summary = await asyncio.wait_for(task, DEADLINE)
+    opened = Capture.open(inbox, template, render, settings, now=lambda: moment[0])
+    async with opened as capture:
+        task = asyncio.create_task(capture.run())
+        done = emulator.create_sessions(1, start_after=0.0, finish_after=0.0)
+        stuck = emulator.create_sessions(1, start_after=None, finish_after=None)  # no start
+        drop(inbox, "a.csv", done + stuck)
+        await until(lambda: capture.figures.captured >= 1, "the settled session's result")
+        await until(lambda: not capture.daybook.home, "settling the stuck session given up")
+        day1 = tmp_path / "audit-2026-03-01.parquet"
+        moment[0] += timedelta(hours=2)  # the next day: day 1 is published, and closes
+        await until(day1.exists, "day 1 published at the rollover")
+        await until(lambda: str(day1) not in capture.daybook.days, "day 1 closed")
+        capture.stop.request("test over")
+        summary = await asyncio.wait_for(task, DEADLINE)
 
     assert summary.aborted is None
     rows = report_rows(day1)

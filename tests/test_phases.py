@@ -1,7 +1,8 @@
 """The run's phases hand each other records (issue 19 item 5): no phase of
-:class:`~batch.run.audit.AuditRun` sets an attribute of the run that a later phase
-reads. Checked on the source: an assignment ``self.x = ...`` (or ``self.x += ...``)
-outside ``__init__`` is what made one phase's output another's hidden input.
+:class:`~batch.run.audit.AuditRun` (or of ``follow``'s
+:class:`~batch.follow.capture.Capture`) sets an attribute that a later phase reads.
+Checked on the source: an assignment ``self.x = ...`` (or ``self.x += ...``) outside
+``__init__`` is what made one phase's output another's hidden input.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import batch.follow.capture
 import batch.run.audit
 
 AUDIT = Path(batch.run.audit.__file__)
+CAPTURE = Path(batch.follow.capture.__file__)
 
 
 def attributes_set_by_phases(source: str, cls: str) -> list[str]:
@@ -56,6 +59,12 @@ def _flat(targets: list[ast.expr]) -> list[ast.expr]:
 
 def test_no_phase_of_a_run_sets_an_attribute_of_the_run() -> None:
     assert attributes_set_by_phases(AUDIT.read_text(), "AuditRun") == []
+
+
+def test_no_phase_of_a_follow_service_sets_an_attribute_of_the_service() -> None:
+    # its opened parts (source, consumed files, day journals) are built before it is
+    # (Capture.open), not set by an opening phase its tasks then read
+    assert attributes_set_by_phases(CAPTURE.read_text(), "Capture") == []
 
 
 def test_the_check_sees_a_phase_that_sets_an_attribute() -> None:

@@ -24,6 +24,7 @@ from batch.config import Settings, load_settings
 from batch.durations import parse_duration
 from batch.errors import AuditError, ConfigError
 from batch.follow.capture import Capture, FollowSummary
+from batch.follow.daybook import Render
 from batch.follow.queue import SqsQueue, parse_queue
 from batch.logs import LOGGER, configure_logging, event, say
 from batch.store.files import parse_mode
@@ -88,13 +89,23 @@ def follow(
 
         target = parse_location(render(datetime.now().astimezone()), "--output")
         _prepare_target(target, output_template, mode=parse_mode(settings.file_mode))
-        capture = Capture(source, output_template, render, settings, budget=budget)
-        summary = asyncio.run(capture.run())
+        summary = asyncio.run(_serve(source, output_template, render, settings, budget))
     except AuditError as error:
         sys.exit(fail(error))
     except ValueError as exc:
         sys.exit(fail(ConfigError(f"invalid {exc}")))
     sys.exit(_end(summary))
+
+
+async def _serve(  # the command's arguments, named
+    source: Location | SqsQueue,
+    template: str,
+    render: Render,
+    settings: Settings,
+    budget: float | None,
+) -> FollowSummary:
+    async with Capture.open(source, template, render, settings, budget=budget) as capture:
+        return await capture.run()
 
 
 def _source(text: str) -> Location | SqsQueue:

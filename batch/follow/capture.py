@@ -1,4 +1,5 @@
-"""The capture service: ``await Capture(...).run()`` until a signal or the time budget.
+"""The capture service: ``async with Capture.open(...) as c: await c.run()`` until a
+signal or the time budget.
 
 Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort rules):
 
@@ -30,7 +31,7 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,29 +96,44 @@ def state_folder(work_dir: Path, source: str, template: str) -> Path:
     return work_dir / "follow" / digest
 
 
-class Capture:
-    """One ``follow`` service (see the module docstring)."""
+def _calendar() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What a service works with once open: its source (checked), the consumed files and
+    the day journals (the state folder locked)."""
+
+    source: Source
+    consumed: Consumed
+    daybook: Daybook
+
+
+class Capture:
+    """One ``follow`` service (see the module docstring), built open by :meth:`open`."""
+
+    def __init__(  # the service's parts, named; built by Capture.open
         self,
         source: Location | SqsQueue,
-        template: str,
         render: Render,
         settings: Settings,
         *,
+        parts: Parts,
+        opened: Opened,
+        state: Path,
         budget: float | None = None,
-        now: Now | None = None,
+        now: Now = _calendar,
         clock: Clock = LOOP,
     ) -> None:
         self.source_location, self.settings, self.budget = source, settings, budget
         self._render = render
-        self._now: Now = now or (lambda: datetime.now(UTC))  # the calendar: days
+        self._now: Now = now  # the calendar: days
         self._clock = clock  # intervals: lag, publishing, progress lines, settling
         self.mode = parse_mode(settings.file_mode)
-        self.work_dir = settings.work_dir or default_work_dir()
-        self.state = state_folder(self.work_dir, str(source), template)
-        self._stack = AsyncExitStack()
-        self.parts = Parts(settings, self._stack)
+        self.state = state
+        self.parts = parts
+        self.source, self.consumed, self.daybook = opened.source, opened.consumed, opened.daybook
         self.stop, self.tally = self.parts.stop, self.parts.tally
         self.settler = Settler(
             interval=settings.settle_interval,
@@ -132,30 +148,59 @@ class Capture:
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
-        self.daybook: Daybook
-        self.consumed: Consumed
-        self.source: Source
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(  # the command's arguments, named
+        cls,
+        source: Location | SqsQueue,
+        template: str,
+        render: Render,
+        settings: Settings,
+        *,
+        budget: float | None = None,
+        now: Now = _calendar,
+        clock: Clock = LOOP,
+    ) -> AsyncIterator[Capture]:
+        """The service, open inside the running loop: S3 (if needed), the source checked
+        (exit 2 if unreadable), the state folder locked, consumed files, day journals;
+        all closed when the block ends."""
+        state = state_folder(settings.work_dir or default_work_dir(), str(source), template)
+        async with AsyncExitStack() as stack:
+            parts = Parts(settings, stack)
+            if _needs_s3(source, settings, render(now())):
+                await parts.open_s3()
+            opened = await _open(stack, parts, source, (state, render), settings)
+            yield cls(
+                source,
+                render,
+                settings,
+                parts=parts,
+                opened=opened,
+                state=state,
+                budget=budget,
+                now=now,
+                clock=clock,
+            )
 
     # --- the service ----------------------------------------------------------------
 
     async def run(self) -> FollowSummary:
         """Serve until stopped; publish what is held; the summary."""
-        async with self._stack:
-            await self._open()
-            async with orderly_stops(
-                self.stop, drain_timeout=self.settings.drain_timeout, budget=self.budget
-            ):
-                await self._resume()
-                log.info(
-                    "following %s into %s",
-                    self.source_location,
-                    self.daybook.key_at(self._now()),
-                    extra=event("start", source=str(self.source_location), state=str(self.state)),
-                )
-                aborted = await self._serve()
-                self.stop.fetched = True
-                publish_error = await self.publish_all(final=True)
-                await self._flush_source()
+        async with orderly_stops(
+            self.stop, drain_timeout=self.settings.drain_timeout, budget=self.budget
+        ):
+            await self._resume()
+            log.info(
+                "following %s into %s",
+                self.source_location,
+                self.daybook.key_at(self._now()),
+                extra=event("start", source=str(self.source_location), state=str(self.state)),
+            )
+            aborted = await self._serve()
+            self.stop.fetched = True
+            publish_error = await self.publish_all(final=True)
+            await self._flush_source()
         return FollowSummary(self.figures, self.stop.reason, aborted, publish_error)
 
     async def _flush_source(self) -> None:
@@ -166,53 +211,10 @@ class Capture:
             except (ServiceError, AccessError) as exc:
                 log.warning("could not delete consumed messages (%s): they come back, deduped", exc)
 
-    async def _open(self) -> None:
-        """S3 (if needed), the source (checked: exit 2 if unreadable), state and lock."""
-        if self._needs_s3():
-            await self.parts.open_s3()
-        source = self.source_location
-        if isinstance(source, SqsQueue):
-            assert self.parts.session is not None
-            queue = open_queue(self.parts.session, self.settings, source)
-            self.source = await self._stack.enter_async_context(queue)
-        elif isinstance(source, S3Url):
-            assert self.parts.store is not None
-            self.source = S3Source(self.parts.store, source, start_after=None)
-        else:
-            self.source = FolderSource(source, settle_gap=min(0.5, self.settings.poll_interval))
-        self._stack.callback(self.source.close)
-        await self.source.check()
-        private_dir(self.state, mode=self.mode)
-        self._stack.enter_context(RunLock(self.state / "service", mode=self.mode))
-        self.consumed = Consumed(self.state / "consumed.jsonl", mode=self.mode)
-        self._stack.callback(self.consumed.close)
-        if isinstance(self.source, S3Source):
-            self.source.watermark = self.consumed.after  # restart point
-        self.daybook = Daybook(
-            self._render,
-            timezone=self.settings.timezone,
-            state=self.state,
-            work_dir=self.state,
-            store=self.parts.store,
-            provenance=self._provenance(),
-            mode=self.mode,
-        )
-        self._stack.callback(self.daybook.close)
-
-    def _needs_s3(self) -> bool:
-        s = self.settings
-        today = self._render(self._now())
-        return (
-            isinstance(self.source_location, S3Url | SqsQueue)
-            or is_s3(today)
-            or s.verify_evidence
-            or is_s3(s.save_images or "")
-        )
-
     async def _resume(self) -> None:
         """Days an earlier service left in its journals: their unsettled sessions are
         asked again (within the settle duration), their settled ones are not."""
-        young = datetime.now(UTC) - timedelta(seconds=self.settings.settle)
+        young = self._now() - timedelta(seconds=self.settings.settle)
         for day in self.daybook.reopen():
             for sid, row in day.rows.items():
                 if settled(row):
@@ -484,15 +486,67 @@ class Capture:
         local = self.parts.local_steps(self.state, str(self.source_location))
         return SessionSteps(await self.parts.fetcher(), self._record, local)
 
-    def _provenance(self) -> dict[str, Any]:
-        return {
-            "tool": "liveness-audit",
-            "tool_version": __version__,
-            "mode": "follow",
-            "run_id": uuid.uuid4().hex,
-            "input_path": str(self.source_location),
-            "settings": self.settings.public(),
-        }
+
+def _needs_s3(source: Location | SqsQueue, settings: Settings, today: str) -> bool:
+    return (
+        isinstance(source, S3Url | SqsQueue)
+        or is_s3(today)
+        or settings.verify_evidence
+        or is_s3(settings.save_images or "")
+    )
+
+
+async def _open(  # the opening's parts, named
+    stack: AsyncExitStack,
+    parts: Parts,
+    location: Location | SqsQueue,
+    where: tuple[Path, Render],
+    settings: Settings,
+) -> Opened:
+    """The source (checked: exit 2 if unreadable), the state folder locked, consumed
+    files, the day journals (``where``: the state folder, the report of a moment); each
+    closed by ``stack``."""
+    state, render = where
+    mode = parse_mode(settings.file_mode)
+    source: Source
+    if isinstance(location, SqsQueue):
+        assert parts.session is not None
+        source = await stack.enter_async_context(open_queue(parts.session, settings, location))
+    elif isinstance(location, S3Url):
+        assert parts.store is not None
+        source = S3Source(parts.store, location, start_after=None)
+    else:
+        source = FolderSource(location, settle_gap=min(0.5, settings.poll_interval))
+    stack.callback(source.close)
+    await source.check()
+    private_dir(state, mode=mode)
+    stack.enter_context(RunLock(state / "service", mode=mode))
+    consumed = Consumed(state / "consumed.jsonl", mode=mode)
+    stack.callback(consumed.close)
+    if isinstance(source, S3Source):
+        source.watermark = consumed.after  # restart point
+    daybook = Daybook(
+        render,
+        timezone=settings.timezone,
+        state=state,
+        work_dir=state,
+        store=parts.store,
+        provenance=_provenance(location, settings),
+        mode=mode,
+    )
+    stack.callback(daybook.close)
+    return Opened(source, consumed, daybook)
+
+
+def _provenance(location: Location | SqsQueue, settings: Settings) -> dict[str, object]:
+    return {
+        "tool": "liveness-audit",
+        "tool_version": __version__,
+        "mode": "follow",
+        "run_id": uuid.uuid4().hex,
+        "input_path": str(location),
+        "settings": settings.public(),
+    }
 
 
 async def _until_stopped(stop: Stop, jobs: list[Coroutine[Any, Any, None]]) -> None:
