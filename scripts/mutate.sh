@@ -17,9 +17,11 @@ fi
 module=$1
 shift
 root=$PWD
-work=$(mktemp -d "${TMPDIR:-/tmp}/mutate.XXXXXX")
+mkdir -p .mutate  # in the work tree (git-ignored): no one else's clean-up of /tmp reaches it
+work=$(mktemp -d "$root/.mutate/run.XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 git ls-files -z | xargs -0 cp --parents -t "$work"
+rm -rf "$work/.mutate"
 cd "$work"
 {
     echo
