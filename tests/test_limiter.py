@@ -629,3 +629,14 @@ async def test_after_a_dip_in_the_quota_the_rate_is_back_within_a_few_seconds() 
     before = service.through(8, 10) / 2
     assert before >= 0.95 * 300
     assert service.through(13, 20) / 7 >= 0.97 * before
+
+
+async def test_a_wide_reading_after_a_blind_cut_does_not_hold_the_rate_under_the_quota() -> None:
+    # A bucket of Q hides the quota from the slow start until it runs at 7 x Q; the blind
+    # cuts then leave a reading of 6 successes in 0.15 s: 33 to 47/s against a quota of
+    # 50. Taken at its middle (40), the rate stayed there for 25 s, the slow probe's pace.
+    timing = Timing(latency=0.05, round_trip=0.005, dist="uniform", jitter=0.4)
+    service = VirtualService(quota=50, burst=50, timing=timing, jitter=0.001)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    await service.run(lim, 10.0)
+    assert service.through(2, 10) >= 0.95 * 50 * 8  # was 322 of 400

@@ -319,7 +319,11 @@ class Limiter:
         # either end may be a few requests off: a blind cut's search takes a reading that
         # is wider than that, and the rest of the time one narrow to ``1 - margin``.
         blind = self._phase != "steady" and reading.between >= 4 * reading.rate * self._way
-        if reading.between * (1 - self.margin) >= 2 or blind:
+        narrow = reading.between * (1 - self.margin) >= 2
+        if narrow or blind:
+            # A wide reading after a blind cut is taken at its top: its middle may be a
+            # fifth under the quota, and the slow probe would take a minute to find that.
+            middle = middle if narrow else top
             lift = self._phase != "steady"  # after a blind cut: up to under the middle
             self._phase, self._estimate = "steady", middle
             self._measured(now)
