@@ -93,7 +93,7 @@ class Challenge:
 @dataclass(frozen=True, slots=True)
 class SessionResult:
     session_id: str
-    status: str
+    status: Status
     confidence: float | None
     reference_image: Image | None
     audit_images: tuple[Image, ...]

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batch.model import Reconciliation
+from batch.model import Reconciliation, Status
 
 __all__ = ["AGREED", "DECISIONS", "DISAGREED", "UNVERIFIABLE", "Annotator", "reconcile"]
 
@@ -80,9 +80,9 @@ def parse_confidence(value: object) -> tuple[float | None, str | None]:
 def service_decision(row: Mapping[str, Any], threshold: float) -> str | None:
     """``pass``/``fail`` by the service's answer in ``row``; None when it has no result."""
     status, confidence = row.get("status"), row.get("confidence")
-    if status == "FAILED":
+    if status == Status.FAILED:
         return "fail"
-    if status != "SUCCEEDED":
+    if status != Status.SUCCEEDED:
         return None
     if confidence is not None and not math.isnan(confidence) and confidence < threshold:
         return "fail"

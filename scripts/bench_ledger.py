@@ -14,7 +14,11 @@ One command builds everything with the tool itself:
 4. with ``--fresh 10000,100000``: a fresh run of that many sessions into no report, for the
    RSS of a run against the number of its answers.
 
-Usage: .venv/bin/python scripts/bench_ledger.py [--sizes 0,100000,1000000] [--new 1000]
+``--sizes`` takes row counts, ``0`` for no report at all and ``empty`` for a report of no
+rows (the baseline a report's size is measured against: reading Parquet at all costs the
+same for both).
+
+Usage: .venv/bin/python scripts/bench_ledger.py [--sizes 0,empty,100000,1000000] [--new 1000]
            [--fresh 10000,100000]
 """
 
@@ -113,15 +117,16 @@ def reruns(work: Path, url: str, ids: list[str], args: argparse.Namespace) -> No
     start = args.seed_sessions
     first = write_ids(work / "new-1.csv", ids[start : start + args.new])
     second = write_ids(work / "new-2.csv", ids[start + args.new : start + 2 * args.new])
-    for size in [int(s) for s in args.sizes.split(",") if s]:
-        base = work / f"base-{size}.parquet"
-        output = work / f"out-{size}" / "report.parquet"
+    for label in [s for s in args.sizes.split(",") if s]:
+        size = 0 if label == "empty" else int(label)
+        base = work / f"base-{label}.parquet"
+        output = work / f"out-{label}" / "report.parquet"
         output.parent.mkdir()
         built = 0.0
-        if size:
+        if size or label == "empty":  # "empty": a signed report of no rows; 0: no report
             built = replicate(seed, size, base)
             shutil.copy(base, output)
-        print(f"report of {size:,} rows built in {built:.0f}s", flush=True)
+        print(f"report of {size:,} rows ({label}) built in {built:.0f}s", flush=True)
         rows = size
         for source, how in ((first, "unsealed: verified row by row"), (second, "sealed")):
             load = os.getloadavg()[0]

@@ -1,46 +1,100 @@
 #!/usr/bin/env bash
-# Mutation score of one module against the tests that should pin it down (mutmut 3).
+# Mutation score of one module against the unit tests given (mutmut).
 #
-#   ./scripts/mutate.sh batch/pacing/limiter.py tests/test_limiter.py tests/test_answered.py
+#   scripts/mutate.sh MODULE TEST_FILE...
+#   scripts/mutate.sh batch/pacing/retry.py tests/test_retry.py
+#   scripts/mutate.sh        # each module of pyproject's [tool.mutmut] only_mutate, against
+#                            # its pytest_add_cli_args_test_selection
 #
-# Runs in a scratch copy of the tracked files (so the work tree, and anyone else's mutmut
-# run, is left alone), with a [tool.mutmut] section naming only MODULE and only TESTS,
-# then prints the mutants that survived and the score: killed / (all - skipped), a mutant
-# that makes the tests time out counting as killed (the tests caught it, by their timeout).
-# KEEP=1 keeps the copy (its path is printed) to look at a survivor with `mutmut show`.
+# mutmut mutates MODULE only and runs only the TEST_FILEs (the fast unit tests of that
+# module), in a copy of the project in a temporary folder, so several modules can run at
+# once and the worktree is left alone. Prints the counts, the score (killed / all, where a
+# timeout counts as killed and "no tests" as survived) and the names of the survivors;
+# `KEEP=1` keeps the folder (then `mutmut show NAME` there shows a mutant's diff).
+# JOBS (default 2) is mutmut's --max-children; VENV the virtual environment (default .venv,
+# with the test extra installed). SKIP, a regular expression: lines matching it are not
+# mutated (mutmut's do_not_mutate_patterns), for arguments that change speed and never a
+# result (use_threads=False): their mutants cannot be killed by a test of behaviour.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$root/.venv}
+if [ $# -eq 0 ]; then
+    # The project's configuration: one run per module, each against the tests given there.
+    "$venv/bin/python" - "$root/pyproject.toml" <<'EOF' | while read -r -a run; do
+import sys
+import tomllib
+
+config = tomllib.load(open(sys.argv[1], "rb"))["tool"]["mutmut"]
+for module in config["only_mutate"]:
+    print(module, *config["pytest_add_cli_args_test_selection"])
+EOF
+        "$0" "${run[@]}" </dev/null
+    done
+    exit 0
+fi
 if [ $# -lt 2 ]; then
-    echo "usage: $0 MODULE.py TEST_FILE..." >&2
+    echo "usage: scripts/mutate.sh MODULE TEST_FILE..." >&2
     exit 2
 fi
 module=$1
 shift
-root=$PWD
-mkdir -p .mutate  # in the work tree (git-ignored): no one else's clean-up of /tmp reaches it
-work=$(mktemp -d "$root/.mutate/run.XXXXXX")
-[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
-git ls-files -z | xargs -0 cp --parents -t "$work"
-rm -rf "$work/.mutate"
+for path in "$module" "$@"; do
+    if [ ! -f "$root/$path" ]; then
+        echo "mutate.sh: no such file: $path (give paths from the project's root)" >&2
+        exit 2
+    fi
+done
+if [ ! -x "$venv/bin/mutmut" ]; then
+    echo "mutate.sh: no mutmut in $venv: pip install -e '.[test]'" >&2
+    exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/mutate.XXXXXX")
+if [ -z "${KEEP:-}" ]; then
+    trap 'rm -rf "$work"' EXIT
+fi
+# The project as committed plus the worktree's changes, without caches or venvs.
+(cd "$root" && tar -c --exclude=__pycache__ --exclude=.venv\* --exclude=mutants \
+    batch tests pyproject.toml) | tar -x -C "$work"
+# This run's configuration replaces any [tool.mutmut] of pyproject.toml (mutmut reads it
+# there first), in the copy only.
+"$venv/bin/python" - "$work/pyproject.toml" "${SKIP:-}" "$module" "$@" <<'EOF'
+import json
+import re
+import sys
+from pathlib import Path
+
+path, skip, module, tests = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", path.read_text())
+text += f"""
+[tool.mutmut]
+source_paths = ["batch/"]
+only_mutate = [{json.dumps(module)}]
+also_copy = ["tests", "pyproject.toml"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
+pytest_add_cli_args_test_selection = {json.dumps(tests)}
+do_not_mutate_patterns = {json.dumps([skip] if skip else [])}
+"""
+path.write_text(text)
+EOF
+
 cd "$work"
-{
-    echo
-    echo "[tool.mutmut]"
-    echo "source_paths = [\"batch\"]"
-    echo "only_mutate = [\"$module\"]"
-    printf 'pytest_add_cli_args_test_selection = ['
-    printf '"%s", ' "$@"
-    echo ']'
-    echo 'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]'
-} >>pyproject.toml
-"$root/.venv/bin/mutmut" run >mutmut.log 2>&1 || { tail -30 mutmut.log; exit 1; }
-"$root/.venv/bin/mutmut" results --all true >results.txt 2>&1 || true
-grep -vE ': (killed|timeout)$' results.txt | grep ':' || true
-# results lists one "name: status" line per mutant
-total=$(grep -c ': ' results.txt || true)
-killed=$(grep -cE ': (killed|timeout)$' results.txt || true)
-skipped=$(grep -cE ': (skipped|not checked)$' results.txt || true)
-echo "$module: killed $killed of $((total - skipped)) mutants" \
-    "($(python3 -c "print(f'{100 * $killed / max(1, $total - $skipped):.1f}')")%)"
-[ "${KEEP:-0}" = 1 ] && echo "copy kept in $work"
-exit 0
+"$venv/bin/mutmut" run --max-children "${JOBS:-2}" >"$work/run.log" 2>&1 || {
+    echo "mutate.sh: mutmut failed; its log:" >&2
+    tail -40 "$work/run.log" >&2
+    exit 1
+}
+"$venv/bin/mutmut" export-cicd-stats >/dev/null
+"$venv/bin/python" - "$module" <<'EOF'
+import json
+import sys
+
+stats = json.load(open("mutants/mutmut-cicd-stats.json"))
+killed = stats["killed"] + stats["timeout"]
+total = killed + stats["survived"] + stats["no_tests"] + stats.get("suspicious", 0)
+print(f"{sys.argv[1]}: {killed}/{total} killed ({100 * killed / max(total, 1):.1f}%)", end="")
+print(f"  [killed {stats['killed']}, timeout {stats['timeout']}, survived {stats['survived']},"
+      f" no tests {stats['no_tests']}, suspicious {stats.get('suspicious', 0)}]")
+EOF
+"$venv/bin/mutmut" results 2>/dev/null | grep -v ": killed" || true

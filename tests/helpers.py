@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -185,3 +188,16 @@ class Evidence:
 
     def overwrite(self, key: str) -> None:
         self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=key, Body=b"replaced")
+
+
+def edit_one_confidence(report: Path) -> str:
+    """Change one result's confidence by hand, footer kept (as a spreadsheet round trip
+    that keeps the metadata would); the session edited."""
+    table = pq.read_table(report)
+    place = pc.index(pc.is_valid(table["confidence"]), True).as_py()
+    values = table["confidence"].to_pylist()
+    values[place] = 99.99 if values[place] != 99.99 else 1.0
+    column = table.schema.get_field_index("confidence")
+    edited = table.set_column(column, "confidence", pa.array(values, pa.float64()))
+    pq.write_table(edited.replace_schema_metadata(pq.read_metadata(report).metadata), report)
+    return str(table["session_id"][place])

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from batch.errors import CheckpointError, OutputError
+from batch.model import Status
 from batch.store.checkpoint import Journal, RunLock, journal_path
-from batch.store.report import revive
+from batch.store.row import Row
 
 ID = {"input_sha256": "abc", "input_column": "session_id", "input_format": "csv"}
 
 
-def row(n: int) -> dict[str, object]:
-    return {"session_id": f"s{n}", "status": "SUCCEEDED", "fetched_at": datetime.now(UTC)}
+def row(n: int) -> Row:
+    return Row(f"s{n}", status=Status.SUCCEEDED, fetched_at=datetime.now(UTC))
 
 
 def test_rows_survive_a_reopen_in_order(tmp_path: Path) -> None:
@@ -29,9 +30,9 @@ def test_rows_survive_a_reopen_in_order(tmp_path: Path) -> None:
         journal.append(row(n))
     journal.close()
     again = Journal.open(path, ID)
-    rows = [revive(r) for r in again.replay()]
-    assert [r["session_id"] for r in rows] == ["s0", "s1", "s2"]
-    assert isinstance(rows[0]["fetched_at"], datetime)
+    rows = list(again.replay())
+    assert [r.session_id for r in rows] == ["s0", "s1", "s2"]
+    assert isinstance(rows[0].fetched_at, datetime)
     again.close(remove=True)
     assert not path.exists()
 
@@ -53,11 +54,11 @@ def test_a_torn_last_line_is_cut_off_and_appending_continues(tmp_path: Path) -> 
     with path.open("a") as f:
         f.write('{"session_id": "s2", "sta')  # died mid-write
     journal = Journal.open(path, ID)
-    assert [r["session_id"] for r in journal.replay()] == ["s1"]
+    assert [r.session_id for r in journal.replay()] == ["s1"]
     journal.append(row(3))
     journal.close()
     journal = Journal.open(path, ID)
-    assert [r["session_id"] for r in journal.replay()] == ["s1", "s3"]
+    assert [r.session_id for r in journal.replay()] == ["s1", "s3"]
     journal.close()
 
 
@@ -84,13 +85,13 @@ def test_a_journal_of_another_input_is_kept_and_its_header_rewritten(tmp_path: P
 
     assert again.previous is not None
     assert again.previous["input_sha256"] == "abc"
-    assert [r["session_id"] for r in again.replay()] == ["s1"]  # its answers are kept
+    assert [r.session_id for r in again.replay()] == ["s1"]  # its answers are kept
     again.append(row(2))
     again.close()
     reopened = Journal.open(path, other)
     assert reopened.previous is not None
     assert reopened.previous["input_sha256"] == "def"
-    assert [r["session_id"] for r in reopened.replay()] == ["s1", "s2"]
+    assert [r.session_id for r in reopened.replay()] == ["s1", "s2"]
     reopened.close()
 
 

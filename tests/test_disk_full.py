@@ -25,6 +25,7 @@ from batch.store.files import AtomicFile
 from batch.store.inputs import InvalidId
 from batch.store.ledger import settled as settled_row
 from batch.store.report import ReportWriter, invalid_row
+from batch.store.row import Row
 from tests.helpers import assert_exactly_as_served, read_report, run_cli
 
 ENOSPC = "ENOSPC: No space left on device"
@@ -68,15 +69,13 @@ class FullAtomicFile(AtomicFile):
         self.file = cast(BinaryIO, self.disk)  # a file to the writer, full at ``room``
 
 
-def rows(n: int) -> list[dict[str, Any]]:
+def rows(n: int) -> list[Row]:
     return [
         invalid_row(InvalidId(f"cell-{i:05d}-" + "x" * 40, "not a session ID")) for i in range(n)
     ]
 
 
-def until_full(
-    write: Callable[[dict[str, Any]], None], items: list[dict[str, Any]]
-) -> tuple[int, StorageError]:
+def until_full(write: Callable[[Row], None], items: list[Row]) -> tuple[int, StorageError]:
     """How many ``items`` were written before the StorageError, and that error."""
     for written, item in enumerate(items):
         try:
@@ -106,8 +105,8 @@ def test_a_journal_write_on_a_full_disk_stops_appending_and_keeps_the_lines_befo
     assert 0 < written < 100
 
     reopened = Journal.open(path, IDENTITY)  # the torn line is cut off, the rest replays
-    assert [row["session_id"] for row in reopened.replay()] == [
-        row["session_id"] for row in rows(written)
+    assert [row.session_id for row in reopened.replay()] == [
+        row.session_id for row in rows(written)
     ]
     reopened.close()
 
@@ -247,11 +246,11 @@ def test_a_run_on_a_full_disk_exits_1_keeping_its_journal_and_resumes_after_spac
     report = read_report(output)
     assert sorted(report.index) == sorted(ids)
     assert_exactly_as_served(report, emulator, ids)
-    rows = [json.loads(line) for line in kept]
-    resumed = {row["session_id"] for row in rows}
+    rows = [Row.from_flat(json.loads(line)) for line in kept]
+    resumed = {row.session_id for row in rows}
     assert resumed <= set(ids)
     # a settled answer is never asked again; a pending one (CREATED/IN_PROGRESS) is
-    settled = {row["session_id"] for row in rows if settled_row(row)}
+    settled = {row.session_id for row in rows if settled_row(row)}
     assert settled, "some settled answers were journaled before the disk filled"
     ok = emulator.stats()["ok_by_session"]
     assert all(ok[sid] == 1 for sid in settled), "journaled sessions are not fetched again"

@@ -9,7 +9,7 @@ from batch.aws.session import retry_policy
 from batch.config import Settings
 from batch.engine.fetch import Fetcher
 from batch.errors import CredentialsError, ServerError, SessionError
-from batch.model import SessionResult
+from batch.model import SessionResult, Status
 from tests.fakes import FakeLimiter
 
 
@@ -25,7 +25,7 @@ class FakeClient:
         error = self.script.pop(0) if self.script else None
         if error is not None:
             raise error
-        return SessionResult(session_id, "SUCCEEDED", 99.0, None, ())
+        return SessionResult(session_id, Status.SUCCEEDED, 99.0, None, ())
 
 
 def fetcher(client: FakeClient, attempts: int = 10) -> Fetcher:

@@ -18,9 +18,9 @@ from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
 from batch.follow.daybook import publish_rows
 from batch.follow.source import FolderSource, S3Source
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 from batch.store.locations import S3Url
-from batch.store.report import outcome_row
+from batch.store.row import Row
 from tests.helpers import run_cli
 from tests.s3server import MotoServer
 
@@ -152,15 +152,15 @@ def test_an_access_error_stops_the_service_at_once_with_exit_3(
     assert "AccessDenied" in ran.stderr
 
 
-def answer(session_id: str, status: str, at: datetime) -> dict[str, Any]:
-    result = SessionResult(session_id, status, 91.5, None, ())
-    return outcome_row(Outcome(session_id, result, None, None, 1, at, True))
+def answer(session_id: str, status: str, at: datetime) -> Row:
+    result = SessionResult(session_id, Status(status), 91.5, None, ())
+    return Row.of(Outcome(session_id, result, None, None, 1, at, True))
 
 
 class Racing:
     """The real S3 store, except that another writer publishes just before our first upload."""
 
-    def __init__(self, store: S3Store, rival: list[dict[str, Any]], local: Path) -> None:
+    def __init__(self, store: S3Store, rival: list[Row], local: Path) -> None:
         self.store, self.rival, self.local = store, rival, local
         self.uploads = 0
 

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.emulator import EmulatorThread, write_input
 from batch.follow.daybook import publish_rows
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 from batch.store.manifest import verify_report
-from batch.store.report import METADATA_KEY, outcome_row, read_provenance
-from tests.helpers import run_cli
+from batch.store.report import METADATA_KEY, read_provenance
+from batch.store.row import Row
+from tests.helpers import edit_one_confidence, run_cli
 
 RECONCILE = ("--keep-columns", "customer_ref", "--app-decision-column", "app_decision")
 CARRIED = ("customer_ref", "app_decision", "service_decision", "agrees", "disagreement")
@@ -70,9 +70,9 @@ def test_kept_columns_and_region_survive_a_follow_publish(
     before = columns_of(report, ids, names)
     # follow answers one session of the report again, and a new one
     now = datetime.now(UTC)
-    again = SessionResult(ids[0], "EXPIRED", None, None, ())
-    new = SessionResult("00000000-0000-4000-8000-00000000abcd", "EXPIRED", None, None, ())
-    rows = [outcome_row(Outcome(r.session_id, r, None, None, 1, now, True)) for r in (again, new)]
+    again = SessionResult(ids[0], Status.EXPIRED, None, None, ())
+    new = SessionResult("00000000-0000-4000-8000-00000000abcd", Status.EXPIRED, None, None, ())
+    rows = [Row.of(Outcome(r.session_id, r, None, None, 1, now, True)) for r in (again, new)]
 
     count = asyncio.run(publish_rows(rows, report, report, None, {"writer": "follow"}))
 
@@ -127,19 +127,6 @@ def test_a_type_change_that_would_lose_values_is_refused_before_any_call(
     assert requests(emulator) == sent  # refused before any call
     assert report.read_bytes() == written
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def edit_one_confidence(report: Path) -> str:
-    """Change one result's confidence by hand, footer kept (as a spreadsheet round trip
-    that keeps the metadata would); the session edited."""
-    table = pq.read_table(report)
-    place = pc.index(pc.is_valid(table["confidence"]), True).as_py()
-    values = table["confidence"].to_pylist()
-    values[place] = 99.99 if values[place] != 99.99 else 1.0
-    column = table.schema.get_field_index("confidence")
-    edited = table.set_column(column, "confidence", pa.array(values, pa.float64()))
-    pq.write_table(edited.replace_schema_metadata(pq.read_metadata(report).metadata), report)
-    return str(table["session_id"][place])
 
 
 def test_an_edited_report_is_refused_naming_the_rows_and_how_to_proceed(

@@ -24,6 +24,7 @@ from batch.emulator import EmulatorThread, write_input
 from batch.store.checkpoint import journal_path
 from batch.store.ledger import rank
 from batch.store.manifest import verify_report
+from batch.store.row import Row
 from tests.helpers import DEADLINE, run_cli, start_cli
 
 SESSIONS = 12
@@ -48,7 +49,9 @@ def check(report: Path, seen: dict[str, dict[str, Any]]) -> None:
     for sid, before in seen.items():
         assert sid in rows, f"{sid} was lost"
         now = rows[sid]
-        assert rank(now) >= rank(before), f"{sid}: {before['status']} -> {now['status']}"
+        assert rank(Row.from_flat(now)) >= rank(Row.from_flat(before)), (
+            f"{sid}: {before['status']} -> {now['status']}"
+        )
         if before["status"] in ("SUCCEEDED", "FAILED"):
             assert now["confidence"] == before["confidence"]
             assert now["fetched_at"] == before["fetched_at"]

@@ -26,7 +26,8 @@ from batch.model import Manifest, Outcome
 from batch.run.audit import AuditRun
 from batch.store.checkpoint import journal_path
 from batch.store.manifest import MANIFEST_KEY, JsonRowDigest, read_manifest
-from batch.store.report import SCHEMA, outcome_row, paths_from_row, read_rows, result_from_row
+from batch.store.report import read_rows
+from batch.store.row import Row
 from tests.helpers import Evidence, assert_exactly_as_served, read_report, run_cli, stored
 from tests.s3proxy import S3Proxy
 from tests.s3server import MotoServer
@@ -275,15 +276,16 @@ def test_a_row_turns_back_into_the_result_it_was_made_from(
     write_input(source, ids)
     output = tmp_path / "report.parquet"
     assert run_cli("run", source, "--output", output, "--save-images", tmp_path / "i").code == 0
-    rows = [row for row in read_rows(output) if row["status"] in RESULTS]
+    rows = [row for row in read_rows(output) if row.status in RESULTS]
     assert rows
     for row in rows:
-        result = result_from_row(row)
+        result = row.result()
         assert result is not None
-        outcome = Outcome(row["session_id"], result, None, None, 1, row["fetched_at"], True)
-        made = outcome_row(outcome, paths_from_row(row))
-        assert made == {name: row[name] for name in SCHEMA.names}
-        assert row["region"] is None  # a column of this run's schema, beside the base ones
+        outcome = Outcome(row.session_id, result, None, None, 1, row.fetched_at, True)
+        made = Row.of(outcome, row.paths())
+        assert made == row
+        assert made.flat(extras=False) == row.flat(extras=False)
+        assert row.extras == {"region": None}  # a column of this run's schema, not a base one
 
 
 def write_signed_v1(table: pa.Table, path: Path) -> None:

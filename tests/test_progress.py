@@ -9,11 +9,11 @@ from rich.console import Console
 from batch.durations import format_duration
 from batch.engine.progress import BarDisplay, LogDisplay, Tally, summary_line
 from batch.errors import ServerError, SessionError, ThrottledError
-from batch.model import Outcome, SessionResult
+from batch.model import Outcome, SessionResult, Status
 
 
 def result(status: str) -> SessionResult:
-    return SessionResult("s", status, None, None, ())
+    return SessionResult("s", Status(status), None, None, ())
 
 
 def filled() -> Tally:

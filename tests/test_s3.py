@@ -22,10 +22,11 @@ from batch.aws.s3 import S3Store, open_store
 from batch.aws.session import client_config, open_session
 from batch.config import Settings
 from batch.emulator import EmulatorThread, write_input
+from batch.engine.publish import Merged
 from batch.errors import NotFoundError, PublishError, RetryableError
 from batch.pacing.limiter import Limiter
 from batch.pacing.retry import RetryPolicy
-from batch.run.audit import Destination, publish
+from batch.run.audit import Destination, publish_or_keep
 from batch.store.locations import S3Url
 from batch.store.manifest import MANIFEST_KEY, Manifest
 from tests.helpers import (
@@ -300,7 +301,10 @@ async def test_an_upload_stopped_by_a_second_signal_keeps_the_report(
     async with session.client("s3", config=client_config(settings, pool=2)) as client:
         watched = FirstCallSeen(client)
         store = S3Store(watched, Limiter(settings.s3_rate), policy)
-        task = asyncio.create_task(publish(store, destination, manifest, "run"))
+        committed = Merged(manifest, etag=None)  # the key is new: nothing to merge
+        task = asyncio.create_task(
+            publish_or_keep(store, destination, lambda _: manifest, merged=committed, run_id="run")
+        )
         await watched.started.wait()  # the PutObject is on its way to S3
         task.cancel()  # what a second SIGTERM does to the run
         error = await task

@@ -22,7 +22,7 @@ from batch.aws.convert import convert_error
 from batch.aws.session import drop_retry_hook, open_session, per_session_config
 from batch.config import Settings
 from batch.errors import ConfigError, ServerError
-from batch.model import STATUSES, BoundingBox, Challenge, Image, SessionResult
+from batch.model import STATUSES, BoundingBox, Challenge, Image, SessionResult, Status
 
 __all__ = ["LivenessClient", "open_client", "parse_result"]
 
@@ -111,7 +111,7 @@ def parse_result(session_id: str, response: Mapping[str, Any]) -> SessionResult:
         raise _malformed(f"Confidence {confidence:g} is outside 0-100")
     return SessionResult(
         session_id=session_id,
-        status=str(status),
+        status=Status(status),
         confidence=confidence,
         reference_image=None if reference is None else _image(reference, "ReferenceImage"),
         audit_images=tuple(_image(a, f"AuditImages[{i}]") for i, a in enumerate(audits or ())),

@@ -111,9 +111,14 @@ def run(
         if check_access:
             log.info("access: %s", asyncio.run(probe_access(settings)))
         audit = AuditRun(
-            source, target, settings, fresh=fresh, budget=budget, template=output_template
+            source,
+            target,
+            settings,
+            fresh=fresh,
+            budget=budget,
+            template=output_template,
+            merge_journal=None if merge_journal is None else merge_journal.expanduser(),
         )
-        audit.merge_journal = None if merge_journal is None else merge_journal.expanduser()
         if dry_run:  # only the plan: nothing is sent
             plan = asyncio.run(audit.dry_run())
             asyncio.run(_dry_checks(settings))

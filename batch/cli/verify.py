@@ -58,19 +58,22 @@ def verify(
         if rows_sha256 is not None and not _SHA256.fullmatch(rows_sha256.lower()):
             raise ConfigError(f"invalid --sha256 {rows_sha256!r}: 64 hexadecimal digits")
         checks = verify_location(report, source, rows_sha256, evidence=evidence, settings=settings)
-        result, recheck = asyncio.run(checks)
+        checked = asyncio.run(checks)
     except AuditError as error:
         sys.exit(fail(error))
+    result, recheck = checked.verification, checked.recheck
     for problem in (*result.problems, *(recheck.lines if recheck else ())):
         click.echo(f"liveness-audit: {report_text}: {problem}", err=True)
     if not result.ok:
         click.echo(f"{report_text}: NOT intact", err=True)
     else:
-        checked = " and the input" if source is not None else ""
+        and_input = " and the input" if source is not None else ""
         click.echo(
-            f"{report_text}: intact: {result.rows} rows match the manifest{checked} "
+            f"{report_text}: intact: {result.rows} rows match the manifest{and_input} "
             f"(rows_sha256 {result.rows_sha256})"
         )
+    for edit in checked.history:
+        click.echo(f"history: {edit.describe()}")
     if recheck is not None:
         click.echo(f"evidence: {recheck.checked} objects looked at again: {_state(recheck)}")
     sys.exit(_exit_code(result.ok, recheck))

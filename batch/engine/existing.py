@@ -9,13 +9,13 @@ the upload can be made conditional on nobody having written it meanwhile.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from batch.aws.s3 import S3Store
 from batch.errors import InputError, NotFoundError, OutputError
 from batch.store.locations import Location
 from batch.store.merge import Base, read_base
 from batch.store.report import read_rows
+from batch.store.row import Row
 
 __all__ = ["base_copy", "fetch_base", "read_existing"]
 
@@ -56,7 +56,7 @@ async def fetch_base(
 
 async def read_existing(
     target: Location, scratch: Path, store: S3Store | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[Row], str | None]:
     """Every row of the report at ``target`` now, and its ETag (S3); none if it is new.
 
     For a reader that needs the whole report as rows (``follow`` resuming its day); a

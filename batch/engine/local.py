@@ -8,7 +8,7 @@ then its bytes go to an owner-only :class:`Spool` in the work directory and the 
 
 A later run redoes only these steps on the kept row (:meth:`LocalSteps.redo`), with no
 call to Rekognition: the result is rebuilt from the row
-(:func:`~batch.store.report.result_from_row`), the evidence checked again, and images
+(:meth:`~batch.store.row.Row.result`), the evidence checked again, and images
 saved from the spool (whose copy is then removed). Bytes that were never spooled cannot
 be saved any more: the row says so.
 """
@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from batch.aws.s3 import S3Store
 from batch.engine.images import ImageSaver, inline_images
@@ -30,18 +28,12 @@ from batch.logs import LOGGER
 from batch.model import Evidence, Outcome, image_names
 from batch.store.files import PRIVATE, atomic_write, private_dir
 from batch.store.ledger import Rank, local_steps_due, rank
-from batch.store.report import (
-    evidence_from_row,
-    outcome_row,
-    paths_from_row,
-    result_from_row,
-)
+from batch.store.row import Row
 
 __all__ = ["LocalSteps", "Spool", "evidence_due", "images_due", "spool_for"]
 
 log = logging.getLogger(LOGGER)
 
-Row = dict[str, Any]
 _UNCHECKED = (None, "forbidden", "error")  # evidence statuses worth another HEAD
 
 
@@ -81,24 +73,24 @@ class Spool:
         self._path(session_id, name).unlink(missing_ok=True)
 
 
-def evidence_due(row: Mapping[str, Any]) -> bool:
+def evidence_due(row: Row) -> bool:
     """A kept result with an S3-stored image whose evidence was not (or could not be) seen."""
-    result = result_from_row(row)
+    result = row.result()
     if result is None or rank(row) != Rank.RESULT:
         return False
-    found = evidence_from_row(row)
+    found = row.evidence()
     return any(
         image.s3_bucket and (found[name].status if name in found else None) in _UNCHECKED
         for name, image in image_names(result)
     )
 
 
-def images_due(row: Mapping[str, Any]) -> bool:
+def images_due(row: Row) -> bool:
     """A kept result with an inline image that no saved file stands for."""
-    result = result_from_row(row)
+    result = row.result()
     if result is None or rank(row) != Rank.RESULT:
         return False
-    saved = paths_from_row(row)
+    saved = row.paths()
     return any(image.size is not None and name not in saved for name, image in image_names(result))
 
 
@@ -110,7 +102,7 @@ class LocalSteps:
     saver: ImageSaver | None = None
     spool: Spool | None = None
 
-    def due(self, row: Mapping[str, Any], *, upgrade: bool = False) -> bool:
+    def due(self, row: Row, *, upgrade: bool = False) -> bool:
         """Whether a kept row needs a local step this run can make.
 
         ``upgrade``: the row was made under settings without the step (a resume with
@@ -165,25 +157,22 @@ class LocalSteps:
             return None
         return problem
 
-    async def redo(self, row: Mapping[str, Any]) -> Row:
+    async def redo(self, row: Row) -> Row:
         """``row``'s kept answer with its local steps done again (no Rekognition call)."""
-        result = result_from_row(row)
+        result = row.result()
         assert result is not None, "only results have local steps"
-        evidence = evidence_from_row(row) or None
+        evidence = row.evidence() or None
         outcome = Outcome(
-            result.session_id, result, None, None, int(row.get("attempts") or 0),
-            row.get("fetched_at"), True, evidence,
-        )  # fmt: skip
+            result.session_id, result, None, None, row.attempts, row.fetched_at, True, evidence
+        )
         if self.evidence_store is not None and evidence_due(row):
             outcome = await self.check_evidence(outcome)
         elif evidence:
             outcome = with_evidence(outcome, evidence)
-        paths = paths_from_row(row)
+        paths = row.paths()
         if self.saver is not None and images_due(row):
             outcome = await self._save_spooled(outcome, paths)
-        new = outcome_row(outcome, paths)
-        new["checks"], new["checked_at"] = row.get("checks"), row.get("checked_at")
-        return new
+        return row.with_local_steps(Row.of(outcome, paths))
 
     async def _save_spooled(self, outcome: Outcome, paths: dict[str, str]) -> Outcome:
         """Save each unsaved inline image from the spool; say which could not be."""

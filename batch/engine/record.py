@@ -1,6 +1,6 @@
 """The last step of a session, and what makes a report whole: :class:`Recorder`.
 
-The recorder holds the run's :class:`~batch.store.ledger.Ledger` (the kept answer of
+The recorder holds the run's kept answers (:class:`~batch.store.ledger.Kept`: of
 every session the run touches: the existing report's row of it, the unfinished run's
 journal's, this run's) and its checkpoint journal. It merges what earlier runs knew
 (:meth:`Recorder.use_base`: only the report's rows of the run's sessions;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,12 @@ from batch.store.checkpoint import Journal, journal_path
 from batch.store.ledger import Kept, fold, gone_while_pending, marked_gone, pending, unresolved
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
-from batch.store.report import SCHEMA, Decorate, ReportWriter, outcome_row, revive
+from batch.store.report import SCHEMA, Decorate, ReportWriter
+from batch.store.row import Row
 from batch.store.seal import Seals
 from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
-
-Row = dict[str, Any]
 
 
 class Recorder:
@@ -99,11 +99,10 @@ class Recorder:
 
     # --- the kept answers -------------------------------------------------------------
 
-    def add(self, row: Mapping[str, Any]) -> Kept:
+    def add(self, row: Row) -> Kept:
         """Merge ``row`` into the session's kept answer (the row spilled); the kept answer."""
-        session_id = str(row["session_id"])
-        kept = fold(self._kept.get(session_id), row, self.spill.append(row))
-        self._kept[session_id] = kept
+        kept = fold(self._kept.get(row.session_id), row, self.spill.append(row))
+        self._kept[row.session_id] = kept
         return kept
 
     def get(self, session_id: str) -> Kept | None:
@@ -113,9 +112,10 @@ class Recorder:
         """The kept rows of ``session_ids`` (held ones), whole, in that order."""
         kept = [self._kept[sid] for sid in session_ids]
         rows = self.spill.take([k.where for k in kept])
-        for row, k in zip(rows, kept, strict=True):
-            row["checks"], row["checked_at"] = k.checks, k.checked_at
-        return rows
+        return [
+            replace(row, checks=k.checks, checked_at=k.checked_at)
+            for row, k in zip(rows, kept, strict=True)
+        ]
 
     def held(self) -> list[str]:
         """The sessions the run holds a kept answer of, in first-seen order."""
@@ -129,20 +129,20 @@ class Recorder:
         self.base = base
         self.load(rows_for(base, session_ids))
 
-    def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def load(self, rows: Iterable[Row]) -> None:
         """Merge rows an earlier run made (or invalid cells) into the kept answers."""
         for row in rows:
             self.add(row)
 
     def journaled(self) -> list[Row]:
         """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
-        return [revive(row) for row in self.journal.replay()]
+        return list(self.journal.replay())
 
-    def replay(self, rows: Iterable[Mapping[str, Any]]) -> None:
+    def replay(self, rows: Iterable[Row]) -> None:
         """Merge the journal's rows into the kept answers, after the report's."""
         self.load(rows)
 
-    def merge(self, rows: Iterable[Mapping[str, Any]]) -> int:
+    def merge(self, rows: Iterable[Row]) -> int:
         """Rows of another journal (``--merge-journal``): merged and journaled here, so
         they are this run's to keep; how many."""
         count = 0
@@ -155,26 +155,25 @@ class Recorder:
 
     def record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Kept:
         """One answer: merged, spilled and journaled; the session's kept answer now."""
-        kept = self.record_row(outcome_row(outcome, paths))
+        kept = self.record_row(Row.of(outcome, paths))
         if outcome.session_id not in self.finished:
             self.finished.add(outcome.session_id)
             self.tally.finished(outcome)
         return kept
 
-    def record_row(self, row: Mapping[str, Any]) -> Kept:
+    def record_row(self, row: Row) -> Kept:
         """A row made by this run (an answer, or a kept answer with a local step redone);
         a pending session that vanished keeps its last row, marked gone."""
-        session_id = str(row["session_id"])
-        old = self._kept.get(session_id)
+        old = self._kept.get(row.session_id)
         if old is not None and gone_while_pending(old, row):
-            row = marked_gone(self.rows([session_id])[0], row)
+            row = marked_gone(self.rows([row.session_id])[0], row)
         self.journal.append(row)
         return self.add(row)
 
-    def redone(self, row: Mapping[str, Any]) -> Kept:
+    def redone(self, row: Row) -> Kept:
         """A kept answer whose local steps were redone: recorded and counted."""
         kept = self.record_row(row)
-        self.finished.add(str(row["session_id"]))
+        self.finished.add(row.session_id)
         self.tally.done += 1
         return kept
 
@@ -185,7 +184,7 @@ class Recorder:
         leftovers = Counter[str]()
         for session_id in todo:
             if session_id not in self.finished:
-                kept = self.add(outcome_row(Outcome.not_attempted(session_id, why)))
+                kept = self.add(Row.of(Outcome.not_attempted(session_id, why)))
                 if kept.error_code == "NotAttempted":
                     leftovers["NotAttempted"] += 1
         return leftovers

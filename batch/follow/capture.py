@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batch import __version__
-from batch.aws.s3 import local_copy
 from batch.config import Settings
 from batch.engine.destination import default_work_dir
 from batch.engine.existing import read_existing
 from batch.engine.parts import Parts
 from batch.engine.pool import Pool, worker_pool
 from batch.engine.settle import Settler
+from batch.engine.staging import stage_plan
 from batch.engine.steps import SessionSteps
 from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
@@ -67,7 +67,8 @@ from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import Rank, rank, settled
 from batch.store.locations import Location, S3Url, is_s3, parse_location
-from batch.store.report import invalid_row, outcome_row
+from batch.store.report import invalid_row
+from batch.store.row import Row
 
 __all__ = ["Capture", "FollowSummary", "state_folder"]
 
@@ -212,7 +213,7 @@ class Capture:
             for sid, row in day.rows.items():
                 if settled(row):
                     continue  # held in its day: never asked again
-                if (row.get("fetched_at") or young) >= young and self.settings.settle > 0:
+                if (row.fetched_at or young) >= young and self.settings.settle > 0:
                     self.daybook.home[sid] = day.key
                     self._backlog.append(sid)
                     self._asked(sid)
@@ -220,7 +221,7 @@ class Capture:
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
         rows, _ = await read_existing(target, local, self.parts.store)
-        self.daybook.remember_settled(today, (str(r["session_id"]) for r in rows if settled(r)))
+        self.daybook.remember_settled(today, (r.session_id for r in rows if settled(r)))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -327,25 +328,14 @@ class Capture:
 
     async def _read(self, found: Found) -> Plan:
         s = self.settings
-        if isinstance(found.location, Path):
-            return await asyncio.to_thread(
-                read_plan, found.location, column=s.column, fmt=s.format, dialect=s.dialect
-            )
-        folder = private_dir(self.state / "inputs", mode=self.mode)
-        copy = await local_copy(self.parts.store, found.location, folder, "input")
-        try:
-            return await asyncio.to_thread(
-                read_plan,
-                copy,
-                column=s.column,
-                fmt=s.format,
-                origin=str(found.location),
-                dialect=s.dialect,
-            )
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(copy), str(found.location))) from None
-        finally:
-            copy.unlink(missing_ok=True)
+
+        def read(path: Path, origin: str | None) -> Plan:
+            return read_plan(path, column=s.column, fmt=s.format, origin=origin, dialect=s.dialect)
+
+        folder = self.state / "inputs"
+        return await stage_plan(
+            found.location, read, store=self.parts.store, folder=folder, mode=self.mode
+        )
 
     def _wanted(self, session_id: str) -> bool:
         """Not queued already, not held (being settled or answered), not settled in a day
@@ -379,10 +369,10 @@ class Capture:
             self._settle_wake.clear()
             await self._settle_wake.wait()
 
-    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def _record(self, outcome: Outcome, paths: Mapping[str, str] | None = None) -> Row:
         """An answer: journaled in its day, counted, settled or not, its file's tally; the
         row now kept for the session."""
-        row = outcome_row(outcome, paths)
+        row = Row.of(outcome, paths)
         _, kept = self.daybook.add(row, self._now())
         sid = outcome.session_id
         first = self._waiting.pop(sid, None)

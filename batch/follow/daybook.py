@@ -12,14 +12,13 @@ report that has its first answer. Each report being filled is a :class:`Day`:
 
 :meth:`Daybook.publish` merges a day's rows into the report as it is now (local file,
 or the S3 object and its ETag; streamed through, :mod:`batch.store.merge`), writes it
-atomically, uploads it with a conditional write, and merges again when another writer
-got there first. Settled rows then leave
+atomically and publishes it (:mod:`batch.engine.publish`: a conditional upload, merged
+again when another writer got there first). Settled rows then leave
 memory: a service running for days holds only what is not published or not settled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -31,13 +30,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from batch.aws.s3 import S3Store
-from batch.engine.existing import base_copy, fetch_base
-from batch.errors import ConflictError, PublishError
+from batch.engine.destination import Destination
+from batch.engine.publish import publish
 from batch.logs import LOGGER, event
 from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir, remove_stale
 from batch.store.ledger import Ledger, keep, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
+from batch.store.manifest import Manifest
 from batch.store.merge import (
     Base,
     check_base,
@@ -48,13 +48,13 @@ from batch.store.merge import (
     stream_merge,
 )
 from batch.store.report import SCHEMA, ReportWriter, check_output
+from batch.store.row import Row
 from batch.store.seal import Seals
 
 __all__ = ["Day", "Daybook", "publish_rows"]
 
 log = logging.getLogger(LOGGER)
 
-Row = dict[str, Any]
 Render = Callable[[datetime], str]  # a moment -> the report's location (the template filled)
 
 _RACES = 10  # conditional writes lost in a row before the publish is given up for now
@@ -144,7 +144,7 @@ class Daybook:
         journal = Journal.open(path, _identity(key), mode=self._mode)
         day = Day(key, target, local, journal, path)
         for row in journal.replay():
-            sid = str(row["session_id"])
+            sid = row.session_id
             day.rows[sid] = keep(day.rows.get(sid), row)
             day.changed = True
         self.days[key] = day
@@ -160,9 +160,9 @@ class Daybook:
 
     # --- answers --------------------------------------------------------------------
 
-    def add(self, row: Mapping[str, Any], now: datetime | None = None) -> tuple[Row | None, Row]:
+    def add(self, row: Row, now: datetime | None = None) -> tuple[Row | None, Row]:
         """Journal ``row`` and merge it into its session's day: (the kept row before, after)."""
-        sid = str(row["session_id"])
+        sid = row.session_id
         key = self.home.get(sid)
         if key is None:
             key = self.key_at(now or datetime.now(UTC))
@@ -258,7 +258,7 @@ class Daybook:
             day.journal.close()
 
 
-def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
+def _merged(base: Iterable[Row], rows: Iterable[Row]) -> Ledger:
     """The report's rows of our sessions with ours merged in.
 
     A row we hold already carries every answer we merged into it, the published one
@@ -267,7 +267,7 @@ def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
     """
     ledger = Ledger(base)
     for row in rows:
-        old = ledger.get(str(row["session_id"]))
+        old = ledger.get(row.session_id)
         if old is not None and rank(row) >= rank(old) and _moment(old) <= _moment(row):
             ledger.replace(row)
         else:
@@ -275,13 +275,13 @@ def _merged(base: Iterable[Row], rows: Iterable[Mapping[str, Any]]) -> Ledger:
     return ledger
 
 
-def _moment(row: Mapping[str, Any]) -> datetime:
-    moments = [m for m in (row.get("checked_at"), row.get("fetched_at")) if m is not None]
+def _moment(row: Row) -> datetime:
+    moments = [m for m in (row.checked_at, row.fetched_at) if m is not None]
     return max(moments) if moments else datetime.min.replace(tzinfo=UTC)
 
 
 async def publish_rows(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Row],
     target: Location,
     local: Path,
     store: S3Store | None,
@@ -292,55 +292,43 @@ async def publish_rows(
 ) -> int:
     """Merge ``rows`` into the report at ``target`` and publish it; its row count.
 
-    Local: under the report's run lock, written atomically. S3: written at ``local``,
-    uploaded with ``If-Match`` (the ETag read) or ``If-None-Match: *`` (a new key), and
-    merged again from the start when another writer won the race. Either way the report
-    is verified first (an edited one is refused: :class:`~batch.store.merge.EditedReportError`)
-    and streamed through (:mod:`batch.store.merge`): its other sessions and the columns
-    ``follow`` does not make (kept input columns, reconciliation, region) stay.
+    Local: under the report's run lock, written atomically. S3: written at ``local`` and
+    published (:func:`batch.engine.publish.publish`: a conditional upload, merged again
+    when another writer won the race). Either way the report is verified first (an
+    edited one is refused: :class:`~batch.store.merge.EditedReportError`) and streamed
+    through (:mod:`batch.store.merge`): its other sessions and the columns ``follow``
+    does not make (kept input columns, reconciliation, region) stay.
     """
     ours = list(rows)
-    for _ in range(_RACES):
-        if isinstance(target, Path):
-            with RunLock(target, mode=mode):
-                remove_stale(target)
-                return _write(read_base(target), ours, local, provenance, (mode, seals))
-        assert store is not None
-        base, etag = await fetch_base(target, local, store)
-        try:
-            count = _write(base, ours, local, provenance, (mode, seals), str(target))
-        finally:
-            base_copy(local).unlink(missing_ok=True)
-        try:
-            await store.upload(
-                local,
-                target,
-                metadata={"rows": str(count), "writer": "liveness-audit follow"},
-                if_match=etag,
-                if_none_match=etag is None,
-            )
-        except ConflictError:
-            log.info("another writer changed %s meanwhile: merging again", target)
-            continue
-        await asyncio.to_thread(local.unlink, True)  # the S3 object is the report now
-        return count
-    raise PublishError(f"{target} kept changing under {_RACES} publishes in a row; kept for later")
+    if isinstance(target, Path):
+        with RunLock(target, mode=mode):
+            remove_stale(target)
+            return _write(read_base(target), ours, local, provenance, (mode, seals)).rows
+    assert store is not None
+
+    def merge(base: Base) -> Manifest:
+        return _write(base, ours, local, provenance, (mode, seals), str(target))
+
+    destination = Destination(local, target)
+    metadata = {"writer": "liveness-audit follow"}
+    manifest = await publish(store, destination, merge, tries=_RACES, metadata=metadata)
+    return manifest.rows
 
 
 def _write(  # the merge's parts, named
     base: Base,
-    ours: list[Mapping[str, Any]],
+    ours: list[Row],
     local: Path,
     provenance: Mapping[str, Any],
     how: tuple[int, Seals | None],
     location: str | None = None,
-) -> int:
-    """Merge ``ours`` into ``base``, written at ``local``; the row count. ``how``: the
+) -> Manifest:
+    """Merge ``ours`` into ``base``, written at ``local``; its manifest. ``how``: the
     file mode and the seals (``location``: the report's, when not ``local`` itself)."""
     mode, seals = how
     location = location or str(local)
     check_base(base, accept=False, seals=seals, location=location)
-    ids = {str(row["session_id"]) for row in ours}
+    ids = {row.session_id for row in ours}
     ledger = _merged(rows_for(base, ids), ours)
     writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))
     try:
@@ -354,4 +342,4 @@ def _write(  # the merge's parts, named
     log.debug(
         "wrote %s (%d rows)", local, manifest.rows, extra=event("written", rows=manifest.rows)
     )
-    return manifest.rows
+    return manifest

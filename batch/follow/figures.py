@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batch.reports.metrics import gauge, write_textfile
 from batch.store.files import PRIVATE
-from batch.store.ledger import Rank, rank
+from batch.store.ledger import Answer, Rank, rank
 
 __all__ = ["STANDINGS", "Figures", "standing_of", "write_follow_metrics"]
 
@@ -113,7 +112,7 @@ _BY_RANK = {
 }
 
 
-def standing_of(row: Mapping[str, Any]) -> str:
+def standing_of(row: Answer) -> str:
     """Where a session stands by its kept row (one of :data:`STANDINGS`)."""
     return _BY_RANK.get(rank(row), "errors")
 

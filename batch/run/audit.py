@@ -5,11 +5,14 @@ The CLI builds an :class:`AuditRun` from the input and output locations and the
 :meth:`AuditRun.dry_run`, which only reads the plan). The run holds every part it uses,
 each built once: the plain ones (stop, retry policy, limiter, tally, breaker, display) at
 construction, the ones that do I/O (AWS session, S3 store, Rekognition client) inside the
-event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, in order:
+event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, in order,
+each handing the next what it leaves as a typed record (no phase sets an attribute that a
+later one reads): ``stage_input -> Plan``, the plan's parts built once (:class:`Frame`),
+``resume -> Resumed``, ``fetch -> AccessError | None``, ``finish -> Ending``, ``publish``:
 
-1. :meth:`~AuditRun.stage_input`: the plan (an S3 input is copied to the work directory);
-   an ``--output`` template resumes the report its unfinished run rendered
-   (:class:`~batch.run.resume.OutputRecord`);
+1. :meth:`~AuditRun.stage_input`: the plan (:func:`~batch.engine.staging.stage_plan`: an
+   S3 input is copied to the work directory); an ``--output`` template resumes the report
+   its unfinished run rendered (:class:`~batch.run.resume.OutputRecord`);
 2. :meth:`~AuditRun.resume`: the report is a ledger (:mod:`batch.store.ledger`): the
    existing report (an S3 one downloaded, its ETag remembered), the journal of an
    unfinished run and the invalid cells are merged, and
@@ -22,9 +25,10 @@ event loop on one :class:`~contextlib.AsyncExitStack`. Its phases are methods, i
    (:class:`~batch.engine.settle.Settler`);
 4. :meth:`~AuditRun.finish`: ``NotAttempted`` rows for what was left; the report written
    from the ledger (every session of every earlier run too) and committed;
-5. :meth:`~AuditRun.publish`: an S3 report uploaded conditionally (``If-Match`` the ETag
-   read, ``If-None-Match`` for a new key); a lost race downloads the other writer's
-   report, merges it and tries again (kept locally if that fails).
+5. :meth:`~AuditRun.publish`: an S3 report uploaded conditionally
+   (:mod:`batch.engine.publish`: ``If-Match`` the ETag read, ``If-None-Match`` for a new
+   key); a lost race downloads the other writer's report, merges it and tries again (kept
+   locally if that fails).
 
 The journal is removed only when the run left nothing to ask and its report is committed
 (and uploaded). The run's report lock is held from resume to publish; signals and the
@@ -38,9 +42,9 @@ import logging
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,13 +52,14 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from batch import __version__
-from batch.aws.s3 import S3Store, local_copy
+from batch.aws.s3 import S3Store
 from batch.config import Settings
 from batch.engine.destination import Destination, default_work_dir, destination_for
 from batch.engine.existing import base_copy, fetch_base
 from batch.engine.local import LocalSteps
 from batch.engine.parts import Parts
 from batch.engine.progress import BarDisplay, LogDisplay, summary_line
+from batch.engine.publish import Merge, Merged, publish
 from batch.engine.record import Recorder
 from batch.engine.regions import (
     Routes,
@@ -62,13 +67,12 @@ from batch.engine.regions import (
     with_regions,
 )
 from batch.engine.settle import Settler
+from batch.engine.staging import stage_plan
 from batch.engine.steps import SessionSteps
 from batch.engine.stops import Stop, orderly_stops
 from batch.errors import (
     AccessError,
     AuditError,
-    ConflictError,
-    InputError,
     OutputError,
     PublishError,
     ServiceError,
@@ -80,7 +84,7 @@ from batch.model import QuotaUse, RunSummary
 from batch.reconcile import Annotator
 from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_header
 from batch.store.checkpoint import RunLock, journal_path, read_journal
-from batch.store.files import parse_mode, private_dir, remove_stale
+from batch.store.files import parse_mode, remove_stale
 from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
 from batch.store.locations import Location, S3Url, is_s3
@@ -89,7 +93,15 @@ from batch.store.merge import Base, check_base, earlier_edits, lean_reads, read_
 from batch.store.report import invalid_row, read_rows, report_schema
 from batch.store.seal import Seals
 
-__all__ = ["AuditRun", "Destination", "plan_counts", "publish"]
+__all__ = [
+    "AuditRun",
+    "Destination",
+    "Ending",
+    "Frame",
+    "Resumed",
+    "plan_counts",
+    "publish_or_keep",
+]
 
 log = logging.getLogger(LOGGER)
 
@@ -106,19 +118,20 @@ def plan_counts(plan: Plan) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Ending:
-    """What :meth:`AuditRun.finish` leaves: the committed report and the last counts."""
+class Frame:
+    """What the phases after staging work with, built once the plan is known: the
+    plan, where the report goes, its recorder, the local steps, each session's region
+    and what completes the rows (kept columns, reconciliation), and when the run began."""
 
-    manifest: Manifest
-    leftovers: Counter[str]  # NotAttempted and InvalidSessionId rows, by code
-    line: str
-    wall: float
-    aborted: AccessError | None
-    quota: QuotaUse | None = None
-
-    @property
-    def left(self) -> int:
-        return self.leftovers["NotAttempted"]
+    plan: Plan
+    destination: Destination
+    recorder: Recorder
+    local: LocalSteps
+    routes: Routes | None  # --region-column: each session's region
+    annotator: Annotator
+    header: dict[str, Any]  # the journal's header: what the rows are made with
+    started_at: datetime
+    start: float  # the loop's clock at the start, for the wall time
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,34 @@ class Remote:
 
     etag: str | None = None
     known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What :meth:`AuditRun.resume` leaves: the S3 report as read, the work left, and the
+    edits of the report merged into (earlier runs' accepted ones, and this run's)."""
+
+    remote: Remote
+    work: Work
+    edits: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What :meth:`AuditRun.finish` leaves: the committed report, its provenance and the
+    last counts."""
+
+    manifest: Manifest
+    leftovers: Counter[str]  # NotAttempted and InvalidSessionId rows, by code
+    line: str
+    wall: float
+    aborted: AccessError | None
+    quota: QuotaUse | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def left(self) -> int:
+        return self.leftovers["NotAttempted"]
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -146,10 +187,12 @@ class AuditRun:
         fresh: bool = False,
         budget: float | None = None,
         template: str | None = None,
+        merge_journal: Path | None = None,
     ) -> None:
         self.source, self.target, self.settings = source, target, settings
         self.fresh, self.budget = fresh, budget
         self.template = template  # the --output as given, before {date}/{time} were filled
+        self.merge_journal = merge_journal  # --merge-journal: an old journal's answers
         self.work_dir = settings.work_dir or default_work_dir()
         self.mode = parse_mode(settings.file_mode)  # of every file that holds answers
         self.run_id = uuid.uuid4().hex
@@ -163,14 +206,6 @@ class AuditRun:
             if bar
             else LogDisplay(self.tally, interval=settings.log_interval)
         )
-        self._annotator: Annotator | None = None
-        self.routes: Routes | None = None  # --region-column: each session's region
-        self.local = LocalSteps()
-        self._record: OutputRecord | None = None
-        self._provenance_now: dict[str, Any] = {}
-        self._edits: list[dict[str, Any]] = []  # edited reports merged into, by whom
-        self._input_sha256 = ""
-        self.merge_journal: Path | None = None  # --merge-journal: an old journal's answers
 
     def needs_s3(self) -> bool:
         settings = self.settings
@@ -190,10 +225,10 @@ class AuditRun:
         """All the phases, under orderly stops; the run's summary."""
         async with self._stack:
             plan = await self.stage_input()
-            self.target = self._resumed_target(plan)
-            destination = destination_for(self.target, self.work_dir, mode=self.mode)
-            if isinstance(self.target, S3Url):
-                await self.parts.s3().check_bucket(self.target.bucket)
+            target, record = self._resumed_target(plan)
+            destination = destination_for(target, self.work_dir, mode=self.mode)
+            if isinstance(target, S3Url):
+                await self.parts.s3().check_bucket(target.bucket)
             log.info(
                 "plan: %s",
                 plan_counts(plan),
@@ -202,38 +237,24 @@ class AuditRun:
             async with orderly_stops(
                 self.stop, drain_timeout=self.settings.drain_timeout, budget=self.budget
             ):
-                return await self._audit(plan, destination)
+                return await self._audit(plan, destination, record)
 
-    async def _audit(self, plan: Plan, destination: Destination) -> RunSummary:
-        """Resume -> fetch -> finish -> publish, holding the report's lock."""
+    async def _audit(
+        self, plan: Plan, destination: Destination, record: OutputRecord | None
+    ) -> RunSummary:
+        """Resume -> fetch -> finish -> publish, holding the report's lock; each phase
+        hands the next what it leaves."""
         started_at, start = datetime.now(UTC), asyncio.get_running_loop().time()
         self.tally.total = len(plan.valid)
-        self.local = self.parts.local_steps(self.work_dir, str(destination))
         with RunLock(destination.local, mode=self.mode):
             remove_stale(destination.local)
-            schema, self._annotator = self._annotate(plan)
-            self.routes = route(plan, self.settings.region_column)
-            header = row_header(plan, self.settings)
-            own = self.merge_journal is not None and _same_path(
-                self.merge_journal, journal_path(destination.local)
-            )
-            recorder = Recorder.open(
-                destination.local,
-                header,
-                self.tally,
-                must_match=() if own else MUST_MATCH,  # merged on purpose: its header goes
-                batch_rows=self.settings.batch_rows,
-                mode=self.mode,
-                schema=schema,
-                decorate=with_regions(self.routes, self._annotator),
-            )
-            recorder.seals = Seals(self.work_dir / "seals", mode=self.mode)
-            recorder.location = str(destination)
+            frame = self._frame(plan, destination, started_at, start)
+            recorder = frame.recorder
             try:
-                remote, work = await self.resume(plan, destination, recorder, header)
-                aborted = await self.fetch(work, recorder) if work else None
-                ending = self.finish(plan, work, recorder, aborted, started_at, start)
-                ending, publish_error = await self.publish(destination, ending, recorder, remote)
+                resumed = await self.resume(frame)
+                aborted = await self.fetch(frame, resumed.work) if resumed.work else None
+                ending = self.finish(frame, resumed, aborted)
+                ending, publish_error = await self.publish(frame, resumed, ending)
             except BaseException:
                 recorder.abandon()
                 raise
@@ -247,70 +268,71 @@ class AuditRun:
                 and publish_error is None
             )
             recorder.close(remove=complete)
-            if complete and self._record is not None:
-                self._record.forget()
-        return self._summary(plan, destination, ending, publish_error)
+            if complete and record is not None:
+                record.forget()
+        return self._summary(frame, ending, publish_error)
+
+    def _frame(
+        self, plan: Plan, destination: Destination, started_at: datetime, start: float
+    ) -> Frame:
+        """The parts of this plan: local steps, regions, annotator and the recorder (last:
+        what may refuse the settings does so before a file is opened)."""
+        local = self.parts.local_steps(self.work_dir, str(destination))
+        schema, annotator = self._annotate(plan)
+        routes = route(plan, self.settings.region_column)
+        header = row_header(plan, self.settings)
+        own = self.merge_journal is not None and _same_path(
+            self.merge_journal, journal_path(destination.local)
+        )
+        recorder = Recorder.open(
+            destination.local,
+            header,
+            self.tally,
+            must_match=() if own else MUST_MATCH,  # merged on purpose: its header goes
+            batch_rows=self.settings.batch_rows,
+            mode=self.mode,
+            schema=schema,
+            decorate=with_regions(routes, annotator),
+        )
+        recorder.seals = Seals(self.work_dir / "seals", mode=self.mode)
+        recorder.location = str(destination)
+        return Frame(
+            plan, destination, recorder, local, routes, annotator, header, started_at, start
+        )
 
     # --- the phases -------------------------------------------------------------------
 
     async def stage_input(self) -> Plan:
-        """The input's plan; an S3 input is copied to the work directory and read there."""
+        """The input's plan (:func:`~batch.engine.staging.stage_plan`: an S3 input is
+        copied to the work directory and read there)."""
         if self.needs_s3():
             await self.parts.open_s3()
         settings = self.settings
-        if isinstance(self.source, Path):
-            return read_plan(
-                self.source,
-                column=settings.column,
-                fmt=settings.format,
-                keep=settings.input_columns,
-                flags=settings.column_flags,
-                dialect=settings.dialect,
-            )
-        url = self.source
-        # A name of its own per run (the original name last: it tells the format).
-        local = await local_copy(
-            self.parts.store, url, private_dir(self.work_dir / "inputs", mode=self.mode), "input"
-        )
-        try:
-            return read_plan(
-                local,
-                column=settings.column,
-                fmt=settings.format,
-                origin=str(url),
-                keep=settings.input_columns,
-                flags=settings.column_flags,
-                dialect=settings.dialect,
-            )
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(local), str(url))) from None
-        finally:
-            local.unlink(missing_ok=True)
 
-    async def resume(
-        self, plan: Plan, destination: Destination, recorder: Recorder, header: dict[str, Any]
-    ) -> tuple[Remote, Work]:
+        def read(path: Path, origin: str | None) -> Plan:
+            return read_plan(
+                path,
+                column=settings.column,
+                fmt=settings.format,
+                origin=origin,
+                keep=settings.input_columns,
+                flags=settings.column_flags,
+                dialect=settings.dialect,
+            )
+
+        folder = self.work_dir / "inputs"
+        return await stage_plan(
+            self.source, read, store=self.parts.store, folder=folder, mode=self.mode
+        )
+
+    async def resume(self, frame: Frame) -> Resumed:
         """The existing report (verified; only its rows of this run's sessions read), the
         journal and the invalid cells merged; the work left."""
+        plan, destination, recorder = frame.plan, frame.destination, frame.recorder
         journaled = recorder.journaled()
-        resumed_ids = {str(row["session_id"]) for row in journaled}
+        resumed_ids = {row.session_id for row in journaled}
         wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
-        remote = Remote()
-        if destination.remote is not None:
-            try:
-                remote = await self._merge_remote(destination, recorder, wanted)
-            except ServiceError as exc:  # S3 down: fetch now (answers expire), merge later
-                log.warning(
-                    "cannot read the existing report %s (%s): fetching anyway; it is merged "
-                    "before the upload",
-                    destination,
-                    exc,
-                )
-                remote = Remote(known=False)
-            if destination.local.exists():  # a report whose upload failed: every row
-                recorder.load(read_rows(destination.local))
-        else:
-            self._check_base(recorder, read_base(destination.local), wanted)
+        remote, edits = await self._read_report(destination, recorder, wanted)
         recorder.replay(journaled)
         if self.merge_journal is not None and not _same_path(
             recorder.journal.path, self.merge_journal
@@ -324,16 +346,39 @@ class AuditRun:
         work = plan_work(
             plan,
             recorder,
-            self.local,
+            frame.local,
             self.tally,
             fresh=self.fresh,
             resumed=resumed,
             previous=recorder.journal.previous,
-            header=header,
+            header=frame.header,
             journaled=resumed_ids,
         )
         self._say_resumed(destination, work)
-        return remote, work
+        return Resumed(remote, work, tuple(edits))
+
+    async def _read_report(
+        self, destination: Destination, recorder: Recorder, wanted: Collection[str]
+    ) -> tuple[Remote, list[dict[str, Any]]]:
+        """The report at the destination merged from (its rows of ``wanted``): the S3
+        object as read, and the edits of the report."""
+        if destination.remote is None:
+            return Remote(), self._check_base(recorder, read_base(destination.local), wanted)
+        remote, edits = Remote(known=False), []
+        try:
+            base, etag = await fetch_base(destination.remote, destination.local, self.parts.s3())
+            edits = self._check_base(recorder, base, wanted)
+            remote = Remote(etag)
+        except ServiceError as exc:  # S3 down: fetch now (answers expire), merge later
+            log.warning(
+                "cannot read the existing report %s (%s): fetching anyway; it is merged "
+                "before the upload",
+                destination,
+                exc,
+            )
+        if destination.local.exists():  # a report whose upload failed: every row
+            recorder.load(read_rows(destination.local))
+        return remote, edits
 
     def _say_resumed(self, destination: Destination, work: Work) -> None:
         tally = self.tally
@@ -348,9 +393,12 @@ class AuditRun:
                 len(work.ask),
             )
 
-    def _check_base(self, recorder: Recorder, base: Base, wanted: Collection[str]) -> None:
+    def _check_base(
+        self, recorder: Recorder, base: Base, wanted: Collection[str]
+    ) -> list[dict[str, Any]]:
         """Verify the report merged into (an edited one is refused, or accepted and
-        recorded), then take its schema and its rows of ``wanted`` into the recorder."""
+        recorded), then take its schema and its rows of ``wanted`` into the recorder; the
+        report's edits: earlier runs' and the one accepted now."""
         accepted = check_base(
             base,
             accept=self.settings.accept_edited_report,
@@ -365,27 +413,18 @@ class AuditRun:
             )
             accepted = {"run_id": self.run_id, "at": datetime.now(UTC).isoformat(), **accepted}
         history = earlier_edits(base)
-        self._edits = [*history, accepted] if accepted is not None else history
         recorder.use_base(base, wanted)
+        return [*history, accepted] if accepted is not None else history
 
-    async def _merge_remote(
-        self, destination: Destination, recorder: Recorder, wanted: Collection[str]
-    ) -> Remote:
-        """The S3 report copied beside the local one and merged from (its rows of
-        ``wanted`` into the ledger); its ETag (None: no such key)."""
-        assert destination.remote is not None
-        base, etag = await fetch_base(destination.remote, destination.local, self.parts.s3())
-        self._check_base(recorder, base, wanted)
-        return Remote(etag)
-
-    async def fetch(self, work: Work, recorder: Recorder) -> AccessError | None:
+    async def fetch(self, frame: Frame, work: Work) -> AccessError | None:
         """Ask or redo ``work`` through the worker pool, settling pending sessions; the
         error that aborted the run, if one did.
 
         A failed local write (:class:`StorageError`: the disk is full) stops the run and is
         raised once the pool is done: the report cannot be written, the journal is kept.
         """
-        steps = SessionSteps(await self.parts.fetcher(self.routes), recorder.record, self.local)
+        fetcher = await self.parts.fetcher(frame.routes)
+        steps = SessionSteps(fetcher, frame.recorder.record, frame.local)
         settings = self.settings
         settler = Settler(
             interval=settings.settle_interval,
@@ -393,7 +432,7 @@ class AuditRun:
             stopping=lambda: bool(self.stop),
         )
         self.tally.waiting_now = lambda: settler.waiting
-        handle = self._handler(steps, work, recorder, settler)
+        handle = self._handler(steps, frame, work, settler)
         aborted: AccessError | None = None
         storage: StorageError | None = None
         try:
@@ -427,98 +466,79 @@ class AuditRun:
         return aborted
 
     def _handler(
-        self, steps: SessionSteps, work: Work, recorder: Recorder, settler: Settler
+        self, steps: SessionSteps, frame: Frame, work: Work, settler: Settler
     ) -> Callable[[str], Awaitable[None]]:
         """What a worker does with a session: ask it, or redo the local steps of its kept
         answer; then the settler hears whether it is still pending."""
         redo = dict(work.redo)
+        recorder, local = frame.recorder, frame.local
 
         async def handle(session_id: str) -> None:
             row = redo.pop(session_id, None)
             if row is None:
                 kept = await steps(session_id)
             else:
-                kept = recorder.redone(await self.local.redo(row))
+                kept = recorder.redone(await local.redo(row))
             settler.answered(session_id, pending=pending(kept))
 
         return handle
 
-    def finish(  # the phase's inputs, named
-        self,
-        plan: Plan,
-        work: Work,
-        recorder: Recorder,
-        aborted: AccessError | None,
-        started_at: datetime,
-        start: float,
-    ) -> Ending:
+    def finish(self, frame: Frame, resumed: Resumed, aborted: AccessError | None) -> Ending:
         """``NotAttempted`` rows for what was left; the report committed with its provenance."""
+        plan, recorder = frame.plan, frame.recorder
         self.stop.fetched = True
-        leftovers = recorder.leftovers(work.sessions(), self.stop.reason)
+        leftovers = recorder.leftovers(resumed.work.sessions(), self.stop.reason)
         recorder.count(plan.valid)
         if plan.invalid:
             leftovers["InvalidSessionId"] = len(plan.invalid)
-        wall = asyncio.get_running_loop().time() - start
+        wall = asyncio.get_running_loop().time() - frame.start
         quota = self.parts.quota_use(wall)
         line = summary_line(self.tally, wall=wall, extra=leftovers, quota=quota)
         line += self.parts.regional.line() if self.parts.regional is not None else ""
-        self._provenance_now = self._provenance(plan, started_at=started_at, line=line, quota=quota)
-        self._input_sha256 = plan.sha256
+        provenance = self._provenance(frame, resumed.edits, line=line, quota=quota)
         try:
-            manifest = recorder.commit(self._provenance_now, input_sha256=plan.sha256)
+            manifest = recorder.commit(provenance, input_sha256=plan.sha256)
         except OutputError as exc:  # answers are in hand: never "nothing was fetched" (2)
             raise StorageError(
                 f"{exc}; the run stopped, keeping what was journaled: fix it and rerun the "
                 "same command to resume",
                 path=str(recorder.report),
             ) from None
-        return Ending(manifest, leftovers, line, wall, aborted, quota)
+        return Ending(manifest, leftovers, line, wall, aborted, quota, provenance)
 
     async def publish(
-        self, destination: Destination, ending: Ending, recorder: Recorder, remote: Remote
+        self, frame: Frame, resumed: Resumed, ending: Ending
     ) -> tuple[Ending, AuditError | None]:
-        """Upload an S3 report conditionally; on a lost race merge the other writer's
-        report and try again. The ending (its manifest may change) and the error that
-        kept the report local, if any."""
+        """Upload an S3 report (:func:`publish_or_keep`); on a lost race the other
+        writer's report is merged into the ledger and the report committed again. The
+        ending (its manifest may change) and the error that kept the report local."""
+        destination, recorder = frame.destination, frame.recorder
         if destination.remote is None:
             return ending, None
-        for _ in range(PUBLISH_TRIES):
-            if not remote.known:  # not read at the start, or changed since: merge it first
-                try:
-                    remote = await self._merge_remote(destination, recorder, recorder.held())
-                except AccessError as exc:
-                    return ending, AccessError(f"{_kept(destination)} ({exc})", code=exc.code)
-                except (ServiceError, InputError, OutputError, UsageError) as exc:
-                    return ending, PublishError(f"{_kept(destination)} (reading it: {exc})")
-                manifest = recorder.commit(self._provenance_now, input_sha256=self._input_sha256)
-                ending = replace(ending, manifest=manifest)
-            try:
-                error = await publish(
-                    self.parts.s3(),
-                    destination,
-                    ending.manifest,
-                    self.run_id,
-                    if_match=remote.etag,
-                    if_none_match=remote.etag is None,
-                )
-            except ConflictError:
-                log.info("another run wrote %s meanwhile: merging its answers", destination)
-                remote = Remote(known=False)
-                continue
-            return ending, error
-        return ending, PublishError(
-            f"{_kept(destination)}: other runs kept writing it ({PUBLISH_TRIES} tries)"
+        manifests = [ending.manifest]
+
+        def merge(base: Base) -> Manifest:
+            self._check_base(recorder, base, recorder.held())
+            manifests.append(recorder.commit(ending.provenance, input_sha256=frame.plan.sha256))
+            return manifests[-1]
+
+        remote = resumed.remote
+        merged = Merged(ending.manifest, remote.etag) if remote.known else None
+        error = await publish_or_keep(
+            self.parts.s3(), destination, merge, merged=merged, run_id=self.run_id
         )
+        return replace(ending, manifest=manifests[-1]), error
 
     # --- the parts --------------------------------------------------------------------
 
-    def _resumed_target(self, plan: Plan) -> Location:
-        """The report an unfinished run of this ``--output`` template wrote, if any."""
+    def _resumed_target(self, plan: Plan) -> tuple[Location, OutputRecord | None]:
+        """The report an unfinished run of this ``--output`` template wrote, if any, and
+        the record of the template's report (forgotten once the run is complete)."""
         template = self.template
         if template is None or template == str(self.target):
-            return self.target
-        self._record = OutputRecord(self.work_dir, template, plan, mode=self.mode)
-        earlier = self._record.recorded()
+            return self.target, None
+        record = OutputRecord(self.work_dir, template, plan, mode=self.mode)
+        earlier = record.recorded()
         if earlier is not None and earlier != self.target:
             local = destination_for(earlier, self.work_dir, mode=self.mode).local
             if journal_path(local).exists():
@@ -528,9 +548,9 @@ class AuditRun:
                     earlier,
                     self.target,
                 )
-                return earlier
-        self._record.remember(self.target)
-        return self.target
+                return earlier, record
+        record.remember(self.target)
+        return self.target, record
 
     # --- the parts --------------------------------------------------------------------
 
@@ -555,13 +575,19 @@ class AuditRun:
         return schema, annotator
 
     def _provenance(
-        self, plan: Plan, *, started_at: datetime, line: str, quota: QuotaUse | None
+        self,
+        frame: Frame,
+        edits: Sequence[dict[str, Any]],
+        *,
+        line: str,
+        quota: QuotaUse | None,
     ) -> dict[str, Any]:
+        plan = frame.plan
         return {
             "tool": "liveness-audit",
             "tool_version": __version__,
             "run_id": self.run_id,
-            "started_at": started_at.isoformat(),
+            "started_at": frame.started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "input_path": plan.origin,
             "input_sha256": plan.sha256,
@@ -574,28 +600,24 @@ class AuditRun:
             "quota": None if quota is None else quota.as_dict(),
             "pool": {"ceiling": self.parts.gate.ceiling, "in_flight_max": self.parts.gate.most},
             "summary": line,
-            **self._regions(),
-            **({"accepted_edits": self._edits} if self._edits else {}),
+            **self._regions(frame.routes),
+            **({"accepted_edits": list(edits)} if edits else {}),
         }
 
-    def _regions(self) -> dict[str, Any]:
+    def _regions(self, routes: Routes | None) -> dict[str, Any]:
         """The provenance's ``regions`` (a run across regions): sessions and calls of each."""
-        if self.routes is None:
+        if routes is None:
             return {}
         calls = self.parts.regional.counts() if self.parts.regional is not None else {}
-        return {"regions": {"sessions": self.routes.counts(), "calls": calls}}
+        return {"regions": {"sessions": routes.counts(), "calls": calls}}
 
     def _summary(
-        self,
-        plan: Plan,
-        destination: Destination,
-        ending: Ending,
-        publish_error: AuditError | None,
+        self, frame: Frame, ending: Ending, publish_error: AuditError | None
     ) -> RunSummary:
-        tally = self.tally
+        tally, plan = self.tally, frame.plan
         return RunSummary(
             run_id=self.run_id,
-            report=str(destination),
+            report=str(frame.destination),
             sessions=len(plan.valid) + len(plan.invalid),
             unresolved=tally.unresolved,
             not_attempted=ending.left,
@@ -610,41 +632,32 @@ class AuditRun:
             manifest=ending.manifest,
             publish_error=publish_error,
             quota=ending.quota,
-            reconciliation=self._annotator.counts() if self._annotator else None,
+            reconciliation=frame.annotator.counts(),
             kept_conflicts=plan.conflicts,
             pending=tally.pending,
             settle=self.settings.settle,
         )
 
 
-async def publish(
+async def publish_or_keep(
     store: S3Store,
     destination: Destination,
-    manifest: Manifest,
-    run_id: str,
+    merge: Merge,
     *,
-    if_match: str | None = None,
-    if_none_match: bool = False,
+    merged: Merged | None,
+    run_id: str,
 ) -> AuditError | None:
-    """Upload the committed report; on failure keep it (and the checkpoint) locally.
-
-    ``if_match`` / ``if_none_match`` make the upload conditional; a lost race raises
-    :class:`~batch.errors.ConflictError` for the caller to merge and try again.
-    """
-    assert destination.remote is not None
-    metadata = {
-        "rows": str(manifest.rows),
-        "rows-sha256": manifest.rows_sha256,
-        "input-sha256": manifest.input_sha256,
-        "run-id": run_id,
-    }
+    """Publish the committed report (:func:`batch.engine.publish.publish`); on failure
+    keep it (and the checkpoint) locally: the error says where, and that a rerun of the
+    same command uploads it without asking Rekognition again."""
     try:
-        await store.upload(
-            destination.local,
-            destination.remote,
-            metadata=metadata,
-            if_match=if_match,
-            if_none_match=if_none_match,
+        await publish(
+            store,
+            destination,
+            merge,
+            merged=merged,
+            tries=PUBLISH_TRIES,
+            metadata={"run-id": run_id},
         )
     except asyncio.CancelledError:
         # A second signal: stop at once, but say where the report is; nothing is lost.
@@ -655,17 +668,13 @@ async def publish(
             f"stopped during the upload to {destination.remote}; the report is complete at "
             f"{destination.local} and a rerun of the same command uploads it"
         )
-    except ConflictError:
-        raise
-    except (ServiceError, AccessError) as exc:
+    except (ServiceError, AccessError, UsageError, PublishError) as exc:
         kept = f"{_kept(destination)} ({exc}); a rerun of the same command uploads it"
         where = event("upload_failed", report=str(destination.local))
         log.error("%s", kept, extra=where)  # noqa: TRY400  # one line; no traceback in cron mail
         if isinstance(exc, AccessError):
             return AccessError(kept, code=exc.code)
         return PublishError(kept)
-    destination.local.unlink(missing_ok=True)  # the S3 object is the report now
-    log.info("uploaded the report to %s", destination.remote)
     return None
 
 

@@ -38,6 +38,7 @@ from batch.store.files import atomic_write, private_dir
 from batch.store.inputs import Plan
 from batch.store.ledger import Answer, local_steps_due, settled
 from batch.store.locations import Location, parse_s3_url
+from batch.store.row import Row
 
 __all__ = ["MUST_MATCH", "OutputRecord", "Work", "identity", "plan_work", "row_header"]
 
@@ -97,7 +98,7 @@ class Work:
     """The sessions a run asks (``ask``) and those it only redoes locally (``redo``)."""
 
     ask: list[str] = field(default_factory=list)
-    redo: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    redo: dict[str, Row] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ask) + len(self.redo)
@@ -119,7 +120,7 @@ class Known(Protocol):
 
     def get(self, session_id: str) -> Answer | None: ...
 
-    def rows(self, session_ids: Sequence[str]) -> list[dict[str, Any]]: ...
+    def rows(self, session_ids: Sequence[str]) -> list[Row]: ...
 
 
 def plan_work(  # the run's inputs, named
@@ -156,7 +157,7 @@ def plan_work(  # the run's inputs, named
             work.ask.append(session_id)
         else:
             from_report = session_id not in journaled
-            tally.replayed(row.get("status"), row.get("error_code"), from_report=from_report)
+            tally.replayed(row.status, row.error_code, from_report=from_report)
     if upgraded:
         log.warning(
             "the unfinished run's answers were made without %s: bringing them up to date "

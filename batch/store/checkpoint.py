@@ -45,9 +45,9 @@ from typing import IO, Any, Self
 import pyarrow as pa
 
 from batch.errors import CheckpointError, OutputError, StorageError
-from batch.store.encoding import json_default, revive
+from batch.store.encoding import json_default
 from batch.store.files import PRIVATE, atomic_write, open_private, storage_error
-from batch.store.report import SCHEMA
+from batch.store.row import SCHEMA, Row
 
 __all__ = ["Journal", "RunLock", "journal_path", "read_journal"]
 
@@ -56,7 +56,7 @@ _READABLE = (1, 2)  # version 1 headers named the input only
 _SYNC_ROWS = 100
 _SYNC_SECONDS = 1.0
 _CHECK_ROWS = 1000  # journal rows checked against the report's schema at a time
-# what converting a row that does not fit the schema raises (pyarrow, revive, _row)
+# what converting a row that does not fit the schema raises (pyarrow, Row.from_flat, _row)
 _UNFIT = (pa.ArrowException, TypeError, ValueError, AttributeError, KeyError)
 
 
@@ -149,15 +149,17 @@ class Journal:
             raise
         return cls(path, file, replay_end=end, sync=sync, previous=previous)
 
-    def replay(self) -> Iterator[dict[str, Any]]:
-        """The rows journaled by earlier runs, in order, revived (datetimes again).
+    def replay(self) -> Iterator[Row]:
+        """The rows journaled by earlier runs, in order, parsed by their declared types
+        (:meth:`~batch.store.row.Row.from_flat`: a journal of an earlier version reads the
+        same: the lines are a row's columns as JSON).
 
         Rows are checked against the report's schema a chunk at a time: a row that could
         not be written to the report (a journal from a damaged disk, or edited) raises
         :class:`CheckpointError` naming the journal and the line, never a traceback at
         the report's next flush.
         """
-        chunk: list[tuple[int, Any]] = []
+        chunk: list[tuple[int, object]] = []
         if self._replay_end == 0:
             return  # a lazy journal not made yet: nothing earlier
         with self.path.open(encoding="utf-8") as f:
@@ -174,14 +176,14 @@ class Journal:
                     chunk = []
         yield from self._checked(chunk)
 
-    def _checked(self, chunk: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+    def _checked(self, chunk: list[tuple[int, object]]) -> list[Row]:
         try:
             rows = [_row(value) for _, value in chunk]
-            pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
+            _fits(rows)
         except _UNFIT:
             for number, value in chunk:  # find the first row that does not fit
                 try:
-                    pa.RecordBatch.from_pylist([_row(value)], schema=SCHEMA)
+                    _fits([_row(value)])
                 except _UNFIT as exc:
                     raise CheckpointError(
                         f"checkpoint {self.path} line {number} holds a row the report cannot "
@@ -191,7 +193,7 @@ class Journal:
             raise  # the chunk failed but no single row did: not the rows' fault
         return rows
 
-    def append(self, row: Mapping[str, Any]) -> None:
+    def append(self, row: Row) -> None:
         """Journal one finished row; :class:`StorageError` once a write or fsync failed.
 
         After a failure nothing more is appended (a line after a torn one would damage
@@ -199,7 +201,8 @@ class Journal:
         """
         if self._failure is not None:  # an earlier write, or the fsync thread, failed
             raise self._failure
-        line = json.dumps(row, default=json_default, separators=(",", ":")) + "\n"
+        values = row.flat(extras=False)
+        line = json.dumps(values, default=json_default, separators=(",", ":")) + "\n"
         try:
             if self._file is None:
                 self._file = self._create()
@@ -297,7 +300,7 @@ class Journal:
             raise failure
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
+def read_journal(path: Path) -> list[Row]:
     """The rows of the journal at ``path``, whatever its header (``--merge-journal``);
     CheckpointError when it is missing or no journal of this tool."""
     try:
@@ -310,10 +313,15 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return list(Journal(path, None, replay_end=found[0]).replay())
 
 
-def _row(value: Any) -> dict[str, Any]:
+def _row(value: object) -> Row:
     if not isinstance(value, dict):
         raise TypeError(f"a row must be a JSON object, got {type(value).__name__}")
-    return revive(value)
+    return Row.from_flat(value)
+
+
+def _fits(rows: list[Row]) -> None:
+    """The rows go into the report's columns (what Arrow refuses raises)."""
+    pa.RecordBatch.from_pylist([row.flat(extras=False) for row in rows], schema=SCHEMA)
 
 
 def _header_line(header: Mapping[str, Any]) -> str:

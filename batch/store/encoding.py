@@ -4,7 +4,8 @@ Written once here, read by the checkpoint (rows as JSON lines), the manifest (ro
 canonical JSON for hashing) and the report (provenance and manifest in the footer):
 
 - :func:`json_default` spells a datetime as ISO 8601 (and bytes as hex) for ``json.dumps``;
-  :func:`revive` turns a row read back from JSON into one with datetimes again.
+  a row read back from JSON is parsed by its declared types
+  (:meth:`batch.store.row.Row.from_flat`: timestamps are datetimes again).
 - :func:`read_footer` reads one key of a Parquet file's key-value metadata, with one error
   (:class:`~batch.errors.InputError`) for a file that is not Parquet or lacks the key.
 """
@@ -13,46 +14,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
 
-__all__ = ["TIMESTAMP_FIELDS", "json_default", "read_footer", "revive"]
-
-# The report's timestamp columns: top level, and inside each image (reference_ + name).
-TIMESTAMP_FIELDS = ("fetched_at", "checked_at")
-_IMAGE_TIMESTAMPS = ("evidence_last_modified",)
+__all__ = ["json_default", "read_footer"]
 
 
-def json_default(value: Any) -> Any:
+def json_default(value: object) -> str:
     """``default=`` of :func:`json.dumps` for report rows: datetimes ISO 8601, bytes hex."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
     raise TypeError(f"cannot write a {type(value).__name__} value as JSON")
-
-
-def _timestamp(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def revive(row: dict[str, Any]) -> dict[str, Any]:
-    """A row read back from JSON (the checkpoint): timestamps as datetimes again.
-
-    ValueError if a timestamp is not ISO 8601.
-    """
-    for key in (*TIMESTAMP_FIELDS, *(f"reference_{k}" for k in _IMAGE_TIMESTAMPS)):
-        if row.get(key) is not None:
-            row[key] = _timestamp(row[key])
-    for image in row.get("audit_images") or ():
-        for key in _IMAGE_TIMESTAMPS:
-            if isinstance(image, dict) and image.get(key) is not None:
-                image[key] = _timestamp(image[key])
-    return row
 
 
 def read_footer(path: Path, key: bytes, *, what: str) -> bytes:

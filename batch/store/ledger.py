@@ -27,14 +27,14 @@ last call) beside ``fetched_at`` (when the kept answer arrived).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from typing import Protocol
 
 from batch.model import Status
-from batch.store.report import SCHEMA
+from batch.store.row import Row
 
 __all__ = [
     "DEFINITIVE_ERRORS",
@@ -56,10 +56,25 @@ __all__ = [
     "rank",
     "settled",
     "unresolved",
-    "with_extras",
 ]
 
-Row = dict[str, Any]
+
+class Answer(Protocol):
+    """What the rule reads of an answer: a :class:`~batch.store.row.Row`, or a
+    :class:`Kept` one."""
+
+    @property
+    def status(self) -> Status | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def fetched_at(self) -> datetime | None: ...
+    @property
+    def checked_at(self) -> datetime | None: ...
+    @property
+    def checks(self) -> int | None: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 DEFINITIVE_ERRORS = frozenset(
@@ -71,7 +86,6 @@ _NOT_FOUND = "SessionNotFoundException"
 # The row's input was refused (never sent): not unresolved, yet asked once the input is
 # fixed (a rerun with a valid region finds no settled answer and asks).
 REFUSED_INPUT = frozenset({"InvalidRegion"})
-_BASE = frozenset(SCHEMA.names)  # a run's own columns; any other travels with the row
 
 
 class Rank(IntEnum):
@@ -83,7 +97,7 @@ class Rank(IntEnum):
     RESULT = 5
 
 
-_BY_STATUS: dict[str, Rank] = {
+_BY_STATUS: dict[Status, Rank] = {
     Status.SUCCEEDED: Rank.RESULT,
     Status.FAILED: Rank.RESULT,
     Status.EXPIRED: Rank.EXPIRED,
@@ -94,10 +108,9 @@ _BY_STATUS: dict[str, Rank] = {
 
 def rank(row: Answer) -> Rank:
     """How informative ``row``'s answer is (see the module docstring)."""
-    status = row.get("status")
-    if status is not None:
-        return _BY_STATUS.get(str(status), Rank.NOTHING)
-    if row.get("error_code") in DEFINITIVE_ERRORS:
+    if row.status is not None:
+        return _BY_STATUS[row.status]
+    if row.error_code in DEFINITIVE_ERRORS:
         return Rank.GONE
     return Rank.NOTHING
 
@@ -105,8 +118,7 @@ def rank(row: Answer) -> Rank:
 def settled(row: Answer) -> bool:
     """The kept answer is final: the service will say nothing more about the session."""
     return (
-        rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE)
-        or row.get("error_code") == GONE_WHILE_PENDING
+        rank(row) in (Rank.RESULT, Rank.EXPIRED, Rank.GONE) or row.error_code == GONE_WHILE_PENDING
     )
 
 
@@ -117,7 +129,7 @@ def pending(row: Answer) -> bool:
 
 def unresolved(row: Answer) -> bool:
     """No answer yet (an error that a rerun may get past), or a local step not done."""
-    code = row.get("error_code")
+    code = row.error_code
     if code in LOCAL_STEP_CODES:
         return rank(row) == Rank.RESULT
     return rank(row) == Rank.NOTHING and code not in REFUSED_INPUT
@@ -125,12 +137,11 @@ def unresolved(row: Answer) -> bool:
 
 def local_steps_due(row: Answer) -> bool:
     """A kept result whose evidence check or image save did not complete: redo locally."""
-    return rank(row) == Rank.RESULT and row.get("error_code") in LOCAL_STEP_CODES
+    return rank(row) == Rank.RESULT and row.error_code in LOCAL_STEP_CODES
 
 
 def _checks(row: Answer) -> int:
-    checks = row.get("checks")
-    return int(checks if checks is not None else row.get("attempts") or 0)
+    return row.checks if row.checks is not None else row.attempts
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -140,16 +151,7 @@ def _latest(*moments: datetime | None) -> datetime | None:
 
 def _same_observation(old: Answer, new: Answer) -> bool:
     """Both rows record the same call (a journal replayed into the report it fed)."""
-    return old.get("fetched_at") is not None and old.get("fetched_at") == new.get("fetched_at")
-
-
-def with_extras(row: Row, other: Mapping[str, Any]) -> Row:
-    """``row`` with the columns only ``other`` has (kept input columns, reconciliation,
-    region of an earlier run): a run that does not produce them never drops them."""
-    for name, value in other.items():
-        if name not in row and name not in _BASE:
-            row[name] = value
-    return row
+    return old.fetched_at is not None and old.fetched_at == new.fetched_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,31 +172,24 @@ def choose(old: Answer, new: Answer) -> Choice:
         return Choice(rank(new) >= rank(old), max(_checks(old), _checks(new)), None, True)
     old_rank, new_rank = rank(old), rank(new)
     newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
-    checked_at = _latest(
-        old.get("checked_at"), old.get("fetched_at"), new.get("checked_at"), new.get("fetched_at")
-    )
+    checked_at = _latest(old.checked_at, old.fetched_at, new.checked_at, new.fetched_at)
     return Choice(newer_wins, _checks(old) + _checks(new), checked_at, False)
 
 
-def keep(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Row:
-    """The row to keep for a session, given the kept ``old`` row and a ``new`` one."""
+def keep(old: Row | None, new: Row) -> Row:
+    """The row to keep for a session, given the kept ``old`` row and a ``new`` one; the
+    columns only the losing row has (kept input columns, reconciliation, region of an
+    earlier run) stay with the winner: a run that does not produce them never drops them.
+    """
     if old is None:
-        row = dict(new)
-        row["checks"] = _checks(new)
-        row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
-        return row
+        return replace(new, checks=_checks(new), checked_at=_latest(new.checked_at, new.fetched_at))
     if gone_while_pending(old, new):
         new = marked_gone(old, new)
     choice = choose(old, new)
     winner, loser = (new, old) if choice.new_wins else (old, new)
-    row = with_extras(dict(winner), loser)
-    row["checks"] = choice.checks
-    if not choice.same:
-        row["checked_at"] = choice.checked_at
-    return row
-
-
-_RULE = ("status", "error_code", "fetched_at", "checked_at", "checks", "attempts")
+    checked_at = winner.checked_at if choice.same else choice.checked_at
+    row = replace(winner, checks=choice.checks, checked_at=checked_at)
+    return row.with_extras(loser.extras)
 
 
 @dataclass(slots=True)
@@ -203,7 +198,7 @@ class Kept:
     ``where`` its whole row is (a place in the run's :class:`~batch.store.spill.Spill`):
     what a run holds per session instead of the row (~0.2 KB, not ~4 KB)."""
 
-    status: str | None
+    status: Status | None
     error_code: str | None
     fetched_at: datetime | None
     checked_at: datetime | None
@@ -211,31 +206,25 @@ class Kept:
     attempts: int
     where: int
 
-    def get(self, key: str, default: Any = None, /) -> Any:
-        return getattr(self, key) if key in _RULE else default
-
     @classmethod
-    def of(cls, row: Mapping[str, Any], where: int) -> Kept:
+    def of(cls, row: Row, where: int) -> Kept:
         return cls(
-            row.get("status"),
-            row.get("error_code"),
-            row.get("fetched_at"),
-            row.get("checked_at"),
-            int(row.get("checks") or 0),
-            int(row.get("attempts") or 0),
+            row.status,
+            row.error_code,
+            row.fetched_at,
+            row.checked_at,
+            row.checks or 0,
+            row.attempts,
             where,
         )
 
 
-Answer = Mapping[str, Any] | Kept  # what the rule reads: a row, or a kept answer
-
-
-def fold(old: Kept | None, row: Mapping[str, Any], where: int) -> Kept:
+def fold(old: Kept | None, row: Row, where: int) -> Kept:
     """:func:`keep` on the few fields: the kept answer once ``row`` (at ``where``) is seen."""
     if old is None:
         kept = Kept.of(row, where)
         kept.checks = _checks(row)
-        kept.checked_at = _latest(row.get("checked_at"), row.get("fetched_at"))
+        kept.checked_at = _latest(row.checked_at, row.fetched_at)
         return kept
     choice = choose(old, row)
     kept = Kept.of(row, where) if choice.new_wins else replace(old)
@@ -245,56 +234,53 @@ def fold(old: Kept | None, row: Mapping[str, Any], where: int) -> Kept:
     return kept
 
 
-def gone_while_pending(old: Answer, new: Mapping[str, Any]) -> bool:
+def gone_while_pending(old: Answer, new: Answer) -> bool:
     """``new`` says SessionNotFound of a session ``old`` saw pending: it vanished."""
-    return pending(old) and new.get("status") is None and new.get("error_code") == _NOT_FOUND
+    return pending(old) and new.status is None and new.error_code == _NOT_FOUND
 
 
-def marked_gone(old: Mapping[str, Any], new: Mapping[str, Any]) -> Row:
+def marked_gone(old: Row, new: Row) -> Row:
     """The answer to keep when a pending session vanished: its last row (``old``, whole)
     with its status, marked ``SessionGone`` as of ``new``'s call, which then wins by the
     usual rule (same rank, newer) and is settled."""
-    row = dict(old)
-    row["error_code"] = GONE_WHILE_PENDING
-    row["error_message"] = (
-        f"the session disappeared while {old.get('status')} (SessionNotFoundException)"
+    when = new.fetched_at or new.checked_at
+    return replace(
+        old,
+        error_code=GONE_WHILE_PENDING,
+        error_message=f"the session disappeared while {old.status} (SessionNotFoundException)",
+        fetched_at=when if when is not None else old.fetched_at,
+        checks=_checks(new),
+        checked_at=_latest(new.checked_at, new.fetched_at),
     )
-    when = new.get("fetched_at") or new.get("checked_at")
-    row["fetched_at"] = when if when is not None else old.get("fetched_at")
-    row["checks"] = _checks(new)
-    row["checked_at"] = _latest(new.get("checked_at"), new.get("fetched_at"))
-    return row
 
 
 class Ledger:
     """The kept row of every session seen, in first-seen order."""
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, rows: Iterable[Row] = ()) -> None:
         self._rows: dict[str, Row] = {}
         for row in rows:
             self.add(row)
 
-    def add(self, row: Mapping[str, Any]) -> Row:
+    def add(self, row: Row) -> Row:
         """Merge ``row`` into the ledger; return the row now kept for its session."""
-        session_id = str(row["session_id"])
-        kept = keep(self._rows.get(session_id), row)
-        self._rows[session_id] = kept
+        kept = keep(self._rows.get(row.session_id), row)
+        self._rows[row.session_id] = kept
         return kept
 
-    def replace(self, row: Mapping[str, Any]) -> None:
+    def replace(self, row: Row) -> None:
         """Put ``row`` as it is: the kept answer itself with a local step redone (the
         columns only the row it replaces has stay)."""
-        session_id = str(row["session_id"])
-        old = self._rows.get(session_id)
-        self._rows[session_id] = with_extras(dict(row), old) if old else dict(row)
+        old = self._rows.get(row.session_id)
+        self._rows[row.session_id] = row.with_extras(old.extras) if old else row
 
     def held(self) -> list[str]:
         """The sessions held, in first-seen order (:class:`~batch.store.merge.Held`)."""
         return list(self._rows)
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
-        """The kept rows of ``session_ids``, in that order (copies)."""
-        return [dict(self._rows[sid]) for sid in session_ids]
+        """The kept rows of ``session_ids``, in that order."""
+        return [self._rows[sid] for sid in session_ids]
 
     def get(self, session_id: str) -> Row | None:
         return self._rows.get(session_id)

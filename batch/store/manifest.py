@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 MANIFEST_KEY = b"liveness_audit_manifest"
+# Rows of a report decoded at a time (verify, merge): peak RSS grows with it (a 100,000-row
+# report cost 64 MB over start at 16,384 rows, 34 MB at 4,096; CPU +0.1 s per 100,000).
+READ_BATCH = 4_096
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
@@ -226,7 +229,7 @@ def verify_report(
     try:
         with pa.OSFile(str(path)) as f:  # one open file: one version of a replaced report
             report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
-            for batch in report.iter_batches(batch_size=16_384, use_threads=False):
+            for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
                 digest.update(batch)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None

@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
-from batch.store.ledger import with_extras
-from batch.store.manifest import verify_report
-from batch.store.report import IMAGE_FIELDS, SCHEMA, ReportWriter, read_provenance
+from batch.store.manifest import READ_BATCH, verify_report
+from batch.store.report import SCHEMA, ReportWriter, read_provenance
+from batch.store.row import Row
 from batch.store.seal import Seals
 
 __all__ = [
@@ -54,8 +54,7 @@ __all__ = [
     "stream_merge",
 ]
 
-Row = dict[str, Any]
-_BATCH = 16_384  # rows of the report read (and written) at a time
+_BATCH = READ_BATCH  # rows of the report read (and written) at a time
 _HELD = 1024  # held rows made dicts at a time (~4 KB each)
 
 
@@ -128,16 +127,14 @@ def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.Record
         raise _unreadable(path, exc) from None
 
 
-def normalise(row: Row) -> Row:
-    """A row read back from a report: every base column present, images complete (a
-    report written before a column existed reads with it empty)."""
-    for name in SCHEMA.names:
-        row.setdefault(name, None)
-    row["attempts"] = row["attempts"] or 0
-    images = row["audit_images"] or []
-    row["audit_images"] = [{k: image.get(k) for k in IMAGE_FIELDS} for image in images]
-    row["audit_image_count"] = len(row["audit_images"])
-    return row
+def _rows(batch: pa.RecordBatch | pa.Table, path: Path | None = None) -> list[Row]:
+    """The rows of a batch read from a report (every column: the others as extras); a
+    report written before a column existed reads with it empty."""
+    try:
+        return [Row.from_flat(values) for values in batch.to_pylist()]
+    except (TypeError, ValueError) as exc:
+        where = f"the existing report {path}" if path else "a row of the existing report"
+        raise OutputError(f"cannot read {where}: {exc}") from None
 
 
 def rows_for(base: Base, session_ids: Collection[str]) -> list[Row]:
@@ -157,7 +154,7 @@ def rows_for(base: Base, session_ids: Collection[str]) -> list[Row]:
                 mask = pc.is_in(ids, value_set=wanted)
                 if pc.any(mask).as_py():
                     found = report.read_row_group(group, use_threads=False).filter(mask)
-                    rows.extend(normalise(row) for row in found.to_pylist())
+                    rows.extend(_rows(found, base.path))
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(base.path, exc) from None
     return rows
@@ -296,8 +293,7 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             arrays.append(column if column.type == field.type else column.cast(field.type))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
     except (pa.ArrowException, ValueError):  # an older report's image struct: row by row
-        rows = [normalise(row) for row in batch.to_pylist()]
-        return pa.RecordBatch.from_pylist(rows, schema=schema)
+        return pa.RecordBatch.from_pylist([row.flat() for row in _rows(batch)], schema=schema)
 
 
 # --- the merge ------------------------------------------------------------------------
@@ -312,7 +308,7 @@ class Held(Protocol):
         ...
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
-        """The kept rows of held sessions, in that order (new dicts)."""
+        """The kept rows of held sessions, in that order."""
         ...
 
 
@@ -355,7 +351,7 @@ def _replaced(
     flags = mask.to_numpy(zero_copy_only=False)
     mine: list[str] = []
     places: list[int] = []
-    olds: list[Row] = []
+    olds: list[dict[str, Any]] = []
     for place, old in zip(np.flatnonzero(flags), batch.filter(mask).to_pylist(), strict=True):
         session_id = old["session_id"]
         if session_id in written:  # a damaged report's repeated ID: its first place wins
@@ -365,7 +361,7 @@ def _replaced(
         places.append(int(place))
         olds.append(old)
     rows = [
-        writer.complete(with_extras(row, old))
+        writer.complete(row.with_extras(old))
         for row, old in zip(held.rows(mine), olds, strict=True)
     ]
     kept = conform(batch.filter(pc.invert(mask)), schema)

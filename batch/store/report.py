@@ -48,12 +48,13 @@ checkpoint journal's).
 Rows go to a temporary file next to the report (``batch_rows`` at a time) and the file is
 renamed over REPORT only when complete, so REPORT is never half-written.
 
-A report is also what the next run starts from (:mod:`batch.store.ledger`):
+The base columns are declared once, as the fields of :class:`~batch.store.row.Row`
+(:data:`SCHEMA` is derived from it): a row is made from an outcome there
+(:meth:`~batch.store.row.Row.of`) and turned back into what it was made from there, so a
+local step (evidence check, image save) can be redone on a kept answer without asking the
+service again. A report is also what the next run starts from (:mod:`batch.store.ledger`):
 :func:`read_rows` reads an existing report back as rows (a report written before a column
-existed reads with that column empty), and :func:`result_from_row`,
-:func:`evidence_from_row` and :func:`paths_from_row` turn a row back into what
-:func:`outcome_row` made it from, so a local step (evidence check, image save) can be
-redone on a kept answer without asking the service again.
+existed reads with that column empty).
 A write that fails (a full disk) raises :class:`~batch.errors.StorageError` naming the
 file; the run stops on it and its checkpoint is kept. Run provenance goes into the file's
 key-value metadata under ``liveness_audit``, the manifest (row count, input hash, hash
@@ -73,20 +74,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch.errors import ConfigError, InputError, OutputError, StorageError
-from batch.model import (
-    BoundingBox,
-    Challenge,
-    Evidence,
-    Image,
-    Outcome,
-    SessionResult,
-    image_names,
-    named_images,
-)
-from batch.store.encoding import read_footer, revive
+from batch.store.encoding import read_footer
 from batch.store.files import PRIVATE, AtomicFile, check_target, storage_error
 from batch.store.inputs import InvalidId
 from batch.store.manifest import MANIFEST_KEY, Manifest, RowDigest
+from batch.store.row import IMAGE_FIELDS, SCHEMA, Row
 
 __all__ = [
     "IMAGE_FIELDS",
@@ -95,59 +87,16 @@ __all__ = [
     "REGION_FIELD",
     "SCHEMA",
     "ReportWriter",
+    "Row",
     "check_output",
-    "evidence_from_row",
     "invalid_row",
-    "outcome_row",
-    "paths_from_row",
     "read_provenance",
     "read_rows",
     "read_table",
     "report_schema",
-    "result_from_row",
-    "revive",
 ]
 
 METADATA_KEY = b"liveness_audit"
-
-_IMAGE_TYPES: list[tuple[str, pa.DataType]] = [
-    ("bbox_left", pa.float64()),
-    ("bbox_top", pa.float64()),
-    ("bbox_width", pa.float64()),
-    ("bbox_height", pa.float64()),
-    ("s3_bucket", pa.string()),
-    ("s3_name", pa.string()),
-    ("s3_version", pa.string()),
-    ("bytes_size", pa.int64()),
-    ("bytes_sha256", pa.string()),
-    ("image_path", pa.string()),
-    ("evidence", pa.string()),
-    ("evidence_size", pa.int64()),
-    ("evidence_etag", pa.string()),
-    ("evidence_version_id", pa.string()),
-    ("evidence_last_modified", pa.timestamp("us", tz="UTC")),
-]
-IMAGE_FIELDS = tuple(name for name, _ in _IMAGE_TYPES)
-_AUDIT_IMAGE = pa.struct(_IMAGE_TYPES)
-
-SCHEMA = pa.schema(
-    [
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("status", pa.string()),
-        pa.field("confidence", pa.float64()),
-        pa.field("challenge_type", pa.string()),
-        pa.field("challenge_version", pa.string()),
-        pa.field("error_code", pa.string()),
-        pa.field("error_message", pa.string()),
-        pa.field("attempts", pa.int32(), nullable=False),
-        pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
-        pa.field("checked_at", pa.timestamp("us", tz="UTC")),
-        pa.field("checks", pa.int32()),
-        *(pa.field(f"reference_{name}", kind) for name, kind in _IMAGE_TYPES),
-        pa.field("audit_image_count", pa.int32(), nullable=False),
-        pa.field("audit_images", pa.list_(_AUDIT_IMAGE), nullable=False),
-    ]
-)
 
 RECONCILED_FIELDS = (
     pa.field("app_decision", pa.string()),
@@ -192,122 +141,6 @@ def report_schema(
     return pa.schema([*SCHEMA, *region, *kept, *extra])
 
 
-def _image_fields(
-    image: Image | None, path: str | None, evidence: Evidence | None
-) -> dict[str, Any]:
-    if image is None:
-        return dict.fromkeys(IMAGE_FIELDS)
-    box = image.bounding_box
-    return {
-        "bbox_left": box.left if box else None,
-        "bbox_top": box.top if box else None,
-        "bbox_width": box.width if box else None,
-        "bbox_height": box.height if box else None,
-        "s3_bucket": image.s3_bucket,
-        "s3_name": image.s3_name,
-        "s3_version": image.s3_version,
-        "bytes_size": image.size,
-        "bytes_sha256": image.sha256,
-        "image_path": path,
-        "evidence": evidence.status if evidence else None,
-        "evidence_size": evidence.size if evidence else None,
-        "evidence_etag": evidence.etag if evidence else None,
-        "evidence_version_id": evidence.version_id if evidence else None,
-        "evidence_last_modified": evidence.last_modified if evidence else None,
-    }
-
-
-def outcome_row(outcome: Outcome, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One report row; ``paths`` maps ``reference`` / ``audit-N`` to saved image files."""
-    paths = paths or {}
-    evidence = outcome.evidence or {}
-    result = outcome.result
-    challenge = result.challenge if result else None
-    row: dict[str, Any] = {
-        "session_id": outcome.session_id,
-        "status": result.status if result else None,
-        "confidence": result.confidence if result else None,
-        "challenge_type": challenge.type if challenge else None,
-        "challenge_version": challenge.version if challenge else None,
-        "error_code": outcome.error_code,
-        "error_message": outcome.error_message,
-        "attempts": outcome.attempts,
-        "fetched_at": outcome.fetched_at,
-        "checked_at": outcome.fetched_at,
-        "checks": outcome.attempts,
-    }
-    named = image_names(result) if result else []
-    images = {
-        name: _image_fields(image, paths.get(name), evidence.get(name)) for name, image in named
-    }
-    reference = images.pop("reference", None) or _image_fields(None, None, None)
-    row.update({f"reference_{k}": v for k, v in reference.items()})
-    row["audit_image_count"] = len(images)
-    row["audit_images"] = list(images.values())
-    return row
-
-
-def _named_fields(row: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """A row's images as ``(name, fields)``, named as :func:`outcome_row` names them."""
-    reference = {name: row.get(f"reference_{name}") for name in IMAGE_FIELDS}
-    has_reference = any(reference[name] is not None for name in IMAGE_FIELDS)
-    return named_images(reference if has_reference else None, row.get("audit_images") or [])
-
-
-def _image(fields: Mapping[str, Any]) -> Image:
-    sides = [fields.get(f"bbox_{side}") for side in ("left", "top", "width", "height")]
-    box = BoundingBox(*sides) if any(side is not None for side in sides) else None
-    return Image(
-        bounding_box=box,
-        s3_bucket=fields.get("s3_bucket"),
-        s3_name=fields.get("s3_name"),
-        s3_version=fields.get("s3_version"),
-        size=fields.get("bytes_size"),
-        sha256=fields.get("bytes_sha256"),
-    )
-
-
-def result_from_row(row: Mapping[str, Any]) -> SessionResult | None:
-    """The :class:`SessionResult` a row was made from (no image bytes); None without one."""
-    if row.get("status") is None:
-        return None
-    images = dict(_named_fields(row))
-    reference = images.pop("reference", None)
-    kind = row.get("challenge_type")
-    return SessionResult(
-        session_id=str(row["session_id"]),
-        status=str(row["status"]),
-        confidence=row.get("confidence"),
-        reference_image=_image(reference) if reference is not None else None,
-        audit_images=tuple(_image(fields) for fields in images.values()),
-        challenge=Challenge(kind, row.get("challenge_version")) if kind else None,
-    )
-
-
-def evidence_from_row(row: Mapping[str, Any]) -> dict[str, Evidence]:
-    """The evidence findings a row records, by image name (empty: none were made)."""
-    return {
-        name: Evidence(
-            fields["evidence"],
-            size=fields.get("evidence_size"),
-            etag=fields.get("evidence_etag"),
-            version_id=fields.get("evidence_version_id"),
-            last_modified=fields.get("evidence_last_modified"),
-        )
-        for name, fields in _named_fields(row)
-        if fields.get("evidence") is not None
-    }
-
-
-def paths_from_row(row: Mapping[str, Any]) -> dict[str, str]:
-    """Where a row says its images were saved, by image name."""
-    return {
-        name: str(fields["image_path"])
-        for name, fields in _named_fields(row)
-        if fields.get("image_path") is not None
-    }
-
-
 def read_table(path: Path) -> pa.Table:
     """The report at ``path``, read through one open file.
 
@@ -320,9 +153,9 @@ def read_table(path: Path) -> pa.Table:
         return pq.read_table(f)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of an existing report, every column of :data:`SCHEMA` present (and the
-    file's other columns: kept input columns, the reconciliation).
+def read_rows(path: Path) -> list[Row]:
+    """The rows of an existing report (with the file's other columns, kept input columns
+    and the reconciliation, as :attr:`~batch.store.row.Row.extras`).
 
     A report written before a column existed reads with it empty. A file that is not a
     readable report is refused (OutputError): it is never overwritten, it may hold
@@ -337,32 +170,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         ) from None
     if "session_id" not in table.column_names:
         raise OutputError(f"{path} is not a liveness-audit report (no session_id column)")
-    rows = []
-    for value in table.to_pylist():
-        # every column of the file: a kept input column or the reconciliation of an
-        # earlier run stays with its session (a report of this run's schema writes it)
-        row = {**value, **{name: value.get(name) for name in SCHEMA.names}}
-        row["attempts"] = row["attempts"] or 0
-        images = row["audit_images"] or []
-        row["audit_images"] = [{k: image.get(k) for k in IMAGE_FIELDS} for image in images]
-        row["audit_image_count"] = len(row["audit_images"])
-        rows.append(row)
-    return rows
+    try:
+        return [Row.from_flat(values) for values in table.to_pylist()]
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"cannot read the existing report {path}: {exc}") from None
 
 
-def invalid_row(invalid: InvalidId) -> dict[str, Any]:
+def invalid_row(invalid: InvalidId) -> Row:
     """The row of a cell that is not a session ID: never sent, so ``attempts`` is 0."""
-    row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
-    row.update(
-        session_id=invalid.value,
-        error_code="InvalidSessionId",
-        error_message=invalid.reason,
-        attempts=0,
-        checks=0,
-        audit_image_count=0,
-        audit_images=[],
-    )
-    return row
+    return Row.invalid(invalid.value, invalid.reason)
 
 
 def check_output(path: Path) -> None:
@@ -382,7 +198,7 @@ def check_output(path: Path) -> None:
 Decorate = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-GROUP_BATCHES = 32  # record batches per Parquet row group (32,000 rows by default)
+GROUP_BATCHES = 8  # record batches per Parquet row group (8,000 rows by default)
 
 
 class ReportWriter:
@@ -426,12 +242,12 @@ class ReportWriter:
             self._file.discard()
             raise OutputError(f"cannot write the report next to {path}: {exc}") from None
 
-    def complete(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``row`` as this report writes it (``decorate``d)."""
-        copy = dict(row)
-        return self._decorate(copy) if self._decorate else copy
+    def complete(self, row: Row) -> dict[str, Any]:
+        """``row``'s columns as this report writes them (``decorate``d)."""
+        values: dict[str, Any] = row.flat()
+        return self._decorate(values) if self._decorate else values
 
-    def add(self, row: Mapping[str, Any]) -> None:
+    def add(self, row: Row) -> None:
         self._buffer.append(self.complete(row))
         if len(self._buffer) >= self._batch_rows:
             self._flush()

@@ -18,15 +18,14 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from batch.errors import StorageError
 from batch.store.files import PRIVATE, open_private, storage_error
-from batch.store.report import SCHEMA
+from batch.store.row import SCHEMA, Row
 
 __all__ = ["Spill", "spill_path"]
 
@@ -45,7 +44,7 @@ class Spill:
         self.schema = schema
         self.rows = 0
         self._batch_rows = batch_rows
-        self._buffer: list[Mapping[str, Any]] = []
+        self._buffer: list[Row] = []
         self._failure: StorageError | None = None
         fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, what="spill", mode=mode)
         self._file = os.fdopen(fd, "w+b")
@@ -55,7 +54,7 @@ class Spill:
         self._starts: list[int] = []  # the place of each batch's first row
         self._cache: tuple[int, pa.RecordBatch] | None = None  # the batch read last
 
-    def append(self, row: Mapping[str, Any]) -> int:
+    def append(self, row: Row) -> int:
         """Spill ``row`` (the report's base columns of it); its place."""
         self._buffer.append(row)
         place = self.rows
@@ -69,7 +68,9 @@ class Spill:
             raise self._failure
         if not self._buffer:
             return
-        batch = pa.RecordBatch.from_pylist(self._buffer, schema=self.schema)
+        batch = pa.RecordBatch.from_pylist(
+            [row.flat(extras=False) for row in self._buffer], schema=self.schema
+        )
         try:
             offset = self._file.tell()
             self._writer.write_batch(batch)
@@ -91,21 +92,21 @@ class Spill:
             self._cache = (index, pa.ipc.read_record_batch(message, self.schema))
         return self._cache[1]
 
-    def take(self, places: Sequence[int]) -> list[dict[str, Any]]:
+    def take(self, places: Sequence[int]) -> list[Row]:
         """The rows at ``places``, in that order (read a batch at a time)."""
         if not places:
             return []
         self._flush()
-        rows: list[dict[str, Any]] = [{} for _ in places]
+        rows: list[Row | None] = [None for _ in places]
         wanted: dict[int, list[int]] = {}
         for i, place in enumerate(places):
             wanted.setdefault(bisect.bisect_right(self._starts, place) - 1, []).append(i)
         for index, which in sorted(wanted.items()):
             start = self._starts[index]
             picked = self._batch(index).take(pa.array([places[i] - start for i in which]))
-            for i, row in zip(which, picked.to_pylist(), strict=True):
-                rows[i] = row
-        return rows
+            for i, values in zip(which, picked.to_pylist(), strict=True):
+                rows[i] = Row.from_flat(values)
+        return [row for row in rows if row is not None]
 
     def close(self) -> None:
         """Remove the spill (quietly: it runs after the report is written, or an error)."""
