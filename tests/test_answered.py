@@ -189,20 +189,37 @@ def test_a_reading_at_a_low_rate_late_in_a_run_spans_by_time_not_rate() -> None:
 
 
 def test_given_up_releases_count_only_between_the_throttles_read() -> None:
-    # Throttles at 30.0, 30.6 and 30.9: the reading spans the last two (half a second),
-    # and a release given up on before 30.6 is no part of it.
-    ledger = Ledger(stale=1.0)
-    times = [30 + i / 100 for i in range(91)]
+    # Throttles at 50.0, 50.6 and 50.9: the reading spans the last two (half a second).
+    # Of the two releases given up on, the one before 50.6 is no part of it.
+    ledger = Ledger()
+    ledger.took(0.1)  # given up on after 0.3 s
+    times = [50 + i * 0.02 for i in range(46)]
     released(ledger, times)
-    for at in times:
-        if at != times[1]:  # times[1] is never answered
-            ok = at not in (times[0], times[60], times[90])
-            ledger.answered(at, ok, now=31.0)
-    ledger.advance(31.5)
+    for i, at in enumerate(times):
+        if i not in (1, 40):  # never answered
+            ledger.answered(at, i not in (0, 30, 45), now=51.0)
+    ledger.advance(51.25)
     reading = ledger.bracket()
     assert reading is not None
-    assert reading.between == 29
+    assert reading.between == 13
     assert reading.span == pytest.approx(0.3)
+
+
+def test_releases_are_counted_across_advances() -> None:
+    ledger = Ledger()
+    times = [i / 100 for i in range(11)]
+    released(ledger, times)
+    ledger.answered(0.0, False, now=0.01)
+    ledger.advance(0.01)
+    for at in times[1:5]:
+        ledger.answered(at, True, now=0.1)
+    ledger.advance(0.1)
+    for at in times[5:]:
+        ledger.answered(at, at != 0.1, now=0.2)
+    ledger.advance(0.2)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 9
 
 
 def test_the_narrowest_reading_is_four_successes_over_20_ms() -> None:
@@ -215,3 +232,13 @@ def test_the_narrowest_reading_is_four_successes_over_20_ms() -> None:
     reading = ledger.bracket()
     assert reading is not None
     assert (reading.between, reading.span) == (4, 0.02)
+
+
+def test_fewer_than_four_successes_or_20_ms_make_no_reading() -> None:
+    for times in ([0.0, 0.03, 0.06, 0.09, 0.1], [0.0, 0.002, 0.004, 0.006, 0.008, 0.01]):
+        ledger = Ledger()
+        released(ledger, times)
+        for at in times:
+            ledger.answered(at, at not in (times[0], times[-1]), now=0.2)
+        ledger.advance(0.2)
+        assert ledger.bracket() is None  # 3 in 100 ms, then 4 in 10 ms
