@@ -213,14 +213,14 @@ class Boto3Adaptive:
 
 def make_limiter(cell: Cell, service: VirtualService) -> Limiter:
     """The limiter as the tool builds it (``batch.engine.fetch.limiter_for``'s defaults)."""
-    clock, sleep, tune = service.clock, service.sleep, {"decrease": DECREASE, **TUNE}
+    clock, tune = service.clock, {"decrease": DECREASE, **TUNE}
     if cell.start == "none":
-        return Limiter(AUTO_MAX_RATE, start=RATE_START, clock=clock, sleep=sleep, **tune)
+        return Limiter(AUTO_MAX_RATE, start=RATE_START, clock=clock, **tune)
     if cell.start.startswith("fixed"):  # a rate that never changes: --oracle's sweep
         rate = cell.quota * float(cell.start.removeprefix("fixed"))
-        return Limiter(rate, clock=clock, sleep=sleep)  # (it hears no answers)
+        return Limiter(rate, clock=clock)  # (it hears no answers)
     rate = cell.quota * (3 if cell.start == "3Q" else 1)
-    return Limiter(rate, clock=clock, sleep=sleep, **tune)
+    return Limiter(rate, clock=clock, **tune)
 
 
 async def simulate(cell: Cell, drop: tuple[float, float] | None = None) -> VirtualService:

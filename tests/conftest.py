@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +79,32 @@ def emulator(emulator_server: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -
     for name, value in FAST.items():
         monkeypatch.setenv(name, value)
     return emulator_server
+
+
+# --- follow's tests: a folder to drop ID files into, sessions that live ----------------
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def living(emulator: EmulatorThread) -> EmulatorThread:
+    """Sessions that live 60 s (each test says when they start and finish)."""
+    emulator.configure(lifetime=60.0)
+    return emulator
+
+
+@pytest.fixture
+def buckets(s3: MotoServer) -> Any:
+    """Buckets ``inbox`` (ID files) and ``audits`` (reports) on moto; boto3's S3 client."""
+    client = s3.client()
+    for bucket in ("inbox", "audits"):
+        client.create_bucket(Bucket=bucket)
+    return client
 
 
 # The quick loop (`pytest -m "not e2e"`): a test is end-to-end when it talks to a server

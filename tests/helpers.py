@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import math
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from batch.aws.s3 import ObjectInfo, S3Store
 from batch.cli import main
 from batch.emulator import EVIDENCE_BUCKET, EmulatorThread
+from batch.store.locations import S3Url
 
 if TYPE_CHECKING:
     from tests.s3server import MotoServer
@@ -188,6 +192,63 @@ class Evidence:
 
     def overwrite(self, key: str) -> None:
         self.client.put_object(Bucket=EVIDENCE_BUCKET, Key=key, Body=b"replaced")
+
+
+# --- failures seen from outside: a small file system, the one error line ----------------
+
+
+@contextlib.contextmanager
+def tmpfs(disk: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``disk`` (made) with ``options`` (``size=2m``...), owner-only;
+    the test is skipped where it may not mount (needs root)."""
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)  # lazy: even if a file is open
+
+
+def the_error_line(stderr: str) -> str:
+    """The one ``liveness-audit: error`` line of ``stderr``; no traceback anywhere."""
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("liveness-audit: error")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+# --- another writer racing ours on one S3 key --------------------------------------------
+
+
+class Raced:
+    """The real S3 store, except that another writer (``rival``, told which upload of
+    ours it precedes: 1, 2...) writes the key just before each of our first ``wins``
+    uploads, as another host would."""
+
+    def __init__(
+        self, store: S3Store, rival: Callable[[int], Awaitable[object]], wins: int = 1
+    ) -> None:
+        self.store, self.rival, self.wins = store, rival, wins
+        self.uploads = 0
+
+    async def head(self, url: S3Url) -> ObjectInfo:
+        return await self.store.head(url)
+
+    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
+        await self.store.download(url, target, what=what)
+
+    async def upload(self, path: Path, url: S3Url, **kw: Any) -> str | None:
+        self.uploads += 1
+        if self.uploads <= self.wins:
+            await self.rival(self.uploads)
+        return await self.store.upload(path, url, **kw)
 
 
 def edit_one_confidence(report: Path) -> str:

@@ -73,10 +73,10 @@ class MotoServer:
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310  # loopback
             pass
 
-    def client(self) -> Any:
-        """A plain boto3 client for arranging and inspecting the tests' S3 state."""
+    def client(self, service: str = "s3") -> Any:
+        """A plain boto3 client for arranging and inspecting the tests' S3 (or SQS) state."""
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.url,
             region_name="us-east-1",
             aws_access_key_id=ACCESS_KEY,

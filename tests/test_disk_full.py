@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from batch.store.inputs import InvalidId
 from batch.store.ledger import settled as settled_row
 from batch.store.report import ReportWriter, invalid_row
 from batch.store.row import Row
-from tests.helpers import assert_exactly_as_served, read_report, run_cli
+from tests.helpers import assert_exactly_as_served, read_report, run_cli, the_error_line, tmpfs
 
 ENOSPC = "ENOSPC: No space left on device"
 IDENTITY = {"input_sha256": "0" * 64, "input_column": "session_id", "input_format": "csv"}
@@ -188,20 +187,8 @@ def test_a_report_whose_commit_fails_leaves_the_old_report_untouched(tmp_path: P
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs at ``tmp_path/disk``; skipped where the tests may not mount."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "size=2m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=True)  # lazy: even if a file is open
 
 
 def fill(disk: Path, leave: int) -> Path:
@@ -226,12 +213,10 @@ def test_a_run_on_a_full_disk_exits_1_keeping_its_journal_and_resumes_after_spac
     ran = run_cli(*args)
 
     assert ran.code == 1, ran.stderr
-    errors = [line for line in ran.stderr.splitlines() if line.startswith("liveness-audit: error")]
-    assert len(errors) == 1, ran.stderr
-    assert f"{small_disk}/" in errors[0]
-    assert ENOSPC in errors[0]
-    assert "rerun the same command to resume" in errors[0]
-    assert "Traceback" not in ran.stderr
+    error = the_error_line(ran.stderr)
+    assert f"{small_disk}/" in error
+    assert ENOSPC in error
+    assert "rerun the same command to resume" in error
     assert "liveness_audit_exit_code 1" in metrics.read_text()
     assert not output.exists()
     journal = journal_path(output)

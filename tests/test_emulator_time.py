@@ -26,32 +26,21 @@ from batch.emulator import (
     Plan,
     status_at,
 )
+from tests.fakes import VirtualClock
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-class FakeClock:
-    """Seconds that pass only when a test says so (binary fractions stay exact)."""
-
-    def __init__(self) -> None:
-        self.t = 1024.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+@pytest.fixture
+def clock() -> VirtualClock:
+    # The emulator reads it from its own thread; binary fractions stay exact.
+    return VirtualClock(start=1024.0)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def timed(clock: FakeClock) -> Iterator[EmulatorThread]:
+def timed(clock: VirtualClock) -> Iterator[EmulatorThread]:
     settings = EmulatorSettings(sessions=300, seed=11, lifetime=180)
-    with EmulatorThread(settings, clock=clock) as server:
+    with EmulatorThread(settings, clock=clock.now) as server:
         yield server
 
 
@@ -145,7 +134,7 @@ def test_a_plan_that_finishes_before_it_starts_is_refused() -> None:
 
 
 async def test_a_created_session_moves_through_its_life_as_the_clock_moves(
-    timed: EmulatorThread, clock: FakeClock
+    timed: EmulatorThread, clock: VirtualClock
 ) -> None:
     [sid] = timed.create_sessions(1, start_after=5, finish_after=10, fate="SUCCEEDED")
     seen = []
@@ -165,7 +154,7 @@ async def test_a_created_session_moves_through_its_life_as_the_clock_moves(
 
 
 async def test_a_session_never_finished_answers_expired_then_disappears(
-    timed: EmulatorThread, clock: FakeClock
+    timed: EmulatorThread, clock: VirtualClock
 ) -> None:
     [started, idle] = [
         *timed.create_sessions(1, start_after=1, fate="EXPIRED"),
@@ -183,7 +172,7 @@ async def test_a_session_never_finished_answers_expired_then_disappears(
 
 
 async def test_population_sessions_answer_as_their_plan_says_at_every_moment(
-    timed: EmulatorThread, clock: FakeClock
+    timed: EmulatorThread, clock: VirtualClock
 ) -> None:
     population = timed.population
     sample = population.ids()[:40]
@@ -208,12 +197,12 @@ async def test_population_sessions_answer_as_their_plan_says_at_every_moment(
 
 
 async def test_new_per_second_creates_sessions_on_the_clock_and_lists_them_since_a_point(
-    clock: FakeClock,
+    clock: VirtualClock,
 ) -> None:
     settings = EmulatorSettings(
         sessions=5, seed=2, new_per_second=2, new_start_after=1, new_finish_after=3
     )
-    with EmulatorThread(settings, clock=clock) as emu:
+    with EmulatorThread(settings, clock=clock.now) as emu:
         assert emu.sessions_since(0) == []
         clock.advance(5)
         made = emu.sessions_since(0)
@@ -244,10 +233,10 @@ async def test_new_per_second_creates_sessions_on_the_clock_and_lists_them_since
         assert emu.stats()["sessions_created"] == 32
 
 
-def test_created_ids_are_the_same_for_the_same_seed(clock: FakeClock) -> None:
+def test_created_ids_are_the_same_for_the_same_seed(clock: VirtualClock) -> None:
     ids = []
     for _ in range(2):
-        with EmulatorThread(EmulatorSettings(sessions=0, seed=5), clock=clock) as emu:
+        with EmulatorThread(EmulatorSettings(sessions=0, seed=5), clock=clock.now) as emu:
             ids.append(emu.create_sessions(3))
     assert ids[0] == ids[1]
     assert len(set(ids[0])) == 3
@@ -258,9 +247,9 @@ def test_created_ids_are_the_same_for_the_same_seed(clock: FakeClock) -> None:
 REGIONS = ("eu-west-1", "us-east-1")
 
 
-async def test_each_session_answers_only_in_its_own_region(clock: FakeClock) -> None:
+async def test_each_session_answers_only_in_its_own_region(clock: VirtualClock) -> None:
     settings = EmulatorSettings(sessions=40, seed=4, regions=REGIONS)
-    with EmulatorThread(settings, clock=clock) as emu:
+    with EmulatorThread(settings, clock=clock.now) as emu:
         homes = {sid: emu.population.region(sid, REGIONS) for sid in emu.population.ids()}
         assert set(homes.values()) == set(REGIONS)
         [pinned] = emu.create_sessions(1, start_after=None, region="eu-west-1")
@@ -277,11 +266,11 @@ async def test_each_session_answers_only_in_its_own_region(clock: FakeClock) -> 
         assert regions["eu-west-1"]["not_found"] + regions["us-east-1"]["not_found"] == 13
 
 
-async def test_each_region_has_its_own_bucket(clock: FakeClock) -> None:
+async def test_each_region_has_its_own_bucket(clock: VirtualClock) -> None:
     settings = EmulatorSettings(
         sessions=10, seed=4, tps=1, burst=2, regions=REGIONS, region_tps={"eu-west-1": 2}
     )
-    with EmulatorThread(settings, clock=clock) as emu:
+    with EmulatorThread(settings, clock=clock.now) as emu:
         sid = emu.population.ids()[0]
         async with rekognition(emu.url, "eu-west-1") as eu, rekognition(emu.url) as us:
             got = [await answer(c, sid) for c in (eu, eu, eu, us, us, us)]
@@ -293,10 +282,10 @@ async def test_each_region_has_its_own_bucket(clock: FakeClock) -> None:
 
 
 async def test_production_load_draws_from_the_same_bucket_and_counts_its_throttles(
-    clock: FakeClock,
+    clock: VirtualClock,
 ) -> None:
     settings = EmulatorSettings(sessions=10, seed=4, tps=4, burst=1, background_tps=4)
-    with EmulatorThread(settings, clock=clock) as emu:
+    with EmulatorThread(settings, clock=clock.now) as emu:
         sid = emu.population.ids()[0]
         async with rekognition(emu.url) as rek:
             clock.advance(0.375)  # production took the token refilled at 0.25
@@ -315,10 +304,10 @@ async def test_production_load_draws_from_the_same_bucket_and_counts_its_throttl
 
 
 async def test_service_quotas_lists_the_liveness_quota_at_the_regions_tps(
-    clock: FakeClock,
+    clock: VirtualClock,
 ) -> None:
     settings = EmulatorSettings(sessions=1, tps=25, regions=REGIONS, region_tps={"eu-west-1": 7.5})
-    with EmulatorThread(settings, clock=clock) as emu:
+    with EmulatorThread(settings, clock=clock.now) as emu:
         for region, value in (("eu-west-1", 7.5), ("us-east-1", 25.0)):
             async with client(emu.url, region, "service-quotas") as sq:
                 quotas = (await sq.list_service_quotas(ServiceCode="rekognition"))["Quotas"]

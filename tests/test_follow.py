@@ -4,93 +4,20 @@ creates them, ID files dropped into a folder, answers captured while they exist.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-import pytest
-
 from batch.emulator import EmulatorThread
-from batch.store.report import read_table
+from tests.following import (
+    RESULTS,
+    captured,
+    drop,
+    follow_args,
+    report_rows,
+    stop,
+    wait_until,
+)
 from tests.helpers import run_cli, start_cli
-
-DEADLINE = 45.0
-RESULTS = ("SUCCEEDED", "FAILED")
-
-
-def drop(folder: Path, name: str, ids: list[str]) -> None:
-    """An ID file as an application writes it: a hidden temporary name, renamed in."""
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text("session_id\n" + "".join(f"{sid}\n" for sid in ids))
-    tmp.rename(folder / name)
-
-
-def report_rows(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        return pd.DataFrame(columns=["session_id", "status"]).set_index("session_id")
-    frame: pd.DataFrame = read_table(path).to_pandas()  # one version of it, whole
-    return frame.set_index("session_id")
-
-
-def wait_until(check: Callable[[], bool], proc: subprocess.Popen[str] | None, what: str) -> None:
-    limit = time.monotonic() + DEADLINE
-    while time.monotonic() < limit:
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"follow ended early: {proc.communicate()}")
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"never happened: {what}")
-
-
-def captured(path: Path, ids: list[str]) -> bool:
-    rows = report_rows(path)
-    return all(sid in rows.index and rows.loc[sid, "status"] in RESULTS for sid in ids)
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=DEADLINE)
-    return proc.returncode, out, err
-
-
-def follow_args(inbox: Path, report: Path | str, state: Path, *extra: str) -> list[str | Path]:
-    return [
-        "follow",
-        inbox,
-        "--output",
-        report,
-        "--work-dir",
-        state,
-        "--settle",
-        "30s",
-        "--settle-interval",
-        "1s",
-        "--poll-interval",
-        "1s",
-        "--publish-every",
-        "1s",
-        "--log-format",
-        "json",
-        *extra,
-    ]
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def living(emulator: EmulatorThread) -> EmulatorThread:
-    """Sessions that live 60 s (each test says when they start and finish)."""
-    emulator.configure(lifetime=60.0)
-    return emulator
 
 
 def test_finished_sessions_dropped_into_a_folder_are_captured_with_their_results(

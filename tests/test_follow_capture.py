@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from batch.emulator import EmulatorThread
-from tests.helpers import run_cli, start_cli
-from tests.test_follow import (
+from tests.following import (
     captured,
     drop,
     follow_args,
@@ -26,19 +25,7 @@ from tests.test_follow import (
     stop,
     wait_until,
 )
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def living(emulator: EmulatorThread) -> EmulatorThread:
-    emulator.configure(lifetime=60.0)
-    return emulator
+from tests.helpers import run_cli, start_cli
 
 
 def _events(stderr: str) -> list[dict[str, object]]:

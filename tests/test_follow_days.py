@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pytest
 
 from batch.cli.common import render_output
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.capture import Capture
+from tests.following import (
+    DEADLINE,
+    captured,
+    drop,
+    follow_args,
+    put_ids,
+    report_rows,
+    s3_report,
+    settled_in,
+    stop,
+    wait_until,
+)
 from tests.helpers import start_cli
-from tests.s3server import MotoServer
-from tests.test_follow import DEADLINE, RESULTS, captured, drop, report_rows, stop, wait_until
 
 
 async def until(check: object, what: str) -> None:
@@ -79,49 +88,22 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
     assert not capture.daybook.home
 
 
-def s3_report(client: object, bucket: str, key: str) -> pd.DataFrame:
-    try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]  # boto3
-    except Exception:  # noqa: BLE001  # not there yet
-        return report_rows(Path("/nonexistent"))
-    return pd.read_parquet(io.BytesIO(body)).set_index("session_id")
-
-
 def test_sessions_listed_under_an_s3_prefix_are_captured_into_an_s3_report(
-    emulator: EmulatorThread, s3: MotoServer, tmp_path: Path
+    living: EmulatorThread, buckets: Any, tmp_path: Path
 ) -> None:
-    emulator.configure(lifetime=60.0)
-    client = s3.client()
-    client.create_bucket(Bucket="inbox")
-    client.create_bucket(Bucket="audits")
-    proc = start_cli(
-        "follow",
-        "s3://inbox/ids/",
-        "--output",
-        "s3://audits/liveness/date={date}/audit.parquet",
-        "--work-dir",
-        tmp_path / "state",
-        "--settle",
-        "30s",
-        "--settle-interval",
-        "1s",
-        "--poll-interval",
-        "1s",
-        "--publish-every",
-        "1s",
-    )
+    client = buckets
+    report = "s3://audits/liveness/date={date}/audit.parquet"
+    proc = start_cli(*follow_args("s3://inbox/ids/", report, tmp_path / "state"))
     ids: list[str] = []
     for n in range(5):  # Firehose-like keys: they sort in time order
-        new = emulator.create_sessions(3, start_after=1.0, finish_after=2.5)
-        body = "session_id\n" + "".join(f"{sid}\n" for sid in new)
-        client.put_object(Bucket="inbox", Key=f"ids/2026/03/01/part-{n:04d}.csv", Body=body)
+        new = living.create_sessions(3, start_after=1.0, finish_after=2.5)
+        put_ids(client, f"ids/2026/03/01/part-{n:04d}.csv", new)
         ids += new
         time.sleep(1.0)
     key = f"liveness/date={datetime.now(UTC):%Y-%m-%d}/audit.parquet"
 
     def all_in() -> bool:
-        rows = s3_report(client, "audits", key)
-        return all(sid in rows.index and rows.loc[sid, "status"] in RESULTS for sid in ids)
+        return settled_in(s3_report(client, "audits", key), ids)
 
     wait_until(all_in, proc, "every session in the S3 report")
     code, _, err = stop(proc)
@@ -129,4 +111,4 @@ def test_sessions_listed_under_an_s3_prefix_are_captured_into_an_s3_report(
     rows = s3_report(client, "audits", key)
     assert len(rows) == len(ids)
     assert rows.loc[ids, "confidence"].notna().all()
-    assert max(emulator.stats()["by_session"][sid] for sid in ids) <= 5
+    assert max(living.stats()["by_session"][sid] for sid in ids) <= 5

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from batch.aws.s3 import S3Store, connect_s3
+from batch.aws.s3 import connect_s3
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
 from batch.follow.consumed import Consumed
@@ -21,7 +21,7 @@ from batch.follow.source import FolderSource, S3Source
 from batch.model import Outcome, SessionResult, Status
 from batch.store.locations import S3Url
 from batch.store.row import Row
-from tests.helpers import run_cli
+from tests.helpers import Raced, run_cli
 from tests.s3server import MotoServer
 
 
@@ -157,26 +157,6 @@ def answer(session_id: str, status: str, at: datetime) -> Row:
     return Row.of(Outcome(session_id, result, None, None, 1, at, True))
 
 
-class Racing:
-    """The real S3 store, except that another writer publishes just before our first upload."""
-
-    def __init__(self, store: S3Store, rival: list[Row], local: Path) -> None:
-        self.store, self.rival, self.local = store, rival, local
-        self.uploads = 0
-
-    async def head(self, url: S3Url) -> Any:
-        return await self.store.head(url)
-
-    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
-        await self.store.download(url, target, what=what)
-
-    async def upload(self, path: Path, url: S3Url, **kw: Any) -> str | None:
-        self.uploads += 1
-        if self.uploads == 1:  # the other host wins the race
-            await publish_rows(self.rival, url, self.local, self.store, {})
-        return await self.store.upload(path, url, **kw)
-
-
 async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers_answers(
     s3: MotoServer, tmp_path: Path
 ) -> None:
@@ -186,7 +166,8 @@ async def test_a_publish_that_loses_the_race_merges_again_and_keeps_both_writers
     ours = [answer("00000000-0000-4000-8000-00000000000a", "SUCCEEDED", now)]
     theirs = [answer("00000000-0000-4000-8000-00000000000b", "FAILED", now)]
     async with connect_s3(load_settings(env={})) as store:
-        racing = Racing(store, theirs, tmp_path / "rival.parquet")
+        rival = tmp_path / "rival.parquet"
+        racing = Raced(store, lambda _: publish_rows(theirs, url, rival, store, {}))
         rows = await publish_rows(ours, url, tmp_path / "ours.parquet", racing, {})  # type: ignore[arg-type]  # the store, racing
     assert racing.uploads == 2  # the first, conditional on the ETag read, lost
     assert rows == 2

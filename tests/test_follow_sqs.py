@@ -9,39 +9,19 @@ twice are handled too.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import aioboto3
-import boto3
-import pandas as pd
 import pytest
 
 from batch.emulator import EmulatorThread
 from batch.follow.queue import SqsSource, parse_queue
+from tests.fakes import VirtualClock
+from tests.following import follow_args, put_ids, s3_report, settled_in, stop, wait_until
 from tests.helpers import ACCESS_KEY, SECRET_KEY, run_cli, start_cli
 from tests.s3server import MotoServer
-from tests.test_follow import RESULTS, stop, wait_until
-
-
-def _sqs(s3: MotoServer) -> Any:
-    return boto3.client(
-        "sqs",
-        endpoint_url=s3.url,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
-
-
-def _report(client: Any) -> pd.DataFrame:
-    try:
-        body = client.get_object(Bucket="audits", Key="audit.parquet")["Body"].read()
-    except client.exceptions.NoSuchKey:
-        return pd.DataFrame(columns=["session_id", "status"]).set_index("session_id")
-    return pd.read_parquet(io.BytesIO(body)).set_index("session_id")
 
 
 def _left(sqs: Any, url: str) -> int:
@@ -51,12 +31,10 @@ def _left(sqs: Any, url: str) -> int:
 
 
 @pytest.fixture
-def notified(s3: MotoServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, str]:
+def notified(s3: MotoServer, buckets: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, str]:
     """A bucket ``inbox`` notifying queue ``ids`` of every object created."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", s3.url)
-    client, sqs = s3.client(), _sqs(s3)
-    client.create_bucket(Bucket="inbox")
-    client.create_bucket(Bucket="audits")
+    client, sqs = buckets, s3.client("sqs")
     url = sqs.create_queue(QueueName="ids")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
     client.put_bucket_notification_configuration(
@@ -68,39 +46,16 @@ def notified(s3: MotoServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any,
     return client, sqs, url
 
 
-def _put(client: Any, key: str, ids: list[str]) -> dict[str, Any]:
-    body = "session_id\n" + "".join(f"{sid}\n" for sid in ids)
-    answer: dict[str, Any] = client.put_object(Bucket="inbox", Key=key, Body=body)
-    return answer
-
-
 def test_notified_files_are_captured_and_their_messages_deleted_once_journaled(
-    emulator: EmulatorThread, notified: tuple[Any, Any, str], tmp_path: Path
+    living: EmulatorThread, notified: tuple[Any, Any, str], tmp_path: Path
 ) -> None:
-    emulator.configure(lifetime=60.0)
     client, sqs, url = notified
-    proc = start_cli(
-        "follow",
-        f"sqs://{url}",
-        "--output",
-        "s3://audits/audit.parquet",
-        "--work-dir",
-        tmp_path / "state",
-        "--settle",
-        "30s",
-        "--settle-interval",
-        "1s",
-        "--poll-interval",
-        "1s",
-        "--publish-every",
-        "1s",
-        "--log-format",
-        "json",
-    )
-    first = emulator.create_sessions(4, start_after=0.0, finish_after=0.0)
-    put = _put(client, "ids/a b.csv", first)  # a key URL-encoded in the notification
-    second = emulator.create_sessions(4, start_after=0.0, finish_after=0.0)
-    stored = _put(client, "ids/second.csv", second)
+    report = "s3://audits/audit.parquet"
+    proc = start_cli(*follow_args(f"sqs://{url}", report, tmp_path / "state"))
+    first = living.create_sessions(4, start_after=0.0, finish_after=0.0)
+    put = put_ids(client, "ids/a b.csv", first)  # a key URL-encoded in the notification
+    second = living.create_sessions(4, start_after=0.0, finish_after=0.0)
+    stored = put_ids(client, "ids/second.csv", second)
     sqs.send_message(  # and an EventBridge "Object Created" event for the same object
         QueueUrl=url,
         MessageBody=json.dumps(
@@ -116,16 +71,14 @@ def test_notified_files_are_captured_and_their_messages_deleted_once_journaled(
     )
 
     def all_in() -> bool:
-        rows = _report(client)
-        ids = first + second
-        return all(sid in rows.index and rows.loc[sid, "status"] in RESULTS for sid in ids)
+        return settled_in(s3_report(client, "audits", "audit.parquet"), first + second)
 
     wait_until(all_in, proc, "both files captured")
     wait_until(lambda: _left(sqs, url) == 0, proc, "every message deleted")
     code, _, err = stop(proc)
 
     assert code == 0, err
-    asked = emulator.stats()["by_session"]
+    asked = living.stats()["by_session"]
     assert all(asked[sid] == 1 for sid in first + second)  # a second notice asks nothing
     assert put["ETag"]
 
@@ -151,22 +104,22 @@ async def test_a_message_whose_file_is_being_worked_on_stays_invisible_past_its_
     s3: MotoServer,
 ) -> None:
     """Visibility is extended while a file is worked on (SQS's timeouts are real time)."""
-    sqs = _sqs(s3)
+    sqs = s3.client("sqs")
     url = sqs.create_queue(QueueName="slow")["QueueUrl"]
     body = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
         "bucket": {"name": "inbox"}, "object": {"key": "ids/big.csv", "eTag": "e1"}}}]}  # fmt: skip
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
-    now = [0.0]  # the source's clock: when it last extended
+    clock = VirtualClock()  # the source's clock: when it last extended
     session = aioboto3.Session(
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name="us-east-1"
     )
     async with session.client("sqs", endpoint_url=s3.url) as client:
         source = SqsSource(
-            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=4, clock=lambda: now[0]
+            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=4, clock=clock.now
         )
         (found,) = await source.ready({})
         await asyncio.sleep(3)  # the file takes long: most of the 4 s timeout passes
-        now[0] = 3.0
+        clock.time = 3.0
         assert await source.ready({found.name: None}) == []  # being asked: extended, not offered
         await asyncio.sleep(2)  # past the first timeout: still invisible to other consumers
 

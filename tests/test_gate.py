@@ -10,13 +10,13 @@ import pytest
 
 from batch.pacing.gate import Gate
 from batch.pacing.limiter import Limiter
-from tests.test_limiter import VirtualTime
+from tests.fakes import VirtualClock
 
 
 class Service:
     """Answers after ``latency`` virtual seconds; counts what is at it at once."""
 
-    def __init__(self, t: VirtualTime, latency: float) -> None:
+    def __init__(self, t: VirtualClock, latency: float) -> None:
         self.t = t
         self.latency = latency
         self.now_serving = 0
@@ -30,25 +30,25 @@ class Service:
             await self.t.sleep(self.latency)
             self.now_serving -= 1
         gate.succeeded(sent_at)
-        self.answered.append(self.t.now)
+        self.answered.append(self.t.now())
 
 
-def gated(t: VirtualTime, rate: float, ceiling: int = 256) -> Gate:
-    return Gate(Limiter(rate, clock=t.clock, sleep=t.sleep), ceiling=ceiling, clock=t.clock)
+def gated(t: VirtualClock, rate: float, ceiling: int = 256) -> Gate:
+    return Gate(Limiter(rate, clock=t), ceiling=ceiling, clock=t)
 
 
 async def test_in_flight_follows_rate_times_latency_and_the_rate_is_kept() -> None:
-    t = VirtualTime()
+    t = VirtualClock()
     gate = gated(t, 100)
     service = Service(t, 0.2)
     limits: list[tuple[float, int, int]] = []
 
     async def watch() -> None:
         while len(service.answered) < 300:
-            limits.append((t.now, gate.in_flight, gate.limit))
+            limits.append((t.now(), gate.in_flight, gate.limit))
             await t.sleep(0.01)
 
-    await t.run(watch(), *(service.call(gate) for _ in range(300)))
+    await asyncio.gather(watch(), *(service.call(gate) for _ in range(300)))
     assert gate.latency == pytest.approx(0.2)
     assert gate.limit == math.ceil(100 * 0.2 * 1.5) + 2  # 32
     # Before any answer 1 s is assumed: 100 x 1 x 1.5 + 2 = 152 let in (most wait at the
@@ -63,15 +63,15 @@ async def test_in_flight_follows_rate_times_latency_and_the_rate_is_kept() -> No
 
 
 async def test_a_slower_service_gets_more_in_flight_so_the_rate_holds() -> None:
-    t = VirtualTime()
+    t = VirtualClock()
     gate = gated(t, 100)
     service = Service(t, 0.05)
-    await t.run(*(service.call(gate) for _ in range(100)))
+    await asyncio.gather(*(service.call(gate) for _ in range(100)))
     fast_limit = gate.limit
     service.latency = 0.5  # the service slows down tenfold
     service.answered.clear()
-    started = t.now
-    await t.run(*(service.call(gate) for _ in range(300)))
+    started = t.now()
+    await asyncio.gather(*(service.call(gate) for _ in range(300)))
     assert fast_limit == math.ceil(100 * 0.05 * 1.5) + 2  # 10
     assert gate.limit == math.ceil(100 * 0.5 * 1.5) + 2  # 77
     assert service.most > 50  # rate x latency = 50 needed at the service
@@ -80,10 +80,10 @@ async def test_a_slower_service_gets_more_in_flight_so_the_rate_holds() -> None:
 
 
 async def test_an_explicit_ceiling_is_never_exceeded() -> None:
-    t = VirtualTime()
+    t = VirtualClock()
     gate = gated(t, 100, ceiling=8)  # --concurrency 8
     service = Service(t, 0.2)
-    await t.run(*(service.call(gate) for _ in range(120)))
+    await asyncio.gather(*(service.call(gate) for _ in range(120)))
     assert gate.most == 8
     assert service.most == 8
     # Little's law the other way round: 8 in flight at 0.2 s is 40/s, not the rate's 100
@@ -91,16 +91,16 @@ async def test_an_explicit_ceiling_is_never_exceeded() -> None:
 
 
 async def test_at_a_low_rate_the_spare_still_lets_two_through() -> None:
-    t = VirtualTime()
+    t = VirtualClock()
     gate = gated(t, 1)
     service = Service(t, 0.05)
-    await t.run(*(service.call(gate) for _ in range(5)))
+    await asyncio.gather(*(service.call(gate) for _ in range(5)))
     assert gate.limit == math.ceil(1 * 0.05 * 1.5) + 2  # 3: one for the answer, two spare
     assert service.answered == pytest.approx([0.05, 1.05, 2.05, 3.05, 4.05])
 
 
 async def test_a_caller_cancelled_while_waiting_gives_its_place_back() -> None:
-    t = VirtualTime()
+    t = VirtualClock()
     gate = gated(t, 10, ceiling=1)
     service = Service(t, 0.1)
 
@@ -115,7 +115,7 @@ async def test_a_caller_cancelled_while_waiting_gives_its_place_back() -> None:
         await first
         await service.call(gate)  # the place is free again
 
-    await t.run(scenario())
+    await asyncio.gather(scenario())
     assert gate.in_flight == 0
     assert len(service.answered) == 2
 

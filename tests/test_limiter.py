@@ -3,124 +3,83 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import functools
 
 import pytest
 
 from batch.emulator.timing import Timing
 from batch.emulator.virtual import VirtualService
 from batch.pacing.limiter import Limiter, Pace
-
-T = TypeVar("T")
-
-
-class FakeTime:
-    """A clock that moves only when told; ``sleep`` records and advances it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes import VirtualClock
 
 
-def limiter(t: FakeTime, rate: float, **kw: float) -> Limiter:
-    return Limiter(rate, clock=t.clock, sleep=t.sleep, **kw)
+def limiter(t: VirtualClock, rate: float, **kw: float) -> Limiter:
+    return Limiter(rate, clock=t, **kw)
 
 
 async def test_paces_evenly_instead_of_bursting() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 5)
     admitted = []
     for _ in range(6):
         async with lim:
-            admitted.append(t.now)
+            admitted.append(t.time)
     assert admitted == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
-class VirtualTime:
-    """Virtual time for many concurrent sleepers: time jumps to the next wake-up."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, future))
-        await future
-
-    async def run(self, *coros: Coroutine[Any, Any, T]) -> list[T]:
-        tasks = [asyncio.ensure_future(c) for c in coros]
-        while not all(t.done() for t in tasks):
-            for _ in range(10):  # let every runnable task reach its next sleep
-                await asyncio.sleep(0)
-            if self._sleepers:
-                when, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, when)
-                future.set_result(None)
-        return [t.result() for t in tasks]
-
-
 async def test_concurrent_waiters_are_released_one_period_apart_in_order() -> None:
-    t = VirtualTime()
-    lim = Limiter(10, clock=t.clock, sleep=t.sleep)
+    t = VirtualClock()
+    lim = Limiter(10, clock=t)
     released: list[tuple[int, float]] = []
 
     async def worker(n: int) -> None:
         await lim.acquire()
-        released.append((n, t.now))
+        released.append((n, t.time))
 
-    await t.run(*(worker(n) for n in range(5)))
+    await asyncio.gather(*(worker(n) for n in range(5)))
     # First is admitted at once, each next one 1/rate later: no window-sized burst.
     assert [n for n, _ in released] == [0, 1, 2, 3, 4]
     assert [at for _, at in released] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 
 
+class Stalled(VirtualClock):
+    """The loop was blocked until ``until``: everybody due before wakes only then."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__()
+        self.until = until
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        self.time = max(self.time, self.until)
+
+
+class Late(VirtualClock):
+    """Every sleep ends 3 ms late (the loop is busy signing requests)."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + 0.003)
+
+
 async def test_after_a_stall_the_schedule_catches_up_only_the_tolerance() -> None:
     # Replaces "sleepers woken together after a stall are still spaced" (gaps >= 1/rate):
     # a bounded catch-up is now wanted; what must hold is that at most 10 ms is caught up.
-    t = VirtualTime()
-    stalled = {"until": 0.0}
-
-    async def late_sleep(seconds: float) -> None:
-        await t.sleep(seconds)
-        # the loop was blocked until 1.0: everybody due before wakes only then
-        t.now = max(t.now, stalled["until"])
-
-    lim = Limiter(10, clock=t.clock, sleep=late_sleep)
+    t = Stalled(until=1.0)
+    lim = Limiter(10, clock=t)
     released: list[float] = []
-    stalled["until"] = 1.0
 
     async def worker() -> None:
         await lim.acquire()
-        released.append(t.now)
+        released.append(t.time)
 
-    await t.run(*(worker() for _ in range(6)))
+    await asyncio.gather(*(worker() for _ in range(6)))
     assert released == pytest.approx([0.0, 1.0, 1.09, 1.19, 1.29, 1.39])
 
 
 async def test_a_late_wake_on_a_busy_loop_does_not_lose_slots() -> None:
     # Every sleep ends 3 ms late (the loop is busy signing requests). At 500/s a slot is
     # 2 ms: restarting the schedule from "now" would give 200/s; catching up keeps 500/s.
-    t = FakeTime()
-
-    async def late(seconds: float) -> None:
-        await t.sleep(seconds + 0.003)
-
-    lim = Limiter(500, clock=t.clock, sleep=late)
+    lim = Limiter(500, clock=Late())
     released = [await lim.acquire() for _ in range(1001)]
     assert released[-1] - released[0] == pytest.approx(2.0, abs=0.01)
     at_once = max(sum(1 for r in released if r == x) for x in released)
@@ -131,33 +90,33 @@ async def test_idle_time_saves_up_at_most_the_tolerance() -> None:
     # Replaces "idle time is not saved up as a burst" (no catch-up at all): after a pause
     # the schedule may lag by 10 ms, so at 500/s six requests (1 + 500 x 10 ms) go at once
     # and then the pace resumes; at 10/s the next one waits all but those 10 ms.
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 500)
     await lim.acquire()
-    t.now = 100.0  # a long pause
+    t.time = 100.0  # a long pause
     released = [await lim.acquire() for _ in range(10)]
     assert sum(1 for r in released if r <= 100.0 + 1e-9) == 6
     assert released[-1] == pytest.approx(100.0 + 4 * 0.002 + 0.000, abs=0.0021)
-    t = FakeTime()
+    t = VirtualClock()
     slow = limiter(t, 10)
     await slow.acquire()
-    t.now = 100.0
+    t.time = 100.0
     assert await slow.acquire() == 100.0
     assert await slow.acquire() == pytest.approx(100.09)
 
 
 async def test_first_throttle_cuts_by_decrease_once_per_window() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10, decrease=0.5, reaction=1.0)
     lim.throttled()
     assert lim.rate == pytest.approx(5)
-    t.now = 0.5
+    t.time = 0.5
     lim.throttled()  # same window: a burst of throttles is one signal
     assert lim.cuts == 1
     assert lim.rate == pytest.approx(5)
 
 
-def feed(t: FakeTime, lim: Limiter, start: float, end: float, ok: int, throttled: int) -> None:
+def feed(t: VirtualClock, lim: Limiter, start: float, end: float, ok: int, throttled: int) -> None:
     """Answers spread over [start, end): ``ok`` successes and ``throttled`` throttles.
 
     Throttles are spread evenly among the successes, the first one first (as from a
@@ -167,7 +126,7 @@ def feed(t: FakeTime, lim: Limiter, start: float, end: float, ok: int, throttled
     marks = {round(i * n / throttled) for i in range(throttled)} if throttled else set()
     answers = [i not in marks for i in range(n)]
     for i, good in enumerate(answers):
-        t.now = start + (end - start) * i / len(answers)
+        t.time = start + (end - start) * i / len(answers)
         if good:
             lim.succeeded()
         else:
@@ -178,7 +137,7 @@ async def test_throttles_bracket_the_quota_once_answered_and_the_rate_goes_under
     # Was: the cut went to the share of answers that went through, which at a rate far
     # above the quota took a reading's time (and its throttles) to be right.
     service = VirtualService(quota=750, burst=150, timing=Timing(latency=0.05))
-    lim = Limiter(3000, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(3000, decrease=0.5, clock=service.clock)
     await service.run(lim, 3.0)
     assert lim.estimate == pytest.approx(750, rel=0.02)
     assert lim.rate <= 750
@@ -188,70 +147,70 @@ async def test_a_throttle_while_searching_cuts_blind_again_by_decrease_only() ->
     # Was: a stall on our side (10 answers in a second) read as a quota of 10/s. Now a
     # reading needs two answered throttles around its successes; a throttle of a request
     # sent after a blind cut says that cut was not enough: by `decrease` again, no lower.
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 50, decrease=0.5, margin=0.98, reaction=1.5)
     lim.throttled()  # 50 -> 25, then it searches upwards on clean readings
     feed(t, lim, 0.5, 1.5, ok=10, throttled=0)  # we sent only 10 in that second
-    t.now = 1.5
+    t.time = 1.5
     before = lim.rate
     assert lim.throttled()
     assert lim.rate == pytest.approx(0.5 * before)
 
 
-def steady(t: FakeTime, lim: Limiter) -> float:
+def steady(t: VirtualClock, lim: Limiter) -> float:
     """A blind cut, then clean answers until the search brackets the quota: the estimate."""
     lim.throttled()
     blind = lim.estimate  # a search keeps it until it brackets the throttled rate
     while lim.estimate == blind:
-        t.now += 0.01
+        t.time += 0.01
         lim.succeeded()
     return lim.estimate
 
 
 async def test_after_a_cut_it_ramps_to_the_estimate_then_probes_beyond() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=2.0, probe=4.0, reaction=1.5)
     steady(t, lim)
-    t.now += 2.0  # the ramp is done: at the estimate
-    t.now += 1.5
+    t.time += 2.0  # the ramp is done: at the estimate
+    t.time += 1.5
     at = lim.rate
     lim.throttled()  # a lone throttle at the estimate: 2% under it, the rate 0.9 x that
     estimate = 0.98 * at
     assert lim.estimate == pytest.approx(estimate)
-    cut = t.now
+    cut = t.time
     assert lim.rate == pytest.approx(0.9 * estimate)
-    t.now = cut + 1.0
+    t.time = cut + 1.0
     assert lim.rate == pytest.approx(estimate * (0.9 + 1) / 2)  # halfway up the ramp
-    t.now = cut + 2.0
+    t.time = cut + 2.0
     assert lim.rate == pytest.approx(estimate)  # at the estimate
     span = 2000 / estimate  # `probe` (4 s) is less than 2,000 answers: the answers rule
     knee = span * 0.05 ** (1 / 3)  # 5% past the estimate
-    t.now = cut + 2.0 + knee / 2
+    t.time = cut + 2.0 + knee / 2
     assert lim.rate == pytest.approx(estimate * (1 + 0.05 / 8))  # barely past it
-    t.now = cut + 2.0 + knee + 1.0  # past the knee the quota has risen: on at `probe`'s pace
+    t.time = cut + 2.0 + knee + 1.0  # past the knee the quota has risen: on at `probe`'s pace
     assert lim.rate == pytest.approx(estimate * 1.05 * (1 + (1.0 / 4.0) ** 3))
-    t.now = 1000.0
+    t.time = 1000.0
     assert lim.rate == pytest.approx(100)  # never above the configured maximum
 
 
 async def test_rate_never_drops_below_the_floor() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10, decrease=0.1, min_rate=2)
     for i in range(10):
-        t.now = 2.0 * i
+        t.time = 2.0 * i
         lim.throttled()
     assert lim.rate >= 2
 
 
 async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10, decrease=0.5)
     await lim.acquire()  # t=0
     lim.throttled()  # rate 5 -> period 0.2
     await lim.acquire()  # the new pace applies at once
-    assert t.now == pytest.approx(0.2)
+    assert t.time == pytest.approx(0.2)
     await lim.acquire()
-    assert t.now == pytest.approx(0.4)
+    assert t.time == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(
@@ -277,10 +236,10 @@ def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) 
 
 
 async def test_throttles_for_requests_sent_before_a_cut_do_not_cut_again() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 100, decrease=0.5, reaction=0.1)
     lim.throttled(sent_at=0.0)  # 100 -> 50 at t=0
-    t.now = 1.5
+    t.time = 1.5
     lim.throttled(sent_at=-0.05)  # in flight before the cut: old news
     assert lim.cuts == 1
     lim.throttled(sent_at=0.5)  # sent at the new pace: counts
@@ -288,16 +247,16 @@ async def test_throttles_for_requests_sent_before_a_cut_do_not_cut_again() -> No
 
 
 async def test_an_answer_slower_than_the_window_is_taken_in_stride() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10)
-    t.now = 5.0
+    t.time = 5.0
     lim.succeeded(sent_at=1.0)  # four seconds in flight: older than the window
     lim.throttled(sent_at=2.0)
     assert lim.cuts == 1
 
 
 async def test_acquire_returns_the_release_time() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 4)
     assert await lim.acquire() == 0.0
     assert await lim.acquire() == pytest.approx(0.25)
@@ -305,21 +264,21 @@ async def test_acquire_returns_the_release_time() -> None:
 
 async def test_slow_start_grows_per_answer_at_the_current_rate() -> None:
     # Replaces "with a start it doubles every second": now once per round trip.
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 1000, start=5.0, decrease=0.5, growth=2.0)
     assert lim.rate == 5.0
     sent = await lim.acquire()
-    t.now = 0.05
+    t.time = 0.05
     lim.succeeded(sent)  # the first answer at 5/s is in: 10/s
     assert lim.rate == pytest.approx(10.0)
     lim.succeeded(sent)  # another answer to a request sent before the step: no step
     assert lim.rate == pytest.approx(10.0)
     sent = await lim.acquire()  # one period at the new rate after the first
     assert sent == pytest.approx(0.1)
-    t.now = 0.15
+    t.time = 0.15
     lim.succeeded(sent)
     assert lim.rate == pytest.approx(20.0)
-    t.now = 10.0  # time alone does not double it
+    t.time = 10.0  # time alone does not double it
     assert lim.rate == pytest.approx(20.0)
     lim.throttled(await lim.acquire())  # sent at 20/s: back to half that, the start ends
     assert lim.rate == pytest.approx(10.0)
@@ -328,7 +287,7 @@ async def test_slow_start_grows_per_answer_at_the_current_rate() -> None:
 
 
 async def test_after_the_slow_start_clean_readings_climb_halfway_to_the_throttled_rate() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 1000, start=40.0, decrease=0.5)
     lim.throttled(await lim.acquire())  # throttled at 40: to 20, and search up to 40
     assert lim.rate == pytest.approx(20.0)
@@ -338,7 +297,7 @@ async def test_after_the_slow_start_clean_readings_climb_halfway_to_the_throttle
             lim.succeeded(await lim.acquire())
         rates.append(lim.rate)
     assert rates == pytest.approx([30.0, 35.0, 37.5, 38.75, 39.375])
-    t.now += 30  # bracketed (39.375 >= 0.97 x 40): from now on it probes past it
+    t.time += 30  # bracketed (39.375 >= 0.97 x 40): from now on it probes past it
     assert lim.rate > 40
 
 
@@ -346,15 +305,15 @@ async def test_a_throttle_just_after_a_blind_cut_cuts_again_and_it_climbs_back()
     # A request sent just after the cut is throttled too: that cut was not enough, so
     # by `decrease` again; then the search climbs back and the probe goes beyond.
     # (Once a search stopped under the quota for good: a real run sat at 98/s under 150/s.)
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 1000, start=40.0, decrease=0.5)
     lim.throttled(await lim.acquire())  # throttled at 40: to 20, and search up to 40
     lim.throttled(await lim.acquire())  # sent after the cut, throttled all the same
     assert lim.rate == pytest.approx(10)
-    while t.now < 5:  # answers all go through: searched back up
+    while t.time < 5:  # answers all go through: searched back up
         lim.succeeded(await lim.acquire())
     assert lim.rate > 0.95 * 20
-    while t.now < 200:  # ... and probing past it
+    while t.time < 200:  # ... and probing past it
         lim.succeeded(await lim.acquire())
     assert lim.rate > 40
 
@@ -362,11 +321,11 @@ async def test_a_throttle_just_after_a_blind_cut_cuts_again_and_it_climbs_back()
 async def test_a_lone_throttle_while_probing_puts_the_estimate_halfway_back() -> None:
     # Was: the estimate went up 2% per probe, so one that started low (a bucket of one
     # token reads low) took minutes to come up; and the rate went to a noisy reading.
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0)
     estimate = steady(t, lim)
     span = 2000 / estimate  # a probe doubles over at least 2,000 answers at the estimate
-    t.now += 1.0 + span * 0.05 ** (1 / 3)  # ramped, then 5% past the estimate
+    t.time += 1.0 + span * 0.05 ** (1 / 3)  # ramped, then 5% past the estimate
     assert lim.rate == pytest.approx(estimate * 1.05)
     lim.throttled()  # the probe passed the estimate cleanly and was throttled: between
     assert lim.estimate == pytest.approx((estimate + estimate * 1.05) / 2)
@@ -374,10 +333,10 @@ async def test_a_lone_throttle_while_probing_puts_the_estimate_halfway_back() ->
 
 
 async def test_a_throttle_at_the_estimate_brings_it_down() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 100, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0)
     estimate = steady(t, lim)
-    t.now += 1.0  # the ramp just reached the estimate: throttled right there
+    t.time += 1.0  # the ramp just reached the estimate: throttled right there
     assert lim.rate == pytest.approx(estimate)
     lim.throttled()
     assert lim.estimate == pytest.approx(0.98 * estimate)
@@ -385,10 +344,10 @@ async def test_a_throttle_at_the_estimate_brings_it_down() -> None:
 
 
 async def test_the_cap_is_never_exceeded_nor_probed_past() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10_000, start=5.0, cap=100.0)
     released = []
-    while t.now < 60:  # a minute of answers that all go through, at once
+    while t.time < 60:  # a minute of answers that all go through, at once
         sent = await lim.acquire()
         lim.succeeded(sent)
         released.append(sent)
@@ -399,66 +358,54 @@ async def test_the_cap_is_never_exceeded_nor_probed_past() -> None:
 
 
 async def test_a_throttle_at_or_below_the_cap_holds_back_for_the_hold_time() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 100, cap=80.0, hold=120.0, decrease=0.5)
     assert lim.rate == 80.0
     lim.throttled(await lim.acquire())  # at the cap: the application is busy
     assert lim.rate == pytest.approx(40.0)
     assert lim.holding
-    while t.now < 119:  # answers all go through, and still it stays down
+    while t.time < 119:  # answers all go through, and still it stays down
         lim.succeeded(await lim.acquire())
         assert lim.rate == pytest.approx(40.0)
     assert lim.pace() == Pace(40.0, lim.estimate, 80.0, True, 1)
-    while t.now < 125:
+    while t.time < 125:
         lim.succeeded(await lim.acquire())
     assert not lim.holding
     assert lim.rate > 40.0  # climbing again
 
 
 async def test_without_a_cap_the_same_throttle_does_not_hold() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 80, decrease=0.5)
     lim.throttled(await lim.acquire())
     assert not lim.holding
-    while t.now < 5:
+    while t.time < 5:
         lim.succeeded(await lim.acquire())
     assert lim.rate > 70.0  # clean readings searched it back up within seconds
 
 
 class Bucket:
-    """The service's quota as a token bucket, answering after ``latency`` on a fake clock."""
+    """The service's quota as a token bucket, answering after ``latency`` on a virtual clock."""
 
     def __init__(self, quota: float, burst: float, latency: float) -> None:
         self.quota, self.burst, self.latency = quota, burst, latency
-        self.now, self.tokens, self.filled = 0.0, burst, 0.0
-        self.pending: list[tuple[float, int, float, bool]] = []
+        self.clock = VirtualClock()
+        self.tokens, self.filled = burst, 0.0
         self.sends: list[tuple[float, bool]] = []
-        self.lim: Limiter | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:  # deliver the answers due meanwhile
-        assert self.lim is not None
-        until = self.now + seconds
-        while self.pending and self.pending[0][0] <= until:
-            self.now, _, sent, ok = heapq.heappop(self.pending)
-            (self.lim.succeeded if ok else self.lim.throttled)(sent)
-        self.now = until
 
     def quota_at(self, sent: float) -> float:
         return self.quota
 
     async def run(self, lim: Limiter, seconds: float) -> None:
-        self.lim = lim
-        while self.now < seconds:
+        while self.clock.now() < seconds:
             sent = await lim.acquire()
             refill = (sent - self.filled) * self.quota_at(sent)
             self.tokens = min(self.burst, self.tokens + refill)
             self.filled, ok = sent, self.tokens >= 1 - 1e-9
             self.tokens -= ok
             self.sends.append((sent, ok))
-            heapq.heappush(self.pending, (sent + self.latency, len(self.sends), sent, ok))
+            answer = lim.succeeded if ok else lim.throttled
+            self.clock.call_at(sent + self.latency, functools.partial(answer, sent))
 
     def through(self, start: float, end: float) -> int:
         return sum(1 for t, ok in self.sends if ok and start <= t < end)
@@ -468,7 +415,7 @@ async def test_slow_start_reaches_500_per_second_within_1_2_seconds_of_answers()
     # Was seven seconds (doubling once a second from 5/s); doubling per round trip (50 ms,
     # plus a period at the rate of the moment) to 50/s, then 1.25 times, about 0.9 s.
     bucket = Bucket(quota=1000, burst=1000, latency=0.05)
-    lim = Limiter(10_000, start=5.0, clock=bucket.clock, sleep=bucket.sleep)
+    lim = Limiter(10_000, start=5.0, clock=bucket.clock)
     await bucket.run(lim, 1.2)
     assert lim.rate >= 500
 
@@ -483,7 +430,6 @@ async def test_within_a_second_of_the_first_throttle_it_holds_095_of_the_quota(
         10_000 if start == "none" else 3 * quota,
         start=5.0 if start == "none" else None,
         clock=bucket.clock,
-        sleep=bucket.sleep,
     )
     await bucket.run(lim, 15.0)
     first = next(t for t, ok in bucket.sends if not ok)
@@ -502,7 +448,6 @@ async def test_a_20_s_run_at_150_per_second_is_throttled_under_1_percent(start: 
         10_000 if start == "none" else 450,
         start=5.0 if start == "none" else None,
         clock=bucket.clock,
-        sleep=bucket.sleep,
     )
     await bucket.run(lim, 20.0)
     throttled = sum(1 for _, ok in bucket.sends if not ok)
@@ -517,7 +462,7 @@ async def test_a_long_run_of_throttles_keeps_reading_its_last_half_second() -> N
     service = VirtualService(
         quota=750, burst=150, timing=Timing(latency=0.05), quota_at=lambda t: 750 if t < 3 else 500
     )
-    lim = Limiter(3000, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(3000, decrease=0.5, clock=service.clock)
     await service.run(lim, 5.0)
     assert lim.estimate == pytest.approx(500, rel=0.02)
     assert 0.95 * 500 <= service.through(4, 5) <= 500
@@ -539,14 +484,14 @@ async def test_a_quota_that_comes_back_is_found_again_within_30_seconds() -> Non
     # the quota has risen and the probe goes at `probe`'s pace. Without that turn, at
     # 2,000 answers per probe, a quota halved to 25/s and back was at 35/s 50 s later.
     bucket = Dropping(quota=50, burst=10, latency=0.05, down=30.0, up=60.0)
-    lim = Limiter(50, clock=bucket.clock, sleep=bucket.sleep)
+    lim = Limiter(50, clock=bucket.clock)
     await bucket.run(lim, 95.0)
     assert bucket.through(50, 60) <= 26 * 10  # it came down to the halved quota
     assert bucket.through(90, 95) >= 0.95 * 50 * 5
 
 
 async def test_slow_start_doubles_under_50_per_second_and_grows_by_growth_above() -> None:
-    t = FakeTime()
+    t = VirtualClock()
     lim = limiter(t, 10_000, start=5.0)  # the default growth, 1.25
     rates = []
     for _ in range(6):
@@ -587,7 +532,7 @@ async def test_fast_throttles_and_slow_successes_do_not_cut_a_3q_rate_under_the_
     # throttles were mostly in flight: the rate went from 1,350 to 15/s in 85 ms and took
     # over a minute to come back (0.14 of the quota here). Now only answered spans count.
     service = VirtualService(quota=500, burst=100, timing=FAST_THROTTLES)
-    lim = Limiter(1500, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(1500, decrease=0.5, clock=service.clock)
     await service.run(lim, 20.0)
     assert min(lim_rate for lim_rate in rates_after_first_second(service, lim)) >= 0.5 * 500
     assert service.through(0, 20) >= 0.95 * 500 * 20
@@ -602,7 +547,7 @@ def rates_after_first_second(service: VirtualService, lim: Limiter) -> list[floa
 
 async def test_no_single_throttle_cuts_the_rate_below_decrease_times_what_it_was() -> None:
     service = VirtualService(quota=500, burst=100, timing=FAST_THROTTLES)
-    watched = Watched(Limiter(1500, decrease=0.5, clock=service.clock, sleep=service.sleep))
+    watched = Watched(Limiter(1500, decrease=0.5, clock=service.clock))
     await service.run(watched, 10.0)
     assert watched.cuts
     assert all(after >= 0.5 * before - 1e-9 for before, after in watched.cuts)
@@ -610,7 +555,7 @@ async def test_no_single_throttle_cuts_the_rate_below_decrease_times_what_it_was
 
 async def test_from_no_rate_under_fast_throttles_09_q_comes_within_2_s_and_holds() -> None:
     service = VirtualService(quota=500, burst=100, timing=FAST_THROTTLES)
-    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
     await service.run(lim, 20.0)
     assert service.through(1.8, 2.0) >= 0.9 * 500 * 0.2
     assert service.through(2, 20) >= 0.95 * 500 * 18
@@ -624,7 +569,7 @@ async def test_after_a_dip_in_the_quota_the_rate_is_back_within_a_few_seconds() 
         return 150.0 if 10.0 <= t < 10.2 else 300.0
 
     service = VirtualService(quota=300, burst=60, timing=FAST_THROTTLES, quota_at=dip)
-    lim = Limiter(900, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(900, decrease=0.5, clock=service.clock)
     await service.run(lim, 20.0)
     before = service.through(8, 10) / 2
     assert before >= 0.95 * 300

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from batch.aws.s3 import S3Store, connect_s3
+from batch.aws.s3 import connect_s3
 from batch.config import load_settings
 from batch.engine.destination import Destination
-from batch.engine.publish import publish
+from batch.engine.publish import Merge, publish
 from batch.errors import PublishError
 from batch.store.locations import S3Url
 from batch.store.manifest import Manifest
 from batch.store.merge import Base
+from tests.helpers import Raced
 from tests.s3server import MotoServer
 
 BUCKET = "audits"
@@ -41,29 +40,7 @@ def ids_at(s3: MotoServer) -> list[str]:
     return sorted(pq.read_table(io.BytesIO(body)).column("session_id").to_pylist())
 
 
-class Rival:
-    """The real store; another writer puts its report at the key before our first
-    ``wins`` uploads (each time with one more session of its own)."""
-
-    def __init__(self, store: S3Store, s3: MotoServer, wins: int) -> None:
-        self.store, self.s3, self.wins = store, s3, wins
-        self.uploads = 0
-
-    async def head(self, url: S3Url) -> Any:
-        return await self.store.head(url)
-
-    async def download(self, url: S3Url, target: Path, *, what: str = "input") -> None:
-        await self.store.download(url, target, what=what)
-
-    async def upload(self, path: Path, url: S3Url, **kw: Any) -> str | None:
-        self.uploads += 1
-        if self.uploads <= self.wins:
-            theirs = parquet([f"theirs-{n}" for n in range(self.uploads)])
-            self.s3.client().put_object(Bucket=url.bucket, Key=url.key, Body=theirs)
-        return await self.store.upload(path, url, **kw)
-
-
-def merging(local: Path, ours: list[str], bases: list[Base]) -> Any:
+def merging(local: Path, ours: list[str], bases: list[Base]) -> Merge:
     """A merge that writes our sessions and the base's into ``local``."""
 
     def merge(base: Base) -> Manifest:
@@ -75,24 +52,38 @@ def merging(local: Path, ours: list[str], bases: list[Base]) -> Any:
     return merge
 
 
+async def race(
+    s3: MotoServer, local: Path, *, wins: int, tries: int
+) -> tuple[Raced, list[Base], PublishError | None]:
+    """Publish ``ours`` at REPORT while another writer puts its report there before each
+    of our first ``wins`` uploads (one more session of its own each time): the store (its
+    uploads counted), the bases merged into, the error that gave up."""
+    s3.client().create_bucket(Bucket=BUCKET)
+    bases: list[Base] = []
+
+    async def rival(upload: int) -> None:
+        theirs = parquet([f"theirs-{n}" for n in range(upload)])
+        s3.client().put_object(Bucket=BUCKET, Key=REPORT.key, Body=theirs)
+
+    async with connect_s3(load_settings(env={})) as store:
+        raced = Raced(store, rival, wins)
+        merge = merging(local, ["ours"], bases)
+        try:
+            await publish(raced, Destination(local, REPORT), merge, tries=tries)  # type: ignore[arg-type]  # the real store, raced
+        except PublishError as exc:
+            return raced, bases, exc
+    return raced, bases, None
+
+
 async def test_a_lost_race_merges_the_other_writers_report_and_uploads_again(
     s3: MotoServer, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     local = tmp_path / "report.parquet"
-    bases: list[Base] = []
-    async with connect_s3(load_settings(env={})) as store:
-        rival = Rival(store, s3, wins=1)
-        manifest = await publish(
-            rival,  # type: ignore[arg-type]  # the real store, another writer racing it
-            Destination(local, REPORT),
-            merging(local, ["ours"], bases),
-            tries=3,
-        )
-    assert rival.uploads == 2  # the first, If-None-Match on a key that was absent, lost
+    raced, bases, error = await race(s3, local, wins=1, tries=3)
+    assert error is None
+    assert raced.uploads == 2  # the first, If-None-Match on a key that was absent, lost
     assert [base.rows for base in bases] == [0, 1]  # merged again with the rival's report
     assert ids_at(s3) == ["ours", "theirs-0"]
-    assert manifest.rows == 2
     head = s3.client().head_object(Bucket=BUCKET, Key=REPORT.key)
     assert head["Metadata"]["rows"] == "2"
     assert not local.exists()  # the S3 object is the report now
@@ -101,19 +92,11 @@ async def test_a_lost_race_merges_the_other_writers_report_and_uploads_again(
 async def test_a_writer_that_always_gets_there_first_makes_the_publish_give_up_keeping_ours(
     s3: MotoServer, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     local = tmp_path / "report.parquet"
-    bases: list[Base] = []
-    async with connect_s3(load_settings(env={})) as store:
-        rival = Rival(store, s3, wins=99)
-        with pytest.raises(PublishError, match="3 conditional uploads in a row"):
-            await publish(
-                rival,  # type: ignore[arg-type]  # the real store, another writer racing it
-                Destination(local, REPORT),
-                merging(local, ["ours"], bases),
-                tries=3,
-            )
-    assert rival.uploads == 3
+    raced, bases, error = await race(s3, local, wins=99, tries=3)
+    assert error is not None
+    assert "3 conditional uploads in a row" in str(error)
+    assert raced.uploads == 3
     assert len(bases) == 3  # each lost race merged the rival's newer report
-    assert ids_at(s3) == ["theirs-0", "theirs-1", "theirs-2"]  # never overwritten
+    assert ids_at(s3) == ["theirs-0", "theirs-1", "theirs-2"]  # ours never overwrote theirs
     assert pq.read_table(local)["session_id"].to_pylist() == ["ours", "theirs-0", "theirs-1"]

@@ -27,6 +27,7 @@ from batch.verdict import (
     EXIT_OK,
     EXIT_UNRESOLVED,
     EXIT_USAGE,
+    Verdict,
     exit_code_for,
     verdict,
 )
@@ -228,3 +229,51 @@ def test_disagreements_outrank_the_error_rate() -> None:
     summary = replace(DISAGREED, by_error={"SessionNotFoundException": 8})
     assert verdict(summary, 0.1).code == EXIT_ERROR_RATE
     assert verdict(summary, 0.1, fail_on_disagreement=True).code == EXIT_DISAGREEMENT
+
+
+def test_an_error_that_is_not_the_tools_own_exits_1_with_nothing_to_show() -> None:
+    # A bug (a traceback is logged where it is caught): exit 1, resumable, no error line.
+    assert verdict(RuntimeError("bug")) == Verdict(EXIT_UNRESOLVED)
+
+
+def test_any_settle_duration_makes_sessions_still_pending_exit_1() -> None:
+    ending = verdict(replace(PENDING, settle=0.5))
+    assert ending == Verdict(EXIT_UNRESOLVED, "2 sessions still pending: a rerun asks again")
+
+
+def test_the_closing_line_of_an_unfinished_run_names_each_reason_once() -> None:
+    assert verdict(UNRESOLVED).message == (
+        "2 sessions unresolved (see error_code in the report); "
+        "a rerun of the same command retries them and keeps the rest"
+    )
+    both = verdict(replace(STOPPED, pending=1, settle=60.0))
+    assert both.message == (
+        "run stopped (SIGTERM); 3 sessions unresolved (see error_code in the report); "
+        "a rerun of the same command retries them and keeps the rest; "
+        "1 sessions still pending: a rerun asks again"
+    )
+
+
+def test_the_closing_lines_of_evidence_and_disagreements_say_where_to_look() -> None:
+    assert verdict(EVIDENCE).message == (
+        "stored evidence is missing or changed for 2 sessions "
+        "(error_code EvidenceMissing / EvidenceChanged in the report)"
+    )
+    disagreed = replace(CLEAN, reconciliation=Reconciliation(7, 3, 0, 0))
+    assert verdict(disagreed, fail_on_disagreement=True).message == (
+        "the service's answer contradicts the application's decision for 3 sessions "
+        "(agrees = false in the report; liveness-audit summarize lists them first)"
+    )
+
+
+def test_errors_exactly_at_the_max_error_rate_are_allowed() -> None:
+    half = replace(CLEAN, sessions=4, by_error={"SessionNotFoundException": 2})
+    assert verdict(half, 0.5).code == EXIT_OK
+    assert verdict(half, 0.49).code == EXIT_ERROR_RATE
+
+
+def test_a_single_session_that_ended_in_an_error_is_over_any_rate_below_1() -> None:
+    one = replace(CLEAN, sessions=1, by_error={"SessionNotFoundException": 1})
+    assert verdict(one, 0.6).code == EXIT_ERROR_RATE
+    assert exit_code_for(one, 0.6) == EXIT_ERROR_RATE
+    assert exit_code_for(one) == EXIT_OK

@@ -1,5 +1,6 @@
 """The project's own Rekognition emulator: a real HTTP endpoint for tests and the demo."""
 
+from batch.emulator.faults import FAULTS
 from batch.emulator.lifecycle import FATES, Plan, status_at
 from batch.emulator.population import (
     CHALLENGE_TYPES,
@@ -9,15 +10,11 @@ from batch.emulator.population import (
     planted_disagreements,
     write_input,
 )
-from batch.emulator.server import (
-    FAULTS,
-    OUTCOMES,
-    Emulator,
-    EmulatorSettings,
-    EmulatorThread,
-    serve,
-)
+from batch.emulator.server import Emulator, serve
 from batch.emulator.servicequotas import QUOTA_NAME
+from batch.emulator.settings import EmulatorSettings
+from batch.emulator.stats import OUTCOMES
+from batch.emulator.thread import EmulatorThread
 
 __all__ = [
     "CHALLENGE_TYPES",

@@ -20,7 +20,7 @@ from typing import Protocol
 from batch.emulator.quota import TokenBucket
 from batch.emulator.timing import Timing
 
-__all__ = ["Client", "Listener", "Send", "VirtualService"]
+__all__ = ["Client", "Listener", "Send", "ServiceClock", "VirtualService"]
 
 
 class Listener(Protocol):
@@ -67,8 +67,10 @@ class VirtualService:
         self._events: list[tuple[float, int, Send, bool]] = []  # (due, n, send, arrival?)
         self._n = itertools.count()
 
-    def clock(self) -> float:
-        return self.now
+    @property
+    def clock(self) -> ServiceClock:
+        """This service's time as a :class:`batch.pacing.clock.Clock` (for the limiter)."""
+        return ServiceClock(self)
 
     async def sleep(self, seconds: float) -> None:
         """Move time on by ``seconds`` (and a little late), delivering what falls due."""
@@ -114,3 +116,16 @@ class VirtualService:
 
     def throttled(self) -> int:
         return sum(1 for s in self.sends if s.ok is False)
+
+
+@dataclass(frozen=True)
+class ServiceClock:
+    """A :class:`VirtualService`'s time, read and slept on (sleeping delivers what is due)."""
+
+    service: VirtualService
+
+    def now(self) -> float:
+        return self.service.now
+
+    async def sleep(self, seconds: float) -> None:
+        await self.service.sleep(seconds)

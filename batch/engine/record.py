@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
@@ -70,7 +69,7 @@ class Recorder:
     def open(  # the report's options, named
         cls,
         report: Path,
-        header: Mapping[str, Any],
+        header: Mapping[str, object],
         tally: Tally,
         *,
         must_match: Iterable[str] = (),
@@ -211,7 +210,7 @@ class Recorder:
 
     # --- the report -------------------------------------------------------------------
 
-    def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
+    def commit(self, provenance: Mapping[str, object], *, input_sha256: str) -> Manifest:
         """Write the report (atomically): the base streamed through, the kept answers
         merged in; its manifest. The journal's rows are in the report then: the journal
         keeps only its header."""

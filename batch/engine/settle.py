@@ -8,21 +8,21 @@ since its first pending answer; then the last answer stands (a rerun asks again)
 
 It also knows when the fetch phase is over: :meth:`feed` returns once nothing is queued or
 in flight and no pending session is waiting for its turn (or the run is stopping). Time
-comes from the running loop's clock (or an injected one), so tests run on virtual time.
+comes from a :class:`~batch.pacing.clock.Clock` (the running loop's in production), so
+tests run the same code on virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from collections.abc import Awaitable, Callable
 
+from batch.pacing.clock import LOOP, Clock, wait_for_event
+
 __all__ = ["Settler"]
 
-Clock = Callable[[], float]
 Put = Callable[[str], Awaitable[None]]
-Sleep = Callable[[float], Awaitable[object]]
 
 
 class Settler:
@@ -34,8 +34,7 @@ class Settler:
         interval: float,
         duration: float,
         stopping: Callable[[], bool] = lambda: False,
-        clock: Clock | None = None,
-        sleep: Sleep | None = None,
+        clock: Clock = LOOP,
     ) -> None:
         if interval <= 0 or duration < 0:
             raise ValueError("interval must be positive and duration not negative")
@@ -43,7 +42,6 @@ class Settler:
         self.duration = duration
         self._stopping = stopping
         self._clock = clock
-        self._sleep = sleep  # tests: virtual time (an answer is noticed when it ends)
         self._due: list[tuple[float, int, str]] = []  # (when, tie-break, session) heap
         self._first: dict[str, float] = {}  # first pending answer of each waiting session
         self._busy = 0  # sessions put into the pool and not yet answered
@@ -51,7 +49,7 @@ class Settler:
         self._changed = asyncio.Event()
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock.now()
 
     @property
     def waiting(self) -> int:
@@ -93,16 +91,9 @@ class Settler:
             if not self._due and self._busy <= 0:
                 return
             self._changed.clear()
-            await self._wait(self._due[0][0] - now if self._due else None)
-
-    async def _wait(self, delay: float | None) -> None:
-        """Until an answer arrives or the next turn is due, whichever comes first."""
-        if delay is not None and self._sleep is not None:
-            await self._sleep(delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._changed.wait()
+            # until an answer arrives or the next turn is due, whichever comes first
+            delay = self._due[0][0] - now if self._due else None
+            await wait_for_event(self._clock, self._changed, delay)
 
     def wake(self) -> None:
         """Make :meth:`feed` look again (the run is stopping)."""

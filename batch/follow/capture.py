@@ -62,6 +62,7 @@ from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
+from batch.pacing.clock import LOOP, Clock
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
@@ -106,10 +107,12 @@ class Capture:
         *,
         budget: float | None = None,
         now: Now | None = None,
+        clock: Clock = LOOP,
     ) -> None:
         self.source_location, self.settings, self.budget = source, settings, budget
         self._render = render
-        self._now: Now = now or (lambda: datetime.now(UTC))
+        self._now: Now = now or (lambda: datetime.now(UTC))  # the calendar: days
+        self._clock = clock  # intervals: lag, publishing, progress lines, settling
         self.mode = parse_mode(settings.file_mode)
         self.work_dir = settings.work_dir or default_work_dir()
         self.state = state_folder(self.work_dir, str(source), template)
@@ -120,6 +123,7 @@ class Capture:
             interval=settings.settle_interval,
             duration=settings.settle,
             stopping=lambda: bool(self.stop),
+            clock=clock,
         )
         self.figures = Figures()
         self._backlog: deque[str] = deque()
@@ -318,7 +322,7 @@ class Capture:
         if not new:
             self._consume(found)
             return
-        seen_at = asyncio.get_running_loop().time()
+        seen_at = self._clock.now()
         self._left[found.name] = len(new)
         for sid in new:
             self._waiting[sid] = (found, seen_at)
@@ -378,7 +382,7 @@ class Capture:
         first = self._waiting.pop(sid, None)
         if first is not None:
             found, seen_at = first
-            self.figures.lag(asyncio.get_running_loop().time() - seen_at)
+            self.figures.lag(self._clock.now() - seen_at)
             if rank(row) in (Rank.EXPIRED, Rank.GONE):
                 self.figures.expired_before_capture += 1
             self._left[found.name] -= 1
@@ -404,17 +408,16 @@ class Capture:
     # --- publishing and display -----------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         every = self.settings.publish_every
-        last, key = loop.time(), self.daybook.key_at(self._now())
+        last, key = self._clock.now(), self.daybook.key_at(self._now())
         while True:
-            await asyncio.sleep(min(1.0, every))
+            await self._clock.sleep(min(1.0, every))
             now_key = self.daybook.key_at(self._now())
-            if now_key == key and loop.time() - last < every:
+            if now_key == key and self._clock.now() - last < every:
                 continue
             if now_key != key:
                 log.info("a new day: %s (publishing %s)", now_key, key, extra=event("rollover"))
-            key, last = now_key, loop.time()
+            key, last = now_key, self._clock.now()
             await self.publish_all()
 
     async def publish_all(self, *, final: bool = False) -> AuditError | None:
@@ -470,7 +473,7 @@ class Capture:
 
     async def _show(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.log_interval)
+            await self._clock.sleep(self.settings.log_interval)
             self._refresh()
             log.info(self.figures.line(), extra=event("progress", **self.figures.as_dict()))
 

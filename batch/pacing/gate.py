@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Gate"]
+from batch.pacing.clock import LOOP, Clock
 
-Clock = Callable[[], float]
+__all__ = ["Gate"]
 
 
 class Paced(Protocol):
@@ -61,7 +60,7 @@ class Gate:
         spare: int = 2,
         smoothing: float = 0.2,
         initial: float = 1.0,
-        clock: Clock | None = None,
+        clock: Clock = LOOP,
     ) -> None:
         if ceiling < 1 or spare < 1:
             raise ValueError(f"ceiling and spare must be at least 1, got {ceiling!r}, {spare!r}")
@@ -77,7 +76,7 @@ class Gate:
         self._room = asyncio.Condition()
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock.now()
 
     @property
     def limit(self) -> int:

@@ -39,16 +39,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from batch.pacing.answered import Ledger
+from batch.pacing.clock import LOOP, Clock
 
 __all__ = ["Limiter", "Pace"]
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
 Phase = Literal["start", "search", "steady"]
 
 _RECHECK = 0.05  # a waiter looks again this often, so a rate that went up applies
@@ -106,8 +104,7 @@ class Limiter:
         min_rate: float | None = None,
         cap: float | None = None,
         hold: float = 120.0,
-        clock: Clock | None = None,
-        sleep: Sleep = asyncio.sleep,
+        clock: Clock = LOOP,
     ) -> None:
         _check(rate, cap, decrease=decrease, margin=margin, growth=growth)
         if not (ramp > 0 and probe > 0 and reaction >= 0 and hold >= 0):
@@ -119,7 +116,7 @@ class Limiter:
         self.decrease, self.margin, self.ramp, self.probe = decrease, margin, ramp, probe
         self.reaction, self.hold, self.growth = reaction, hold, growth
         self.cuts = 0
-        self._clock, self._sleep = clock, sleep
+        self._clock = clock
         self._turn = asyncio.Lock()
         self._slot = -math.inf  # the schedule: the last slot released
         self._phase: Phase = "start" if first < self.max_rate else "steady"
@@ -140,7 +137,7 @@ class Limiter:
     # --- pacing -----------------------------------------------------------------------
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return self._clock.now()
 
     def _rate_at(self, now: float) -> float:
         if self._phase != "steady" or now < self._hold_until:
@@ -207,7 +204,7 @@ class Limiter:
                 due = self._slot + period
                 if due <= now:
                     break
-                await self._sleep(min(due - now, _RECHECK))
+                await self._clock.sleep(min(due - now, _RECHECK))
                 now = self._now()
             if self._slot == -math.inf:
                 self._slot = now

@@ -6,18 +6,19 @@ out of attempts or would overrun its ``timeout``; it then re-raises the original
 untouched. Waits are exponential with full jitter (AWS's recommendation: a uniformly random
 wait between 0 and ``min(wait_max, wait_initial * wait_exp_base ** (n - 1))``).
 
-Tests switch waiting off with ``wait_initial=0`` rather than sleeping, and inject
-``clock``/``sleep``/``random`` to check the schedule.
+Tests switch waiting off with ``wait_initial=0`` rather than sleeping, and inject a
+virtual ``clock`` (:class:`batch.pacing.clock.Clock`) and ``random`` to check the schedule.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random as _random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from batch.pacing.clock import LOOP, Clock
 
 __all__ = ["RetryPolicy"]
 
@@ -51,16 +52,18 @@ class RetryPolicy:
 
     def backoff(self, failures: int, draw: float = 1.0) -> float:
         """Seconds to wait after the ``failures``-th failed attempt; ``draw`` in [0, 1)."""
-        exponent = min(failures - 1, 64)  # beyond this the cap has long been reached
-        ceiling = min(self.wait_max, self.wait_initial * self.wait_exp_base**exponent)
+        try:
+            grown = self.wait_initial * self.wait_exp_base ** (failures - 1)
+        except OverflowError:  # a power past any float: far past the cap (unless from 0)
+            grown = math.inf if self.wait_initial else 0.0
+        ceiling = min(self.wait_max, grown)
         return ceiling * draw if self.jitter else ceiling
 
     async def call(
         self,
         fn: Callable[[int], Awaitable[T]],
         *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Clock = LOOP,
         random: Callable[[], float] = _random.random,
         give_up: Callable[[], bool] = lambda: False,
     ) -> T:
@@ -69,8 +72,7 @@ class RetryPolicy:
         ``give_up`` is asked before every further attempt; when it says so (the run is
         stopping) the last error is re-raised at once.
         """
-        now = clock or asyncio.get_running_loop().time
-        deadline = None if self.timeout is None else now() + self.timeout
+        deadline = None if self.timeout is None else clock.now() + self.timeout
         attempt = 1
         while True:
             try:
@@ -79,10 +81,10 @@ class RetryPolicy:
                 if attempt >= self.attempts or give_up():
                     raise
                 wait = self.backoff(attempt, random())
-                if deadline is not None and now() + wait >= deadline:
+                if deadline is not None and clock.now() + wait >= deadline:
                     raise
                 if wait > 0:
-                    await sleep(wait)
+                    await clock.sleep(wait)
                 if give_up():
                     raise
                 attempt += 1

@@ -40,7 +40,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 import pyarrow as pa
 
@@ -78,8 +78,8 @@ class Journal:
         *,
         replay_end: int,
         sync: Callable[[int], None] | None = None,
-        previous: Mapping[str, Any] | None = None,
-        header: Mapping[str, Any] | None = None,
+        previous: Mapping[str, object] | None = None,
+        header: Mapping[str, object] | None = None,
         mode: int = PRIVATE,
     ) -> None:
         self.path = path
@@ -101,7 +101,7 @@ class Journal:
     def open(
         cls,
         path: Path,
-        header: Mapping[str, Any],
+        header: Mapping[str, object],
         *,
         must_match: Iterable[str] = (),
         mode: int = PRIVATE,
@@ -324,12 +324,12 @@ def _fits(rows: list[Row]) -> None:
     pa.RecordBatch.from_pylist([row.flat(extras=False) for row in rows], schema=SCHEMA)
 
 
-def _header_line(header: Mapping[str, Any]) -> str:
+def _header_line(header: Mapping[str, object]) -> str:
     return json.dumps({"journal": "liveness-audit", "version": _VERSION, **header}) + "\n"
 
 
 def _refuse_other(
-    path: Path, previous: Mapping[str, Any], header: Mapping[str, Any], keys: Iterable[str]
+    path: Path, previous: Mapping[str, object], header: Mapping[str, object], keys: Iterable[str]
 ) -> None:
     """CheckpointError when the journal was written under another value of ``keys``."""
     for key in keys:
@@ -343,7 +343,7 @@ def _refuse_other(
             )
 
 
-def _rewrite_header(path: Path, header: Mapping[str, Any], end: int, *, mode: int) -> int:
+def _rewrite_header(path: Path, header: Mapping[str, object], end: int, *, mode: int) -> int:
     """Put ``header`` on the journal's first line, keeping its rows; the new end offset."""
     with path.open("rb") as f:
         f.readline()
@@ -355,7 +355,7 @@ def _rewrite_header(path: Path, header: Mapping[str, Any], end: int, *, mode: in
     return len(line) + len(rows)
 
 
-def _check(path: Path, file: IO[str]) -> tuple[int, dict[str, Any]] | None:
+def _check(path: Path, file: IO[str]) -> tuple[int, dict[str, object]] | None:
     """Validate an existing journal: the offset after its last complete line, its header."""
     header_line = file.readline()
     if not header_line.endswith("\n"):

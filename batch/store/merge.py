@@ -351,7 +351,7 @@ def _replaced(
     flags = mask.to_numpy(zero_copy_only=False)
     mine: list[str] = []
     places: list[int] = []
-    olds: list[dict[str, Any]] = []
+    olds: list[dict[str, object]] = []
     for place, old in zip(np.flatnonzero(flags), batch.filter(mask).to_pylist(), strict=True):
         session_id = old["session_id"]
         if session_id in written:  # a damaged report's repeated ID: its first place wins

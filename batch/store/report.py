@@ -227,7 +227,7 @@ class ReportWriter:
         self.schema, self._decorate = schema, decorate
         self.rows = 0
         self._batch_rows = batch_rows
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, object]] = []
         self._group: list[pa.RecordBatch] = []  # batches of the row group being filled
         self._group_rows = 0
         self._digest = RowDigest()
@@ -292,7 +292,7 @@ class ReportWriter:
             self._failure = storage_error("report", self._file.tmp, exc)
             raise self._failure from None
 
-    def commit(self, provenance: Mapping[str, Any], *, input_sha256: str) -> Manifest:
+    def commit(self, provenance: Mapping[str, object], *, input_sha256: str) -> Manifest:
         """Write the last rows, provenance and manifest, fsync, move the file into place.
 
         :class:`StorageError` if a write fails (the temporary file is removed then).

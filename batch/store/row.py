@@ -20,7 +20,8 @@ travel in :attr:`Row.extras`, by name: a run that does not make them keeps them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -40,7 +41,7 @@ from batch.model import (
     named_images,
 )
 
-__all__ = ["IMAGE_FIELDS", "SCHEMA", "ImageColumns", "Row", "column", "rows_batch"]
+__all__ = ["IMAGE_FIELDS", "SCHEMA", "ImageColumns", "Row", "column"]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ARROW = "arrow"  # field metadata: the column's Arrow type
@@ -56,40 +57,60 @@ def column(  # a dataclass field stands for its value's type
     return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
-def _columns(cls: type) -> list[Field[Any]]:
-    return [f for f in fields(cls) if _ARROW in f.metadata]
+@functools.cache
+def _columns(cls: type) -> tuple[Field[Any], ...]:
+    return tuple(f for f in fields(cls) if _ARROW in f.metadata)
 
 
-def _parse(name: str, kind: pa.DataType, value: object) -> object:  # noqa: PLR0911  # one return per kind of type
-    """``value`` of column ``name`` as its declared type (JSON or Arrow's Python value)."""
-    if value is None:
-        return None
+Parse = Callable[[object], object]
+
+
+def _timestamp(value: object) -> object:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _float(value: object) -> object:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _parser(kind: pa.DataType) -> tuple[Parse, tuple[type, ...]]:
+    """How a value of Arrow type ``kind`` is read (JSON or Arrow's Python value), and the
+    Python types it must have then."""
     t = pa.types
     if t.is_timestamp(kind):
-        if isinstance(value, datetime):
-            return value
-        if isinstance(value, str):
-            return datetime.fromisoformat(value)
-    elif t.is_boolean(kind):
-        if isinstance(value, bool):
-            return value
-    elif t.is_integer(kind):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif t.is_floating(kind):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif t.is_string(kind) and isinstance(value, str):
-        return value
-    raise TypeError(f"column {name!r} cannot hold {type(value).__name__} {str(value)[:40]!r}")
+        return _timestamp, (datetime,)
+    if t.is_floating(kind):
+        return _float, (float,)
+    if t.is_integer(kind):
+        return _same, (int,)
+    if t.is_boolean(kind):
+        return _same, (bool,)
+    return _same, (str,)
+
+
+def _same(value: object) -> object:
+    return value
+
+
+@functools.cache
+def _readers(cls: type, prefix: str) -> tuple[tuple[str, str, Parse, tuple[type, ...]], ...]:
+    """Per declared column of ``cls``: its field, its key (under ``prefix``), its parser."""
+    return tuple((f.name, prefix + f.name, *_parser(f.metadata[_ARROW])) for f in _columns(cls))
 
 
 def _values(cls: type, values: Mapping[str, object], prefix: str = "") -> dict[str, object]:
-    """The declared columns of ``cls`` in ``values`` (under ``prefix``), parsed."""
-    return {
-        f.name: _parse(prefix + f.name, f.metadata[_ARROW], values.get(prefix + f.name))
-        for f in _columns(cls)
-    }
+    """The declared columns of ``cls`` in ``values`` (under ``prefix``), parsed by their
+    declared type; TypeError naming the column when a value does not fit it."""
+    parsed: dict[str, object] = {}
+    for name, key, parse, kinds in _readers(cls, prefix):
+        value = values.get(key)
+        if value is not None:
+            value = parse(value)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                shown = f"{type(value).__name__} {str(value)[:40]!r}"
+                raise TypeError(f"column {key!r} cannot hold {shown}")
+        parsed[name] = value
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +374,7 @@ def _image_of(values: object) -> ImageColumns:
     return ImageColumns.from_flat(values)
 
 
-def _schema(cls: type[Row]) -> pa.Schema:
+def _schema(cls: type) -> pa.Schema:
     columns = [
         pa.field(f.name, f.metadata[_ARROW], nullable=f.metadata[_NULLABLE]) for f in _columns(cls)
     ]
@@ -369,8 +390,3 @@ def _schema(cls: type[Row]) -> pa.Schema:
 
 SCHEMA = _schema(Row)
 _BASE = frozenset(SCHEMA.names)
-
-
-def rows_batch(rows: Iterable[Mapping[str, object]], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
-    """Flat rows (:meth:`Row.flat`) as one record batch of ``schema``."""
-    return pa.RecordBatch.from_pylist(list(rows), schema=schema)
