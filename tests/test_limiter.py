@@ -582,6 +582,6 @@ async def test_a_wide_reading_after_a_blind_cut_does_not_hold_the_rate_under_the
     # 50. Taken at its middle (40), the rate stayed there for 25 s, the slow probe's pace.
     timing = Timing(latency=0.05, round_trip=0.005, dist="uniform", jitter=0.4)
     service = VirtualService(quota=50, burst=50, timing=timing, jitter=0.001)
-    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock, sleep=service.sleep)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
     await service.run(lim, 10.0)
     assert service.through(2, 10) >= 0.95 * 50 * 8  # was 322 of 400
