@@ -585,3 +585,49 @@ async def test_a_wide_reading_after_a_blind_cut_does_not_hold_the_rate_under_the
     lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
     await service.run(lim, 10.0)
     assert service.through(2, 10) >= 0.95 * 50 * 8  # was 322 of 400
+
+
+async def answer_in_order(t: VirtualClock, lim: Limiter, pattern: str, later: float) -> bool:
+    """Release one request per character at the limiter's pace, then answer them all
+    ``later`` seconds after the last, in release order ("o" went through, "x" throttled).
+    Returns what the last answer's ``throttled()`` said (whether the rate changed)."""
+    sent = [await lim.acquire() for _ in pattern]
+    t.time = sent[-1] + later
+    said = False
+    for at, answer in zip(sent, pattern, strict=True):
+        if answer == "o":
+            lim.succeeded(at)
+        else:
+            said = lim.throttled(at)
+    return said
+
+
+async def test_a_narrow_reading_lifts_a_blind_cut_to_just_under_it_and_does_not_hold() -> None:
+    # 126 releases at 1,000/s, the first 25 and the last throttled: the first throttle
+    # cuts blind to 500 and, the rate being under the cap, holds there. Once every answer
+    # is in, the bracket holds 100 successes in 0.125 s: 800/s, narrow to 2%. It lifts
+    # the rate to 0.98 x 800 at once: a reading is no sign of the application, no hold.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5, cap=2000)
+    assert await answer_in_order(t, lim, "x" * 25 + "o" * 100 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(800)
+    assert lim.rate == pytest.approx(0.98 * 800)
+
+
+async def test_a_narrow_reading_under_the_rate_cuts_it_to_just_under_the_quota() -> None:
+    # After the blind cut to 500: 100 successes in a third of a second, 300/s.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5)
+    assert await answer_in_order(t, lim, "x" * 233 + "o" * 100 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(100 / 0.333)
+    assert lim.rate == pytest.approx(0.98 * 100 / 0.333)
+
+
+async def test_a_wide_reading_under_the_rate_cuts_it_to_its_top() -> None:
+    # 50 successes in 0.283 s: 177 to 181/s with the throttles' 2 ms of unevenness, too
+    # wide to set the estimate by; the rate (500 after the blind cut) goes to its top.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.3)
+    assert await answer_in_order(t, lim, "x" * 233 + "o" * 50 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(51 / (0.283 - 0.002))
+    assert lim.rate == pytest.approx(51 / (0.283 - 0.002))
