@@ -115,13 +115,15 @@ async def test_a_message_whose_file_is_being_worked_on_stays_invisible_past_its_
     )
     async with session.client("sqs", endpoint_url=s3.url) as client:
         source = SqsSource(
-            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=4, clock=clock.now
+            client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=8, clock=clock.now
         )
         (found,) = await source.ready({})
-        await asyncio.sleep(3)  # the file takes long: most of the 4 s timeout passes
-        clock.time = 3.0
+        # SQS's timeouts are moto's real time; the margins are whole seconds each way so a
+        # loaded machine's slow calls do not decide the outcome (4 s and 2 s failed once).
+        await asyncio.sleep(4)  # the file takes long: half the 8 s timeout passes
+        clock.time = 4.0
         assert await source.ready({found.name: None}) == []  # being asked: extended, not offered
-        await asyncio.sleep(2)  # past the first timeout: still invisible to other consumers
+        await asyncio.sleep(6)  # past the first timeout (8 s), well before the new one (12 s)
 
         assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
         source.done(found)

@@ -68,10 +68,12 @@ def test_at_half_the_quota_the_rate_stays_under_it_and_production_is_never_throt
 def test_without_a_share_the_audit_takes_production_s_room(
     busy: EmulatorThread, tmp_path: Path
 ) -> None:
-    # The other side of the test above: the same load, the audit free to find the quota.
-    # 600 sessions (some 10 s at the quota left): long enough that the limiter's probes
-    # above what is left meet production's calls even on a loaded machine.
-    code, events, _, _ = audit(busy, tmp_path, 600, "--rate", "400")
+    # The other side of the test above: production's load, the audit free to find the
+    # quota. A quota of 20/s (production 8/s) so that even a CPU-starved audit on a loaded
+    # machine probes above the 12/s left and meets production's calls (at 100/s it did
+    # not always, under a load average of 10); 200 sessions, some 15 s at what is left.
+    busy.configure(tps=20, burst=2, background_tps=8, latency=0.01)
+    code, events, _, _ = audit(busy, tmp_path, 200, "--rate", "400")
     assert code == 0, events
     assert busy.stats()["production"]["throttled"] > 0
     assert events[-1]["quota"] is None  # no quota known: nothing claimed about it
