@@ -98,3 +98,147 @@ def test_releases_never_answered_are_let_go_of_after_stale_seconds() -> None:
     ledger = Ledger(stale=1.0)
     released(ledger, [i / 100 for i in range(1000)])  # ten seconds, not one answer
     assert ledger.unread <= 102
+
+
+def test_a_release_unanswered_for_five_seconds_is_given_up_on_by_default() -> None:
+    ledger = Ledger()
+    released(ledger, [0.0])
+    ledger.advance(4.99)
+    assert ledger.unread == 1
+    ledger.advance(5.0)
+    assert ledger.unread == 0
+
+
+def test_once_answers_take_a_tenth_of_a_second_three_of_that_is_given_up_on() -> None:
+    ledger = Ledger()
+    ledger.took(0.1)
+    assert ledger.latency == pytest.approx(0.1)  # the first answer sets it outright
+    released(ledger, [0.0])
+    ledger.advance(0.29)
+    assert ledger.unread == 1
+    ledger.advance(0.31)
+    assert ledger.unread == 0
+
+
+def test_the_answer_time_moves_a_twentieth_of_the_way_to_each_new_answer() -> None:
+    ledger = Ledger()
+    ledger.took(0.1)
+    ledger.took(0.3)
+    assert ledger.latency == pytest.approx(0.11)
+    ledger.took(-1.0)  # a clock that stepped back counts as an instant answer
+    assert ledger.latency == pytest.approx(0.11 - 0.05 * 0.11)
+
+
+def test_a_release_is_given_up_on_while_releasing_only_past_stale_seconds() -> None:
+    ledger = Ledger()
+    released(ledger, [0.0, 5.0])
+    assert ledger.unread == 2  # five seconds exactly: not yet
+    released(ledger, [5.01])
+    assert ledger.unread == 2  # the one at 0 is let go of
+
+
+def test_releasing_late_in_a_run_does_not_read_throttles_before_their_time() -> None:
+    ledger = Ledger()
+    released(ledger, [10.0])
+    ledger.answered(10.0, False, now=10.005)
+    released(ledger, [10.01])
+    assert ledger.advance(10.02)  # this advance passes the throttle, not the release
+
+
+def test_two_releases_at_the_same_instant_are_answered_one_each() -> None:
+    ledger = Ledger()
+    released(ledger, [0.0, 0.001, 0.002, 0.002])
+    assert ledger.answered(0.002, True, now=0.1) == 1000.0
+    assert ledger.answered(0.002, False, now=0.1) == 1000.0
+    assert ledger.answered(0.002, True, now=0.1) is None
+
+
+def test_advancing_passes_nothing_and_no_throttle_is_news() -> None:
+    ledger = Ledger()
+    released(ledger, [0.0, 0.01])
+    assert not ledger.advance(0.02)  # nothing answered yet
+    ledger.answered(0.0, True, now=0.02)
+    ledger.answered(0.01, True, now=0.02)
+    assert not ledger.advance(0.03)  # successes only
+
+
+def test_a_request_in_flight_long_keeps_the_throttles_before_it_readable() -> None:
+    ledger = Ledger()
+    times = [i / 100 for i in range(11)]
+    released(ledger, [*times, 0.2])
+    ledger.answered(0.0, False, now=0.01)
+    ledger.answered(0.1, False, now=0.11)
+    for at in times[1:-1]:
+        ledger.answered(at, True, now=0.15)
+    ledger.advance(3.0)  # the release at 0.2 is still out (under five seconds)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 9
+
+
+def test_a_reading_at_a_low_rate_late_in_a_run_spans_by_time_not_rate() -> None:
+    ledger = Ledger()
+    times = [20 + i / 100 for i in range(11)]
+    released(ledger, times, rate=1.0)
+    for at in times:
+        ledger.answered(at, at not in (times[0], times[-1]), now=20.2)
+    ledger.advance(20.2)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert (reading.between, reading.rate) == (9, 1.0)
+
+
+def test_given_up_releases_count_only_between_the_throttles_read() -> None:
+    # Throttles at 50.0, 50.6 and 50.9: the reading spans the last two (half a second).
+    # Of the two releases given up on, the one before 50.6 is no part of it.
+    ledger = Ledger()
+    ledger.took(0.1)  # given up on after 0.3 s
+    times = [50 + i * 0.02 for i in range(46)]
+    released(ledger, times)
+    for i, at in enumerate(times):
+        if i not in (1, 40):  # never answered
+            ledger.answered(at, i not in (0, 30, 45), now=51.0)
+    ledger.advance(51.25)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 13
+    assert reading.span == pytest.approx(0.3)
+
+
+def test_releases_are_counted_across_advances() -> None:
+    ledger = Ledger()
+    times = [i / 100 for i in range(11)]
+    released(ledger, times)
+    ledger.answered(0.0, False, now=0.01)
+    ledger.advance(0.01)
+    for at in times[1:5]:
+        ledger.answered(at, True, now=0.1)
+    ledger.advance(0.1)
+    for at in times[5:]:
+        ledger.answered(at, at != 0.1, now=0.2)
+    ledger.advance(0.2)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 9
+
+
+def test_the_narrowest_reading_is_four_successes_over_20_ms() -> None:
+    ledger = Ledger()
+    times = [0.0, 0.004, 0.008, 0.012, 0.016, 0.02]
+    released(ledger, times)
+    for at in times:
+        ledger.answered(at, at not in (0.0, 0.02), now=0.1)
+    ledger.advance(0.1)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert (reading.between, reading.span) == (4, 0.02)
+
+
+def test_fewer_than_four_successes_or_20_ms_make_no_reading() -> None:
+    for times in ([0.0, 0.03, 0.06, 0.09, 0.1], [0.0, 0.002, 0.004, 0.006, 0.008, 0.01]):
+        ledger = Ledger()
+        released(ledger, times)
+        for at in times:
+            ledger.answered(at, at not in (times[0], times[-1]), now=0.2)
+        ledger.advance(0.2)
+        assert ledger.bracket() is None  # 3 in 100 ms, then 4 in 10 ms

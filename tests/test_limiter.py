@@ -225,7 +225,7 @@ async def test_new_slots_follow_the_new_pace_after_a_cut() -> None:
     ],
 )
 def test_rejects_bad_arguments_naming_them(kwargs: dict[str, float], name: str) -> None:
-    rate = kwargs.pop("rate")
+    rate = kwargs["rate"]  # not pop: the parameters are shared between runs
     with pytest.raises(ValueError, match=name):
         Limiter(
             rate,
@@ -574,3 +574,60 @@ async def test_after_a_dip_in_the_quota_the_rate_is_back_within_a_few_seconds() 
     before = service.through(8, 10) / 2
     assert before >= 0.95 * 300
     assert service.through(13, 20) / 7 >= 0.97 * before
+
+
+async def test_a_wide_reading_after_a_blind_cut_does_not_hold_the_rate_under_the_quota() -> None:
+    # A bucket of Q hides the quota from the slow start until it runs at 7 x Q; the blind
+    # cuts then leave a reading of 6 successes in 0.15 s: 33 to 47/s against a quota of
+    # 50. Taken at its middle (40), the rate stayed there for 25 s, the slow probe's pace.
+    timing = Timing(latency=0.05, round_trip=0.005, dist="uniform", jitter=0.4)
+    service = VirtualService(quota=50, burst=50, timing=timing, jitter=0.001)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
+    await service.run(lim, 10.0)
+    assert service.through(2, 10) >= 0.95 * 50 * 8  # was 322 of 400
+
+
+async def answer_in_order(t: VirtualClock, lim: Limiter, pattern: str, later: float) -> bool:
+    """Release one request per character at the limiter's pace, then answer them all
+    ``later`` seconds after the last, in release order ("o" went through, "x" throttled).
+    Returns what the last answer's ``throttled()`` said (whether the rate changed)."""
+    sent = [await lim.acquire() for _ in pattern]
+    t.time = sent[-1] + later
+    said = False
+    for at, answer in zip(sent, pattern, strict=True):
+        if answer == "o":
+            lim.succeeded(at)
+        else:
+            said = lim.throttled(at)
+    return said
+
+
+async def test_a_narrow_reading_lifts_a_blind_cut_to_just_under_it_and_does_not_hold() -> None:
+    # 126 releases at 1,000/s, the first 25 and the last throttled: the first throttle
+    # cuts blind to 500 and, the rate being under the cap, holds there. Once every answer
+    # is in, the bracket holds 100 successes in 0.125 s: 800/s, narrow to 2%. It lifts
+    # the rate to 0.98 x 800 at once: a reading is no sign of the application, no hold.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5, cap=2000)
+    assert await answer_in_order(t, lim, "x" * 25 + "o" * 100 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(800)
+    assert lim.rate == pytest.approx(0.98 * 800)
+
+
+async def test_a_narrow_reading_under_the_rate_cuts_it_to_just_under_the_quota() -> None:
+    # After the blind cut to 500: 100 successes in a third of a second, 300/s.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5)
+    assert await answer_in_order(t, lim, "x" * 233 + "o" * 100 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(100 / 0.333)
+    assert lim.rate == pytest.approx(0.98 * 100 / 0.333)
+
+
+async def test_a_wide_reading_under_the_rate_cuts_it_to_its_top() -> None:
+    # 50 successes in 0.283 s: 177 to 181/s with the throttles' 2 ms of unevenness, too
+    # wide to set the estimate by; the rate (500 after the blind cut) goes to its top.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.3)
+    assert await answer_in_order(t, lim, "x" * 233 + "o" * 50 + "x", later=0.1) is True
+    assert lim.estimate == pytest.approx(51 / (0.283 - 0.002))
+    assert lim.rate == pytest.approx(51 / (0.283 - 0.002))

@@ -1,67 +1,37 @@
 """An evenly paced limiter that finds the service's quota and runs right at it.
 
-Pacing. One request every ``1 / rate`` seconds, released in arrival order (FIFO), each
-timed at the rate of the moment; time comes from the running loop's clock (or an injected
-one in tests). A release that wakes late keeps to the schedule: the schedule may lag
-the clock by up to a *tolerance* (GCRA's tau) of 10 ms, and the slots it is behind are
-released at once until it has caught up, so on a busy loop (at 500/s a slot is 2 ms, about
-what signing one request costs) the long-run rate is the set rate. Lateness beyond the
-tolerance, and idle time, is not saved up. Why 10 ms: it covers the timer and loop latency
-of a busy 2-core machine (a few ms, with stalls of a few more), and the largest burst it
-allows, ``1 + rate x 10 ms`` requests (one at a time below 100/s, 6 at 500/s, 11 at
-1000/s), is a twentieth of a token bucket of ``Q / 5``, the smallest burst the service is
-expected to have, at any quota. (Two periods, the other usual choice, would let three go
-at once at 5/s, where the bucket may hold one.)
+Pacing. One request every ``1 / rate`` seconds, in arrival order, on the loop's clock.
+A late release keeps to the schedule if it is at most 10 ms behind (GCRA's tolerance: a
+busy 2-core loop's latency; the burst it allows, ``1 + rate x 10 ms``, is a twentieth of
+a bucket of ``Q / 5``); lateness beyond that, and idle time, is not saved up.
 
-Written without asyncio-throttle. Its ``Throttler(rate_limit=1, period=1 / rate)`` polls
-every ``retry_interval`` (10 ms) and reads ``time.monotonic``. Measured on this project's
-machine (2026-11-26, the script and command are in docs/BENCHMARKS.md, "Limiter
-simulation (tuning aid)"), sequential acquires reach 19.4/s at 20/s and 48.5/s at 50/s,
-but 96/s at 150/s and 96/s at 500/s: the poll caps it near 100/s. It also cannot run on a
-test's virtual clock and has no schedule to catch up on; what would be left of it is a
-deque, so it is not used (and no longer a dependency).
+Finding the quota. Without a configured rate (``start`` given) the rate slow-starts:
+it steps up once per round trip (each answer to a request released at the current rate),
+doubling under 50/s and by ``growth`` above, where a bucket's burst hides the quota.
 
-Finding the quota. Without a configured rate (``start`` given) the limiter slow-starts
-from ``start``, stepping up each time an answer to a request released at the current rate
-is in (once per round trip): doubling under 50/s, ``growth`` (1.25) times above, where a
-bucket's burst hides the quota and the round trip of overshoot grows with the step.
+Reading it (issue 21). A throttle is answered in a round trip, a success after a lookup,
+so the quota is read only from spans whose answers are all in (:mod:`batch.pacing.
+answered`): ``k`` successes between throttled releases ``span`` apart put the quota left
+to us at ``(k +- 1) / span``. A reading narrow to ``1 - margin`` sets the estimate, and
+the rate to ``margin`` x it, down or up; a wide one lowers the rate to its top.
 
-Reading it (issue 21). Throttles are decided at the service's front door and answered in
-a round trip; successes come back after a lookup, and answers overtake each other. So the
-quota is read only from *answered* releases (:mod:`batch.pacing.answered`): ``k``
-successes between two throttled releases ``span`` apart, every answer between them in,
-put the quota left to us within ``(k +- 1) / span`` (the bucket was empty at both). A
-reading narrow to ``1 - margin`` sets the estimate, and the rate to ``margin`` x it, down
-or (after a blind cut) up; a wide one lowers the rate to its top if above.
+Cutting. Until a reading is in, a throttle cuts blind: by ``decrease`` the first time,
+then searches back up halfway to the throttled rate every three clean answers; when
+running, a lone throttle puts the estimate 2% under the rate. Throttles of requests
+released before the last cut are old news, and no cut goes below ``decrease`` x the
+rate. After a cut the rate climbs back over ``ramp`` seconds to the estimate (after a
+reading's cut, on to the best reading of the last ten seconds), then probes beyond it,
+cubic in time as CUBIC: slowly (doubling over 2,000 answers or ``probe`` s, at most
+200 s), and at ``probe``'s pace once 5% past the estimate cleanly (the quota has risen).
 
-Until a reading is in, a throttle of a request released since the last cut cuts blind:
+Sharing. ``cap`` (the account's quota x this run's share) is never exceeded nor probed
+past; a throttle at or below it means the application is busy: the rate backs off to at
+most ``decrease`` x itself for ``hold`` seconds (:attr:`Limiter.holding`).
 
-- the first of a run, or one while searching after a blind cut: ``decrease`` x the rate
-  it was released at, then a *search* climbs halfway back to that rate on every three
-  clean answers (a throttle while searching cuts again, but before the search stepped
-  up it is the bucket still empty, no news of the rate to climb back to);
-- a *lone* one while running: the quota is just under the rate, 2% under (halfway to it
-  when probing past the estimate), and the rate ``margin`` x that.
-
-A throttle of a request released before the last cut, or less than its way to the
-service after it (half a throttle's answer time: requests overtake each other), is old
-news. No cut goes below ``decrease`` x the rate it cuts. After a cut the rate climbs linearly to
-the estimate over ``ramp`` seconds, and after a reading's cut on to the highest narrow
-reading of the last ten seconds over another ``ramp`` (a quota that dipped for a moment
-is back in seconds; one that stays down throttles that climb, which lowers its target).
-Then it probes beyond, cubic in time like CUBIC: slowly (doubling over 2,000 answers at
-the estimate, or ``probe`` seconds, at most 200 s), and at ``probe``'s pace once 5% past
-it cleanly (the quota has risen).
-
-Sharing the quota. ``cap`` (the account's quota x the share this run may use) is a
-ceiling the rate never exceeds nor probes past. A throttle at or below the cap means
-someone else (the application) is using the quota: the limiter backs off to at most
-``decrease`` x its rate and stays there for ``hold`` seconds before climbing again, and
-:attr:`Limiter.holding` says so. :meth:`Limiter.pace` reports rate, estimate, cap and
-holding together for the run's log and summary.
-
-Use it as ``await limiter.acquire()`` or ``async with limiter as sent_at:``; report
-outcomes with :meth:`Limiter.throttled` and :meth:`Limiter.succeeded`.
+Use ``await limiter.acquire()`` or ``async with limiter as sent_at:``, and report answers
+with :meth:`Limiter.throttled` and :meth:`Limiter.succeeded`. Every time read goes
+through :meth:`Limiter._now`. (asyncio-throttle polls every 10 ms, which caps it near
+100/s, and cannot run on a virtual clock: docs/BENCHMARKS.md, "Limiter simulation".)
 """
 
 from __future__ import annotations
@@ -346,7 +316,11 @@ class Limiter:
         # either end may be a few requests off: a blind cut's search takes a reading that
         # is wider than that, and the rest of the time one narrow to ``1 - margin``.
         blind = self._phase != "steady" and reading.between >= 4 * reading.rate * self._way
-        if reading.between * (1 - self.margin) >= 2 or blind:
+        narrow = reading.between * (1 - self.margin) >= 2
+        if narrow or blind:
+            # A wide reading after a blind cut is taken at its top: its middle may be a
+            # fifth under the quota, and the slow probe would take a minute to find that.
+            middle = middle if narrow else top
             lift = self._phase != "steady"  # after a blind cut: up to under the middle
             self._phase, self._estimate = "steady", middle
             self._measured(now)
