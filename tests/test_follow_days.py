@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,18 +40,19 @@ async def until(check: object, what: str) -> None:
     pytest.fail(f"never happened: {what}")
 
 
-async def test_a_day_rollover_gives_two_dated_reports_each_complete(
-    emulator: EmulatorThread, tmp_path: Path
-) -> None:
-    emulator.configure(lifetime=60.0)
+def around_midnight(
+    tmp_path: Path, moment: list[datetime], settle: str
+) -> tuple[Path, contextlib.AbstractAsyncContextManager[Capture]]:
+    """A folder-watching service writing ``audit-{date}.parquet`` in ``tmp_path``, on the
+    calendar ``moment[0]`` (moved by the test): its inbox and the service to open.
+    Only the rollover and the exit publish."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     template = str(tmp_path / "audit-{date}.parquet")
-    moment = [datetime(2026, 3, 1, 23, 59, 50, tzinfo=UTC)]
     settings = load_settings(
         flags={
             "work_dir": tmp_path / "state",
-            "settle": "30s",
+            "settle": settle,
             "settle_interval": "1s",
             "poll_interval": "1s",
             "publish_every": "1h",  # only the rollover and the exit publish
@@ -61,6 +63,15 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
         return render_output(template, timezone="UTC", now=at)
 
     opened = Capture.open(inbox, template, render, settings, now=lambda: moment[0])
+    return inbox, opened
+
+
+async def test_a_day_rollover_gives_two_dated_reports_each_complete(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    emulator.configure(lifetime=60.0)
+    moment = [datetime(2026, 3, 1, 23, 59, 50, tzinfo=UTC)]
+    inbox, opened = around_midnight(tmp_path, moment, "30s")
     async with opened as capture:
         task = asyncio.create_task(capture.run())
         first = emulator.create_sessions(2, start_after=0.0, finish_after=0.0)
@@ -121,24 +132,8 @@ async def test_a_past_day_whose_pending_session_outlived_its_settle_window_close
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
     emulator.configure(lifetime=600.0)  # the stuck session stays CREATED for the whole test
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    template = str(tmp_path / "audit-{date}.parquet")
     moment = [datetime(2026, 3, 1, 23, 0, 0, tzinfo=UTC)]
-    settings = load_settings(
-        flags={
-            "work_dir": tmp_path / "state",
-            "settle": "2s",
-            "settle_interval": "1s",
-            "poll_interval": "1s",
-            "publish_every": "1h",  # only the rollover and the exit publish
-        }
-    )
-
-    def render(at: datetime) -> str:
-        return render_output(template, timezone="UTC", now=at)
-
-    opened = Capture.open(inbox, template, render, settings, now=lambda: moment[0])
+    inbox, opened = around_midnight(tmp_path, moment, "2s")
     async with opened as capture:
         task = asyncio.create_task(capture.run())
         done = emulator.create_sessions(1, start_after=0.0, finish_after=0.0)
