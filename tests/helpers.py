@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from batch.aws.s3 import ObjectInfo, S3Store
 from batch.cli import main
-from batch.emulator import EVIDENCE_BUCKET, EmulatorThread
+from batch.emulator import EVIDENCE_BUCKET, EmulatorThread, write_input
 from batch.store.locations import S3Url
 
 if TYPE_CHECKING:
@@ -262,3 +262,22 @@ def edit_one_confidence(report: Path) -> str:
     edited = table.set_column(column, "confidence", pa.array(values, pa.float64()))
     pq.write_table(edited.replace_schema_metadata(pq.read_metadata(report).metadata), report)
     return str(table["session_id"][place])
+
+
+def nightly_reports(
+    emulator: EmulatorThread, folder: Path, nights: dict[str, int], *options: str
+) -> dict[str, pd.DataFrame]:
+    """Reports of ``nights`` (date -> sessions, the first of the population), reconciled
+    inputs run with ``options`` into ``folder/reports/date=DATE/part.parquet``, as
+    ``run --output .../date={date}/`` writes them; each night's rows."""
+    frames = {}
+    for night, count in nights.items():
+        source = folder / f"{night}.csv"
+        write_input(
+            source, list(emulator.population.ids()[:count]), reconcile_with=emulator.population
+        )
+        report = folder / "reports" / f"date={night}" / "part.parquet"
+        report.parent.mkdir(parents=True)
+        assert run_cli("run", source, "-o", report, *options).code == 0
+        frames[night] = pd.read_parquet(report)
+    return frames

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.emulator import EmulatorThread, write_input
-from tests.helpers import run_cli
+from batch.emulator import EmulatorThread
+from tests.helpers import nightly_reports, run_cli
 from tests.test_summary_interactive import RECONCILE, open_page, shown
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -23,15 +23,7 @@ PENDING = ("CREATED", "IN_PROGRESS")
 
 @pytest.fixture
 def nights(emulator: EmulatorThread, tmp_path: Path) -> tuple[Path, dict[str, pd.DataFrame]]:
-    frames = {}
-    for night, count in NIGHTS.items():
-        ids = list(emulator.population.ids()[:count])
-        source = tmp_path / f"{night}.csv"
-        write_input(source, ids, reconcile_with=emulator.population)
-        report = tmp_path / "reports" / f"date={night}" / "part.parquet"
-        report.parent.mkdir(parents=True)
-        assert run_cli("run", source, "-o", report, *RECONCILE).code == 0
-        frames[night] = pd.read_parquet(report)
+    frames = nightly_reports(emulator, tmp_path, NIGHTS, *RECONCILE)
     page = tmp_path / "summary.html"
     ran = run_cli("summarize", tmp_path / "reports", "--html", page)
     assert ran.code == 0, ran.stderr

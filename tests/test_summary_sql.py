@@ -13,9 +13,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from batch.emulator import EmulatorThread, write_input
+from batch.emulator import EmulatorThread
 from batch.reports.engine import Pin, Reports, read_report_file
-from tests.helpers import run_cli
+from tests.helpers import nightly_reports, run_cli
 from tests.s3server import MotoServer
 from tests.test_summary_interactive import RECONCILE
 
@@ -26,15 +26,7 @@ PENDING = ("CREATED", "IN_PROGRESS")
 @pytest.fixture
 def layout(emulator: EmulatorThread, tmp_path: Path) -> tuple[Path, dict[str, pd.DataFrame]]:
     """Reconciled reports in date= partitions, as run --output .../date={date}/ writes them."""
-    frames = {}
-    for night, count in NIGHTS.items():
-        ids = list(emulator.population.ids()[:count])
-        source = tmp_path / f"{night}.csv"
-        write_input(source, ids, reconcile_with=emulator.population)
-        report = tmp_path / "reports" / f"date={night}" / "part.parquet"
-        report.parent.mkdir(parents=True)
-        assert run_cli("run", source, "-o", report, *RECONCILE).code == 0
-        frames[night] = pd.read_parquet(report)
+    frames = nightly_reports(emulator, tmp_path, NIGHTS, *RECONCILE)
     return tmp_path / "reports", frames
 
 
