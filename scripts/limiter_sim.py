@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from batch.config import Settings  # after the path set-up above
 from batch.emulator.timing import Timing
 from batch.emulator.virtual import Client, VirtualService
+from batch.engine.fetch import AUTO_MAX_RATE  # the ceiling the tool builds without --rate
 from batch.pacing.limiter import Limiter
 
-AUTO_MAX_RATE = 10_000.0  # as the tool builds it without --rate
 RATE_START = Settings.model_fields["rate_start"].default
 DECREASE = Settings.model_fields["rate_decrease"].default
 _REQUESTS = 1500  # a grid cell lasts at least this many requests' worth at the quota

@@ -147,10 +147,6 @@ class Recorder:
         """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
         return list(self.journal.replay())
 
-    def replay(self, rows: Iterable[Row]) -> None:
-        """Merge the journal's rows into the kept answers, after the report's."""
-        self.load(rows)
-
     def merge(self, rows: Iterable[Row]) -> int:
         """Rows of another journal (``--merge-journal``): merged and journaled here, so
         they are this run's to keep; how many."""

@@ -35,7 +35,7 @@ from batch.engine.publish import publish
 from batch.logs import LOGGER, event
 from batch.store.checkpoint import Journal, RunLock
 from batch.store.files import PRIVATE, private_dir, remove_stale
-from batch.store.ledger import Ledger, keep, rank, settled
+from batch.store.ledger import Ledger, keep, latest, rank, settled
 from batch.store.locations import Location, S3Url, parse_location
 from batch.store.manifest import Manifest
 from batch.store.merge import (
@@ -287,8 +287,7 @@ def _merged(base: Iterable[Row], rows: Iterable[Row]) -> Ledger:
 
 
 def _moment(row: Row) -> datetime:
-    moments = [m for m in (row.checked_at, row.fetched_at) if m is not None]
-    return max(moments) if moments else datetime.min.replace(tzinfo=UTC)
+    return latest(row.checked_at, row.fetched_at) or datetime.min.replace(tzinfo=UTC)
 
 
 async def publish_rows(

@@ -333,7 +333,7 @@ class AuditRun:
         resumed_ids = {row.session_id for row in journaled}
         wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
         remote, edits = await self._read_report(destination, recorder, wanted)
-        recorder.replay(journaled)
+        recorder.load(journaled)  # after the report's rows: the journal's answers
         if self.merge_journal is not None and not _same_path(
             recorder.journal.path, self.merge_journal
         ):
@@ -551,8 +551,6 @@ class AuditRun:
                 return earlier, record
         record.remember(self.target)
         return self.target, record
-
-    # --- the parts --------------------------------------------------------------------
 
     def _annotate(self, plan: Plan) -> tuple[pa.Schema, Annotator]:
         """The report's schema and what completes its rows: kept columns, reconciliation."""

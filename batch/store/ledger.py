@@ -147,7 +147,8 @@ def _checks(row: Answer) -> int:
     return row.checks if row.checks is not None else row.attempts
 
 
-def _latest(*moments: datetime | None) -> datetime | None:
+def latest(*moments: datetime | None) -> datetime | None:
+    """The latest of ``moments`` that are known; None if none is."""
     known = [m for m in moments if m is not None]
     return max(known) if known else None
 
@@ -175,7 +176,7 @@ def choose(old: Answer, new: Answer) -> Choice:
         return Choice(rank(new) >= rank(old), max(_checks(old), _checks(new)), None, True)
     old_rank, new_rank = rank(old), rank(new)
     newer_wins = new_rank > old_rank or (new_rank == old_rank and new_rank != Rank.RESULT)
-    checked_at = _latest(old.checked_at, old.fetched_at, new.checked_at, new.fetched_at)
+    checked_at = latest(old.checked_at, old.fetched_at, new.checked_at, new.fetched_at)
     return Choice(newer_wins, _checks(old) + _checks(new), checked_at, False)
 
 
@@ -185,7 +186,7 @@ def keep(old: Row | None, new: Row) -> Row:
     earlier run) stay with the winner: a run that does not produce them never drops them.
     """
     if old is None:
-        return replace(new, checks=_checks(new), checked_at=_latest(new.checked_at, new.fetched_at))
+        return replace(new, checks=_checks(new), checked_at=latest(new.checked_at, new.fetched_at))
     if gone_while_pending(old, new):
         new = marked_gone(old, new)
     choice = choose(old, new)
@@ -227,7 +228,7 @@ def fold(old: Kept | None, row: Row, where: int) -> Kept:
     if old is None:
         kept = Kept.of(row, where)
         kept.checks = _checks(row)
-        kept.checked_at = _latest(row.checked_at, row.fetched_at)
+        kept.checked_at = latest(row.checked_at, row.fetched_at)
         return kept
     choice = choose(old, row)
     kept = Kept.of(row, where) if choice.new_wins else replace(old)
@@ -390,7 +391,7 @@ def marked_gone(old: Row, new: Row) -> Row:
         error_message=f"the session disappeared while {old.status} (SessionNotFoundException)",
         fetched_at=when if when is not None else old.fetched_at,
         checks=_checks(new),
-        checked_at=_latest(new.checked_at, new.fetched_at),
+        checked_at=latest(new.checked_at, new.fetched_at),
     )
 
 
