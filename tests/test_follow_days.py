@@ -14,7 +14,7 @@ import pytest
 from batch.cli.common import render_output
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
-from batch.follow.capture import Capture
+from batch.follow.capture import Capture, Holding
 from tests.following import (
     DEADLINE,
     captured,
@@ -153,3 +153,40 @@ async def test_a_past_day_whose_pending_session_outlived_its_settle_window_close
     assert sorted(rows.index) == sorted(done + stuck)
     assert rows.loc[stuck[0], "status"] == "CREATED"  # as last seen, in the report
     assert not capture.daybook.days or all(not d.rows for d in capture.daybook.days.values())
+
+
+async def test_closed_days_leave_no_session_held_in_memory(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Issue 24 (a week of ``follow`` in flat memory): after each day closes, no entry
+    is left for any of its sessions (settled ones, or pending ones given up on), in the
+    daybook, the figures' standings, the new IDs' map or the settler."""
+    emulator.configure(lifetime=600.0)  # stuck sessions stay CREATED for the whole test
+    moment = [datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)]
+    inbox, opened = around_midnight(tmp_path, moment, "1s")
+    held: list[Holding] = []
+    async with opened as capture:
+        task = asyncio.create_task(capture.run())
+        for day in range(3):
+            done = emulator.create_sessions(5, start_after=0.0, finish_after=0.0)
+            stuck = emulator.create_sessions(2, start_after=None, finish_after=None)
+            drop(inbox, f"day{day}.csv", done + stuck)
+            asked, figures = 7 * (day + 1), capture.figures
+            await until(
+                lambda asked=asked, f=figures: (
+                    f.sessions_asked == asked and not f.standing["unanswered"]
+                ),
+                f"day {day + 1}'s first answers",
+            )
+            await until(lambda: not capture.daybook.home, f"day {day + 1} settled or given up")
+            key = capture.daybook.key_at(moment[0])
+            moment[0] += timedelta(days=1)
+            await until(lambda key=key: key not in capture.daybook.days, f"day {day + 1} closed")
+            held.append(capture.holding())
+        capture.stop.request("test over")
+        summary = await asyncio.wait_for(task, DEADLINE)
+
+    assert summary.aborted is None
+    assert capture.figures.settle_stopped == 6  # the stuck sessions were given up on
+    assert held == [Holding(0, 0, 0, 0, 0, 0, 0, 0)] * 3
+    assert held[-1].sessions == 0

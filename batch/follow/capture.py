@@ -72,7 +72,7 @@ from batch.store.locations import Location, S3Url, is_s3, parse_location
 from batch.store.report import invalid_row
 from batch.store.row import Row
 
-__all__ = ["Capture", "FollowSummary", "state_folder"]
+__all__ = ["Capture", "FollowSummary", "Holding", "state_folder"]
 
 log = logging.getLogger(LOGGER)
 
@@ -88,6 +88,36 @@ class FollowSummary:
     stop_reason: str | None
     aborted: AccessError | None
     publish_error: AuditError | None
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What the service holds in memory, entry by entry (issue 24: a week in flat memory).
+
+    Every count but ``days_open`` is per session: all are 0 once the days before today
+    are closed and nothing new has come (a closed day leaves no session behind)."""
+
+    days_open: int
+    rows: int  # rows held in open days (not published, or not settled)
+    settling: int  # sessions being settled, by their day (``Daybook.home``)
+    standing: int  # asked sessions whose answer has not settled (the figures follow them)
+    waiting: int  # new IDs without a first answer yet
+    backlog: int  # new IDs not put into the pool yet
+    turns: int  # pending sessions waiting for their next settle turn
+    settled: int  # sessions settled and published in days still open (not asked again)
+
+    @property
+    def sessions(self) -> int:
+        """Entries held for sessions, all told."""
+        return (
+            self.rows
+            + self.settling
+            + self.standing
+            + self.waiting
+            + self.backlog
+            + self.turns
+            + self.settled
+        )
 
 
 def state_folder(work_dir: Path, source: str, template: str) -> Path:
@@ -467,6 +497,20 @@ class Capture:
             except OutputError as exc:
                 log.warning("%s", exc)
         return error
+
+    def holding(self) -> Holding:
+        """What is held in memory now, entry by entry (see :class:`Holding`)."""
+        book = self.daybook
+        return Holding(
+            days_open=len(book.days),
+            rows=sum(len(day.rows) for day in book.days.values()),
+            settling=len(book.home),
+            standing=len(self._standing),
+            waiting=len(self._waiting),
+            backlog=len(self._backlog),
+            turns=self.settler.waiting,
+            settled=sum(len(ids) for ids in book.settled_ids.values()),
+        )
 
     def _refresh(self) -> None:
         f = self.figures
