@@ -533,6 +533,7 @@ async def _open(  # the opening's parts, named
         store=parts.store,
         provenance=_provenance(location, settings),
         mode=mode,
+        accept_edited=settings.accept_edited_report,
     )
     stack.callback(daybook.close)
     return Opened(source, consumed, daybook)

@@ -89,7 +89,7 @@ from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
 from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
-from batch.store.merge import Base, check_base, earlier_edits, lean_reads, read_base
+from batch.store.merge import Base, check_base, edit_history, lean_reads, read_base
 from batch.store.report import invalid_row, read_rows, report_schema
 from batch.store.seal import Seals
 
@@ -405,16 +405,8 @@ class AuditRun:
             seals=recorder.seals,
             location=recorder.location,
         )
-        if accepted is not None:
-            log.warning(
-                "merging into %s although it was edited (--accept-edited-report): %s",
-                base.path,
-                "; ".join(accepted["problems"]),
-            )
-            accepted = {"run_id": self.run_id, "at": datetime.now(UTC).isoformat(), **accepted}
-        history = earlier_edits(base)
         recorder.use_base(base, wanted)
-        return [*history, accepted] if accepted is not None else history
+        return edit_history(base, accepted, self.run_id)
 
     async def fetch(self, frame: Frame, work: Work) -> AccessError | None:
         """Ask or redo ``work`` through the worker pool, settling pending sessions; the
