@@ -28,7 +28,7 @@ from batch.store.merge import (
     rows_for,
     stream_merge,
 )
-from batch.store.report import SCHEMA, ReportWriter
+from batch.store.report import GROUP_BATCHES, SCHEMA, ReportWriter
 from batch.store.row import Row
 from batch.store.seal import Seals
 from batch.verdict import EXIT_USAGE, verdict
@@ -130,7 +130,8 @@ def test_only_the_asked_sessions_rows_are_read_in_file_order_across_row_groups(
     tmp_path: Path,
 ) -> None:
     rows = [answer(n) for n in range(20)]
-    path = write(tmp_path / "r.parquet", rows, batch_rows=1)  # row groups of 8 rows
+    batch_rows = 8 // GROUP_BATCHES  # row groups of 8 rows
+    path = write(tmp_path / "r.parquet", rows, batch_rows=batch_rows)
     assert pq.ParquetFile(path).metadata.num_row_groups == 3
     found = rows_for(read_base(path), {sid(17), sid(3), sid(9), sid(99)})
     assert [r.session_id for r in found] == [sid(3), sid(9), sid(17)]

@@ -58,14 +58,16 @@ __all__ = [
     "RowDigest",
     "Verification",
     "digest_of",
+    "give_back",
     "read_manifest",
     "verify_report",
 ]
 
 MANIFEST_KEY = b"liveness_audit_manifest"
 # Rows of a report decoded at a time (verify, merge): peak RSS grows with it (a 100,000-row
-# report cost 64 MB over start at 16,384 rows, 34 MB at 4,096; CPU +0.1 s per 100,000).
-READ_BATCH = 4_096
+# report cost 64 MB over start at 16,384 rows, 34 MB at 4,096, see BENCHMARKS.md "The
+# ledger at volume" for 2,048 with :func:`give_back`; CPU +0.1 s per 100,000 each halving).
+READ_BATCH = 2_048
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
@@ -190,6 +192,17 @@ class Verification:
         return not self.problems
 
 
+def give_back() -> None:
+    """Return to the system the memory the last batch freed (a stream of a report).
+
+    Decoding a batch allocates and frees buffers of many sizes; glibc's malloc keeps what
+    was freed in its heap, so the peak RSS of a stream grew with the report (a 100,000-row
+    report: 3 to 4 times the ~7 MB live at once). Arrow's system pool trims the heap here
+    (``malloc_trim``: microseconds a batch); a no-op under other allocators.
+    """
+    pa.default_memory_pool().release_unused()
+
+
 def read_manifest(path: Path) -> Manifest:
     """The manifest stored in the report at ``path``; InputError if it has none."""
     raw = read_footer(path, MANIFEST_KEY, what="manifest")
@@ -231,6 +244,7 @@ def verify_report(
             report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
             for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
                 digest.update(batch)
+                give_back()
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None
     problems = []
