@@ -49,6 +49,7 @@ from batch.store.fingerprint import (
     row_fingerprints,
     spans,
 )
+from batch.store.lean import give_back
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -58,7 +59,6 @@ __all__ = [
     "RowDigest",
     "Verification",
     "digest_of",
-    "give_back",
     "read_manifest",
     "verify_report",
 ]
@@ -190,17 +190,6 @@ class Verification:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def give_back() -> None:
-    """Return to the system the memory the last batch freed (a stream of a report).
-
-    Decoding a batch allocates and frees buffers of many sizes; glibc's malloc keeps what
-    was freed in its heap, so the peak RSS of a stream grew with the report (a 100,000-row
-    report: 3 to 4 times the ~7 MB live at once). Arrow's system pool trims the heap here
-    (``malloc_trim``: microseconds a batch); a no-op under other allocators.
-    """
-    pa.default_memory_pool().release_unused()
 
 
 def read_manifest(path: Path) -> Manifest:
