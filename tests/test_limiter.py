@@ -497,7 +497,18 @@ async def test_slow_start_doubles_under_50_per_second_and_grows_by_growth_above(
     for _ in range(6):
         lim.succeeded(await lim.acquire())  # each answer is one at the current rate
         rates.append(lim.rate)
-    assert rates == pytest.approx([10, 20, 40, 80, 100, 125])
+    assert rates == pytest.approx([10, 20, 40, 80, 96, 115.2])
+
+
+async def test_at_150_ms_from_no_rate_09_q_of_500_comes_within_2_s() -> None:
+    # A step per answered round trip of 150 ms at 1.25 took 2.06 s to reach 450/s (and
+    # ten cells of the grid under 0.95 of the quota): long answer times now grow the rate
+    # at least eight-fold a second, clocked by the answers.
+    timing = Timing(latency=0.15, round_trip=0.015)
+    service = VirtualService(quota=500, burst=100, timing=timing)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
+    await service.run(lim, 2.0)
+    assert service.through(1.8, 2.0) >= 0.9 * 500 * 0.2
 
 
 # --- issue 21: a service whose throttles come back before its successes -----------------
