@@ -229,7 +229,7 @@ class Limiter:
         """A request (released at ``sent_at``) went through: counted, and may step up."""
         now = self._now()
         sent = now if sent_at is None else sent_at
-        self._ledger.answered(sent, True, now)
+        self._ledger.answered(sent, True)
         self._ledger.took(now - sent)
         if self._ledger.advance(now):
             self._reading(now)
@@ -277,7 +277,7 @@ class Limiter:
         """
         now = self._now()
         sent = now if sent_at is None else sent_at
-        released_at = self._ledger.answered(sent, False, now)
+        released_at = self._ledger.answered(sent, False)
         if sent >= self._step_at:
             self._clean = -math.inf  # this step's reading is not clean
             self._spoiled_at = sent
