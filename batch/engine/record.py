@@ -117,6 +117,15 @@ class Recorder:
             for row, k in zip(rows, kept, strict=True)
         ]
 
+    def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
+        """What :meth:`rows` gives, as the rows' columns (:meth:`Row.flat`): the report
+        writes them without a :class:`Row` made of each."""
+        kept = [self._held(sid) for sid in session_ids]
+        columns = self.spill.take_columns([k.where for k in kept])
+        for values, k in zip(columns, kept, strict=True):
+            values["checks"], values["checked_at"] = k.checks, k.checked_at
+        return columns
+
     def _held(self, session_id: str) -> Kept:
         kept = self._kept.get(session_id)
         if kept is None:

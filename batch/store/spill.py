@@ -93,10 +93,16 @@ class Spill:
 
     def take(self, places: Sequence[int]) -> list[Row]:
         """The rows at ``places``, in that order (read a batch at a time)."""
+        return [Row.from_flat(values) for values in self.take_columns(places)]
+
+    def take_columns(self, places: Sequence[int]) -> list[dict[str, object]]:
+        """The base columns of the rows at ``places``, in that order, as Arrow reads them
+        back: what :meth:`~batch.store.row.Row.flat` makes of the rows, with no
+        :class:`Row` made in between (the report takes them as they are)."""
         if not places:
             return []
         self._flush()
-        rows: list[Row | None] = [None for _ in places]
+        rows: list[dict[str, object] | None] = [None for _ in places]
         wanted: dict[int, list[int]] = {}
         for i, place in enumerate(places):
             wanted.setdefault(bisect.bisect_right(self._starts, place) - 1, []).append(i)
@@ -104,7 +110,7 @@ class Spill:
             start = self._starts[index]
             picked = self._batch(index).take(pa.array([places[i] - start for i in which]))
             for i, values in zip(which, picked.to_pylist(), strict=True):
-                rows[i] = Row.from_flat(values)
+                rows[i] = values
         return [row for row in rows if row is not None]
 
     def close(self) -> None:
