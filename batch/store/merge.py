@@ -22,8 +22,10 @@ Memory is the ledger (the run's sessions) plus one row group, whatever the repor
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,10 +35,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
+from batch.logs import LOGGER
 from batch.store.manifest import READ_BATCH, verify_report
 from batch.store.report import SCHEMA, ReportWriter, read_provenance
 from batch.store.row import Row
 from batch.store.seal import Seals
+
+log = logging.getLogger(LOGGER)
 
 __all__ = [
     "Base",
@@ -46,6 +51,7 @@ __all__ = [
     "check_base",
     "conform",
     "earlier_edits",
+    "edit_history",
     "lean_reads",
     "merged_schema",
     "open_report",
@@ -198,6 +204,11 @@ def check_base(
             "as answers. Restore it, move it away (a new report is started), or rerun with "
             "--accept-edited-report to merge it anyway (recorded in the report's provenance)"
         )
+    log.warning(
+        "merging into %s although it was edited (--accept-edited-report): %s",
+        base.path,
+        "; ".join(problems),
+    )
     return {
         "report_rows_differ": None if edited is None else len(edited),
         "rows": None if edited is None else list(edited[:1000]),
@@ -217,6 +228,15 @@ def earlier_edits(base: Base) -> list[dict[str, Any]]:
         return []
     edits = provenance.get("accepted_edits")
     return [edit for edit in edits if isinstance(edit, dict)] if isinstance(edits, list) else []
+
+
+def edit_history(base: Base, accepted: dict[str, Any] | None, run_id: str) -> list[dict[str, Any]]:
+    """The ``accepted_edits`` of a report merged from ``base``: earlier runs' and, when
+    this merge accepted an edited ``base`` (:func:`check_base`), this one, stamped."""
+    history = earlier_edits(base)
+    if accepted is None:
+        return history
+    return [*history, {"run_id": run_id, "at": datetime.now(UTC).isoformat(), **accepted}]
 
 
 # --- schema evolution ----------------------------------------------------------------
