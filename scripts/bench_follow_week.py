@@ -24,6 +24,7 @@ import asyncio
 import gc
 import itertools
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from bench import ENV, start_emulator  # scripts/bench.py, beside this file
 
 from batch.cli.common import render_output
 from batch.config import load_settings
-from batch.follow.capture import Capture
+from batch.follow.capture import Capture, FollowSummary
 
 
 def memory() -> tuple[float, float]:
@@ -44,10 +45,16 @@ def memory() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def until(check: object, limit: float) -> None:
+async def until(check: object, limit: float, service: asyncio.Task[FollowSummary]) -> None:
+    """Until ``check()`` holds; SystemExit when the service ended first (e.g. aborted
+    after a run of failures: a machine too loaded for the connect timeout) or ``limit``
+    seconds passed."""
     assert callable(check)
     deadline = time.monotonic() + limit
     while not check():
+        if service.done():
+            summary = service.result()
+            raise SystemExit(f"the service ended: {summary.stop_reason} ({summary.figures.line()})")
         if time.monotonic() > deadline:
             raise SystemExit("the service did not get there in time")
         await asyncio.sleep(0.2)
@@ -91,11 +98,12 @@ async def week(work: Path, ids: TextIO, days: int, per_day: int, settle: str) ->
             await until(
                 lambda f=f, asked=asked: f.sessions_asked >= asked and not f.standing["unanswered"],
                 7200,
+                task,
             )
-            await until(lambda: not capture.daybook.home, 600)
+            await until(lambda: not capture.daybook.home, 600, task)
             key = capture.daybook.key_at(moment[0])
             moment[0] += timedelta(days=1)
-            await until(lambda key=key: key not in capture.daybook.days, 600)
+            await until(lambda key=key: key not in capture.daybook.days, 600, task)
             rss, peak = memory()
             held = sum(len(d.rows) for d in capture.daybook.days.values())
             blocks, objects = python_heap()
@@ -119,6 +127,7 @@ def main() -> None:
     parser.add_argument("--settle", default="3s")
     args = parser.parse_args()
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # the emulator too
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         emulator, url = start_emulator(work, args.days * args.per_day, None, 0.001)
