@@ -469,7 +469,9 @@ class AuditRun:
             if row is None:
                 kept = await steps(session_id)
             else:
-                kept = recorder.redone(await local.redo(row))
+                redone = await local.redo(row)
+                kept = recorder.redone(redone)  # journaled: its spool copies can go
+                local.drop_saved(redone)
             settler.answered(session_id, pending=pending(kept))
 
         return handle
