@@ -303,7 +303,7 @@ class Held(Protocol):
     """The kept rows a merge writes: a run's (:class:`~batch.engine.record.Recorder`) or a
     day's (:class:`~batch.store.ledger.Ledger`)."""
 
-    def held(self) -> list[str]:
+    def held(self) -> Sequence[str]:
         """The sessions held, in first-seen order."""
         ...
 
