@@ -22,6 +22,7 @@ import pyarrow as pa
 __all__ = [
     "ANCHORED_PATTERN",
     "SESSION_ID_PATTERN",
+    "KeyBuffer",
     "SessionIds",
     "key_of",
     "same_ids",
@@ -79,6 +80,28 @@ def key_of(session_id: str) -> bytes | None:
     return bytes.fromhex(session_id.replace("-", ""))
 
 
+class KeyBuffer:
+    """Keys appended batch by batch into one array allocated to a bound of their number
+    up front (its pages are touched as they are written): no chunks concatenated at the
+    end, which would hold every key twice. Past the bound it doubles."""
+
+    def __init__(self, bound: int) -> None:
+        self._keys = np.empty(max(bound, 1024), _KEY)
+        self._size = 0
+
+    def extend(self, keys: Keys) -> None:
+        end = self._size + len(keys)
+        if end > len(self._keys):
+            grown = np.empty(max(end, 2 * len(self._keys)), _KEY)
+            grown[: self._size] = self._keys[: self._size]
+            self._keys = grown
+        self._keys[self._size : end] = keys
+        self._size = end
+
+    def keys(self) -> Keys:
+        return self._keys[: self._size]
+
+
 class SessionIds(Sequence[str]):
     """Unique session IDs in input order, as 16-byte keys; :meth:`row` finds one's place.
 
@@ -111,13 +134,14 @@ class SessionIds(Sequence[str]):
         if len(keys) == 0:
             return cls(np.empty(0, _KEY), np.empty(0, np.int32)), np.empty(0, np.intp)
         order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        starts = np.empty(len(keys), bool)
+        starts = np.empty(len(keys), bool)  # where a run of equal keys starts, by key
         starts[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-        ordered = ordered[starts]  # the unique keys, sorted
+        for a in range(1, len(keys), _CHUNK * 16):  # no sorted copy of every key at once
+            b = min(a + _CHUNK * 16, len(keys))
+            np.not_equal(keys[order[a:b]], keys[order[a - 1 : b - 1]], out=starts[a:b])
         firsts_sorted = order[starts]  # by key: where each key was first
         del order, starts
+        ordered = keys[firsts_sorted]  # the unique keys, sorted
         firsts = np.sort(firsts_sorted)
         place = np.searchsorted(firsts, firsts_sorted).astype(np.int32)
         return cls(ordered, place), firsts

@@ -36,7 +36,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
-from batch.store.ids import ANCHORED_PATTERN, SESSION_ID_PATTERN, SessionIds, uuid_keys
+from batch.store.ids import (
+    ANCHORED_PATTERN,
+    SESSION_ID_PATTERN,
+    KeyBuffer,
+    SessionIds,
+    uuid_keys,
+)
 
 __all__ = [
     "DEFAULT_COLUMN",
@@ -314,11 +320,11 @@ class _Cells:
     goes through :func:`normalize` as before (what ``str.strip``/``str.lower`` make of it
     decides)."""
 
-    def __init__(self, kept: int) -> None:
+    def __init__(self, kept: int, bound: int) -> None:
         self.seen: set[str] = set()  # invalid values
         self.shown_invalid: set[str] = set()
         self.invalid: list[InvalidId] = []
-        self.keys: list[np.ndarray] = []  # per batch: the valid IDs' keys, repeats too
+        self.keys = KeyBuffer(bound)  # the valid IDs' keys, repeats too
         self.kept: list[pa.RecordBatch] = []  # per batch: the valid rows' kept columns
         self.kept_columns = kept
         self.rows = self.blank = self.duplicates = 0
@@ -335,7 +341,7 @@ class _Cells:
         ok = match.to_numpy(zero_copy_only=False).copy()
         if not ok.all():
             norm = self._others(ids, norm, ok)
-        self.keys.append(uuid_keys(norm.filter(pa.array(ok))))
+        self.keys.extend(uuid_keys(norm.filter(pa.array(ok))))
         if self.kept_columns:
             columns = batch.select(range(1, self.kept_columns + 1))
             self.kept.append(columns.filter(pa.array(ok)))
@@ -372,8 +378,7 @@ class _Cells:
 
     def unique(self, fields: Sequence[pa.Field]) -> tuple[SessionIds, KeptValues, int]:
         """The valid IDs, first occurrences in order; their kept values; the conflicts."""
-        keys = np.concatenate(self.keys) if self.keys else np.empty(0, "S16")
-        self.keys.clear()
+        keys = self.keys.keys()
         ids, firsts = SessionIds.unique(keys)
         self.duplicates += len(keys) - len(ids)
         if not self.kept_columns:
@@ -403,12 +408,26 @@ def _conflicts(table: pa.Table, keys: np.ndarray, firsts: np.ndarray) -> int:
     return int(differ.sum())
 
 
-def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int) -> _Cells:
-    """Every cell of the batches (IDs first, then ``kept`` columns) sorted into cells."""
-    cells = _Cells(kept)
+def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int, bound: int) -> _Cells:
+    """Every cell of the batches (IDs first, then ``kept`` columns) sorted into cells;
+    ``bound``: at most so many of them are session IDs."""
+    cells = _Cells(kept, bound)
     for batch in batches:
         cells.add_batch(batch)
     return cells
+
+
+_BOUND_LIMIT = 1 << 26  # past it the keys' array grows as it fills
+
+
+def _bound(path: Path, format_: Format) -> int:
+    """At most how many session IDs the input holds: its rows (Parquet), or its size
+    over 37 bytes (a CSV row holding an ID has 36 characters and a line end)."""
+    if format_ == "parquet":
+        rows = int(_open_parquet(path).metadata.num_rows)
+    else:
+        rows = path.stat().st_size // 37 + 1
+    return min(rows, _BOUND_LIMIT)
 
 
 def read_plan(  # the options of reading, named
@@ -443,7 +462,7 @@ def read_plan(  # the options of reading, named
         fields = _parquet_fields(path, column, keep, flags)
         batches = _parquet_batches(path, column, keep)
 
-    cells = _sorted_cells(batches, len(keep))
+    cells = _sorted_cells(batches, len(keep), _bound(path, format_))
     valid, kept, conflicts = cells.unique(fields)
     return Plan(
         path=path,
