@@ -416,6 +416,7 @@ def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int, bound: int) -> _
     cells = _Cells(kept, bound)
     for batch in batches:
         cells.add_batch(batch)
+    pa.default_memory_pool().release_unused()  # the reader's blocks: before sorting keys
     return cells
 
 
@@ -474,7 +475,6 @@ def read_plan(  # the options of reading, named
         batches = _parquet_batches(path, column, keep)
 
     cells = _sorted_cells(batches, len(keep), _bound(path, format_))
-    pa.default_memory_pool().release_unused()  # the reader's blocks: before sorting keys
     valid, kept, conflicts = cells.unique(fields)
     _give_back()
     return Plan(
