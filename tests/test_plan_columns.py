@@ -43,6 +43,15 @@ def test_ids_come_back_in_input_order_and_each_is_found_at_its_place() -> None:
         ids[3]
 
 
+def test_ids_sharing_their_first_half_are_each_found_and_a_near_miss_is_not() -> None:
+    same = [f"00000000-0000-4000-8000-{n:012x}" for n in (5, 1, 9, 3)]
+    ids = SessionIds.of(same)
+    assert [ids.row(sid) for sid in same] == [0, 1, 2, 3]
+    assert ids.row("00000000-0000-4000-8000-000000000002") is None
+    assert ids.row("00000000-0000-4000-8000-00000000000a") is None
+    assert list(ids) == same
+
+
 def test_repeated_keys_keep_their_first_place_and_order() -> None:
     keys = uuid_keys(pa.array([A, B, A, C, B, C, A]))
     ids, firsts = SessionIds.unique(keys)

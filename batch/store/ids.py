@@ -55,10 +55,9 @@ def uuid_keys(ids: pa.Array) -> Keys:
     return packed.view(_KEY).ravel()
 
 
-def _texts(keys: Keys) -> list[str]:
-    """The canonical IDs of ``keys`` (their 36-character form)."""
-    raw = np.frombuffer(keys.tobytes(), np.uint8).reshape(len(keys), 16)
-    text = np.full((len(keys), 36), ord("-"), np.uint8)
+def _texts(raw: npt.NDArray[np.uint8]) -> list[str]:
+    """The canonical IDs of keys (16 bytes a row; their 36-character form)."""
+    text = np.full((len(raw), 36), ord("-"), np.uint8)
     text[:, _DIGITS[0::2]] = _HEX[raw >> 4]
     text[:, _DIGITS[1::2]] = _HEX[raw & 15]
     flat = text.tobytes().decode("ascii")
@@ -105,16 +104,19 @@ class KeyBuffer:
 class SessionIds(Sequence[str]):
     """Unique session IDs in input order, as 16-byte keys; :meth:`row` finds one's place.
 
-    Held sorted (for ``np.searchsorted``) with each key's input row and each input row's
-    sorted place (two int32): 24 bytes a session. Equal to a tuple or list of the same
-    IDs in the same order (what a plan's IDs were).
+    Held sorted as two uint64 halves (``np.searchsorted`` on integers is several times
+    faster than on 16-byte strings) with each key's input row and each input row's sorted
+    place (two int32): 24 bytes a session. Equal to a tuple or list of the same IDs in
+    the same order (what a plan's IDs were).
     """
 
-    __slots__ = ("_place", "_rank", "_sorted")
+    __slots__ = ("_hi", "_lo", "_place", "_rank")
 
     def __init__(self, ordered: Keys, place: npt.NDArray[np.int32]) -> None:
         """``ordered``: the keys sorted; ``place``: the input row of each."""
-        self._sorted = ordered
+        halves = ordered.view(">u8")  # bytes in order sort as big-endian integers do
+        self._hi = halves[0::2].astype(np.uint64)
+        self._lo = halves[1::2].astype(np.uint64)
         self._place = place
         self._rank = np.empty(len(place), np.int32)
         self._rank[place] = np.arange(len(place), dtype=np.int32)
@@ -149,23 +151,33 @@ class SessionIds(Sequence[str]):
     def row(self, session_id: str) -> int | None:
         """The place of ``session_id`` among these IDs; None when it is not one of them."""
         key = key_of(session_id)
-        if key is None or not len(self._sorted):
+        if key is None:
             return None
-        probe = np.array(key, _KEY)
-        at = int(np.searchsorted(self._sorted, probe))
-        if at == len(self._sorted) or self._sorted[at] != probe:
+        hi, lo = np.uint64(int.from_bytes(key[:8])), np.uint64(int.from_bytes(key[8:]))
+        at = int(self._hi.searchsorted(hi))
+        if at == len(self._hi) or self._hi[at] != hi:
             return None
+        if self._lo[at] != lo:  # IDs sharing their first half: search the second
+            end = int(self._hi.searchsorted(hi, "right"))
+            at += int(self._lo[at:end].searchsorted(lo))
+            if at == end or self._lo[at] != lo:
+                return None
         return int(self._place[at])
 
-    def _keys(self, rows: slice | npt.NDArray[np.int32]) -> Keys:
-        return self._sorted[self._rank[rows]]
+    def _keys(self, rows: slice | npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
+        """The 16 bytes of the keys at input ``rows``, one row each."""
+        sorted_at = self._rank[rows]
+        halves = np.empty((len(sorted_at), 2), ">u8")
+        halves[:, 0] = self._hi[sorted_at]
+        halves[:, 1] = self._lo[sorted_at]
+        return halves.view(np.uint8)
 
     def take(self, rows: npt.NDArray[np.int32]) -> list[str]:
         """The IDs at ``rows`` (input places), in that order."""
         return _texts(self._keys(rows)) if len(rows) else []
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return len(self._place)
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -176,14 +188,14 @@ class SessionIds(Sequence[str]):
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
             return _texts(self._keys(index))
-        n = len(self._sorted)
+        n = len(self)
         at = index + n if index < 0 else index
         if not 0 <= at < n:
             raise IndexError(f"session ID index {index} out of range")
         return _texts(self._keys(slice(at, at + 1)))[0]
 
     def __iter__(self) -> Iterator[str]:
-        for start in range(0, len(self._sorted), _CHUNK):
+        for start in range(0, len(self), _CHUNK):
             yield from _texts(self._keys(slice(start, start + _CHUNK)))
 
     def __contains__(self, value: object) -> bool:
@@ -191,8 +203,10 @@ class SessionIds(Sequence[str]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SessionIds):
-            return bool(np.array_equal(self._sorted, other._sorted)) and bool(
-                np.array_equal(self._place, other._place)
+            return (
+                np.array_equal(self._hi, other._hi)
+                and np.array_equal(self._lo, other._lo)
+                and np.array_equal(self._place, other._place)
             )
         return same_ids(self, other)
 

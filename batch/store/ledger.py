@@ -335,6 +335,8 @@ class KeptTable:
         return row
 
     def _held(self, session_id: str) -> int | None:
+        if not self._order:  # nothing held yet (a fresh run's plan): no search
+            return None
         row = self._row(session_id)
         return row if row is not None and self._columns["flags"][row] & _HELD else None
 
