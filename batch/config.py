@@ -130,7 +130,7 @@ class Settings(BaseModel):
         False,
         description="Exit 6 when an application decision disagrees with the service.",
     )
-    accept_edited_report: Annotated[bool, RUN_ONLY] = Field(
+    accept_edited_report: Annotated[bool, RUN] = Field(
         False,
         description="Merge into a report edited since it was written (recorded in it).",
     )

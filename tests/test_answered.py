@@ -19,12 +19,12 @@ def test_a_reading_waits_for_the_successes_between_its_throttles() -> None:
     times = [i / 1000 for i in range(101)]  # a release every ms
     released(ledger, times)
     for at in (0.0, 0.05, 0.1):  # three throttles, answered first
-        ledger.answered(at, False, now=at + 0.005)
+        ledger.answered(at, False)
     ledger.advance(0.105)  # the horizon stops at the first success still in flight
     assert ledger.bracket() is None
     for at in times:
         if at not in (0.0, 0.05, 0.1):
-            ledger.answered(at, True, now=at + 0.15)
+            ledger.answered(at, True)
     assert ledger.advance(0.25)
     reading = ledger.bracket()
     assert reading is not None
@@ -37,11 +37,11 @@ def test_a_release_never_answered_counts_as_unknown_after_stale_seconds() -> Non
     ledger = Ledger(stale=1.0)
     times = [i / 100 for i in range(11)]
     released(ledger, times)
-    ledger.answered(0.0, False, now=0.01)
-    ledger.answered(0.1, False, now=0.11)
+    ledger.answered(0.0, False)
+    ledger.answered(0.1, False)
     for at in times[1:-1]:
         if at != 0.05:  # this one is never answered
-            ledger.answered(at, True, now=at + 0.01)
+            ledger.answered(at, True)
     ledger.advance(0.5)
     assert ledger.bracket() is None  # waiting for it
     assert ledger.advance(1.06)  # given up on: neither success nor throttle
@@ -57,7 +57,7 @@ def test_only_the_last_half_second_of_throttles_is_read() -> None:
     for i, at in enumerate(times):
         # one in two throttled for the first second, one in five after
         throttled = i % 2 == 0 if at < 1.0 else i % 5 == 0
-        ledger.answered(at, not throttled, now=2.5)
+        ledger.answered(at, not throttled)
     ledger.advance(2.5)
     reading = ledger.bracket()
     assert reading is not None
@@ -67,9 +67,9 @@ def test_only_the_last_half_second_of_throttles_is_read() -> None:
 def test_an_answer_to_a_release_it_never_saw_is_ignored() -> None:
     ledger = Ledger()
     released(ledger, [0.0])
-    assert ledger.answered(5.0, False, now=5.1) is None
-    assert ledger.answered(0.0, True, now=0.1) == 1000.0
-    assert ledger.answered(0.0, True, now=0.1) is None  # answered once already
+    assert ledger.answered(5.0, False) is None
+    assert ledger.answered(0.0, True) == 1000.0
+    assert ledger.answered(0.0, True) is None  # answered once already
 
 
 def test_the_first_success_sets_the_answer_time_so_nothing_is_given_up_early() -> None:
@@ -79,13 +79,13 @@ def test_the_first_success_sets_the_answer_time_so_nothing_is_given_up_early() -
     ledger = Ledger()
     times = [i * 0.005 for i in range(6)]
     released(ledger, times)
-    ledger.answered(0.0, False, now=0.01)
-    ledger.answered(0.025, False, now=0.035)
-    ledger.answered(0.005, True, now=0.15)
+    ledger.answered(0.0, False)
+    ledger.answered(0.025, False)
+    ledger.answered(0.005, True)
     ledger.took(0.145)
     ledger.advance(0.2)  # the rest are 0.2 s in flight: not yet given up on
     for at in times[2:5]:
-        ledger.answered(at, True, now=0.3)
+        ledger.answered(at, True)
     ledger.advance(0.3)
     reading = ledger.bracket()
     assert reading is not None
@@ -140,7 +140,7 @@ def test_a_release_is_given_up_on_while_releasing_only_past_stale_seconds() -> N
 def test_releasing_late_in_a_run_does_not_read_throttles_before_their_time() -> None:
     ledger = Ledger()
     released(ledger, [10.0])
-    ledger.answered(10.0, False, now=10.005)
+    ledger.answered(10.0, False)
     released(ledger, [10.01])
     assert ledger.advance(10.02)  # this advance passes the throttle, not the release
 
@@ -148,17 +148,17 @@ def test_releasing_late_in_a_run_does_not_read_throttles_before_their_time() -> 
 def test_two_releases_at_the_same_instant_are_answered_one_each() -> None:
     ledger = Ledger()
     released(ledger, [0.0, 0.001, 0.002, 0.002])
-    assert ledger.answered(0.002, True, now=0.1) == 1000.0
-    assert ledger.answered(0.002, False, now=0.1) == 1000.0
-    assert ledger.answered(0.002, True, now=0.1) is None
+    assert ledger.answered(0.002, True) == 1000.0
+    assert ledger.answered(0.002, False) == 1000.0
+    assert ledger.answered(0.002, True) is None
 
 
 def test_advancing_passes_nothing_and_no_throttle_is_news() -> None:
     ledger = Ledger()
     released(ledger, [0.0, 0.01])
     assert not ledger.advance(0.02)  # nothing answered yet
-    ledger.answered(0.0, True, now=0.02)
-    ledger.answered(0.01, True, now=0.02)
+    ledger.answered(0.0, True)
+    ledger.answered(0.01, True)
     assert not ledger.advance(0.03)  # successes only
 
 
@@ -166,10 +166,10 @@ def test_a_request_in_flight_long_keeps_the_throttles_before_it_readable() -> No
     ledger = Ledger()
     times = [i / 100 for i in range(11)]
     released(ledger, [*times, 0.2])
-    ledger.answered(0.0, False, now=0.01)
-    ledger.answered(0.1, False, now=0.11)
+    ledger.answered(0.0, False)
+    ledger.answered(0.1, False)
     for at in times[1:-1]:
-        ledger.answered(at, True, now=0.15)
+        ledger.answered(at, True)
     ledger.advance(3.0)  # the release at 0.2 is still out (under five seconds)
     reading = ledger.bracket()
     assert reading is not None
@@ -181,7 +181,7 @@ def test_a_reading_at_a_low_rate_late_in_a_run_spans_by_time_not_rate() -> None:
     times = [20 + i / 100 for i in range(11)]
     released(ledger, times, rate=1.0)
     for at in times:
-        ledger.answered(at, at not in (times[0], times[-1]), now=20.2)
+        ledger.answered(at, at not in (times[0], times[-1]))
     ledger.advance(20.2)
     reading = ledger.bracket()
     assert reading is not None
@@ -197,7 +197,7 @@ def test_given_up_releases_count_only_between_the_throttles_read() -> None:
     released(ledger, times)
     for i, at in enumerate(times):
         if i not in (1, 40):  # never answered
-            ledger.answered(at, i not in (0, 30, 45), now=51.0)
+            ledger.answered(at, i not in (0, 30, 45))
     ledger.advance(51.25)
     reading = ledger.bracket()
     assert reading is not None
@@ -209,13 +209,13 @@ def test_releases_are_counted_across_advances() -> None:
     ledger = Ledger()
     times = [i / 100 for i in range(11)]
     released(ledger, times)
-    ledger.answered(0.0, False, now=0.01)
+    ledger.answered(0.0, False)
     ledger.advance(0.01)
     for at in times[1:5]:
-        ledger.answered(at, True, now=0.1)
+        ledger.answered(at, True)
     ledger.advance(0.1)
     for at in times[5:]:
-        ledger.answered(at, at != 0.1, now=0.2)
+        ledger.answered(at, at != 0.1)
     ledger.advance(0.2)
     reading = ledger.bracket()
     assert reading is not None
@@ -227,7 +227,7 @@ def test_the_narrowest_reading_is_four_successes_over_20_ms() -> None:
     times = [0.0, 0.004, 0.008, 0.012, 0.016, 0.02]
     released(ledger, times)
     for at in times:
-        ledger.answered(at, at not in (0.0, 0.02), now=0.1)
+        ledger.answered(at, at not in (0.0, 0.02))
     ledger.advance(0.1)
     reading = ledger.bracket()
     assert reading is not None
@@ -239,6 +239,6 @@ def test_fewer_than_four_successes_or_20_ms_make_no_reading() -> None:
         ledger = Ledger()
         released(ledger, times)
         for at in times:
-            ledger.answered(at, at not in (times[0], times[-1]), now=0.2)
+            ledger.answered(at, at not in (times[0], times[-1]))
         ledger.advance(0.2)
         assert ledger.bracket() is None  # 3 in 100 ms, then 4 in 10 ms

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 
 from batch.emulator import EmulatorThread
+from tests.following import wait_until
 from tests.helpers import ACCESS_KEY, SECRET_KEY
 
 pytestmark = pytest.mark.slow
@@ -200,10 +200,7 @@ def test_follow_starts_with_the_units_command_and_the_shipped_settings(
     drop = tmp_path / "spool" / ".ids.csv.tmp"
     drop.write_text("session_id\n" + "\n".join(ids) + "\n")
     drop.rename(tmp_path / "spool" / "ids.csv")
-    deadline = time.monotonic() + 60
-    while not set(ids) <= set(emulator.stats()["by_session"]) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
+    wait_until(lambda: set(ids) <= set(emulator.stats()["by_session"]), proc, "all asked")
     proc.send_signal(signal.SIGTERM)  # systemctl stop
     _, err = proc.communicate(timeout=90)
 

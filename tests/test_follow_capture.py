@@ -106,6 +106,28 @@ def test_a_duplicate_file_after_a_publish_asks_no_settled_session_again(
     assert report_rows(report).loc[ids, "checks"].tolist() == [1] * 9
 
 
+def test_after_a_restart_the_days_report_says_which_sessions_are_settled_not_asked_again(
+    living: EmulatorThread, inbox: Path, tmp_path: Path
+) -> None:
+    """Published settled rows leave the day's journal: at a restart the report (read a
+    batch at a time, three columns) is what says they are settled."""
+    report = tmp_path / "audit.parquet"
+    state = tmp_path / "state"
+    ids = living.create_sessions(6, start_after=0.0, finish_after=0.0)
+    proc = start_cli(*follow_args(inbox, report, state))
+    drop(inbox, "a.csv", ids)
+    wait_until(lambda: captured(report, ids), proc, "captured and published")
+    assert stop(proc)[0] == 0
+    proc = start_cli(*follow_args(inbox, report, state))
+    drop(inbox, "a-again.csv", ids)  # the same batch, after the restart
+    wait_until(lambda: "a-again.csv" in _consumed(state), proc, "the duplicate consumed")
+    code, _, err = stop(proc)
+
+    assert code == 0, err
+    asked = living.stats()["by_session"]
+    assert [asked[sid] for sid in ids] == [1] * 6
+
+
 def test_answers_are_on_disk_before_their_file_is_recorded_consumed(
     living: EmulatorThread, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -129,3 +129,35 @@ async def test_a_message_whose_file_is_being_worked_on_stays_invisible_past_its_
         source.done(found)
         await source.flush()
     assert _left(sqs, url) == 0  # deleted once consumed
+
+
+async def test_a_newer_version_announced_while_the_older_is_worked_on_is_offered_after_it(
+    s3: MotoServer,
+) -> None:
+    """The object is overwritten while its first version is read: the second notification
+    is not deleted with the first version's, and the newer version is offered once the
+    older one is consumed."""
+    sqs = s3.client("sqs")
+    url = sqs.create_queue(QueueName="overwritten")["QueueUrl"]
+
+    def announce(etag: str) -> None:
+        s3_part = {"bucket": {"name": "inbox"}, "object": {"key": "ids/day.csv", "eTag": etag}}
+        body = {"Records": [{"eventName": "ObjectCreated:Put", "s3": s3_part}]}
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+
+    session = aioboto3.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name="us-east-1"
+    )
+    async with session.client("sqs", endpoint_url=s3.url) as client:
+        source = SqsSource(client, parse_queue(f"sqs://{url}"), wait_seconds=0, visibility=60)
+        announce("e1")
+        (older,) = await source.ready({})
+        announce("e2")
+        assert await source.ready({older.name: None}) == []  # the name is in work
+        source.done(older)
+        await source.flush()
+        assert _left(sqs, url) == 1  # the newer version's message was not deleted
+
+        (newer,) = await source.ready({older.name: "e1"})
+
+    assert (newer.name, newer.identity) == (older.name, "e2")

@@ -497,7 +497,18 @@ async def test_slow_start_doubles_under_50_per_second_and_grows_by_growth_above(
     for _ in range(6):
         lim.succeeded(await lim.acquire())  # each answer is one at the current rate
         rates.append(lim.rate)
-    assert rates == pytest.approx([10, 20, 40, 80, 100, 125])
+    assert rates == pytest.approx([10, 20, 40, 80, 96, 115.2])
+
+
+async def test_at_150_ms_from_no_rate_09_q_of_500_comes_within_2_s() -> None:
+    # A step per answered round trip of 150 ms at 1.25 took 2.06 s to reach 450/s (and
+    # ten cells of the grid under 0.95 of the quota): long answer times now grow the rate
+    # at least eight-fold a second, clocked by the answers.
+    timing = Timing(latency=0.15, round_trip=0.015)
+    service = VirtualService(quota=500, burst=100, timing=timing)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
+    await service.run(lim, 2.0)
+    assert service.through(1.8, 2.0) >= 0.9 * 500 * 0.2
 
 
 # --- issue 21: a service whose throttles come back before its successes -----------------
@@ -631,3 +642,74 @@ async def test_a_wide_reading_under_the_rate_cuts_it_to_its_top() -> None:
     assert await answer_in_order(t, lim, "x" * 233 + "o" * 50 + "x", later=0.1) is True
     assert lim.estimate == pytest.approx(51 / (0.283 - 0.002))
     assert lim.rate == pytest.approx(51 / (0.283 - 0.002))
+
+
+# --- what the mutation run found untested ------------------------------------------------
+
+
+async def test_an_old_throttle_whose_reading_changes_nothing_says_the_rate_is_unchanged() -> None:
+    # The first throttle cuts; the last one was released before that cut (old news) and
+    # brackets only two successes, no reading: the caller is told nothing changed.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5)
+    assert await answer_in_order(t, lim, "xoox", later=0.1) is False
+    assert lim.cuts == 1
+
+
+async def test_a_wide_reading_within_the_cap_cuts_to_its_top_and_does_not_hold_lower() -> None:
+    # As the test above, under a cap of 2,000: the blind cut holds (the application may
+    # be busy), but a reading is the service's quota, not a sign of the application: the
+    # rate goes to the reading's top, not on down to `decrease` x itself.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.3, cap=2000)
+    assert await answer_in_order(t, lim, "x" * 233 + "o" * 50 + "x", later=0.1) is True
+    assert lim.rate == pytest.approx(51 / (0.283 - 0.002))
+
+
+async def test_a_lone_throttle_within_the_cap_backs_off_to_decrease_times_the_rate() -> None:
+    # A lone throttle while running puts the quota 2% under the rate (a trim); at or
+    # below the cap it is taken as the application's, and the rate backs off by `decrease`.
+    t = VirtualClock()
+    lim = limiter(t, 100, cap=200, hold=0.0, decrease=0.5, margin=0.9, ramp=1.0, probe=4.0)
+    estimate = steady(t, lim)
+    t.time += 1.0
+    assert lim.rate == pytest.approx(estimate)
+    lim.throttled()
+    assert lim.rate == pytest.approx(0.5 * estimate)
+
+
+async def test_a_throttle_too_soon_to_act_on_spoils_a_step_until_a_second_of_clean_answers() -> (
+    None
+):
+    # Searching up after a blind cut: a throttle of a request sent after the last step
+    # (too soon after the cut to act on) spoils that step's reading, so three clean
+    # answers do not step up; a second of clean answers since it does.
+    t = VirtualClock()
+    lim = limiter(t, 50, decrease=0.5, reaction=5.0)
+    lim.throttled()  # 50 -> 25, searching up to 50
+    for _ in range(3):
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(37.5)
+    assert lim.throttled(await lim.acquire()) is False  # too soon: no cut, but no step
+    for _ in range(3):
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(37.5)
+    while t.time < 2.0:
+        lim.succeeded(await lim.acquire())
+    assert lim.rate > 40
+
+
+async def test_a_slow_start_throttle_searches_up_to_the_rate_it_was_released_at() -> None:
+    # The rate doubled (40 -> 80) after the throttled request was released at 40: the
+    # quota is under 40, so the search climbs back to 40, not to 80.
+    t = VirtualClock()
+    lim = limiter(t, 1000, start=40.0, decrease=0.5)
+    first, second = await lim.acquire(), await lim.acquire()
+    t.time = 0.05
+    lim.succeeded(first)
+    assert lim.rate == pytest.approx(80)
+    lim.throttled(second)
+    assert lim.rate == pytest.approx(40)  # no cut below `decrease` x 80
+    for _ in range(3):
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(40)

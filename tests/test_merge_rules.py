@@ -28,7 +28,7 @@ from batch.store.merge import (
     rows_for,
     stream_merge,
 )
-from batch.store.report import SCHEMA, ReportWriter
+from batch.store.report import GROUP_BATCHES, SCHEMA, ReportWriter
 from batch.store.row import Row
 from batch.store.seal import Seals
 from batch.verdict import EXIT_USAGE, verdict
@@ -130,7 +130,8 @@ def test_only_the_asked_sessions_rows_are_read_in_file_order_across_row_groups(
     tmp_path: Path,
 ) -> None:
     rows = [answer(n) for n in range(20)]
-    path = write(tmp_path / "r.parquet", rows, batch_rows=1)  # row groups of 8 rows
+    batch_rows = 8 // GROUP_BATCHES  # row groups of 8 rows
+    path = write(tmp_path / "r.parquet", rows, batch_rows=batch_rows)
     assert pq.ParquetFile(path).metadata.num_row_groups == 3
     found = rows_for(read_base(path), {sid(17), sid(3), sid(9), sid(99)})
     assert [r.session_id for r in found] == [sid(3), sid(9), sid(17)]
@@ -401,6 +402,18 @@ def test_an_older_reports_batch_gets_the_missing_columns_empty_and_counts_zero()
     assert out.column("checks").to_pylist() == [None, None]
 
 
+def test_each_filler_of_a_missing_column_is_of_that_columns_type() -> None:
+    """Not left to the batch's cast: a filler is made in the column's own type."""
+    for name in ("attempts", "audit_image_count", "audit_images", "status", "fetched_at"):
+        field = SCHEMA.field(name)
+        filler = merge._filler(field, 3)
+        assert filler.type == field.type, name
+        assert len(filler) == 3
+    assert merge._filler(SCHEMA.field("attempts"), 2).to_pylist() == [0, 0]
+    assert merge._filler(SCHEMA.field("audit_images"), 2).to_pylist() == [[], []]
+    assert merge._filler(SCHEMA.field("status"), 2).null_count == 2
+
+
 def test_an_older_reports_batch_is_conformed_in_columns_not_as_python_rows() -> None:
     # The merge's promise: never a Python object per row of the report. 20,000 rows as
     # dicts take tens of MB; filled and cast as Arrow columns, about one MB (the empty
@@ -533,6 +546,17 @@ def test_a_repeat_across_batches_is_dropped_too(tmp_path: Path, monkeypatch: Any
     path = write(tmp_path / "r.parquet", rows)
     table = merged(tmp_path, read_base(path), Held([answer(1), answer(7)]))
     assert table["session_id"].to_pylist() == [sid(n) for n in (1, 2, 3, 4, 7)]
+
+
+def test_a_batch_of_nothing_but_repeats_already_written_adds_no_row(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(merge, "_BATCH", 2)  # the second batch: session 1 twice more
+    rows = [answer(1, "CREATED"), answer(2), answer(1, "CREATED"), answer(1), answer(3)]
+    path = write(tmp_path / "r.parquet", rows)
+    table = merged(tmp_path, read_base(path), Held([answer(1)]))
+    assert table["session_id"].to_pylist() == [sid(1), sid(2), sid(3)]
+    assert table["status"].to_pylist() == ["SUCCEEDED"] * 3
 
 
 def test_new_sessions_are_asked_for_a_chunk_at_a_time_each_once(

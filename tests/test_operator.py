@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -19,6 +18,7 @@ import pytest
 from batch.cli.emulator import emulator as emulator_command
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
+from tests.following import wait_until
 from tests.helpers import run_cli, start_cli
 
 
@@ -467,10 +467,7 @@ def test_follows_figures_add_up_in_the_log_the_metrics_and_the_end_line(
         "--publish-every", "1s", "--max-attempts", "2", "--metrics-file", metrics,
         "--log-format", "json",
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while _prom(metrics).get("settle_stopped", 0) < 3 and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
+    wait_until(lambda: _prom(metrics).get("settle_stopped", 0) >= 3, proc, "3 given up")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
 

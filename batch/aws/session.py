@@ -21,6 +21,7 @@ from typing import Any
 
 import aioboto3
 import aiobotocore
+import botocore.session
 from aiobotocore.config import AioConfig
 from botocore import exceptions as boto
 
@@ -36,8 +37,24 @@ __all__ = [
     "drop_retry_hook",
     "open_session",
     "per_session_config",
+    "resolved_region",
     "retry_policy",
 ]
+
+
+def resolved_region(settings: Settings) -> str | None:
+    """The region a client of ``settings`` resolves: the setting, ``AWS_REGION``, else
+    botocore's chain (``AWS_DEFAULT_REGION``, the profile's config file); ConfigError
+    naming the setting when the profile does not exist."""
+    region = settings.region or os.environ.get("AWS_REGION")
+    if region:
+        return region
+    try:
+        found = botocore.session.Session(profile=settings.profile).get_config_variable("region")
+    except boto.ProfileNotFound as exc:
+        raise ConfigError(f"invalid setting 'profile': {exc}") from None
+    return str(found) if found else None
+
 
 # botocore appends the session's own extra ("botocore/VERSION") to a given user_agent.
 USER_AGENT = (

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from batch.aws.session import open_session
+from batch.aws.session import open_session, resolved_region
 from batch.cli.common import location, out, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
@@ -27,7 +27,6 @@ from batch.cli.preflight import (
     access_check,
     check_output_location,
     check_region,
-    effective_region,
     region_source,
 )
 from batch.config import Settings, load_settings
@@ -89,7 +88,7 @@ def _checks(config_file: Path | None, flags: dict[str, Any], template: str | Non
 def _region(settings: Settings) -> Check:
     fix = "pass --region (e.g. eu-west-1) or set AWS_REGION to the sessions' region"
     try:
-        region = effective_region(settings)
+        region = resolved_region(settings)
         source = region_source(settings)
         check_region(region, source)
     except AuditError as error:

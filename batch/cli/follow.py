@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
+from batch.aws.session import resolved_region
 from batch.cli.common import early_log_format, fail, out, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
     check_region,
-    effective_region,
     fixed_folder,
     make_output_folder,
     region_source,
@@ -80,7 +80,7 @@ def follow(
         budget = parse_duration(time_budget, "--time-budget") if time_budget else None
         settings = load_settings(config_file=config_file, flags=flags)
         configure_logging(log_level, settings.log_format)
-        check_region(effective_region(settings), region_source(settings))
+        check_region(resolved_region(settings), region_source(settings))
         source = _source(source_text)
         timezone = settings.timezone
 

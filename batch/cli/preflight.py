@@ -22,9 +22,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import aioboto3
-from botocore import exceptions as boto
-
 from batch.aws.rekognition import open_client
 from batch.aws.session import open_session
 from batch.cli.common import ACCESS_HINTS
@@ -41,7 +38,6 @@ __all__ = [
     "access_check",
     "check_output_location",
     "check_region",
-    "effective_region",
     "fixed_folder",
     "make_output_folder",
     "probe_access",
@@ -64,18 +60,6 @@ class Check:
         mark = "✓" if self.ok else "✗"
         fix = f"\n    fix: {self.fix}" if self.fix and not self.ok else ""
         return f"{mark} {self.name}: {self.detail}{fix}"
-
-
-def effective_region(settings: Settings) -> str | None:
-    """The region a run would use: the setting, ``AWS_REGION``, else the AWS chain's."""
-    region = settings.region or os.environ.get("AWS_REGION") or None
-    if region is not None:
-        return region
-    try:
-        found: str | None = aioboto3.Session(profile_name=settings.profile).region_name
-    except boto.ProfileNotFound as exc:
-        raise ConfigError(f"invalid setting 'profile': {exc}") from None
-    return found
 
 
 def check_region(region: str | None, where: str = "--region") -> None:

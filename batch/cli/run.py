@@ -10,13 +10,12 @@ from typing import Any, NoReturn
 
 import click
 
-from batch.aws.session import open_session
+from batch.aws.session import open_session, resolved_region
 from batch.cli.common import early_log_format, fail, location, out, plural, render_output
 from batch.cli.options import settings_options
 from batch.cli.preflight import (
     check_output_location,
     check_region,
-    effective_region,
     probe_access,
     region_source,
 )
@@ -106,7 +105,7 @@ def run(
         source = location(input_text, "INPUT")
         target = location(render_output(output_template, timezone=settings.timezone), "--output")
         mode = parse_mode(settings.file_mode)
-        check_region(effective_region(settings), region_source(settings))
+        check_region(resolved_region(settings), region_source(settings))
         check_output_location(source, target, create=not dry_run, mode=mode)
         if check_access:
             log.info("access: %s", asyncio.run(probe_access(settings)))
@@ -136,7 +135,7 @@ def run(
 
 async def _dry_checks(settings: Settings) -> None:
     """What a run needs before its first call: a region (unless per row) and credentials."""
-    if settings.region_column is None and effective_region(settings) is None:
+    if settings.region_column is None and resolved_region(settings) is None:
         raise ConfigError(
             "invalid setting 'region': no AWS region configured; pass --region or set AWS_REGION"
         )

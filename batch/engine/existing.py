@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from batch.aws.s3 import S3Store
 from batch.errors import InputError, NotFoundError, OutputError
+from batch.model import Status
+from batch.store.ledger import Kept, settled
 from batch.store.locations import Location
+from batch.store.manifest import READ_BATCH
 from batch.store.merge import Base, read_base
-from batch.store.report import read_rows
-from batch.store.row import Row
 
-__all__ = ["base_copy", "fetch_base", "read_existing"]
+__all__ = ["base_copy", "fetch_base", "settled_ids"]
 
 
 def base_copy(scratch: Path) -> Path:
@@ -54,17 +57,34 @@ async def fetch_base(
         raise OutputError(str(exc).replace(str(copy), str(target))) from None
 
 
-async def read_existing(
-    target: Location, scratch: Path, store: S3Store | None
-) -> tuple[list[Row], str | None]:
-    """Every row of the report at ``target`` now, and its ETag (S3); none if it is new.
-
-    For a reader that needs the whole report as rows (``follow`` resuming its day); a
-    merge reads only what it needs (:func:`fetch_base`).
-    """
-    base, etag = await fetch_base(target, scratch, store)
+async def settled_ids(target: Location, scratch: Path, store: S3Store | None) -> set[str]:
+    """The sessions the report at ``target`` holds settled (``follow`` resuming its day:
+    never asked again); none if it is new. Read a batch at a time, three columns only:
+    a day of a million rows is never a million Python rows."""
+    base, _ = await fetch_base(target, scratch, store)
+    if base.path is None:
+        return set()
     try:
-        return (read_rows(base.path) if base.path is not None else []), etag
+        return _settled_in(base.path)
     finally:
-        if base.path is not None and base.path != target:
+        if base.path != target:
             base.path.unlink(missing_ok=True)
+
+
+def _settled_in(path: Path) -> set[str]:
+    found: set[str] = set()
+    known: dict[tuple[str | None, str | None], bool] = {}  # (status, error) -> settled
+    report = pq.ParquetFile(path)
+    columns = ["session_id", "status", "error_code"]
+    for batch in report.iter_batches(batch_size=READ_BATCH, columns=columns):
+        ids, statuses, errors = (batch.column(name).to_pylist() for name in columns)
+        for sid, status, error in zip(ids, statuses, errors, strict=True):
+            is_settled = known.get((status, error))
+            if is_settled is None:
+                answer = Kept(
+                    None if status is None else Status(status), error, None, None, 0, 0, 0
+                )
+                is_settled = known[(status, error)] = settled(answer)
+            if is_settled:
+                found.add(sid)
+    return found

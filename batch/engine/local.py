@@ -9,8 +9,9 @@ then its bytes go to an owner-only :class:`Spool` in the work directory and the 
 A later run redoes only these steps on the kept row (:meth:`LocalSteps.redo`), with no
 call to Rekognition: the result is rebuilt from the row
 (:meth:`~batch.store.row.Row.result`), the evidence checked again, and images
-saved from the spool (whose copy is then removed). Bytes that were never spooled cannot
-be saved any more: the row says so.
+saved from the spool (whose copy is removed once the redone row is journaled:
+:meth:`LocalSteps.drop_saved`). Bytes that were never spooled cannot be saved any more:
+the row says so; a run without ``--save-images`` leaves an ``ImageNotSaved`` row so.
 """
 
 from __future__ import annotations
@@ -170,12 +171,25 @@ class LocalSteps:
         elif evidence:
             outcome = with_evidence(outcome, evidence)
         paths = row.paths()
-        if self.saver is not None and images_due(row):
-            outcome = await self._save_spooled(outcome, paths)
+        if images_due(row):
+            outcome = (
+                await self._save_spooled(outcome, paths) if self.saver else _kept(outcome, row)
+            )
         return row.with_local_steps(Row.of(outcome, paths))
 
+    def drop_saved(self, row: Row) -> None:
+        """Remove the spool copies of the images ``row`` says were saved.
+
+        Called once ``row`` (a :meth:`redo`'s) is journaled, never before: until then the
+        spool copy is the only one a killed run could find again.
+        """
+        if self.spool is not None:
+            for name in row.paths():
+                self.spool.drop(row.session_id, name)
+
     async def _save_spooled(self, outcome: Outcome, paths: dict[str, str]) -> Outcome:
-        """Save each unsaved inline image from the spool; say which could not be."""
+        """Save each unsaved inline image from the spool (its copy stays until the row is
+        journaled: :meth:`drop_saved`); say which could not be."""
         assert outcome.result is not None
         session_id = outcome.session_id
         failed: list[str] = []
@@ -190,12 +204,17 @@ class LocalSteps:
                 )
                 continue
             problem = await self._save(session_id, name, data, paths)
-            if problem is None:
-                assert self.spool is not None
-                self.spool.drop(session_id, name)
-            else:
+            if problem is not None:
                 failed.append(f"{name}: {problem} (bytes kept for a rerun)")
         return _unsaved(outcome, failed)
+
+
+def _kept(outcome: Outcome, row: Row) -> Outcome:
+    """``outcome`` still ``ImageNotSaved`` as ``row`` was, when this run cannot save its
+    images (no ``--save-images``): the spool keeps their bytes for a run that can."""
+    if row.error_code != "ImageNotSaved":
+        return outcome
+    return replace(outcome, error_code=row.error_code, error_message=row.error_message, final=False)
 
 
 def _unsaved(outcome: Outcome, failed: list[str]) -> Outcome:

@@ -148,10 +148,6 @@ class Recorder:
         for row in rows:
             self.add(row)
 
-    def journaled(self) -> list[Row]:
-        """The rows of the unfinished run's journal (merged by :meth:`replay`)."""
-        return list(self.journal.replay())
-
     def merge(self, rows: Iterable[Row]) -> int:
         """Rows of another journal (``--merge-journal``): merged and journaled here, so
         they are this run's to keep; how many."""

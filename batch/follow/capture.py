@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from batch import __version__
 from batch.config import Settings
 from batch.engine.destination import default_work_dir
-from batch.engine.existing import read_existing
+from batch.engine.existing import settled_ids
 from batch.engine.parts import Parts
 from batch.engine.pool import Pool, worker_pool
 from batch.engine.settle import Settler
@@ -226,8 +226,7 @@ class Capture:
         today = self.daybook.key_at(self._now())
         target = parse_location(today, "--output")
         local = self.state / "resume.parquet"
-        rows, _ = await read_existing(target, local, self.parts.store)
-        self.daybook.remember_settled(today, (r.session_id for r in rows if settled(r)))
+        self.daybook.remember_settled(today, await settled_ids(target, local, self.parts.store))
         if self._backlog:
             log.info("resuming: %d sessions still to settle", len(self._backlog))
             self._new_ids.set()
@@ -533,6 +532,7 @@ async def _open(  # the opening's parts, named
         store=parts.store,
         provenance=_provenance(location, settings),
         mode=mode,
+        accept_edited=settings.accept_edited_report,
     )
     stack.callback(daybook.close)
     return Opened(source, consumed, daybook)

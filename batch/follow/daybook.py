@@ -41,6 +41,7 @@ from batch.store.manifest import Manifest
 from batch.store.merge import (
     Base,
     check_base,
+    edit_history,
     lean_reads,
     merged_schema,
     read_base,
@@ -104,6 +105,7 @@ class Daybook:
         store: S3Store | None,
         provenance: Mapping[str, Any],
         mode: int = PRIVATE,
+        accept_edited: bool = False,
     ) -> None:
         self._render = render
         self._zone = ZoneInfo(timezone)
@@ -114,6 +116,7 @@ class Daybook:
         self._store = store
         self._provenance = dict(provenance)
         self._mode = mode
+        self._accept_edited = accept_edited
         self.days: dict[str, Day] = {}
         self.home: dict[str, str] = {}  # session -> key of its day, while not settled
         # sessions settled and published, by day, while the day is open: never asked again
@@ -223,6 +226,7 @@ class Daybook:
             provenance,
             mode=self._mode,
             seals=self._seals,
+            accept_edited=self._accept_edited,
         )
         gone = self.settled_ids.setdefault(day.key, set())
         for sid, row in snapshot.items():
@@ -299,25 +303,28 @@ async def publish_rows(
     *,
     mode: int = PRIVATE,
     seals: Seals | None = None,
+    accept_edited: bool = False,
 ) -> int:
     """Merge ``rows`` into the report at ``target`` and publish it; its row count.
 
     Local: under the report's run lock, written atomically. S3: written at ``local`` and
     published (:func:`batch.engine.publish.publish`: a conditional upload, merged again
     when another writer won the race). Either way the report is verified first (an
-    edited one is refused: :class:`~batch.store.merge.EditedReportError`) and streamed
+    edited one is refused: :class:`~batch.store.merge.EditedReportError`, unless
+    ``accept_edited``; the provenance keeps every accepted edit) and streamed
     through (:mod:`batch.store.merge`): its other sessions and the columns ``follow``
     does not make (kept input columns, reconciliation, region) stay.
     """
     ours = list(rows)
+    how = _How(mode, seals, accept_edited)
     if isinstance(target, Path):
         with RunLock(target, mode=mode):
             remove_stale(target)
-            return _write(read_base(target), ours, local, provenance, (mode, seals)).rows
+            return _write(read_base(target), ours, local, provenance, how).rows
     assert store is not None
 
     def merge(base: Base) -> Manifest:
-        return _write(base, ours, local, provenance, (mode, seals), str(target))
+        return _write(base, ours, local, provenance, how, str(target))
 
     destination = Destination(local, target)
     metadata = {"writer": "liveness-audit follow"}
@@ -325,19 +332,32 @@ async def publish_rows(
     return manifest.rows
 
 
+@dataclass(frozen=True, slots=True)
+class _How:
+    """How a day's report is written: its file mode, the seals, and whether an edited
+    report is merged into anyway (``--accept-edited-report``)."""
+
+    mode: int
+    seals: Seals | None
+    accept_edited: bool
+
+
 def _write(  # the merge's parts, named
     base: Base,
     ours: list[Row],
     local: Path,
     provenance: Mapping[str, Any],
-    how: tuple[int, Seals | None],
+    how: _How,
     location: str | None = None,
 ) -> Manifest:
-    """Merge ``ours`` into ``base``, written at ``local``; its manifest. ``how``: the
-    file mode and the seals (``location``: the report's, when not ``local`` itself)."""
-    mode, seals = how
+    """Merge ``ours`` into ``base``, written at ``local``; its manifest (``location``: the
+    report's, when not ``local`` itself)."""
+    mode, seals = how.mode, how.seals
     location = location or str(local)
-    check_base(base, accept=False, seals=seals, location=location)
+    accepted = check_base(base, accept=how.accept_edited, seals=seals, location=location)
+    edits = edit_history(base, accepted, str(provenance.get("run_id", "")))
+    if edits:
+        provenance = {**provenance, "accepted_edits": edits}
     ids = {row.session_id for row in ours}
     ledger = _merged(rows_for(base, ids), ours)
     writer = ReportWriter(local, mode=mode, schema=merged_schema(base.schema, SCHEMA))

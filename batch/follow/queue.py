@@ -11,7 +11,10 @@ one queue (each with its ``--quota-share``): SQS hands each message to one of th
 message delivered twice names a file already consumed, which is deleted unread.
 
 Deletions are made at the next poll (and when the service stops): a message is never
-deleted before its file's answers are on disk, at worst a little after.
+deleted before its file's answers are on disk, at worst a little after. A message that
+announces a newer version (another ETag) of a file being worked on is held apart, never
+deleted with the older version's: once that is consumed, the message is made visible
+again, and the newer version is offered when it comes back.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from batch.aws.convert import convert_error
 from batch.aws.session import client_config
 from batch.config import Settings
 from batch.errors import ConfigError, InputError, SessionError
-from batch.follow.source import Found, Taken, _taken
+from batch.follow.source import Found, Taken, _changed, _taken
 from batch.logs import LOGGER, event
 from batch.store.locations import S3Url
 
@@ -73,6 +76,7 @@ class _Message:
     receipt: str
     names: set[str]  # files it names not consumed yet
     extended: float  # monotonic time of its last visibility change
+    held: bool = False  # it also announces a newer version of a file in work: kept
 
 
 @dataclass
@@ -135,6 +139,8 @@ class SqsSource:
         self._clock = clock
         self._open: dict[str, _Pending] = {}  # s3://bucket/key -> its file and messages
         self._deletable: list[str] = []  # receipts whose files are all consumed
+        self._newer: dict[str, list[str]] = {}  # name in work -> receipts of a newer version
+        self._released: list[str] = []  # receipts to make visible again at the next poll
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
@@ -174,7 +180,11 @@ class SqsSource:
         for message in answer.get("Messages", []):
             self._receive(message, taken)
         return sorted(
-            (p.found for name, p in self._open.items() if name not in taken),
+            (
+                p.found
+                for name, p in self._open.items()
+                if _changed(taken, name, p.found.identity or "") is not False
+            ),
             key=lambda f: f.order,
         )
 
@@ -194,6 +204,10 @@ class SqsSource:
             if key.endswith("/"):
                 continue  # a folder marker
             pending = self._open.get(name)
+            if pending is not None and etag and pending.found.identity not in (None, etag):
+                self._newer.setdefault(name, []).append(receipt)  # not the version in work
+                entry.held = True
+                continue
             if pending is None:
                 if name in taken and taken[name] in (None, etag):
                     continue  # delivered again: consumed already
@@ -201,16 +215,17 @@ class SqsSource:
                 pending = self._open[name] = _Pending(found)
             pending.messages.append(entry)
             entry.names.add(name)
-        if not entry.names:
+        if not entry.names and not entry.held:
             self._deletable.append(receipt)
 
     def done(self, found: Found) -> str | None:
         """``found`` is consumed: its messages are deleted (at the next poll) once every
         file they name is."""
         pending = self._open.pop(found.name, None)
+        self._released += self._newer.pop(found.name, [])
         for message in pending.messages if pending is not None else []:
             message.names.discard(found.name)
-            if not message.names:
+            if not message.names and not message.held:
                 self._deletable.append(message.receipt)
         return None
 
@@ -232,7 +247,16 @@ class SqsSource:
             message.extended = now
 
     async def flush(self) -> None:
-        """Delete the messages whose files are all consumed."""
+        """Delete the messages whose files are all consumed; make those of a newer version
+        of a consumed file visible again, to be received (and offered) anew."""
+        while self._released:
+            receipt = self._released.pop()
+            try:
+                await self._call(
+                    "change_message_visibility", ReceiptHandle=receipt, VisibilityTimeout=0
+                )
+            except SessionError as exc:  # its visibility ran out: it comes back anyway
+                log.info("message not made visible again on %s: %s", self.queue, exc)
         while self._deletable:
             batch, self._deletable = self._deletable[:_BATCH], self._deletable[_BATCH:]
             entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]

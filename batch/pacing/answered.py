@@ -74,7 +74,7 @@ class Ledger:
         if at - self._log[0][0] > self.stale:
             self.advance(at)
 
-    def answered(self, sent: float, ok: bool, now: float) -> float | None:
+    def answered(self, sent: float, ok: bool) -> float | None:
         """Record an answer; returns the rate its release was sent at (None: not found)."""
         log = self._log
         i = bisect.bisect_left(log, sent, key=lambda r: r[0])

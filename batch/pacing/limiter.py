@@ -6,8 +6,10 @@ busy 2-core loop's latency; the burst it allows, ``1 + rate x 10 ms``, is a twen
 a bucket of ``Q / 5``); lateness beyond that, and idle time, is not saved up.
 
 Finding the quota. Without a configured rate (``start`` given) the rate slow-starts:
-it steps up once per round trip (each answer to a request released at the current rate),
-doubling under 50/s and by ``growth`` above, where a bucket's burst hides the quota.
+it grows at each answer by what one answer time (the mean of successes) allows, so only
+while answers come: doubling per answer time under 50/s, by ``growth`` above, where a
+bucket's burst hides the quota, and at least eight-fold a second (at 150 ms, 1.37 per
+answer time: 0.9 x 500/s within 2 s).
 
 Reading it (issue 21). A throttle is answered in a round trip, a success after a lookup,
 so the quota is read only from spans whose answers are all in (:mod:`batch.pacing.
@@ -56,6 +58,7 @@ _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's d
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
+_AT_LEAST = 8.0  # ... per answer time, and at least this much a second (long latencies)
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 _MEMORY = 10.0  # seconds a measured estimate is climbed back to after a reading's cut
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
@@ -99,7 +102,7 @@ class Limiter:
         ramp: float = 2.0,
         probe: float = 7.0,
         reaction: float = 0.0,
-        growth: float = 1.25,
+        growth: float = 1.2,
         start: float | None = None,
         min_rate: float | None = None,
         cap: float | None = None,
@@ -125,6 +128,7 @@ class Limiter:
         self._cut_at = -math.inf  # when the last cut happened
         self._hold_until = -math.inf  # no climbing before this (the application is busy)
         self._step_at = -math.inf  # when slow start or search last changed the rate
+        self._grown_at = -math.inf  # when the slow start last grew
         self._spoiled_at = -math.inf  # the send time of the throttle that spoiled a reading
         self._above = self.max_rate  # search: the rate that was throttled
         self._stepped = False  # search: stepped up since the last blind cut
@@ -225,7 +229,7 @@ class Limiter:
         """A request (released at ``sent_at``) went through: counted, and may step up."""
         now = self._now()
         sent = now if sent_at is None else sent_at
-        self._ledger.answered(sent, True, now)
+        self._ledger.answered(sent, True)
         self._ledger.took(now - sent)
         if self._ledger.advance(now):
             self._reading(now)
@@ -237,14 +241,25 @@ class Limiter:
             # A second of answers since, and not one throttled: a cut that waited for a
             # reading is not coming (the bucket had only been empty): read afresh.
             self._step_at, self._clean = sent, 0
+        if self._phase == "start":
+            self._grow(now)
+            return
         self._clean += 1
-        if self._phase == "start":  # an answer at the current rate is in: grow
-            self._step(now, min(self.max_rate, self._base * self._growth()))
-        elif self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
+        if self._clean >= _CLEAN:  # a clean reading: halfway to the throttled rate
             self._step(now, min(self._base * 2, (self._base + self._above) / 2))
             self._stepped = True
             if self._base >= self._above * self.margin:  # bracketed: run as after a cut
                 self._phase, self._estimate, self._cut_at = "steady", self._base, now
+
+    def _grow(self, now: float) -> None:
+        """Slow start: the rate grows by ``_growth()`` per answer time (the ledger's mean),
+        in steps at each answer, so it grows only while answers come (at most one whole
+        step's growth per answer)."""
+        latency = self._ledger.latency
+        since = min(1.0, (now - self._grown_at) / latency) if latency > 0 else 1.0
+        per_answer_time = max(self._growth(), _AT_LEAST**latency)
+        self._base = min(self.max_rate, self._base * per_answer_time**since)
+        self._grown_at = now
 
     def _growth(self) -> float:
         """A slow start's step: double under 50/s (a step's round trip there is mostly the
@@ -262,7 +277,7 @@ class Limiter:
         """
         now = self._now()
         sent = now if sent_at is None else sent_at
-        released_at = self._ledger.answered(sent, False, now)
+        released_at = self._ledger.answered(sent, False)
         if sent >= self._step_at:
             self._clean = -math.inf  # this step's reading is not clean
             self._spoiled_at = sent

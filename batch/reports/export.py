@@ -22,6 +22,7 @@ prefix. Numeric columns stay numbers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -150,8 +151,7 @@ def write_csv(reports: Reports, path: Path, *, mode: int) -> int:
     """Every session as CSV at ``path``, streamed; the number of rows written."""
     picked = columns(reports)
     rows = 0
-    target = AtomicFile(path, mode=mode, what="CSV export")
-    try:
+    with _written(path, mode, "CSV export") as target:
         options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
         writer: pacsv.CSVWriter | None = None
         for batch in reports.batches(_query(picked, _csv_sql)):
@@ -163,6 +163,16 @@ def write_csv(reports: Reports, path: Path, *, mode: int) -> int:
             target.file.write(",".join(c.name for c in picked).encode() + b"\n")
         else:
             writer.close()
+    return rows
+
+
+@contextmanager
+def _written(path: Path, mode: int, what: str) -> Iterator[AtomicFile]:
+    """An :class:`AtomicFile` committed when the block ends, discarded if it fails (an
+    OSError as one OutputError line)."""
+    target = AtomicFile(path, mode=mode, what=what)
+    try:
+        yield target
         target.commit()
     except OSError as exc:
         target.discard()
@@ -170,7 +180,6 @@ def write_csv(reports: Reports, path: Path, *, mode: int) -> int:
     except BaseException:
         target.discard()
         raise
-    return rows
 
 
 def _xlsx_sql(column: Column) -> str:
@@ -254,13 +263,5 @@ def _summary_sheet(book: Workbook, nights: list[NightCounts], reports: Reports) 
 
 
 def _save(book: Workbook, path: Path, mode: int) -> None:
-    target = AtomicFile(path, mode=mode, what="XLSX export")
-    try:
+    with _written(path, mode, "XLSX export") as target:
         book.save(target.file)  # zipfile leaves a file it was given open: the commit closes it
-        target.commit()
-    except OSError as exc:
-        target.discard()
-        raise OutputError(f"cannot write {path}: {exc}") from None
-    except BaseException:
-        target.discard()
-        raise

@@ -89,8 +89,8 @@ from batch.store.inputs import Plan, read_plan
 from batch.store.ledger import pending
 from batch.store.locations import Location, S3Url, is_s3
 from batch.store.manifest import Manifest
-from batch.store.merge import Base, check_base, earlier_edits, lean_reads, read_base
-from batch.store.report import invalid_row, read_rows, report_schema
+from batch.store.merge import Base, check_base, edit_history, lean_reads, read_base
+from batch.store.report import invalid_row, iter_rows, report_schema
 from batch.store.seal import Seals
 
 __all__ = [
@@ -330,11 +330,10 @@ class AuditRun:
         """The existing report (verified; only its rows of this run's sessions read), the
         journal and the invalid cells merged; the work left."""
         plan, destination, recorder = frame.plan, frame.destination, frame.recorder
-        journaled = recorder.journaled()
-        resumed_ids = {row.session_id for row in journaled}
+        resumed_ids = {row.session_id for row in recorder.journal.replay()}
         wanted = Wanted(plan.valid, {*(invalid.value for invalid in plan.invalid), *resumed_ids})
         remote, edits = await self._read_report(destination, recorder, wanted)
-        recorder.load(journaled)  # after the report's rows: the journal's answers
+        recorder.load(recorder.journal.replay())  # after the report's rows: the journal's
         if self.merge_journal is not None and not _same_path(
             recorder.journal.path, self.merge_journal
         ):
@@ -378,7 +377,7 @@ class AuditRun:
                 exc,
             )
         if destination.local.exists():  # a report whose upload failed: every row
-            recorder.load(read_rows(destination.local))
+            recorder.load(iter_rows(destination.local))  # spilled a batch at a time
         return remote, edits
 
     def _say_resumed(self, destination: Destination, work: Work) -> None:
@@ -406,16 +405,8 @@ class AuditRun:
             seals=recorder.seals,
             location=recorder.location,
         )
-        if accepted is not None:
-            log.warning(
-                "merging into %s although it was edited (--accept-edited-report): %s",
-                base.path,
-                "; ".join(accepted["problems"]),
-            )
-            accepted = {"run_id": self.run_id, "at": datetime.now(UTC).isoformat(), **accepted}
-        history = earlier_edits(base)
         recorder.use_base(base, wanted)
-        return [*history, accepted] if accepted is not None else history
+        return edit_history(base, accepted, self.run_id)
 
     async def fetch(self, frame: Frame, work: Work) -> AccessError | None:
         """Ask or redo ``work`` through the worker pool, settling pending sessions; the
@@ -479,7 +470,9 @@ class AuditRun:
             if row is None:
                 kept = await steps(session_id)
             else:
-                kept = recorder.redone(await local.redo(row))
+                redone = await local.redo(row)
+                kept = recorder.redone(redone)  # journaled: its spool copies can go
+                local.drop_saved(redone)
             settler.answered(session_id, pending=pending(kept))
 
         return handle

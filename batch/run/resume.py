@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import botocore.session
-from botocore import exceptions as boto
-
+from batch.aws.session import resolved_region
 from batch.config import Settings, public_url
 from batch.engine.local import LocalSteps
 from batch.engine.progress import Tally
@@ -68,23 +66,10 @@ def service_endpoint(settings: Settings) -> str | None:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def service_region(settings: Settings) -> str | None:
-    """The region the run's client resolves: the setting, ``AWS_REGION``, else botocore's
-    chain (``AWS_DEFAULT_REGION``, the profile's config file)."""
-    region = settings.region or os.environ.get("AWS_REGION")
-    if region:
-        return region
-    try:
-        found = botocore.session.Session(profile=settings.profile).get_config_variable("region")
-    except boto.BotoCoreError:  # a missing profile is reported when the session opens
-        return None
-    return str(found) if found else None
-
-
 def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
     """What shapes the rows of a run of ``plan`` under ``settings`` (the journal header)."""
     shown = service_endpoint(settings)
-    region = service_region(settings)
+    region = resolved_region(settings)
     return {
         **identity(plan),
         "verify_evidence": settings.verify_evidence,

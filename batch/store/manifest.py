@@ -49,6 +49,7 @@ from batch.store.fingerprint import (
     row_fingerprints,
     spans,
 )
+from batch.store.lean import give_back
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -64,8 +65,9 @@ __all__ = [
 
 MANIFEST_KEY = b"liveness_audit_manifest"
 # Rows of a report decoded at a time (verify, merge): peak RSS grows with it (a 100,000-row
-# report cost 64 MB over start at 16,384 rows, 34 MB at 4,096; CPU +0.1 s per 100,000).
-READ_BATCH = 4_096
+# report cost 64 MB over start at 16,384 rows, 34 MB at 4,096, see BENCHMARKS.md "The
+# ledger at volume" for 2,048 with :func:`give_back`; CPU +0.1 s per 100,000 each halving).
+READ_BATCH = 2_048
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
@@ -231,6 +233,7 @@ def verify_report(
             report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
             for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
                 digest.update(batch)
+                give_back()
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None
     problems = []

@@ -22,8 +22,10 @@ Memory is the ledger (the run's sessions) plus one row group, whatever the repor
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,10 +35,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch.errors import InputError, OutputError, UsageError
+from batch.logs import LOGGER
+from batch.store.lean import give_back, lean_reads
 from batch.store.manifest import READ_BATCH, verify_report
 from batch.store.report import SCHEMA, ReportWriter, read_provenance
 from batch.store.row import Row
 from batch.store.seal import Seals
+
+log = logging.getLogger(LOGGER)
 
 __all__ = [
     "Base",
@@ -46,6 +52,7 @@ __all__ = [
     "check_base",
     "conform",
     "earlier_edits",
+    "edit_history",
     "lean_reads",
     "merged_schema",
     "open_report",
@@ -98,18 +105,6 @@ def read_base(path: Path | None) -> Base:
     return Base(path, schema.remove_metadata(), rows)
 
 
-def lean_reads() -> None:
-    """Arrow's allocator for a process that streams big reports: the system's.
-
-    Streaming a 1,000,000-row report raised the peak RSS by 116 MB with Arrow's default
-    (mimalloc, decoding on its thread pool, column chunks pre-buffered), by 36 MB with the
-    system allocator, one thread and no pre-buffering (:func:`open_report`), for a
-    100,000-row report by 32 MB: flat in the report's size. Called once by ``run`` and
-    ``follow`` (their allocator is process-wide).
-    """
-    pa.set_memory_pool(pa.system_memory_pool())
-
-
 @contextlib.contextmanager
 def open_report(path: Path) -> Iterator[pq.ParquetFile]:
     """The report at ``path`` through one open file (one version of a replaced report),
@@ -118,11 +113,13 @@ def open_report(path: Path) -> Iterator[pq.ParquetFile]:
         yield pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
 
 
-def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def _batches(path: Path) -> Iterator[pa.RecordBatch]:
     """The report's rows, a batch at a time, through one open file (one version of it)."""
     try:
         with open_report(path) as report:
-            yield from report.iter_batches(batch_size=_BATCH, columns=columns, use_threads=False)
+            # the batch's size and the thread: memory and speed only, the same rows
+            it = report.iter_batches(batch_size=_BATCH, use_threads=False)  # pragma: no mutate
+            yield from it
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from None
 
@@ -145,19 +142,25 @@ def rows_for(base: Base, session_ids: Collection[str]) -> list[Row]:
     """
     if base.path is None or not session_ids:
         return []
-    wanted = pa.array(list(session_ids), type=pa.string())
+    wanted = pa.array(list(session_ids))
     rows: list[Row] = []
     try:
         with open_report(base.path) as report:
             for group in range(report.metadata.num_row_groups):
-                ids = report.read_row_group(group, ["session_id"], use_threads=False).column(0)
+                # one column, one thread: speed only (the IDs are the file's first column)
+                ids = _group(report, group, ["session_id"]).column(0)  # pragma: no mutate
                 mask = pc.is_in(ids, value_set=wanted)
                 if pc.any(mask).as_py():
-                    found = report.read_row_group(group, use_threads=False).filter(mask)
+                    found = _group(report, group).filter(mask)
                     rows.extend(_rows(found, base.path))
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(base.path, exc) from None
     return rows
+
+
+def _group(report: pq.ParquetFile, group: int, columns: list[str] | None = None) -> pa.Table:
+    """One row group of ``report`` (``columns`` of it, or all), read on this thread."""
+    return report.read_row_group(group, columns, use_threads=False)  # pragma: no mutate
 
 
 class EditedReportError(OutputError):
@@ -198,6 +201,11 @@ def check_base(
             "as answers. Restore it, move it away (a new report is started), or rerun with "
             "--accept-edited-report to merge it anyway (recorded in the report's provenance)"
         )
+    log.warning(
+        "merging into %s although it was edited (--accept-edited-report): %s",
+        base.path,
+        "; ".join(problems),
+    )
     return {
         "report_rows_differ": None if edited is None else len(edited),
         "rows": None if edited is None else list(edited[:1000]),
@@ -217,6 +225,15 @@ def earlier_edits(base: Base) -> list[dict[str, Any]]:
         return []
     edits = provenance.get("accepted_edits")
     return [edit for edit in edits if isinstance(edit, dict)] if isinstance(edits, list) else []
+
+
+def edit_history(base: Base, accepted: dict[str, Any] | None, run_id: str) -> list[dict[str, Any]]:
+    """The ``accepted_edits`` of a report merged from ``base``: earlier runs' and, when
+    this merge accepted an edited ``base`` (:func:`check_base`), this one, stamped."""
+    history = earlier_edits(base)
+    if accepted is None:
+        return history
+    return [*history, {"run_id": run_id, "at": datetime.now(UTC).isoformat(), **accepted}]
 
 
 # --- schema evolution ----------------------------------------------------------------
@@ -274,9 +291,9 @@ def merged_schema(base: pa.Schema | None, run: pa.Schema) -> pa.Schema:
 def _filler(field: pa.Field, rows: int) -> pa.Array:
     """A column an older report lacks: empty (the counts of images and attempts 0)."""
     if field.name in ("attempts", "audit_image_count"):
-        return pa.array(np.zeros(rows, dtype=np.int32), type=field.type)
+        return pa.array(np.zeros(rows), type=field.type)
     if field.name == "audit_images":
-        return pa.array([[] for _ in range(rows)], type=field.type)
+        return pa.array([[]] * rows, type=field.type)
     return pa.nulls(rows, type=field.type)
 
 
@@ -324,9 +341,10 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
     order = held.held()
     written: set[str] = set()
     if base.path is not None:
-        ids = pa.array(order, type=pa.string()) if order else None
+        ids = pa.array(order, type=pa.string())
         for batch in _batches(base.path):
             writer.write_batch(_replaced(writer, batch, ids, held, written))
+            give_back()
     for start in range(0, len(order), _HELD):
         chunk = [sid for sid in order[start : start + _HELD] if sid not in written]
         for row in held.rows(chunk):
@@ -336,23 +354,24 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
 def _replaced(
     writer: ReportWriter,
     batch: pa.RecordBatch,
-    ids: pa.Array | None,
+    ids: pa.Array,
     held: Held,
     written: set[str],
 ) -> pa.RecordBatch:
     """``batch`` conformed to the writer's schema, its rows of held sessions replaced in
     place by the held ones (completed as the writer completes rows)."""
     schema = writer.schema
-    if ids is None:
-        return conform(batch, schema)
     mask = pc.is_in(batch.column("session_id"), value_set=ids)
     if not pc.any(mask).as_py():
         return conform(batch, schema)
-    flags = mask.to_numpy(zero_copy_only=False)
+    # a bit mask is never zero-copy; None says False as well
+    flags = mask.to_numpy(zero_copy_only=False)  # pragma: no mutate
     mine: list[str] = []
     places: list[int] = []
     olds: list[dict[str, object]] = []
-    for place, old in zip(np.flatnonzero(flags), batch.filter(mask).to_pylist(), strict=True):
+    matched = batch.filter(mask).to_pylist()
+    # strict: equal lengths by construction (the mask's places, its rows)
+    for place, old in zip(np.flatnonzero(flags), matched, strict=True):  # pragma: no mutate
         session_id = old["session_id"]
         if session_id in written:  # a damaged report's repeated ID: its first place wins
             continue
@@ -360,12 +379,12 @@ def _replaced(
         mine.append(session_id)
         places.append(int(place))
         olds.append(old)
-    rows = [
+    rows = [  # strict: one held row per session asked, by construction
         writer.complete(row.with_extras(old))
-        for row, old in zip(held.rows(mine), olds, strict=True)
+        for row, old in zip(held.rows(mine), olds, strict=True)  # pragma: no mutate
     ]
     kept = conform(batch.filter(pc.invert(mask)), schema)
     new = pa.RecordBatch.from_pylist(rows, schema=schema)
-    order = np.argsort(np.concatenate([np.flatnonzero(~flags), places]), kind="stable")
+    order = np.argsort(np.concatenate([np.flatnonzero(~flags), places]))  # distinct places
     table = pa.Table.from_batches([kept, new]).take(pa.array(order))
     return table.combine_chunks().to_batches()[0] if table.num_rows else kept

@@ -66,7 +66,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ __all__ = [
     "Row",
     "check_output",
     "invalid_row",
+    "iter_rows",
     "read_provenance",
     "read_rows",
     "read_table",
@@ -154,26 +155,36 @@ def read_table(path: Path) -> pa.Table:
 
 
 def read_rows(path: Path) -> list[Row]:
+    """Every row of an existing report (:func:`iter_rows`), as a list: for small reports."""
+    return list(iter_rows(path))
+
+
+def iter_rows(path: Path) -> Iterator[Row]:
     """The rows of an existing report (with the file's other columns, kept input columns
-    and the reconciliation, as :attr:`~batch.store.row.Row.extras`).
+    and the reconciliation, as :attr:`~batch.store.row.Row.extras`), a batch at a time:
+    only one batch's rows are Python objects at once.
 
     A report written before a column existed reads with it empty. A file that is not a
     readable report is refused (OutputError): it is never overwritten, it may hold
     answers no rerun can bring back.
     """
     try:
-        table = read_table(path)
+        with path.open("rb") as f:
+            report = pq.ParquetFile(f)
+            if "session_id" not in report.schema_arrow.names:
+                raise OutputError(f"{path} is not a liveness-audit report (no session_id column)")
+            for batch in report.iter_batches(batch_size=_ROWS_AT_ONCE):
+                yield from (Row.from_flat(values) for values in batch.to_pylist())
     except (OSError, pa.ArrowException) as exc:
         raise OutputError(
             f"cannot read the existing report {path} ({exc}); it may hold answers no rerun "
             "can fetch again: move it away or name another --output"
         ) from None
-    if "session_id" not in table.column_names:
-        raise OutputError(f"{path} is not a liveness-audit report (no session_id column)")
-    try:
-        return [Row.from_flat(values) for values in table.to_pylist()]
     except (TypeError, ValueError) as exc:
         raise OutputError(f"cannot read the existing report {path}: {exc}") from None
+
+
+_ROWS_AT_ONCE = 4_096  # rows decoded at once by iter_rows
 
 
 def invalid_row(invalid: InvalidId) -> Row:
@@ -198,7 +209,7 @@ def check_output(path: Path) -> None:
 Decorate = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-GROUP_BATCHES = 8  # record batches per Parquet row group (8,000 rows by default)
+GROUP_BATCHES = 4  # record batches per Parquet row group (4,000 rows by default)
 
 
 class ReportWriter:
