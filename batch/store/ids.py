@@ -97,8 +97,13 @@ class KeyBuffer:
         self._keys[self._size : end] = keys
         self._size = end
 
-    def keys(self) -> Keys:
-        return self._keys[: self._size]
+    def __len__(self) -> int:
+        return self._size
+
+    def take(self) -> Keys:
+        """The keys appended; the buffer lets go of them (and is empty after)."""
+        keys, self._keys, self._size = self._keys[: self._size], np.empty(0, _KEY), 0
+        return keys
 
 
 class SessionIds(Sequence[str]):
@@ -112,11 +117,14 @@ class SessionIds(Sequence[str]):
 
     __slots__ = ("_hi", "_lo", "_place", "_rank")
 
-    def __init__(self, ordered: Keys, place: npt.NDArray[np.int32]) -> None:
-        """``ordered``: the keys sorted; ``place``: the input row of each."""
-        halves = ordered.view(">u8")  # bytes in order sort as big-endian integers do
-        self._hi = halves[0::2].astype(np.uint64)
-        self._lo = halves[1::2].astype(np.uint64)
+    def __init__(
+        self,
+        hi: npt.NDArray[np.uint64],
+        lo: npt.NDArray[np.uint64],
+        place: npt.NDArray[np.int32],
+    ) -> None:
+        """The keys' halves, sorted; ``place``: the input row of each."""
+        self._hi, self._lo = hi, lo
         self._place = place
         self._rank = np.empty(len(place), np.int32)
         self._rank[place] = np.arange(len(place), dtype=np.int32)
@@ -134,7 +142,8 @@ class SessionIds(Sequence[str]):
         """The first occurrence of each key of ``keys``, in their order; and where each
         was in ``keys`` (ascending). A stable sort keeps a repeated key's first place."""
         if len(keys) == 0:
-            return cls(np.empty(0, _KEY), np.empty(0, np.int32)), np.empty(0, np.intp)
+            empty = np.empty(0, np.uint64)
+            return cls(empty, empty, np.empty(0, np.int32)), np.empty(0, np.intp)
         order = np.argsort(keys, kind="stable")
         starts = np.empty(len(keys), bool)  # where a run of equal keys starts, by key
         starts[0] = True
@@ -143,10 +152,15 @@ class SessionIds(Sequence[str]):
             np.not_equal(keys[order[a:b]], keys[order[a - 1 : b - 1]], out=starts[a:b])
         firsts_sorted = order[starts]  # by key: where each key was first
         del order, starts
-        ordered = keys[firsts_sorted]  # the unique keys, sorted
-        firsts = np.sort(firsts_sorted)
-        place = np.searchsorted(firsts, firsts_sorted).astype(np.int32)
-        return cls(ordered, place), firsts
+        halves = keys.view(">u8")  # bytes in order sort as big-endian integers do
+        hi = halves[0::2][firsts_sorted].astype(np.uint64)
+        lo = halves[1::2][firsts_sorted].astype(np.uint64)
+        size = len(keys)
+        del halves, keys  # the caller's last reference, when it passed its own
+        first = np.zeros(size, bool)
+        first[firsts_sorted] = True
+        place = (np.cumsum(first, dtype=np.int32) - 1)[firsts_sorted]  # the place of each
+        return cls(hi, lo, place), np.flatnonzero(first)
 
     def row(self, session_id: str) -> int | None:
         """The place of ``session_id`` among these IDs; None when it is not one of them."""

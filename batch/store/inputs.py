@@ -379,11 +379,15 @@ class _Cells:
 
     def unique(self, fields: Sequence[pa.Field]) -> tuple[SessionIds, KeptValues, int]:
         """The valid IDs, first occurrences in order; their kept values; the conflicts."""
-        keys, self.keys = self.keys.keys(), KeyBuffer(0)  # freed with this call
-        ids, firsts = SessionIds.unique(keys)
-        self.duplicates += len(keys) - len(ids)
-        if not self.kept_columns:
+        buffer, self.keys = self.keys, KeyBuffer(0)
+        repeated = len(buffer)
+        if not self.kept_columns:  # the keys are SessionIds.unique's to free as it goes
+            ids = SessionIds.unique(buffer.take())[0]
+            self.duplicates += repeated - len(ids)
             return ids, KeptValues(ids), 0
+        keys = buffer.take()
+        ids, firsts = SessionIds.unique(keys)
+        self.duplicates += repeated - len(ids)
         schema = pa.schema(list(fields))
         table = pa.Table.from_batches([b.cast(schema) for b in self.kept], schema=schema)
         self.kept.clear()
