@@ -10,12 +10,17 @@ from typing import Any
 
 import botocore
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from batch.aws.rekognition import open_client
 from batch.aws.session import USER_AGENT
+from batch.aws.signing import LeanSigV4Auth
 from batch.config import Settings
 from batch.emulator import EmulatorThread
 from batch.errors import ServerError, SessionError
+from tests.helpers import ACCESS_KEY, SECRET_KEY
 
 GET = "GetFaceLivenessSessionResults"
 
@@ -78,3 +83,56 @@ async def test_botocore_does_not_validate_the_session_id_again_the_service_answe
             await liveness.get("too-short")
     assert caught.value.code == "InvalidParameterException"
     assert len(seen) == 1
+
+
+def signed_requests(client: Any) -> list[Any]:
+    """Every request ``client`` sends from now on, as it goes on the wire."""
+    seen: list[Any] = []
+    client.meta.events.register(
+        f"before-send.rekognition.{GET}", lambda request, **_: seen.append(request)
+    )
+    return seen
+
+
+def text(value: object) -> str:
+    """A header's value as text (the prepared request holds bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def botocore_signature(sent: Any) -> str:
+    """The ``Authorization`` botocore's own SigV4 makes of ``sent``: the headers it signed,
+    at its timestamp, under the test's credentials."""
+
+    authorization = text(sent.headers["Authorization"])
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    headers = {k: text(v) for k, v in sent.headers.items() if k.lower() in signed}
+    request = AWSRequest(method=sent.method, url=sent.url, data=sent.body, headers=headers)
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    stock = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "rekognition", "us-east-1")
+    canonical = stock.canonical_request(request)
+    signature = stock.signature(stock.string_to_sign(request, canonical), request)
+    return str(stock._inject_signature_to_request(request, signature).headers["Authorization"])
+
+
+async def test_requests_are_signed_exactly_as_botocores_own_sigv4_signs_them(
+    emulator: EmulatorThread,
+) -> None:
+    """The lean signer keeps the day's key and selects the headers once; the signature on
+    the wire is the one botocore's SigV4Auth makes of the same request, key for key."""
+    ids = emulator.population.ids()[:3]
+    LeanSigV4Auth._keys.clear()
+    async with open_client(Settings()) as liveness:
+        sent = signed_requests(liveness._client)
+        for sid in ids:
+            await liveness.get(sid)
+    assert len(sent) == len(ids)
+    assert (
+        [name[1:] for name in LeanSigV4Auth._keys]
+        == [  # the lean signer signed them
+            (text(sent[0].headers["X-Amz-Date"])[:8], "us-east-1", "rekognition")
+        ]
+    )
+    for request in sent:
+        wire = text(request.headers["Authorization"])
+        assert wire.startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+        assert wire == botocore_signature(request)

@@ -123,3 +123,24 @@ async def test_a_caller_cancelled_while_waiting_gives_its_place_back() -> None:
 def test_rejects_a_ceiling_below_one() -> None:
     with pytest.raises(ValueError, match="ceiling"):
         Gate(Limiter(10), ceiling=0)
+
+
+async def test_a_caller_woken_and_cancelled_before_it_runs_passes_the_place_on() -> None:
+    t = VirtualClock()
+    gate = gated(t, 10, ceiling=1)
+    service = Service(t, 0.1)
+
+    async def scenario() -> None:
+        async with gate:  # the only place, held here
+            woken = asyncio.ensure_future(service.call(gate))
+            after = asyncio.ensure_future(service.call(gate))
+            await asyncio.sleep(0)  # both wait for the place
+        woken.cancel()  # the leave woke it; cancelled before it could take the place
+        with contextlib.suppress(asyncio.CancelledError):
+            await woken
+        await after  # the place went on to the next in line: no wake is lost
+
+    await asyncio.gather(scenario())
+    assert gate.in_flight == 0
+    assert len(service.answered) == 1
+    assert gate.most == 1

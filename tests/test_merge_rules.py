@@ -79,6 +79,9 @@ class Held:
         self.asked.append(list(session_ids))
         return [self._rows[s] for s in session_ids]
 
+    def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
+        return [row.flat() for row in self.rows(session_ids)]
+
 
 def merged(tmp_path: Path, base: Base, held: Held, schema: pa.Schema = SCHEMA) -> pa.Table:
     writer = ReportWriter(tmp_path / "out.parquet", schema=schema, batch_rows=2)

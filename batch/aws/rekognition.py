@@ -1,9 +1,10 @@
 """The Rekognition side of a run: ``GetFaceLivenessSessionResults`` for one session.
 
 :func:`open_client` builds the run's single Rekognition client on the run's AWS session,
-with a connection pool as large as the worker pool. :meth:`LivenessClient.get` returns a
-parsed :class:`~batch.model.SessionResult` or raises from :mod:`batch.errors`
-(converted by :func:`batch.aws.convert.convert_error`).
+with a connection pool as large as the worker pool, signing with
+:class:`~batch.aws.signing.LeanSigV4Auth` (botocore's SigV4, the key derived once).
+:meth:`LivenessClient.get` returns a parsed :class:`~batch.model.SessionResult` or raises
+from :mod:`batch.errors` (converted by :func:`batch.aws.convert.convert_error`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from botocore import exceptions as boto
 
 from batch.aws.convert import convert_error
 from batch.aws.session import drop_retry_hook, open_session, per_session_config
+from batch.aws.signing import use_lean_signer
 from batch.config import Settings
 from batch.errors import ConfigError, ServerError
 from batch.model import STATUSES, BoundingBox, Challenge, Image, SessionResult, Status
@@ -163,6 +165,7 @@ async def open_client(
         )
         async with context as client:
             drop_retry_hook(client)
+            use_lean_signer(client)
             yield LivenessClient(client)
     except boto.NoRegionError:
         raise ConfigError(

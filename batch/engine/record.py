@@ -103,9 +103,10 @@ class Recorder:
 
     # --- the kept answers -------------------------------------------------------------
 
-    def add(self, row: Row) -> Kept:
-        """Merge ``row`` into the session's kept answer (the row spilled); the kept answer."""
-        kept = fold(self._kept.get(row.session_id), row, self.spill.append(row))
+    def add(self, row: Row, columns: Mapping[str, object] | None = None) -> Kept:
+        """Merge ``row`` into the session's kept answer (the row spilled; ``columns``: its
+        base columns, when made already); the kept answer."""
+        kept = fold(self._kept.get(row.session_id), row, self.spill.append(row, columns))
         self._kept.put(row.session_id, kept)
         return kept
 
@@ -120,6 +121,15 @@ class Recorder:
             replace(row, checks=k.checks, checked_at=k.checked_at)
             for row, k in zip(rows, kept, strict=True)
         ]
+
+    def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
+        """What :meth:`rows` gives, as the rows' columns (:meth:`Row.flat`): the report
+        writes them without a :class:`Row` made of each."""
+        kept = [self._held(sid) for sid in session_ids]
+        columns = self.spill.take_columns([k.where for k in kept])
+        for values, k in zip(columns, kept, strict=True):
+            values["checks"], values["checked_at"] = k.checks, k.checked_at
+        return columns
 
     def _held(self, session_id: str) -> Kept:
         kept = self._kept.get(session_id)
@@ -172,8 +182,9 @@ class Recorder:
         old = self._kept.get(row.session_id)
         if old is not None and gone_while_pending(old, row):
             row = marked_gone(self.rows([row.session_id])[0], row)
-        self.journal.append(row)
-        return self.add(row)
+        columns = row.flat(extras=False)  # made once, for the journal and the spill
+        self.journal.append(row, columns)
+        return self.add(row, columns)
 
     def redone(self, row: Row) -> Kept:
         """A kept answer whose local steps were redone: recorded and counted."""

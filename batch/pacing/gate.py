@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from typing import Protocol
 
 from batch.pacing.clock import LOOP, Clock
@@ -73,7 +74,7 @@ class Gate:
         self.in_flight = 0
         self.most = 0  # the most ever in flight at once
         self._clock = clock
-        self._room = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # first in line first
 
     def _now(self) -> float:
         return self._clock.now()
@@ -86,25 +87,55 @@ class Gate:
         return min(self.ceiling, wanted)
 
     async def __aenter__(self) -> float:
-        async with self._room:
-            await self._room.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-            if self.in_flight < self.limit:
-                self._room.notify()  # the limit may have grown: let the next one look
+        if self._waiters or self.in_flight >= self.limit:
+            await self._wait_for_room()
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self._waiters and self.in_flight < self.limit:
+            self._wake()  # the limit may have grown: let the next one look
         try:
             return await self.limiter.acquire()
         except BaseException:
-            await self._leave()
+            self._leave()
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._leave()
+        self._leave()
 
-    async def _leave(self) -> None:
-        async with self._room:
-            self.in_flight -= 1
-            self._room.notify()
+    async def _wait_for_room(self) -> None:
+        """Queue until woken with room: first come, first in (one woken and finding no
+        room, the limit having shrunk, waits again at the head of the queue)."""
+        loop = asyncio.get_running_loop()
+        first = False
+        while first or self._waiters or self.in_flight >= self.limit:
+            waiter = loop.create_future()
+            if first:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: the wake goes to the next
+                elif waiter in self._waiters:  # (a wake may have passed it over already)
+                    self._waiters.remove(waiter)
+                raise
+            first = True
+            if self.in_flight < self.limit:
+                return
+
+    def _wake(self) -> None:
+        """Wake the first waiter still waiting."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        self._wake()
 
     def _observe(self, sent_at: float | None) -> None:
         if sent_at is not None:

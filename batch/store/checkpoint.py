@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Self
 
+import orjson
 import pyarrow as pa
 
 from batch.errors import CheckpointError, OutputError, StorageError
@@ -193,16 +194,18 @@ class Journal:
             raise  # the chunk failed but no single row did: not the rows' fault
         return rows
 
-    def append(self, row: Row) -> None:
+    def append(self, row: Row, columns: Mapping[str, object] | None = None) -> None:
         """Journal one finished row; :class:`StorageError` once a write or fsync failed.
 
-        After a failure nothing more is appended (a line after a torn one would damage
-        the journal for good); the lines before it are kept for the rerun.
+        ``columns``: the row's base columns (``row.flat(extras=False)``) when the caller
+        has them already (the spill takes the same). After a failure nothing more is
+        appended (a line after a torn one would damage the journal for good); the lines
+        before it are kept for the rerun.
         """
         if self._failure is not None:  # an earlier write, or the fsync thread, failed
             raise self._failure
-        values = row.flat(extras=False)
-        line = json.dumps(values, default=json_default, separators=(",", ":")) + "\n"
+        values = row.flat(extras=False) if columns is None else columns
+        line = _line(values)
         try:
             if self._file is None:
                 self._file = self._create()
@@ -322,6 +325,12 @@ def _row(value: object) -> Row:
 def _fits(rows: list[Row]) -> None:
     """The rows go into the report's columns (what Arrow refuses raises)."""
     pa.RecordBatch.from_pylist([row.flat(extras=False) for row in rows], schema=SCHEMA)
+
+
+def _line(values: Mapping[str, object]) -> str:
+    """A row's JSON line, compact, made by orjson (a tenth of ``json.dumps``'s CPU; the
+    same text for a row's values, but UTF-8 where ``json.dumps`` escapes to ASCII)."""
+    return orjson.dumps(values, default=json_default, option=orjson.OPT_APPEND_NEWLINE).decode()
 
 
 def _header_line(header: Mapping[str, object]) -> str:

@@ -516,6 +516,10 @@ class Ledger:
         """The kept rows of ``session_ids``, in that order."""
         return [self._rows[sid] for sid in session_ids]
 
+    def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
+        """The kept rows of ``session_ids`` as their columns (:meth:`Row.flat`)."""
+        return [self._rows[sid].flat() for sid in session_ids]
+
     def get(self, session_id: str) -> Row | None:
         return self._rows.get(session_id)
 

@@ -259,7 +259,11 @@ class ReportWriter:
         return self._decorate(values) if self._decorate else values
 
     def add(self, row: Row) -> None:
-        self._buffer.append(self.complete(row))
+        self.add_columns(row.flat())
+
+    def add_columns(self, values: dict[str, Any]) -> None:
+        """A row as its columns (:meth:`Row.flat`), completed as :meth:`add` completes it."""
+        self._buffer.append(self._decorate(values) if self._decorate else values)
         if len(self._buffer) >= self._batch_rows:
             self._flush()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,7 +44,7 @@ class Spill:
         self.schema = schema
         self.rows = 0
         self._batch_rows = batch_rows
-        self._buffer: list[Row] = []
+        self._buffer: list[Mapping[str, object]] = []  # the rows' base columns
         self._failure: StorageError | None = None
         fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, what="spill", mode=mode)
         self._file = os.fdopen(fd, "w+b")
@@ -54,9 +54,10 @@ class Spill:
         self._starts: list[int] = []  # the place of each batch's first row
         self._cache: tuple[int, pa.RecordBatch] | None = None  # the batch read last
 
-    def append(self, row: Row) -> int:
-        """Spill ``row`` (the report's base columns of it); its place."""
-        self._buffer.append(row)
+    def append(self, row: Row, columns: Mapping[str, object] | None = None) -> int:
+        """Spill ``row`` (the report's base columns of it: ``columns`` when the caller has
+        them already, as the journal's line takes them too); its place."""
+        self._buffer.append(row.flat(extras=False) if columns is None else columns)
         place = self.rows
         self.rows += 1
         if len(self._buffer) >= self._batch_rows:
@@ -68,9 +69,7 @@ class Spill:
             raise self._failure
         if not self._buffer:
             return
-        batch = pa.RecordBatch.from_pylist(
-            [row.flat(extras=False) for row in self._buffer], schema=self.schema
-        )
+        batch = pa.RecordBatch.from_pylist(self._buffer, schema=self.schema)
         try:
             offset = self._file.tell()
             self._writer.write_batch(batch)
@@ -94,10 +93,16 @@ class Spill:
 
     def take(self, places: Sequence[int]) -> list[Row]:
         """The rows at ``places``, in that order (read a batch at a time)."""
+        return [Row.from_flat(values) for values in self.take_columns(places)]
+
+    def take_columns(self, places: Sequence[int]) -> list[dict[str, object]]:
+        """The base columns of the rows at ``places``, in that order, as Arrow reads them
+        back: what :meth:`~batch.store.row.Row.flat` makes of the rows, with no
+        :class:`Row` made in between (the report takes them as they are)."""
         if not places:
             return []
         self._flush()
-        rows: list[Row | None] = [None for _ in places]
+        rows: list[dict[str, object] | None] = [None for _ in places]
         wanted: dict[int, list[int]] = {}
         for i, place in enumerate(places):
             wanted.setdefault(bisect.bisect_right(self._starts, place) - 1, []).append(i)
@@ -105,7 +110,7 @@ class Spill:
             start = self._starts[index]
             picked = self._batch(index).take(pa.array([places[i] - start for i in which]))
             for i, values in zip(which, picked.to_pylist(), strict=True):
-                rows[i] = Row.from_flat(values)
+                rows[i] = values
         return [row for row in rows if row is not None]
 
     def close(self) -> None:
