@@ -313,7 +313,7 @@ async def test_a_throttle_just_after_a_blind_cut_cuts_again_and_it_climbs_back()
     while t.time < 5:  # answers all go through: searched back up
         lim.succeeded(await lim.acquire())
     assert lim.rate > 0.95 * 20
-    while t.time < 200:  # ... and probing past it
+    while t.time < 60:  # ... and probing past it (doubling over 2,000 answers)
         lim.succeeded(await lim.acquire())
     assert lim.rate > 40
 
@@ -713,3 +713,46 @@ async def test_a_slow_start_throttle_searches_up_to_the_rate_it_was_released_at(
     for _ in range(3):
         lim.succeeded(await lim.acquire())
     assert lim.rate == pytest.approx(40)
+
+
+async def test_from_50_per_second_the_slow_start_grows_by_growth_not_doubling() -> None:
+    t = VirtualClock()
+    lim = limiter(t, 1000, start=50.0)
+    sent = await lim.acquire()
+    t.time = 0.05  # an answer time of 50 ms: at least 8 ** 0.05 = 1.11, growth is 1.2
+    lim.succeeded(sent)
+    assert lim.rate == pytest.approx(60)
+
+
+async def test_a_wide_reading_soon_after_a_blind_cut_lifts_the_rate_to_its_top() -> None:
+    # Throttles answered within a millisecond: the reading (50 successes in 51 ms) is
+    # wider than 2% but far wider than the requests' unevenness on the way in, so the
+    # blind cut (to 500) is lifted to just under its top at once, not searched up.
+    t = VirtualClock()
+    lim = limiter(t, 1000, decrease=0.5)
+    await answer_in_order(t, lim, "x" + "o" * 50 + "x", later=0.001)
+    assert lim.estimate == pytest.approx(51 / (0.051 - 0.002))
+    assert lim.rate == pytest.approx(1000)  # 0.98 x that, at most the rate given
+
+
+async def after_a_narrow_lift(t: VirtualClock) -> Limiter:
+    """A limiter lifted by a narrow reading to 784/s, steady (see the test above)."""
+    lim = limiter(t, 1000, decrease=0.5, cap=2000)
+    await answer_in_order(t, lim, "x" * 25 + "o" * 100 + "x", later=0.1)
+    t.time += 1.0  # the next releases are a reading of their own
+    return lim
+
+
+async def test_running_a_narrow_reading_over_the_rate_does_not_lift_it() -> None:
+    # A lone throttle trims the rate; the reading that follows is above the new rate but
+    # it is no news (the quota was found): the rate ramps back, not lifted at once.
+    t = VirtualClock()
+    lim = await after_a_narrow_lift(t)
+    assert await answer_in_order(t, lim, "x" + "o" * 150 + "x", later=0.1) is False
+    assert lim.rate < 0.98 * lim.estimate
+
+
+async def test_running_a_wide_reading_over_the_rate_changes_nothing() -> None:
+    t = VirtualClock()
+    lim = await after_a_narrow_lift(t)
+    assert await answer_in_order(t, lim, "x" + "o" * 50 + "x", later=0.1) is False

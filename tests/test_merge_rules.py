@@ -290,6 +290,24 @@ def test_edits_accepted_by_earlier_runs_are_carried_from_the_provenance(tmp_path
     assert earlier_edits(Base(None)) == []
 
 
+def test_an_accepted_edit_joins_the_earlier_ones_stamped_with_the_run_and_the_moment(
+    tmp_path: Path,
+) -> None:
+    earlier = {"report_rows_differ": 1, "session_ids": [sid(1)]}
+    base = read_base(
+        write(tmp_path / "a.parquet", [answer(1)], provenance={"accepted_edits": [earlier]})
+    )
+    assert merge.edit_history(base, None, "run-2") == [earlier]
+    before = datetime.now(UTC)
+    now = {"report_rows_differ": 2, "session_ids": [sid(2), sid(3)]}
+    history = merge.edit_history(base, now, "run-2")
+    assert history[0] == earlier
+    assert len(history) == 2
+    latest = history[1]
+    assert latest == {"run_id": "run-2", "at": latest["at"], **now}
+    assert before <= datetime.fromisoformat(latest["at"]) <= datetime.now(UTC)
+
+
 # --- schemas meeting ---------------------------------------------------------------------
 
 TS = pa.timestamp
