@@ -141,6 +141,17 @@ def test_only_the_asked_sessions_rows_are_read_in_file_order_across_row_groups(
     assert [r.confidence for r in found] == [93.0, 99.0, 107.0]
 
 
+def test_sessions_asked_beyond_one_chunk_of_ids_are_all_found(tmp_path: Path) -> None:
+    """The asked IDs become an Arrow array a chunk at a time (a plan's million IDs are
+    never a million strings at once): an ID in the last chunk is found too."""
+    path = write(tmp_path / "r.parquet", [answer(1), answer(9_000)])
+    asked = [sid(n) for n in range(1, 9_001)]  # more than two chunks of READ_BATCH
+
+    found = rows_for(read_base(path), asked)
+
+    assert [r.session_id for r in found] == [sid(1), sid(9_000)]
+
+
 def test_nothing_is_read_without_a_report_or_without_sessions(tmp_path: Path) -> None:
     path = write(tmp_path / "r.parquet", [answer(1)])
     assert rows_for(Base(None), {sid(1)}) == []
