@@ -310,6 +310,9 @@ async def test_a_throttle_just_after_a_blind_cut_cuts_again_and_it_climbs_back()
     lim.throttled(await lim.acquire())  # throttled at 40: to 20, and search up to 40
     lim.throttled(await lim.acquire())  # sent after the cut, throttled all the same
     assert lim.rate == pytest.approx(10)
+    for _ in range(3):  # a clean reading: halfway to 40 (the first throttled rate), at most x2
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(20)
     while t.time < 5:  # answers all go through: searched back up
         lim.succeeded(await lim.acquire())
     assert lim.rate > 0.95 * 20
@@ -756,3 +759,10 @@ async def test_running_a_wide_reading_over_the_rate_changes_nothing() -> None:
     t = VirtualClock()
     lim = await after_a_narrow_lift(t)
     assert await answer_in_order(t, lim, "x" + "o" * 50 + "x", later=0.1) is False
+
+
+async def test_a_slow_start_throttle_of_a_request_it_did_not_release_cuts_from_the_rate() -> None:
+    t = VirtualClock()
+    lim = limiter(t, 1000, start=40.0, decrease=0.5)
+    lim.throttled()  # no release at this time: the rate of the moment was throttled
+    assert lim.rate == pytest.approx(20)
