@@ -141,6 +141,17 @@ def test_only_the_asked_sessions_rows_are_read_in_file_order_across_row_groups(
     assert [r.confidence for r in found] == [93.0, 99.0, 107.0]
 
 
+def test_sessions_asked_beyond_one_chunk_of_ids_are_all_found(tmp_path: Path) -> None:
+    """The asked IDs become an Arrow array a chunk at a time (a plan's million IDs are
+    never a million strings at once): an ID in the last chunk is found too."""
+    path = write(tmp_path / "r.parquet", [answer(1), answer(9_000)])
+    asked = [sid(n) for n in range(1, 9_001)]  # more than two chunks of READ_BATCH
+
+    found = rows_for(read_base(path), asked)
+
+    assert [r.session_id for r in found] == [sid(1), sid(9_000)]
+
+
 def test_nothing_is_read_without_a_report_or_without_sessions(tmp_path: Path) -> None:
     path = write(tmp_path / "r.parquet", [answer(1)])
     assert rows_for(Base(None), {sid(1)}) == []
@@ -288,6 +299,24 @@ def test_edits_accepted_by_earlier_runs_are_carried_from_the_provenance(tmp_path
     foreign = plain_parquet(tmp_path / "d.parquet", {"session_id": [sid(1)]})
     assert earlier_edits(read_base(foreign)) == []
     assert earlier_edits(Base(None)) == []
+
+
+def test_an_accepted_edit_joins_the_earlier_ones_stamped_with_the_run_and_the_moment(
+    tmp_path: Path,
+) -> None:
+    earlier = {"report_rows_differ": 1, "session_ids": [sid(1)]}
+    base = read_base(
+        write(tmp_path / "a.parquet", [answer(1)], provenance={"accepted_edits": [earlier]})
+    )
+    assert merge.edit_history(base, None, "run-2") == [earlier]
+    before = datetime.now(UTC)
+    now = {"report_rows_differ": 2, "session_ids": [sid(2), sid(3)]}
+    history = merge.edit_history(base, now, "run-2")
+    assert history[0] == earlier
+    assert len(history) == 2
+    latest = history[1]
+    assert latest == {"run_id": "run-2", "at": latest["at"], **now}
+    assert before <= datetime.fromisoformat(latest["at"]) <= datetime.now(UTC)
 
 
 # --- schemas meeting ---------------------------------------------------------------------

@@ -79,5 +79,6 @@ def test_a_runs_memory_does_not_grow_with_its_sessions(
     finally:
         tracemalloc.stop()
     grown = (many - few) / (SESSIONS - FEW)
-    # a row held as a dict costs ~4 KB; a kept answer, its ID and counts ~0.4 KB
-    assert grown < 1024, f"{grown:.0f} bytes more per session ({few=} {many=})"
+    # a row held as a dict costs ~4 KB; measured 616 bytes (the plan's ID and kept answer
+    # in columns: 60 of them; the rest the report's and spill's buffers filling up)
+    assert grown < 800, f"{grown:.0f} bytes more per session ({few=} {many=})"

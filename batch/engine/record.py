@@ -24,6 +24,7 @@ import pyarrow as pa
 from batch.engine.progress import Tally
 from batch.model import Outcome
 from batch.store.checkpoint import Journal, journal_path
+from batch.store.ids import SessionIds
 from batch.store.ledger import Kept, KeptTable, fold, gone_while_pending, marked_gone
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
@@ -51,12 +52,13 @@ class Recorder:
         mode: int,
         schema: pa.Schema = SCHEMA,
         decorate: Decorate | None = None,
+        index: SessionIds | None = None,
     ) -> None:
         self.report = report
         self.journal = journal
         self.tally = tally
         self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
-        self._kept = KeptTable()
+        self._kept = KeptTable(index)
         self._batch_rows = batch_rows
         self._mode = mode
         self._run_schema, self._decorate = schema, decorate
@@ -77,11 +79,13 @@ class Recorder:
         mode: int,
         schema: pa.Schema = SCHEMA,
         decorate: Decorate | None = None,
+        index: SessionIds | None = None,
     ) -> Recorder:
         """The recorder of ``report``, its journal opened (or started) with ``header``.
 
         ``schema`` and ``decorate`` are the report's (kept input columns, reconciliation):
         every row written goes through ``decorate``; the journal keeps the rows as fetched.
+        ``index``: the plan's IDs, by whose places the kept answers are held.
         """
         journal = Journal.open(
             journal_path(report), header, must_match=must_match, mode=mode, lazy=True
@@ -94,6 +98,7 @@ class Recorder:
             mode=mode,
             schema=schema,
             decorate=decorate,
+            index=index,
         )
 
     # --- the kept answers -------------------------------------------------------------
@@ -132,7 +137,7 @@ class Recorder:
             raise KeyError(session_id)
         return kept
 
-    def held(self) -> list[str]:
+    def held(self) -> Sequence[str]:
         """The sessions the run holds a kept answer of, in first-seen order."""
         return self._kept.held()
 

@@ -82,7 +82,7 @@ from batch.errors import (
 from batch.logs import LOGGER, event
 from batch.model import QuotaUse, RunSummary
 from batch.reconcile import Annotator
-from batch.run.resume import MUST_MATCH, OutputRecord, Work, plan_work, row_header
+from batch.run.resume import MUST_MATCH, OutputRecord, Wanted, Work, plan_work, row_header
 from batch.store.checkpoint import RunLock, journal_path, read_journal
 from batch.store.files import parse_mode, remove_stale
 from batch.store.inputs import Plan, read_plan
@@ -293,6 +293,7 @@ class AuditRun:
             mode=self.mode,
             schema=schema,
             decorate=with_regions(routes, annotator),
+            index=plan.valid,
         )
         recorder.seals = Seals(self.work_dir / "seals", mode=self.mode)
         recorder.location = str(destination)
@@ -330,7 +331,7 @@ class AuditRun:
         journal and the invalid cells merged; the work left."""
         plan, destination, recorder = frame.plan, frame.destination, frame.recorder
         resumed_ids = {row.session_id for row in recorder.journal.replay()}
-        wanted = {*plan.valid, *(invalid.value for invalid in plan.invalid), *resumed_ids}
+        wanted = Wanted(plan.valid, {*(invalid.value for invalid in plan.invalid), *resumed_ids})
         remote, edits = await self._read_report(destination, recorder, wanted)
         recorder.load(recorder.journal.replay())  # after the report's rows: the journal's
         if self.merge_journal is not None and not _same_path(
@@ -340,7 +341,7 @@ class AuditRun:
             log.info("merged %d answers from %s", merged, self.merge_journal)
         # An unfinished run of this input is resumed: its rows are brought up to the
         # settings of this one (the journal's header says what they were made with).
-        resumed = list(plan.valid) if recorder.journal.previous is not None else []
+        resumed = plan.valid if recorder.journal.previous is not None else ()
         recorder.load(invalid_row(invalid) for invalid in plan.invalid)
         work = plan_work(
             plan,
@@ -389,7 +390,7 @@ class AuditRun:
                 tally.resumed + tally.kept,
                 tally.kept,
                 len(work.redo),
-                len(work.ask),
+                len(work.rows),
             )
 
     def _check_base(

@@ -21,7 +21,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
+from array import array
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,16 +81,47 @@ def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
 
 @dataclass
 class Work:
-    """The sessions a run asks (``ask``) and those it only redoes locally (``redo``)."""
+    """The sessions a run asks and those it only redoes locally (``redo``). The asked
+    ones are places in the plan's IDs (``ids``; 4 bytes each, a ``str`` made as each is
+    taken): :attr:`ask` makes the list."""
 
-    ask: list[str] = field(default_factory=list)
+    ids: Sequence[str] = ()
+    rows: array[int] = field(default_factory=lambda: array("i"))  # places in ids asked
     redo: dict[str, Row] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.ask) + len(self.redo)
+    @property
+    def ask(self) -> list[str]:
+        return [self.ids[row] for row in self.rows]
 
-    def sessions(self) -> list[str]:
-        return [*self.redo, *self.ask]
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.redo)
+
+    def sessions(self) -> Iterator[str]:
+        """The sessions to redo, then those to ask, in the plan's order."""
+        yield from list(self.redo)
+        if len(self.rows) == len(self.ids):  # every one: taken in batches
+            yield from self.ids
+        else:
+            yield from (self.ids[row] for row in self.rows)
+
+
+class Wanted(Collection[str]):
+    """The sessions whose rows a run reads from the report: the plan's IDs (in columns,
+    not copied into a set) and a few others (invalid cells, the journal's)."""
+
+    def __init__(self, planned: Sequence[str], others: set[str]) -> None:
+        self._planned = planned
+        self._others = {value for value in others if value not in planned}
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._others or value in self._planned
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._planned
+        yield from self._others
+
+    def __len__(self) -> int:
+        return len(self._planned) + len(self._others)
 
 
 def _upgraded(previous: Mapping[str, Any] | None, header: Mapping[str, Any]) -> list[str]:
@@ -115,7 +147,7 @@ def plan_work(  # the run's inputs, named
     tally: Tally,
     *,
     fresh: bool,
-    resumed: list[str],
+    resumed: Sequence[str],
     previous: Mapping[str, Any] | None,
     header: Mapping[str, Any],
     journaled: Collection[str] = (),
@@ -128,9 +160,9 @@ def plan_work(  # the run's inputs, named
     """
     upgraded = _upgraded(previous, header)
     upgrade = set(resumed) if upgraded else set()
-    work = Work()
+    work = Work(plan.valid)
     steps = local.evidence_store is not None or local.saver is not None
-    for session_id in plan.valid:
+    for place, session_id in enumerate(plan.valid):
         row = ledger.get(session_id)
         again = session_id in upgrade
         if row is not None and steps and (again or local_steps_due(row)):
@@ -139,7 +171,7 @@ def plan_work(  # the run's inputs, named
                 work.redo[session_id] = whole
                 continue
         if row is None or fresh or not settled(row):
-            work.ask.append(session_id)
+            work.rows.append(place)
         else:
             from_report = session_id not in journaled
             tally.replayed(row.status, row.error_code, from_report=from_report)

@@ -24,23 +24,33 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.errors import InputError
+from batch.store.ids import (
+    ANCHORED_PATTERN,
+    SESSION_ID_PATTERN,
+    KeyBuffer,
+    SessionIds,
+    uuid_keys,
+)
+from batch.store.lean import give_back
 
 __all__ = [
     "DEFAULT_COLUMN",
     "SESSION_ID_PATTERN",
     "Dialect",
     "InvalidId",
+    "KeptValues",
     "Plan",
     "display_value",
     "file_sha256",
@@ -50,9 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_COLUMN = "session_id"
-SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DISPLAY_LIMIT = 64
-_CSV_BLOCK = 1 << 20
+_CSV_BLOCK = 1 << 17  # 128 KiB: pyarrow reads blocks ahead; 1 MiB ones cost ~50 MB at 37 MB
 _PARQUET_BATCH = 65_536
 
 Format = Literal["csv", "parquet"]
@@ -77,7 +86,7 @@ class Plan:
     rows: int
     blank: int
     duplicates: int
-    valid: tuple[str, ...]
+    valid: SessionIds  # in columns: a str is made as one is taken out
     invalid: tuple[InvalidId, ...]
     origin: str = ""  # where the input came from (an s3:// URL for a downloaded copy)
     kept_fields: tuple[pa.Field, ...] = ()  # the columns read beside the ID, typed
@@ -284,55 +293,147 @@ def _parquet_batches(path: Path, column: str, keep: Sequence[str]) -> Iterator[p
         ) from None
 
 
+class KeptValues(Mapping[str, tuple[Any, ...]]):
+    """The kept input columns of each valid session (its first row's), in columns: an
+    Arrow table in the plan's order, found by ID through the plan's :class:`SessionIds`.
+    Empty when no column is kept."""
+
+    def __init__(self, ids: SessionIds, table: pa.Table | None = None) -> None:
+        self._ids, self._table = ids, table
+
+    def __getitem__(self, session_id: str) -> tuple[Any, ...]:
+        row = self._ids.row(session_id) if self._table is not None else None
+        if row is None or self._table is None:
+            raise KeyError(session_id)
+        return tuple(column[row].as_py() for column in self._table.columns)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids) if self._table is not None else iter(())
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._table is not None else 0
+
+
 class _Cells:
-    """The input's cells sorted as they are read: valid IDs, invalid cells, and counts."""
+    """The input's cells sorted as they are read: valid IDs (16-byte keys, in columns),
+    invalid cells, and counts. A cell that is a session ID once ASCII whitespace is
+    trimmed and ASCII letters lowered is found by pyarrow per batch; every other cell
+    goes through :func:`normalize` as before (what ``str.strip``/``str.lower`` make of it
+    decides)."""
 
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
+    def __init__(self, kept: int, bound: int) -> None:
+        self.seen: set[str] = set()  # invalid values
         self.shown_invalid: set[str] = set()
-        self.valid: list[str] = []
         self.invalid: list[InvalidId] = []
-        self.kept: dict[str, tuple[Any, ...]] = {}
-        self.rows = self.blank = self.duplicates = self.conflicts = 0
+        self.keys = KeyBuffer(bound)  # the valid IDs' keys, repeats too
+        self.kept: list[pa.RecordBatch] = []  # per batch: the valid rows' kept columns
+        self.kept_columns = kept
+        self.rows = self.blank = self.duplicates = 0
 
-    def add(self, cell: str | None, kept: tuple[Any, ...] = ()) -> None:
-        self.rows += 1
-        value = normalize(cell) if cell is not None else ""
-        if not value:
-            self.blank += 1
-        elif value in self.seen:
-            self.duplicates += 1
-            first = self.kept.get(value)
-            if first is not None and first != kept:
-                self.conflicts += 1
-        else:
-            self.seen.add(value)
-            if SESSION_ID_PATTERN.fullmatch(value):
-                self.valid.append(value)
-                if kept:
-                    self.kept[value] = kept
-                return
-            shown = display_value(value)
-            if shown in self.shown_invalid:  # long cells that differ only past the cut
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        ids = batch.column(0)
+        if pa.types.is_dictionary(ids.type):
+            ids = ids.dictionary_decode()
+        if not pa.types.is_string(ids.type):  # a large_string column
+            ids = ids.cast(pa.string())
+        self.rows += len(ids)
+        norm = pc.ascii_lower(pc.ascii_trim_whitespace(ids))
+        match = pc.fill_null(pc.match_substring_regex(norm, ANCHORED_PATTERN), False)
+        ok = match.to_numpy(zero_copy_only=False).copy()
+        if not ok.all():
+            norm = self._others(ids, norm, ok)
+        self.keys.extend(uuid_keys(norm.filter(pa.array(ok))))
+        if self.kept_columns:
+            columns = batch.select(range(1, self.kept_columns + 1))
+            self.kept.append(columns.filter(pa.array(ok)))
+
+    def _others(self, ids: pa.Array, norm: pa.Array, ok: np.ndarray) -> pa.Array:
+        """The cells pyarrow did not find valid, the Python way: blank, invalid, or a
+        session ID after all (``ok`` set; the normalized column then has it)."""
+        rest = np.flatnonzero(~ok)
+        fixed: dict[int, str] = {}
+        for place, cell in zip(rest, ids.take(pa.array(rest)).to_pylist(), strict=True):
+            value = normalize(cell) if cell is not None else ""
+            if not value:
+                self.blank += 1
+            elif SESSION_ID_PATTERN.fullmatch(value):
+                ok[place] = True
+                fixed[int(place)] = value
+            elif value in self.seen:
                 self.duplicates += 1
             else:
-                self.shown_invalid.add(shown)
-                self.invalid.append(InvalidId(shown, _invalid_reason(value)))
+                self.seen.add(value)
+                self._invalid(value)
+        if not fixed:
+            return norm
+        values = norm.to_pylist()
+        return pa.array([fixed.get(i, v) for i, v in enumerate(values)], pa.string())
 
-
-def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int) -> _Cells:
-    """Every cell of the batches (IDs first, then ``kept`` columns) sorted into cells."""
-    cells = _Cells()
-    for batch in batches:
-        ids = batch.column(0).to_pylist()
-        if kept:
-            values = zip(*(batch.column(i + 1).to_pylist() for i in range(kept)), strict=True)
-            for cell, row in zip(ids, values, strict=True):
-                cells.add(cell, row)
+    def _invalid(self, value: str) -> None:
+        shown = display_value(value)
+        if shown in self.shown_invalid:  # long cells that differ only past the cut
+            self.duplicates += 1
         else:
-            for cell in ids:
-                cells.add(cell)
+            self.shown_invalid.add(shown)
+            self.invalid.append(InvalidId(shown, _invalid_reason(value)))
+
+    def unique(self, fields: Sequence[pa.Field]) -> tuple[SessionIds, KeptValues, int]:
+        """The valid IDs, first occurrences in order; their kept values; the conflicts."""
+        buffer, self.keys = self.keys, KeyBuffer(0)
+        repeated = len(buffer)
+        if not self.kept_columns:  # the keys are SessionIds.unique's to free as it goes
+            ids = SessionIds.unique(buffer.take())[0]
+            self.duplicates += repeated - len(ids)
+            return ids, KeptValues(ids), 0
+        keys = buffer.take()
+        ids, firsts = SessionIds.unique(keys)
+        self.duplicates += repeated - len(ids)
+        schema = pa.schema(list(fields))
+        table = pa.Table.from_batches([b.cast(schema) for b in self.kept], schema=schema)
+        self.kept.clear()
+        conflicts = _conflicts(table, keys, firsts)
+        return ids, KeptValues(ids, table.take(pa.array(firsts))), conflicts
+
+
+def _conflicts(table: pa.Table, keys: np.ndarray, firsts: np.ndarray) -> int:
+    """Rows repeating an ID whose kept values differ from its first row's."""
+    if len(firsts) == len(keys):
+        return 0
+    repeats = np.ones(len(keys), bool)
+    repeats[firsts] = False
+    later = np.flatnonzero(repeats)
+    first_keys = keys[firsts]
+    order = np.argsort(first_keys)
+    first_of = firsts[order[np.searchsorted(first_keys, keys[later], sorter=order)]]
+    differ = np.zeros(len(later), bool)
+    for column in table.columns:
+        a, b = column.take(pa.array(later)), column.take(pa.array(first_of))
+        same = pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
+        differ |= ~same.to_numpy(zero_copy_only=False)
+    return int(differ.sum())
+
+
+def _sorted_cells(batches: Iterator[pa.RecordBatch], kept: int, bound: int) -> _Cells:
+    """Every cell of the batches (IDs first, then ``kept`` columns) sorted into cells;
+    ``bound``: at most so many of them are session IDs."""
+    cells = _Cells(kept, bound)
+    for batch in batches:
+        cells.add_batch(batch)
+    give_back()  # the reader's blocks: before the keys are sorted
     return cells
+
+
+_BOUND_LIMIT = 1 << 26  # past it the keys' array grows as it fills
+
+
+def _bound(path: Path, format_: Format) -> int:
+    """At most how many session IDs the input holds: its rows (Parquet), or its size
+    over 37 bytes (a CSV row holding an ID has 36 characters and a line end)."""
+    if format_ == "parquet":
+        rows = int(_open_parquet(path).metadata.num_rows)
+    else:
+        rows = path.stat().st_size // 37 + 1
+    return min(rows, _BOUND_LIMIT)
 
 
 def read_plan(  # the options of reading, named
@@ -367,7 +468,9 @@ def read_plan(  # the options of reading, named
         fields = _parquet_fields(path, column, keep, flags)
         batches = _parquet_batches(path, column, keep)
 
-    cells = _sorted_cells(batches, len(keep))
+    cells = _sorted_cells(batches, len(keep), _bound(path, format_))
+    valid, kept, conflicts = cells.unique(fields)
+    give_back()  # the keys sorted, the reader's blocks: ~25 MB at a million IDs
     return Plan(
         path=path,
         format=format_,
@@ -376,10 +479,10 @@ def read_plan(  # the options of reading, named
         rows=cells.rows,
         blank=cells.blank,
         duplicates=cells.duplicates,
-        valid=tuple(cells.valid),
+        valid=valid,
         invalid=tuple(cells.invalid),
         origin=origin or str(path.resolve()),
         kept_fields=fields,
-        kept=cells.kept,
-        conflicts=cells.conflicts,
+        kept=kept,
+        conflicts=conflicts,
     )

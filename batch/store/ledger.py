@@ -32,9 +32,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from batch.model import Status
+from batch.store.ids import SessionIds, same_ids
 from batch.store.row import Row
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "Answer",
     "Brief",
     "Choice",
+    "HeldIds",
     "Kept",
     "KeptTable",
     "Ledger",
@@ -265,24 +270,44 @@ class Brief(NamedTuple):
 
 
 class KeptTable:
-    """The :class:`Kept` answer of every session a run holds, in columns: a dict from
-    session ID to a row number and one typed array per field (codes for the status and
-    error, microseconds for the moments), plus a flag for the sessions answered in this
-    run. About 0.1 KB a session, most of it the dict; a :class:`Kept` object with its two
-    datetimes, its dict slot and a set slot took about 0.3 KB (issue 24: a run flat in
-    its sessions). :meth:`get` makes the :class:`Kept` the rule reads; first-seen order."""
+    """The :class:`Kept` answer of every session a run holds, in columns: one numpy array
+    per field (codes for the status and error, microseconds for the moments), a flag
+    byte (held, answered in this run) and the first-seen order.
 
-    def __init__(self) -> None:
-        self._row: dict[str, int] = {}
+    A session's row is its place in the plan's IDs (``index``, a
+    :class:`~batch.store.ids.SessionIds`), found through that index: no dict or ``str``
+    per session; the arrays are allocated to the plan's size up front (pages are touched
+    as rows are written). A session not in the plan (an invalid cell, a row of the
+    report or journal from another input) gets a row after the plan's through a dict, as
+    every session did before. 36 bytes a session (issue 24: a run flat in its
+    sessions). :meth:`get` makes the :class:`Kept` the rule reads."""
+
+    _FIELDS = (
+        ("status", np.uint8),
+        ("error", np.uint16),
+        ("fetched", np.int64),
+        ("checked", np.int64),
+        ("checks", np.int32),
+        ("attempts", np.int32),
+        ("where", np.int32),  # a place in the spill: rows, not bytes
+        ("flags", np.uint8),
+    )
+
+    def __init__(self, index: SessionIds | None = None) -> None:
+        self._index = index
+        self._planned = len(index) if index is not None else 0
+        self._extra: dict[str, int] = {}  # a session not in the plan -> its row
+        self._extra_ids: list[str] = []
         self._statuses: list[Status | None] = [None]  # the statuses seen, by code
         self._status_code: dict[Status | None, int] = {None: 0}
         self._errors: list[str | None] = [None]  # the error codes seen, by code
         self._error_code: dict[str | None, int] = {None: 0}
-        self._status, self._error = array("I"), array("I")
-        self._fetched, self._checked = array("q"), array("q")
-        self._checks, self._attempts, self._where = array("i"), array("i"), array("q")
-        self._finished = bytearray()
+        self._columns = {
+            name: np.zeros(max(self._planned, 64), kind) for name, kind in self._FIELDS
+        }
+        self._order = array("i")  # rows, first seen first
         self._briefs: dict[tuple[int, int], Brief] = {}
+        self._last: tuple[str, int | None] = ("", None)  # the last lookup: asked in turns
 
     def _status_of(self, status: Status | None) -> int:
         code = self._status_code.get(status)
@@ -298,56 +323,74 @@ class KeptTable:
             self._errors.append(error)
         return code
 
+    def _row(self, session_id: str) -> int | None:
+        """The session's row, held or not (None: not in the plan, not seen)."""
+        last, row = self._last
+        if last == session_id:
+            return row
+        row = self._extra.get(session_id)
+        if row is None and self._index is not None:
+            row = self._index.row(session_id)
+        self._last = (session_id, row)
+        return row
+
+    def _held(self, session_id: str) -> int | None:
+        if not self._order:  # nothing held yet (a fresh run's plan): no search
+            return None
+        row = self._row(session_id)
+        return row if row is not None and self._columns["flags"][row] & _HELD else None
+
     def get(self, session_id: str) -> Kept | None:
-        i = self._row.get(session_id)
+        i = self._held(session_id)
         if i is None:
             return None
+        c = self._columns
         return Kept(
-            self._statuses[self._status[i]],
-            self._errors[self._error[i]],
-            _moment(self._fetched[i]),
-            _moment(self._checked[i]),
-            self._checks[i],
-            self._attempts[i],
-            self._where[i],
+            self._statuses[c["status"][i]],
+            self._errors[c["error"][i]],
+            _moment(int(c["fetched"][i])),
+            _moment(int(c["checked"][i])),
+            int(c["checks"][i]),
+            int(c["attempts"][i]),
+            int(c["where"][i]),
         )
 
     def put(self, session_id: str, kept: Kept) -> None:
         """Keep ``kept`` as the session's answer (a new session goes last)."""
-        fields = (
-            self._status_of(kept.status),
-            self._error_of(kept.error_code),
-            _micros(kept.fetched_at),
-            _micros(kept.checked_at),
-            kept.checks,
-            kept.attempts,
-            kept.where,
-        )
-        columns = (
-            self._status,
-            self._error,
-            self._fetched,
-            self._checked,
-            self._checks,
-            self._attempts,
-            self._where,
-        )
-        i = self._row.get(session_id)
+        i = self._row(session_id)
         if i is None:
-            self._row[session_id] = len(self._finished)
-            for column, value in zip(columns, fields, strict=True):
-                column.append(value)
-            self._finished.append(0)
-            return
-        for column, value in zip(columns, fields, strict=True):
-            column[i] = value
+            i = self._add_extra(session_id)
+        c = self._columns
+        if not c["flags"][i] & _HELD:
+            c["flags"][i] |= _HELD
+            self._order.append(i)
+        c["status"][i] = self._status_of(kept.status)
+        c["error"][i] = self._error_of(kept.error_code)
+        c["fetched"][i] = _micros(kept.fetched_at)
+        c["checked"][i] = _micros(kept.checked_at)
+        c["checks"][i] = kept.checks
+        c["attempts"][i] = kept.attempts
+        c["where"][i] = kept.where
+
+    def _add_extra(self, session_id: str) -> int:
+        row = self._planned + len(self._extra_ids)
+        self._extra[session_id] = row
+        self._extra_ids.append(session_id)
+        self._last = (session_id, row)
+        size = len(self._columns["flags"])
+        if row >= size:
+            for name, column in self._columns.items():
+                grown = np.zeros(size * 2, column.dtype)
+                grown[:size] = column
+                self._columns[name] = grown
+        return row
 
     def brief(self, session_id: str) -> Brief | None:
         """The session's status, error and whether it is pending or unresolved."""
-        i = self._row.get(session_id)
+        i = self._held(session_id)
         if i is None:
             return None
-        key = (self._status[i], self._error[i])
+        key = (int(self._columns["status"][i]), int(self._columns["error"][i]))
         brief = self._briefs.get(key)
         if brief is None:
             status, error = self._statuses[key[0]], self._errors[key[1]]
@@ -357,22 +400,72 @@ class KeptTable:
 
     def finish(self, session_id: str) -> bool:
         """Mark a held session answered in this run; whether it was not yet."""
-        i = self._row[session_id]
-        if self._finished[i]:
+        i = self._held(session_id)
+        if i is None:
+            raise KeyError(session_id)
+        flags = self._columns["flags"]
+        if flags[i] & _FINISHED:
             return False
-        self._finished[i] = 1
+        flags[i] |= _FINISHED
         return True
 
     def finished(self, session_id: str) -> bool:
-        i = self._row.get(session_id)
-        return i is not None and bool(self._finished[i])
+        i = self._held(session_id)
+        return i is not None and bool(self._columns["flags"][i] & _FINISHED)
 
-    def held(self) -> list[str]:
-        """The sessions held, in first-seen order."""
-        return list(self._row)
+    def held(self) -> HeldIds:
+        """The sessions held, in first-seen order (a ``str`` made as each is taken)."""
+        return HeldIds(self._order, self._index, self._planned, self._extra_ids)
 
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self._order)
+
+
+_HELD, _FINISHED = 1, 2
+
+
+class HeldIds(Sequence[str]):
+    """The IDs of a :class:`KeptTable`'s rows in first-seen order, made as they are taken:
+    the plan's from its index, the others from the table's list."""
+
+    def __init__(
+        self, order: array[int], index: SessionIds | None, planned: int, extra: list[str]
+    ) -> None:
+        self._order, self._index, self._planned, self._extra = order, index, planned, extra
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @overload
+    def __getitem__(self, at: int) -> str: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[str]: ...
+
+    def __getitem__(self, at: int | slice) -> str | list[str]:
+        if isinstance(at, int):
+            return self._ids(np.array([self._order[at]], np.int32))[0]
+        return self._ids(np.array(self._order[at], np.int32))
+
+    def _ids(self, rows: npt.NDArray[np.int32]) -> list[str]:
+        planned = rows < self._planned
+        if self._index is not None and planned.all():
+            return self._index.take(rows)
+        found = iter(self._index.take(rows[planned]) if self._index is not None else [])
+        extra = self._extra
+        return [
+            next(found) if p else extra[r - self._planned]
+            for r, p in zip(rows.tolist(), planned.tolist(), strict=True)
+        ]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self._order), 4096):
+            yield from self[start : start + 4096]
+
+    def __eq__(self, other: object) -> bool:
+        return same_ids(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists: not hashable
 
 
 def gone_while_pending(old: Answer, new: Answer) -> bool:

@@ -22,8 +22,9 @@ Memory is the ledger (the run's sessions) plus one row group, whatever the repor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +143,7 @@ def rows_for(base: Base, session_ids: Collection[str]) -> list[Row]:
     """
     if base.path is None or not session_ids:
         return []
-    wanted = pa.array(list(session_ids))
+    wanted = _id_array(session_ids)
     rows: list[Row] = []
     try:
         with open_report(base.path) as report:
@@ -156,6 +157,16 @@ def rows_for(base: Base, session_ids: Collection[str]) -> list[Row]:
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(base.path, exc) from None
     return rows
+
+
+def _id_array(session_ids: Iterable[str]) -> pa.Array:
+    """``session_ids`` as one Arrow string array, made a chunk at a time: a plan's
+    million IDs (held as keys) are never a million Python strings at once."""
+    chunks: list[pa.Array] = []
+    ids = iter(session_ids)
+    while chunk := list(itertools.islice(ids, _BATCH)):
+        chunks.append(pa.array(chunk, pa.string()))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 
 
 def _group(report: pq.ParquetFile, group: int, columns: list[str] | None = None) -> pa.Table:
@@ -320,7 +331,7 @@ class Held(Protocol):
     """The kept rows a merge writes: a run's (:class:`~batch.engine.record.Recorder`) or a
     day's (:class:`~batch.store.ledger.Ledger`)."""
 
-    def held(self) -> list[str]:
+    def held(self) -> Sequence[str]:
         """The sessions held, in first-seen order."""
         ...
 

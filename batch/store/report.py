@@ -209,7 +209,7 @@ def check_output(path: Path) -> None:
 Decorate = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-GROUP_BATCHES = 4  # record batches per Parquet row group (4,000 rows by default)
+GROUP_BATCHES = 8  # record batches per Parquet row group (8,000 rows by default)
 
 
 class ReportWriter:
