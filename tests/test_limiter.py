@@ -310,6 +310,9 @@ async def test_a_throttle_just_after_a_blind_cut_cuts_again_and_it_climbs_back()
     lim.throttled(await lim.acquire())  # throttled at 40: to 20, and search up to 40
     lim.throttled(await lim.acquire())  # sent after the cut, throttled all the same
     assert lim.rate == pytest.approx(10)
+    for _ in range(3):  # a clean reading: halfway to 40 (the first throttled rate), at most x2
+        lim.succeeded(await lim.acquire())
+    assert lim.rate == pytest.approx(20)
     while t.time < 5:  # answers all go through: searched back up
         lim.succeeded(await lim.acquire())
     assert lim.rate > 0.95 * 20
@@ -756,3 +759,42 @@ async def test_running_a_wide_reading_over_the_rate_changes_nothing() -> None:
     t = VirtualClock()
     lim = await after_a_narrow_lift(t)
     assert await answer_in_order(t, lim, "x" + "o" * 50 + "x", later=0.1) is False
+
+
+async def test_a_slow_start_throttle_of_a_request_it_did_not_release_cuts_from_the_rate() -> None:
+    t = VirtualClock()
+    lim = limiter(t, 1000, start=40.0, decrease=0.5)
+    lim.throttled()  # no release at this time: the rate of the moment was throttled
+    assert lim.rate == pytest.approx(20)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate": 10, "cap": 0.0}, "cap must be a positive number"),
+        ({"rate": 10, "cap": -1.0}, "cap must be a positive number"),
+        ({"rate": 0.0}, "rate must be a positive number"),
+        ({"rate": 10, "decrease": 0.0}, "decrease must be between 0 and 1"),
+        ({"rate": 10, "decrease": 1.0}, "decrease must be between 0 and 1"),
+        ({"rate": 10, "margin": 1.5}, "margin must be in"),
+        ({"rate": 10, "ramp": 0.0}, "^ramp and probe must be positive, reaction and hold not"),
+        ({"rate": 10, "probe": 0.0}, "^ramp and probe must be positive"),
+        ({"rate": 10, "reaction": -1.0}, "^ramp and probe must be positive"),
+        ({"rate": 10, "hold": -1.0}, "^ramp and probe must be positive"),
+    ],
+)
+def test_each_bad_argument_is_refused_with_its_own_message(
+    kwargs: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Limiter(**kwargs)  # type: ignore[arg-type]  # rate is a float among them
+
+
+def test_edge_values_that_make_sense_are_taken_and_the_defaults_are_as_documented() -> None:
+    lim = Limiter(0.5, margin=1.0, probe=0.5, ramp=0.5, reaction=0.0, hold=0.0)
+    assert lim.max_rate == 0.5
+    assert Limiter(10, cap=5.0).max_rate == 5.0
+    defaults = Limiter(50.0)
+    assert (defaults.probe, defaults.hold, defaults.ramp) == (7.0, 120.0, 2.0)
+    assert defaults.min_rate == pytest.approx(0.5)  # a hundredth of the first rate ...
+    assert Limiter(5.0).min_rate == pytest.approx(0.1)  # ... at least 0.1/s
