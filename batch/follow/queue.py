@@ -12,9 +12,9 @@ message delivered twice names a file already consumed, which is deleted unread.
 
 Deletions are made at the next poll (and when the service stops): a message is never
 deleted before its file's answers are on disk, at worst a little after. A message that
-announces a newer version (another ETag) of a file being worked on is held apart, never
-deleted with the older version's: once that is consumed, the message is made visible
-again, and the newer version is offered when it comes back.
+announces a newer version (another ETag) of a file being worked on is held apart (kept
+invisible, never deleted with the older version's): once that is consumed, the message
+is made visible again, and the newer version is offered when it comes back.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,7 +139,7 @@ class SqsSource:
         self._clock = clock
         self._open: dict[str, _Pending] = {}  # s3://bucket/key -> its file and messages
         self._deletable: list[str] = []  # receipts whose files are all consumed
-        self._newer: dict[str, list[str]] = {}  # name in work -> receipts of a newer version
+        self._newer: dict[str, list[_Message]] = {}  # name in work -> a newer version's
         self._released: list[str] = []  # receipts to make visible again at the next poll
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
@@ -205,7 +205,7 @@ class SqsSource:
                 continue  # a folder marker
             pending = self._open.get(name)
             if pending is not None and etag and pending.found.identity not in (None, etag):
-                self._newer.setdefault(name, []).append(receipt)  # not the version in work
+                self._newer.setdefault(name, []).append(entry)  # not the version in work
                 entry.held = True
                 continue
             if pending is None:
@@ -222,22 +222,25 @@ class SqsSource:
         """``found`` is consumed: its messages are deleted (at the next poll) once every
         file they name is."""
         pending = self._open.pop(found.name, None)
-        self._released += self._newer.pop(found.name, [])
+        self._released += [m.receipt for m in self._newer.pop(found.name, [])]
         for message in pending.messages if pending is not None else []:
             message.names.discard(found.name)
             if not message.names and not message.held:
                 self._deletable.append(message.receipt)
         return None
 
+    def _held_messages(self) -> Iterator[_Message]:
+        """The messages of files in work, and those of newer versions held apart (kept
+        invisible too: they are not received again meanwhile)."""
+        for pending in self._open.values():
+            yield from pending.messages
+        for newer in self._newer.values():
+            yield from newer
+
     async def _extend(self) -> None:
         """Keep the messages of files still worked on invisible to other consumers."""
         now = self._clock()
-        due = {
-            id(m): m
-            for p in self._open.values()
-            for m in p.messages
-            if now - m.extended >= self.visibility / 2
-        }
+        due = {id(m): m for m in self._held_messages() if now - m.extended >= self.visibility / 2}
         for message in due.values():
             await self._call(
                 "change_message_visibility",
