@@ -83,15 +83,11 @@ def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
 class Work:
     """The sessions a run asks and those it only redoes locally (``redo``). The asked
     ones are places in the plan's IDs (``ids``; 4 bytes each, a ``str`` made as each is
-    taken): :attr:`ask` makes the list."""
+    taken: :meth:`sessions`)."""
 
     ids: Sequence[str] = ()
     rows: array[int] = field(default_factory=lambda: array("i"))  # places in ids asked
     redo: dict[str, Row] = field(default_factory=dict)
-
-    @property
-    def ask(self) -> list[str]:
-        return [self.ids[row] for row in self.rows]
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.redo)
