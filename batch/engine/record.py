@@ -25,7 +25,16 @@ from batch.engine.progress import Tally
 from batch.model import Outcome
 from batch.store.checkpoint import Journal, journal_path
 from batch.store.ids import SessionIds
-from batch.store.ledger import Kept, KeptTable, fold, gone_while_pending, marked_gone
+from batch.store.ledger import (
+    Brief,
+    Details,
+    Kept,
+    KeptTable,
+    fold,
+    gone_while_pending,
+    marked_gone,
+    own,
+)
 from batch.store.manifest import Manifest
 from batch.store.merge import Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter
@@ -34,6 +43,14 @@ from batch.store.seal import Seals
 from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
+
+
+def _counted(row: Row, kept: Kept | None) -> Row:
+    """``row`` with the session's counts: ``kept``'s, or the row's own (None)."""
+    if kept is not None:
+        return replace(row, checks=kept.checks, checked_at=kept.checked_at)
+    checks, checked_at = own(Details(row.fetched_at, row.checked_at, row.checks, row.attempts))
+    return replace(row, checks=checks, checked_at=checked_at)
 
 
 class Recorder:
@@ -58,7 +75,7 @@ class Recorder:
         self.journal = journal
         self.tally = tally
         self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
-        self._kept = KeptTable(index)
+        self._kept = KeptTable(index, read=self.spill.details)
         self._batch_rows = batch_rows
         self._mode = mode
         self._run_schema, self._decorate = schema, decorate
@@ -106,36 +123,38 @@ class Recorder:
     def add(self, row: Row, columns: Mapping[str, object] | None = None) -> Kept:
         """Merge ``row`` into the session's kept answer (the row spilled; ``columns``: its
         base columns, when made already); the kept answer."""
-        kept = fold(self._kept.get(row.session_id), row, self.spill.append(row, columns))
-        self._kept.put(row.session_id, kept)
+        old = self._kept.get(row.session_id)
+        where = self.spill.append(row, columns)
+        kept = fold(old, row, where)
+        # the row's own answer: a settled one is read back from the spill when needed
+        plain = old is None or kept == fold(None, row, where)
+        self._kept.put(row.session_id, kept, plain=plain)
         return kept
 
     def get(self, session_id: str) -> Kept | None:
         return self._kept.get(session_id)
 
+    def brief(self, session_id: str) -> Brief | None:
+        """What the plan reads of the session's kept answer (no moments: none read back)."""
+        return self._kept.brief(session_id)
+
     def rows(self, session_ids: Sequence[str]) -> list[Row]:
         """The kept rows of ``session_ids`` (held ones), whole, in that order."""
-        kept = [self._held(sid) for sid in session_ids]
-        rows = self.spill.take([k.where for k in kept])
-        return [
-            replace(row, checks=k.checks, checked_at=k.checked_at)
-            for row, k in zip(rows, kept, strict=True)
-        ]
+        spots = [self._kept.spot(sid) for sid in session_ids]
+        rows = self.spill.take([where for where, _ in spots])
+        return [_counted(row, k) for row, (_, k) in zip(rows, spots, strict=True)]
 
     def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
         """What :meth:`rows` gives, as the rows' columns (:meth:`Row.flat`): the report
         writes them without a :class:`Row` made of each."""
-        kept = [self._held(sid) for sid in session_ids]
-        columns = self.spill.take_columns([k.where for k in kept])
-        for values, k in zip(columns, kept, strict=True):
-            values["checks"], values["checked_at"] = k.checks, k.checked_at
+        spots = [self._kept.spot(sid) for sid in session_ids]
+        columns = self.spill.take_columns([where for where, _ in spots])
+        for values, (_, k) in zip(columns, spots, strict=True):
+            if k is None:  # the row's own: what fold() makes of it alone
+                values["checks"], values["checked_at"] = own(Details.of(values))
+            else:
+                values["checks"], values["checked_at"] = k.checks, k.checked_at
         return columns
-
-    def _held(self, session_id: str) -> Kept:
-        kept = self._kept.get(session_id)
-        if kept is None:
-            raise KeyError(session_id)
-        return kept
 
     def held(self) -> Sequence[str]:
         """The sessions the run holds a kept answer of, in first-seen order."""

@@ -35,7 +35,7 @@ from batch.engine.progress import Tally
 from batch.logs import LOGGER
 from batch.store.files import atomic_write, private_dir
 from batch.store.inputs import Plan
-from batch.store.ledger import Answer, local_steps_due, settled
+from batch.store.ledger import Brief
 from batch.store.locations import Location, parse_s3_url
 from batch.store.row import Row
 
@@ -131,7 +131,7 @@ def _upgraded(previous: Mapping[str, Any] | None, header: Mapping[str, Any]) -> 
 class Known(Protocol):
     """The kept answers a run starts from (:class:`~batch.engine.record.Recorder`)."""
 
-    def get(self, session_id: str) -> Answer | None: ...
+    def brief(self, session_id: str) -> Brief | None: ...
 
     def rows(self, session_ids: Sequence[str]) -> list[Row]: ...
 
@@ -159,14 +159,14 @@ def plan_work(  # the run's inputs, named
     work = Work(plan.valid)
     steps = local.evidence_store is not None or local.saver is not None
     for place, session_id in enumerate(plan.valid):
-        row = ledger.get(session_id)
+        row = ledger.brief(session_id)  # not get(): no moments read back from the spill
         again = session_id in upgrade
-        if row is not None and steps and (again or local_steps_due(row)):
+        if row is not None and steps and (again or row.steps_due):
             whole = ledger.rows([session_id])[0]  # the whole row: images, evidence
             if local.due(whole, upgrade=again):
                 work.redo[session_id] = whole
                 continue
-        if row is None or fresh or not settled(row):
+        if row is None or fresh or not row.settled:
             work.rows.append(place)
         else:
             from_report = session_id not in journaled

@@ -28,7 +28,7 @@ last call) beside ``fetched_at`` (when the kept answer arrived).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -49,6 +49,7 @@ __all__ = [
     "Answer",
     "Brief",
     "Choice",
+    "Details",
     "HeldIds",
     "Kept",
     "KeptTable",
@@ -60,6 +61,7 @@ __all__ = [
     "keep",
     "local_steps_due",
     "marked_gone",
+    "own",
     "pending",
     "rank",
     "settled",
@@ -261,40 +263,83 @@ def _moment(micros: int) -> datetime | None:
 
 
 class Brief(NamedTuple):
-    """What a run's closing counts read of a kept answer."""
+    """What a run's closing counts and its plan read of a kept answer."""
 
     status: Status | None
     error_code: str | None
     pending: bool
     unresolved: bool
+    settled: bool = False
+    steps_due: bool = False  # :func:`local_steps_due`
+
+
+class Details(NamedTuple):
+    """A spilled row's own moments and counts: what :meth:`KeptTable.get` reads back of
+    a settled answer it does not hold (the row's ``checks``, ``checked_at`` as written)."""
+
+    fetched_at: datetime | None
+    checked_at: datetime | None
+    checks: int | None
+    attempts: int
+
+    @classmethod
+    def of(cls, values: Mapping[str, object]) -> Details:
+        """The details of a row's columns (:meth:`~batch.store.row.Row.flat`)."""
+        fetched, checked = values.get("fetched_at"), values.get("checked_at")
+        checks, attempts = values.get("checks"), values.get("attempts")
+        return cls(
+            fetched if isinstance(fetched, datetime) else None,
+            checked if isinstance(checked, datetime) else None,
+            checks if isinstance(checks, int) else None,
+            attempts if isinstance(attempts, int) else 0,
+        )
+
+
+ReadDetails = Callable[[int], Details]
+
+
+def own(details: Details) -> tuple[int, datetime | None]:
+    """The counts a row kept on its own carries: :func:`fold` of it alone."""
+    checks = details.checks if details.checks is not None else details.attempts
+    return checks, latest(details.checked_at, details.fetched_at)
 
 
 class KeptTable:
-    """The :class:`Kept` answer of every session a run holds, in columns: one numpy array
-    per field (codes for the status and error, microseconds for the moments), a flag
-    byte (held, answered in this run) and the first-seen order.
+    """The :class:`Kept` answer of every session a run holds, in columns: numpy arrays
+    for the status and error (codes), the place of the answer's row in the spill and a
+    flag byte (held, answered in this run, detailed), and the first-seen order.
 
     A session's row is its place in the plan's IDs (``index``, a
     :class:`~batch.store.ids.SessionIds`), found through that index: no dict or ``str``
     per session; the arrays are allocated to the plan's size up front (pages are touched
     as rows are written). A session not in the plan (an invalid cell, a row of the
-    report or journal from another input) gets a row after the plan's through a dict, as
-    every session did before. 36 bytes a session (issue 24: a run flat in its
-    sessions). :meth:`get` makes the :class:`Kept` the rule reads."""
+    report or journal from another input) gets a row after the plan's through a dict.
+
+    The moments and counts (``fetched_at``, ``checked_at``, ``checks``, ``attempts``) of
+    a *settled* answer whose row in the spill carries them (``put(..., plain=True)``: the
+    kept answer is that row's own) are not held: :meth:`get` reads them back through
+    ``read`` (the spill). Every other answer (pending, unresolved: asked again; or one
+    the rule merged) keeps them in a side table, 28 bytes more. 12 bytes a session
+    otherwise (issue 24: a run flat in its sessions; was 36).
+    """
 
     _FIELDS = (
         ("status", np.uint8),
         ("error", np.uint16),
+        ("where", np.int32),  # a place in the spill (rows, not bytes), or a detail slot
+        ("flags", np.uint8),
+    )
+    _DETAILS = (
         ("fetched", np.int64),
         ("checked", np.int64),
         ("checks", np.int32),
         ("attempts", np.int32),
-        ("where", np.int32),  # a place in the spill: rows, not bytes
-        ("flags", np.uint8),
+        ("where", np.int32),
     )
 
-    def __init__(self, index: SessionIds | None = None) -> None:
+    def __init__(self, index: SessionIds | None = None, read: ReadDetails | None = None) -> None:
         self._index = index
+        self._read = read
         self._planned = len(index) if index is not None else 0
         self._extra: dict[str, int] = {}  # a session not in the plan -> its row
         self._extra_ids: list[str] = []
@@ -302,9 +347,10 @@ class KeptTable:
         self._status_code: dict[Status | None, int] = {None: 0}
         self._errors: list[str | None] = [None]  # the error codes seen, by code
         self._error_code: dict[str | None, int] = {None: 0}
-        self._columns = {
-            name: np.zeros(max(self._planned, 64), kind) for name, kind in self._FIELDS
-        }
+        self._columns = _zeros(self._FIELDS, max(self._planned, 64))
+        self._details = _zeros(self._DETAILS, 64)  # by slot
+        self._slots = 0  # slots used
+        self._free: list[int] = []  # slots given back
         self._order = array("i")  # rows, first seen first
         self._briefs: dict[tuple[int, int], Brief] = {}
         self._last: tuple[str, int | None] = ("", None)  # the last lookup: asked in turns
@@ -345,57 +391,104 @@ class KeptTable:
         if i is None:
             return None
         c = self._columns
-        return Kept(
-            self._statuses[c["status"][i]],
-            self._errors[c["error"][i]],
-            _moment(int(c["fetched"][i])),
-            _moment(int(c["checked"][i])),
-            int(c["checks"][i]),
-            int(c["attempts"][i]),
-            int(c["where"][i]),
-        )
+        status, error = self._statuses[c["status"][i]], self._errors[c["error"][i]]
+        if c["flags"][i] & _DETAILED:
+            d, slot = self._details, int(c["where"][i])
+            return Kept(
+                status,
+                error,
+                _moment(int(d["fetched"][slot])),
+                _moment(int(d["checked"][slot])),
+                int(d["checks"][slot]),
+                int(d["attempts"][slot]),
+                int(d["where"][slot]),
+            )
+        where = int(c["where"][i])
+        details = self._details_at(where)
+        checks, checked_at = own(details)
+        return Kept(status, error, details.fetched_at, checked_at, checks, details.attempts, where)
 
-    def put(self, session_id: str, kept: Kept) -> None:
-        """Keep ``kept`` as the session's answer (a new session goes last)."""
+    def _details_at(self, where: int) -> Details:
+        if self._read is None:  # pragma: no cover  # put() holds every answer without it
+            raise RuntimeError("a kept answer not held, and no spill to read it from")
+        return self._read(where)
+
+    def spot(self, session_id: str) -> tuple[int, Kept | None]:
+        """Where the session's kept row is in the spill, and its kept answer when the
+        table holds it (None: the row's own counts, :func:`own`). KeyError: not held."""
+        i = self._held(session_id)
+        if i is None:
+            raise KeyError(session_id)
+        c = self._columns
+        if c["flags"][i] & _DETAILED:
+            kept = self.get(session_id)
+            assert kept is not None  # held: checked above
+            return kept.where, kept
+        return int(c["where"][i]), None
+
+    def put(self, session_id: str, kept: Kept, *, plain: bool = False) -> None:
+        """Keep ``kept`` as the session's answer (a new session goes last). ``plain``:
+        ``kept`` is its spilled row's own answer (:func:`fold` of that row alone), so a
+        settled one need not be held (read back through ``read``)."""
         i = self._row(session_id)
         if i is None:
             i = self._add_extra(session_id)
         c = self._columns
-        if not c["flags"][i] & _HELD:
-            c["flags"][i] |= _HELD
+        flags = int(c["flags"][i])
+        if not flags & _HELD:
+            flags |= _HELD
             self._order.append(i)
-        c["status"][i] = self._status_of(kept.status)
-        c["error"][i] = self._error_of(kept.error_code)
-        c["fetched"][i] = _micros(kept.fetched_at)
-        c["checked"][i] = _micros(kept.checked_at)
-        c["checks"][i] = kept.checks
-        c["attempts"][i] = kept.attempts
-        c["where"][i] = kept.where
+        status, error = self._status_of(kept.status), self._error_of(kept.error_code)
+        c["status"][i], c["error"][i] = status, error
+        if plain and self._read is not None and self._brief(status, error).settled:
+            if flags & _DETAILED:
+                self._free.append(int(c["where"][i]))
+            c["flags"][i] = flags & ~_DETAILED
+            c["where"][i] = kept.where
+            return
+        slot = int(c["where"][i]) if flags & _DETAILED else self._slot()
+        c["flags"][i] = flags | _DETAILED
+        c["where"][i] = slot
+        d = self._details
+        d["fetched"][slot] = _micros(kept.fetched_at)
+        d["checked"][slot] = _micros(kept.checked_at)
+        d["checks"][slot] = kept.checks
+        d["attempts"][slot] = kept.attempts
+        d["where"][slot] = kept.where
+
+    def _slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        slot = self._slots
+        self._slots += 1
+        if slot >= len(self._details["where"]):
+            self._details = _grown(self._details)
+        return slot
 
     def _add_extra(self, session_id: str) -> int:
         row = self._planned + len(self._extra_ids)
         self._extra[session_id] = row
         self._extra_ids.append(session_id)
         self._last = (session_id, row)
-        size = len(self._columns["flags"])
-        if row >= size:
-            for name, column in self._columns.items():
-                grown = np.zeros(size * 2, column.dtype)
-                grown[:size] = column
-                self._columns[name] = grown
+        if row >= len(self._columns["flags"]):
+            self._columns = _grown(self._columns)
         return row
 
     def brief(self, session_id: str) -> Brief | None:
-        """The session's status, error and whether it is pending or unresolved."""
+        """The session's status, error and whether it is pending, unresolved, settled."""
         i = self._held(session_id)
         if i is None:
             return None
-        key = (int(self._columns["status"][i]), int(self._columns["error"][i]))
+        return self._brief(int(self._columns["status"][i]), int(self._columns["error"][i]))
+
+    def _brief(self, status_code: int, error_code: int) -> Brief:
+        key = (status_code, error_code)
         brief = self._briefs.get(key)
         if brief is None:
-            status, error = self._statuses[key[0]], self._errors[key[1]]
-            answer = Kept(status, error, None, None, 0, 0, 0)
-            brief = self._briefs[key] = Brief(status, error, pending(answer), unresolved(answer))
+            status, error = self._statuses[status_code], self._errors[error_code]
+            a = Kept(status, error, None, None, 0, 0, 0)
+            brief = Brief(status, error, pending(a), unresolved(a), settled(a), local_steps_due(a))
+            self._briefs[key] = brief
         return brief
 
     def finish(self, session_id: str) -> bool:
@@ -421,7 +514,22 @@ class KeptTable:
         return len(self._order)
 
 
-_HELD, _FINISHED = 1, 2
+_HELD, _FINISHED, _DETAILED = 1, 2, 4
+
+Columns = dict[str, npt.NDArray[np.generic]]
+
+
+def _zeros(fields: tuple[tuple[str, type[np.generic]], ...], size: int) -> Columns:
+    return {name: np.zeros(size, kind) for name, kind in fields}
+
+
+def _grown(columns: Columns) -> Columns:
+    """``columns`` at twice their size (the new cells zero)."""
+    grown = {}
+    for name, column in columns.items():
+        grown[name] = np.zeros(len(column) * 2, column.dtype)
+        grown[name][: len(column)] = column
+    return grown
 
 
 class HeldIds(Sequence[str]):

@@ -25,9 +25,13 @@ import pyarrow as pa
 
 from batch.errors import StorageError
 from batch.store.files import PRIVATE, open_private, storage_error
+from batch.store.ledger import Details
 from batch.store.row import SCHEMA, Row
 
 __all__ = ["Spill", "spill_path"]
+
+
+_DETAILS = ("fetched_at", "checked_at", "checks", "attempts")
 
 
 def spill_path(report: Path) -> Path:
@@ -90,6 +94,16 @@ class Spill:
                     message = pa.ipc.read_message(f)
             self._cache = (index, pa.ipc.read_record_batch(message, self.schema))
         return self._cache[1]
+
+    def details(self, place: int) -> Details:
+        """The moments and counts of the row at ``place`` (what a kept answer not held in
+        memory reads back: :class:`~batch.store.ledger.KeptTable`)."""
+        buffered = self.rows - len(self._buffer)
+        if place >= buffered:
+            return Details.of(self._buffer[place - buffered])
+        index = bisect.bisect_right(self._starts, place) - 1
+        batch, at = self._batch(index), place - self._starts[index]
+        return Details.of({name: batch.column(name)[at].as_py() for name in _DETAILS})
 
     def take(self, places: Sequence[int]) -> list[Row]:
         """The rows at ``places``, in that order (read a batch at a time)."""
