@@ -119,7 +119,7 @@ def test_an_answer_held_then_settled_as_its_rows_own_gives_its_slot_to_the_next(
     table.put("b", Kept(None, "ThrottlingException", None, T0, 0, 5, 11))
     assert table.get("a") == Kept(Status.SUCCEEDED, None, T0, T0, 1, 1, 9)
     assert table.get("b") == Kept(None, "ThrottlingException", None, T0, 0, 5, 11)
-    assert table._slots == 1  # noqa: SLF001  # the slot "a" held was taken by "b"
+    assert table._slots == 1  # the slot "a" held was taken by "b"
 
 
 def _bytes_for(sessions: int) -> int:
