@@ -100,15 +100,16 @@ def _per_session(build: object) -> float:
     return (_retained(build, 20_000) - _retained(build, 2_000)) / 18_000
 
 
-def test_a_plan_holds_an_id_in_about_24_bytes_not_a_str(tmp_path: Path) -> None:
+def test_a_plan_holds_an_id_in_about_20_bytes_not_a_str(tmp_path: Path) -> None:
     def plan_of(ids: list[str]) -> SessionIds:
         source = tmp_path / f"in{len(ids)}.csv"
         source.write_text("session_id\n" + "\n".join(ids) + "\n")
         return read_plan(source).valid
 
     per_session = _per_session(plan_of)
-    # 16 bytes of key and two int32 places; a str in a tuple took ~93
-    assert per_session < 32, f"{per_session:.0f} bytes a session"
+    # 16 bytes of key and an int32 sort order, measured 20 (24 with the sorted place of
+    # each row beside it); a str in a tuple took ~93
+    assert per_session < 23, f"{per_session:.0f} bytes a session"
 
 
 def test_settled_answers_of_the_plans_sessions_cost_a_few_array_cells_only() -> None:
@@ -120,9 +121,9 @@ def test_settled_answers_of_the_plans_sessions_cost_a_few_array_cells_only() -> 
         return table
 
     per_session = _per_session(table_of)
-    # the plan's 24 and the table's 12 bytes, measured 36 (the moments and counts read
+    # the plan's 20 and the table's 12 bytes, measured 32 (the moments and counts read
     # back from the spill); with them held it took 60, a dict slot and a str ~160
-    assert per_session < 44, f"{per_session:.0f} bytes a session"
+    assert per_session < 38, f"{per_session:.0f} bytes a session"
 
 
 def test_sessions_outside_the_plan_are_held_beside_it_in_first_seen_order() -> None:
@@ -151,3 +152,21 @@ def test_held_ids_many_past_the_first_growth_come_back_in_order() -> None:
         table.put(sid, Kept(None, "InvalidSessionId", None, T0, 0, 0, n))
     assert list(table.held()) == outside
     assert table.get("cell-150") == Kept(None, "InvalidSessionId", None, T0, 0, 0, 150)
+
+
+def test_the_briefs_of_the_plans_sessions_are_counted_off_the_columns_as_one_by_one() -> None:
+    planned = ids_of(50)
+    index = SessionIds.of(planned)
+    table = KeptTable(index)
+    answers = [(Status.SUCCEEDED, None), (Status.IN_PROGRESS, None), (None, "NotAttempted")]
+    for n, sid in enumerate(planned[:40]):  # ten of the plan not held
+        status, error = answers[n % 3]
+        table.put(sid, Kept(status, error, T0, T0, 1, 1, n))
+    table.put("outside", Kept(Status.FAILED, None, T0, T0, 1, 1, 99))  # not in the plan
+    by_columns = dict(table.briefs(index))
+    one_by_one: dict[object, int] = {}
+    for brief, n in table.briefs(list(planned)):
+        one_by_one[brief] = one_by_one.get(brief, 0) + n
+    assert by_columns == one_by_one
+    assert sorted(by_columns.values()) == [13, 13, 14]
+    assert {b.error_code for b in by_columns} == {None, "NotAttempted"}

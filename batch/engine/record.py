@@ -19,6 +19,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from batch.engine.progress import Tally
@@ -164,6 +166,11 @@ class Recorder:
         """The session was answered (or its local steps redone) in this run."""
         return self._kept.finished(session_id)
 
+    def finished_rows(self) -> npt.NDArray[np.bool_] | None:
+        """Which of the plan's sessions (``index``) were finished, by place (None: no
+        plan given)."""
+        return self._kept.finished_rows()
+
     def use_base(self, base: Base, session_ids: Collection[str]) -> None:
         """Merge into the report ``base``: its schema with the run's
         (:class:`~batch.store.merge.SchemaError` when a column's type cannot be), and its
@@ -230,19 +237,18 @@ class Recorder:
         t.by_status.clear()
         t.by_error.clear()
         t.done = t.unresolved = t.pending = 0
-        for session_id in session_ids:
-            kept = self._kept.brief(session_id)
-            if kept is None or kept.error_code == "NotAttempted":
+        for kept, n in self._kept.briefs(session_ids):
+            if kept.error_code == "NotAttempted":
                 continue  # counted as a leftover
-            t.done += 1
+            t.done += n
             if kept.status is not None:
-                t.by_status[kept.status] += 1
+                t.by_status[kept.status] += n
             if kept.error_code is not None:
-                t.by_error[kept.error_code] += 1
+                t.by_error[kept.error_code] += n
             if kept.pending:
-                t.pending += 1
+                t.pending += n
             elif kept.unresolved:
-                t.unresolved += 1
+                t.unresolved += n
 
     # --- the report -------------------------------------------------------------------
 

@@ -390,7 +390,7 @@ class AuditRun:
                 tally.resumed + tally.kept,
                 tally.kept,
                 len(work.redo),
-                len(work.rows),
+                work.asks,
             )
 
     def _check_base(
@@ -481,7 +481,8 @@ class AuditRun:
         """``NotAttempted`` rows for what was left; the report committed with its provenance."""
         plan, recorder = frame.plan, frame.recorder
         self.stop.fetched = True
-        leftovers = recorder.leftovers(resumed.work.sessions(), self.stop.reason)
+        finished = recorder.finished_rows()  # only the others are looked at one by one
+        leftovers = recorder.leftovers(resumed.work.sessions(finished), self.stop.reason)
         recorder.count(plan.valid)
         if plan.invalid:
             leftovers["InvalidSessionId"] = len(plan.invalid)

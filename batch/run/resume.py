@@ -21,12 +21,14 @@ import hashlib
 import json
 import logging
 import os
-from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import numpy.typing as npt
 
 from batch.aws.session import resolved_region
 from batch.config import Settings, public_url
@@ -82,23 +84,51 @@ def row_header(plan: Plan, settings: Settings) -> dict[str, Any]:
 @dataclass
 class Work:
     """The sessions a run asks and those it only redoes locally (``redo``). The asked
-    ones are places in the plan's IDs (``ids``; 4 bytes each, a ``str`` made as each is
-    taken: :meth:`sessions`)."""
+    ones are marked by their place in the plan's IDs (``ids``; a byte each, none while
+    they are the first ``asks`` places; a ``str`` made as each is taken:
+    :meth:`sessions`)."""
 
     ids: Sequence[str] = ()
-    rows: array[int] = field(default_factory=lambda: array("i"))  # places in ids asked
+    asked: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     redo: dict[str, Row] = field(default_factory=dict)
+    asks: int = 0  # how many are marked
+
+    def ask(self, place: int) -> None:
+        """Ask the session at ``place`` (ascending: every one so far, no mask made)."""
+        if not len(self.asked):
+            if place == self.asks:
+                self.asks += 1
+                return
+            self.asked = np.zeros(len(self.ids), bool)
+            self.asked[: self.asks] = True
+        self.asked[place] = True
+        self.asks += 1
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.redo)
+        return self.asks + len(self.redo)
 
-    def sessions(self) -> Iterator[str]:
-        """The sessions to redo, then those to ask, in the plan's order."""
+    def sessions(self, unless: npt.NDArray[np.bool_] | None = None) -> Iterator[str]:
+        """The sessions to redo, then those to ask, in the plan's order; ``unless``: the
+        places of the asked ones to leave out (the finished ones, at the run's end)."""
         yield from list(self.redo)
-        if len(self.rows) == len(self.ids):  # every one: taken in batches
+        if self.asks == len(self.ids) and unless is None:  # every one: taken in batches
             yield from self.ids
-        else:
-            yield from (self.ids[row] for row in self.rows)
+            return
+        for start in range(0, len(self.ids), _BATCH):
+            end = min(start + _BATCH, len(self.ids))
+            chosen = self.asked[start:end] if len(self.asked) else _first(self.asks, start, end)
+            if unless is not None:
+                chosen = chosen & ~unless[start : start + _BATCH]
+            rows = np.flatnonzero(chosen) + start
+            yield from (self.ids[row] for row in rows.tolist())
+
+
+_BATCH = 4096
+
+
+def _first(count: int, start: int, end: int) -> npt.NDArray[np.bool_]:
+    """Places ``start`` to ``end`` of a mask of the first ``count`` places."""
+    return np.arange(start, end) < count
 
 
 class Wanted(Collection[str]):
@@ -167,7 +197,7 @@ def plan_work(  # the run's inputs, named
                 work.redo[session_id] = whole
                 continue
         if row is None or fresh or not row.settled:
-            work.rows.append(place)
+            work.ask(place)
         else:
             from_report = session_id not in journaled
             tally.replayed(row.status, row.error_code, from_report=from_report)

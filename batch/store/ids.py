@@ -4,7 +4,7 @@ A session ID is a lower-case UUID (``SESSION_ID_PATTERN``); held as a Python ``s
 costs ~85 bytes and a slot in every set or dict that knows it, so a million of them cost
 hundreds of MB before a call is made (issue 24: a run flat in its sessions). Here they
 are the UUID's 16 bytes in a numpy array, in input order, with a sort order for finding
-a row by ID (``np.searchsorted``): 20 bytes a session. A ``str`` is made when an ID is
+a row by ID (``np.searchsorted`` through it): 20 bytes a session. A ``str`` is made when an ID is
 taken out (one at a time, or a few thousand per batch while iterating), so only the IDs
 in flight are Python objects.
 """
@@ -38,6 +38,7 @@ _NIBBLE = np.zeros(256, np.uint8)
 _NIBBLE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _CHUNK = 4096
+_FENCE = 16  # keys between two of the sorted first halves a lookup searches first
 
 Keys = npt.NDArray[np.bytes_]
 
@@ -109,25 +110,25 @@ class KeyBuffer:
 class SessionIds(Sequence[str]):
     """Unique session IDs in input order, as 16-byte keys; :meth:`row` finds one's place.
 
-    Held sorted as two uint64 halves (``np.searchsorted`` on integers is several times
-    faster than on 16-byte strings) with each key's input row and each input row's sorted
-    place (two int32): 24 bytes a session. Equal to a tuple or list of the same IDs in
-    the same order (what a plan's IDs were).
+    Held in input order as two uint64 halves, with the input row of each key in sorted
+    order (an int32) and every 64th first half in that order: a lookup searches those
+    (``np.searchsorted``, on integers several times faster than on 16-byte strings), then
+    the 128 keys between. 20 bytes a session. Equal to a tuple
+    or list of the same IDs in the same order (what a plan's IDs were).
     """
 
-    __slots__ = ("_hi", "_lo", "_place", "_rank")
+    __slots__ = ("_fence", "_hi", "_lo", "_order")
 
     def __init__(
         self,
         hi: npt.NDArray[np.uint64],
         lo: npt.NDArray[np.uint64],
-        place: npt.NDArray[np.int32],
+        order: npt.NDArray[np.int32],
     ) -> None:
-        """The keys' halves, sorted; ``place``: the input row of each."""
+        """The keys' halves, in input order; ``order``: the input rows by key."""
         self._hi, self._lo = hi, lo
-        self._place = place
-        self._rank = np.empty(len(place), np.int32)
-        self._rank[place] = np.arange(len(place), dtype=np.int32)
+        self._order = order
+        self._fence = hi[order[::_FENCE]]  # every _FENCE-th key's first half, sorted
 
     @classmethod
     def of(cls, ids: Iterable[str]) -> SessionIds:
@@ -152,15 +153,15 @@ class SessionIds(Sequence[str]):
             np.not_equal(keys[order[a:b]], keys[order[a - 1 : b - 1]], out=starts[a:b])
         firsts_sorted = order[starts]  # by key: where each key was first
         del order, starts
-        halves = keys.view(">u8")  # bytes in order sort as big-endian integers do
-        hi = halves[0::2][firsts_sorted].astype(np.uint64)
-        lo = halves[1::2][firsts_sorted].astype(np.uint64)
-        size = len(keys)
-        del halves, keys  # the caller's last reference, when it passed its own
-        first = np.zeros(size, bool)
+        first = np.zeros(len(keys), bool)
         first[firsts_sorted] = True
-        place = (np.cumsum(first, dtype=np.int32) - 1)[firsts_sorted]  # the place of each
-        return cls(hi, lo, place), np.flatnonzero(first)
+        firsts = np.flatnonzero(first)
+        halves = keys.view(">u8")  # bytes in order sort as big-endian integers do
+        hi = halves[0::2][firsts].astype(np.uint64)
+        lo = halves[1::2][firsts].astype(np.uint64)
+        del halves, keys  # the caller's last reference, when it passed its own
+        by_key = (np.cumsum(first, dtype=np.int32) - 1)[firsts_sorted]  # the row of each
+        return cls(hi, lo, by_key), firsts
 
     def row(self, session_id: str) -> int | None:
         """The place of ``session_id`` among these IDs; None when it is not one of them."""
@@ -168,22 +169,24 @@ class SessionIds(Sequence[str]):
         if key is None:
             return None
         hi, lo = np.uint64(int.from_bytes(key[:8])), np.uint64(int.from_bytes(key[8:]))
-        at = int(self._hi.searchsorted(hi))
-        if at == len(self._hi) or self._hi[at] != hi:
+        start = max(int(self._fence.searchsorted(hi)) - 1, 0) * _FENCE
+        span = self._order[start : start + 2 * _FENCE]  # the first key >= hi is in it
+        his = self._hi[span]
+        at = int(his.searchsorted(hi))
+        if at == len(span) or his[at] != hi:
             return None
-        if self._lo[at] != lo:  # IDs sharing their first half: search the second
-            end = int(self._hi.searchsorted(hi, "right"))
-            at += int(self._lo[at:end].searchsorted(lo))
-            if at == end or self._lo[at] != lo:
-                return None
-        return int(self._place[at])
+        if self._lo[span[at]] == lo:
+            return int(span[at])
+        # IDs sharing their first half (not seen in random UUIDs): look at all of them
+        same = np.flatnonzero((self._hi == hi) & (self._lo == lo))
+        return int(same[0]) if len(same) else None
 
     def _keys(self, rows: slice | npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
         """The 16 bytes of the keys at input ``rows``, one row each."""
-        sorted_at = self._rank[rows]
-        halves = np.empty((len(sorted_at), 2), ">u8")
-        halves[:, 0] = self._hi[sorted_at]
-        halves[:, 1] = self._lo[sorted_at]
+        hi = self._hi[rows]
+        halves = np.empty((len(hi), 2), ">u8")
+        halves[:, 0] = hi
+        halves[:, 1] = self._lo[rows]
         return halves.view(np.uint8)
 
     def take(self, rows: npt.NDArray[np.int32]) -> list[str]:
@@ -191,7 +194,7 @@ class SessionIds(Sequence[str]):
         return _texts(self._keys(rows)) if len(rows) else []
 
     def __len__(self) -> int:
-        return len(self._place)
+        return len(self._order)
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -220,7 +223,7 @@ class SessionIds(Sequence[str]):
             return (
                 np.array_equal(self._hi, other._hi)
                 and np.array_equal(self._lo, other._lo)
-                and np.array_equal(self._place, other._place)
+                and np.array_equal(self._order, other._order)
             )
         return same_ids(self, other)
 

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -481,6 +481,32 @@ class KeptTable:
             return None
         return self._brief(int(self._columns["status"][i]), int(self._columns["error"][i]))
 
+    def briefs(self, session_ids: Iterable[str]) -> Iterator[tuple[Brief, int]]:
+        """The briefs of the held sessions of ``session_ids``, each with how many have it:
+        for the plan's IDs (``index`` itself), read off the columns without a lookup."""
+        if session_ids is self._index and self._index is not None:
+            counts: dict[int, int] = {}
+            for start in range(0, self._planned, _COUNTED):  # a bounded temporary at a time
+                for pair, n in self._pairs(start, min(start + _COUNTED, self._planned)):
+                    counts[pair] = counts.get(pair, 0) + n
+            for pair, n in counts.items():
+                yield self._brief(pair >> 16, pair & 0xFFFF), n
+            return
+        for session_id in session_ids:
+            brief = self.brief(session_id)
+            if brief is not None:
+                yield brief, 1
+
+    def _pairs(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """The (status, error) codes of the held rows from ``start`` to ``end`` as one
+        number each (status << 16 | error), with how many rows have it."""
+        c = self._columns
+        held = (c["flags"][start:end] & _HELD).astype(bool)
+        pairs = c["status"][start:end][held].astype(np.uint32) << 16
+        pairs |= c["error"][start:end][held]
+        found, counts = np.unique(pairs, return_counts=True)
+        return zip(found.tolist(), counts.tolist(), strict=True)
+
     def _brief(self, status_code: int, error_code: int) -> Brief:
         key = (status_code, error_code)
         brief = self._briefs.get(key)
@@ -506,6 +532,13 @@ class KeptTable:
         i = self._held(session_id)
         return i is not None and bool(self._columns["flags"][i] & _FINISHED)
 
+    def finished_rows(self) -> npt.NDArray[np.bool_] | None:
+        """Which of the plan's sessions are finished, by their place in it (None: no
+        plan): what a run's end reads instead of asking about each session."""
+        if self._index is None:
+            return None
+        return (self._columns["flags"][: self._planned] & _FINISHED).astype(bool)
+
     def held(self) -> HeldIds:
         """The sessions held, in first-seen order (a ``str`` made as each is taken)."""
         return HeldIds(self._order, self._index, self._planned, self._extra_ids)
@@ -515,8 +548,9 @@ class KeptTable:
 
 
 _HELD, _FINISHED, _DETAILED = 1, 2, 4
+_COUNTED = 65_536  # rows counted at a time (:meth:`KeptTable.briefs`)
 
-Columns = dict[str, npt.NDArray[np.generic]]
+Columns = dict[str, npt.NDArray[Any]]
 
 
 def _zeros(fields: tuple[tuple[str, type[np.generic]], ...], size: int) -> Columns:
