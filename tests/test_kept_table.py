@@ -140,7 +140,17 @@ def _bytes_for(sessions: int) -> int:
 def test_a_settled_session_costs_a_few_array_cells_and_a_dict_slot_not_objects() -> None:
     few, many = _bytes_for(2_000), _bytes_for(20_000)
     per_session = (many - few) / 18_000
-    # a dict slot and its int (~65 bytes) and 12 bytes of array cells, measured 79; 120
+    # a dict slot and its int (~65 bytes) and 10 bytes of array cells, measured 75; 120
     # with the moments and counts held, a Kept object with two datetimes in a dict ~250
     # (a margin: the dict's growth steps are uneven)
     assert per_session < 100, f"{per_session:.0f} bytes a session"
+
+
+def test_past_256_distinct_answers_each_still_comes_back_as_it_went_in() -> None:
+    table = KeptTable()
+    for n in range(300):  # a code a (status, error) pair: past a byte's worth
+        table.put(f"s{n}", Kept(None, f"Error{n}", None, T0, 0, 1, n))
+    assert [table.get(f"s{n}") for n in (0, 255, 256, 299)] == [
+        Kept(None, f"Error{n}", None, T0, 0, 1, n) for n in (0, 255, 256, 299)
+    ]
+    assert dict(table.briefs([f"s{n}" for n in range(300)]))[table.brief("s299")] == 1  # type: ignore[index]

@@ -306,8 +306,8 @@ def own(details: Details) -> tuple[int, datetime | None]:
 
 class KeptTable:
     """The :class:`Kept` answer of every session a run holds, in columns: numpy arrays
-    for the status and error (codes), the place of the answer's row in the spill and a
-    flag byte (held, answered in this run, detailed), and the first-seen order.
+    for the (status, error) pair (a code), the place of the answer's row in the spill and
+    a flag byte (held, answered in this run, detailed), and the first-seen order.
 
     A session's row is its place in the plan's IDs (``index``, a
     :class:`~batch.store.ids.SessionIds`), found through that index: no dict or ``str``
@@ -319,13 +319,12 @@ class KeptTable:
     a *settled* answer whose row in the spill carries them (``put(..., plain=True)``: the
     kept answer is that row's own) are not held: :meth:`get` reads them back through
     ``read`` (the spill). Every other answer (pending, unresolved: asked again; or one
-    the rule merged) keeps them in a side table, 28 bytes more. 12 bytes a session
+    the rule merged) keeps them in a side table, 28 bytes more. 10 bytes a session
     otherwise (issue 24: a run flat in its sessions; was 36).
     """
 
     _FIELDS = (
-        ("status", np.uint8),
-        ("error", np.uint16),
+        ("answer", np.uint8),  # the (status, error) pair, by code (wider past 255 pairs)
         ("where", np.int32),  # a place in the spill (rows, not bytes), or a detail slot
         ("flags", np.uint8),
     )
@@ -343,30 +342,26 @@ class KeptTable:
         self._planned = len(index) if index is not None else 0
         self._extra: dict[str, int] = {}  # a session not in the plan -> its row
         self._extra_ids: list[str] = []
-        self._statuses: list[Status | None] = [None]  # the statuses seen, by code
-        self._status_code: dict[Status | None, int] = {None: 0}
-        self._errors: list[str | None] = [None]  # the error codes seen, by code
-        self._error_code: dict[str | None, int] = {None: 0}
+        self._answers: list[tuple[Status | None, str | None]] = [(None, None)]  # by code
+        self._answer_code: dict[tuple[Status | None, str | None], int] = {(None, None): 0}
         self._columns = _zeros(self._FIELDS, max(self._planned, 64))
         self._details = _zeros(self._DETAILS, 64)  # by slot
         self._slots = 0  # slots used
         self._free: list[int] = []  # slots given back
         self._order = array("i")  # rows, first seen first
-        self._briefs: dict[tuple[int, int], Brief] = {}
+        self._briefs: dict[int, Brief] = {}
         self._last: tuple[str, int | None] = ("", None)  # the last lookup: asked in turns
 
-    def _status_of(self, status: Status | None) -> int:
-        code = self._status_code.get(status)
+    def _answer_of(self, status: Status | None, error: str | None) -> int:
+        """The code of the (status, error) pair (a new one gets the next)."""
+        key = (status, error)
+        code = self._answer_code.get(key)
         if code is None:
-            code = self._status_code[status] = len(self._statuses)
-            self._statuses.append(status)
-        return code
-
-    def _error_of(self, error: str | None) -> int:
-        code = self._error_code.get(error)
-        if code is None:
-            code = self._error_code[error] = len(self._errors)
-            self._errors.append(error)
+            code = self._answer_code[key] = len(self._answers)
+            self._answers.append(key)
+            column = self._columns["answer"]
+            if code > np.iinfo(column.dtype).max:  # 256 pairs: two bytes each from now
+                self._columns["answer"] = column.astype(np.min_scalar_type(code))
         return code
 
     def _row(self, session_id: str) -> int | None:
@@ -391,7 +386,7 @@ class KeptTable:
         if i is None:
             return None
         c = self._columns
-        status, error = self._statuses[c["status"][i]], self._errors[c["error"][i]]
+        status, error = self._answers[c["answer"][i]]
         if c["flags"][i] & _DETAILED:
             d, slot = self._details, int(c["where"][i])
             return Kept(
@@ -438,9 +433,9 @@ class KeptTable:
         if not flags & _HELD:
             flags |= _HELD
             self._order.append(i)
-        status, error = self._status_of(kept.status), self._error_of(kept.error_code)
-        c["status"][i], c["error"][i] = status, error
-        if plain and self._read is not None and self._brief(status, error).settled:
+        answer = self._answer_of(kept.status, kept.error_code)
+        c["answer"][i] = answer
+        if plain and self._read is not None and self._brief(answer).settled:
             if flags & _DETAILED:
                 self._free.append(int(c["where"][i]))
             c["flags"][i] = flags & ~_DETAILED
@@ -479,7 +474,7 @@ class KeptTable:
         i = self._held(session_id)
         if i is None:
             return None
-        return self._brief(int(self._columns["status"][i]), int(self._columns["error"][i]))
+        return self._brief(int(self._columns["answer"][i]))
 
     def briefs(self, session_ids: Iterable[str]) -> Iterator[tuple[Brief, int]]:
         """The briefs of the held sessions of ``session_ids``, each with how many have it:
@@ -487,34 +482,31 @@ class KeptTable:
         if session_ids is self._index and self._index is not None:
             counts: dict[int, int] = {}
             for start in range(0, self._planned, _COUNTED):  # a bounded temporary at a time
-                for pair, n in self._pairs(start, min(start + _COUNTED, self._planned)):
-                    counts[pair] = counts.get(pair, 0) + n
-            for pair, n in counts.items():
-                yield self._brief(pair >> 16, pair & 0xFFFF), n
+                for code, n in self._codes(start, min(start + _COUNTED, self._planned)):
+                    counts[code] = counts.get(code, 0) + n
+            for code, n in counts.items():
+                yield self._brief(code), n
             return
         for session_id in session_ids:
             brief = self.brief(session_id)
             if brief is not None:
                 yield brief, 1
 
-    def _pairs(self, start: int, end: int) -> Iterator[tuple[int, int]]:
-        """The (status, error) codes of the held rows from ``start`` to ``end`` as one
-        number each (status << 16 | error), with how many rows have it."""
+    def _codes(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """The answer codes of the held rows from ``start`` to ``end``, each with how many
+        rows have it."""
         c = self._columns
         held = (c["flags"][start:end] & _HELD).astype(bool)
-        pairs = c["status"][start:end][held].astype(np.uint32) << 16
-        pairs |= c["error"][start:end][held]
-        found, counts = np.unique(pairs, return_counts=True)
-        return zip(found.tolist(), counts.tolist(), strict=True)
+        counts = np.bincount(c["answer"][start:end][held], minlength=len(self._answers))
+        return ((code, n) for code, n in enumerate(counts.tolist()) if n)
 
-    def _brief(self, status_code: int, error_code: int) -> Brief:
-        key = (status_code, error_code)
-        brief = self._briefs.get(key)
+    def _brief(self, code: int) -> Brief:
+        brief = self._briefs.get(code)
         if brief is None:
-            status, error = self._statuses[status_code], self._errors[error_code]
+            status, error = self._answers[code]
             a = Kept(status, error, None, None, 0, 0, 0)
             brief = Brief(status, error, pending(a), unresolved(a), settled(a), local_steps_due(a))
-            self._briefs[key] = brief
+            self._briefs[code] = brief
         return brief
 
     def finish(self, session_id: str) -> bool:
