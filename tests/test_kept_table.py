@@ -86,35 +86,35 @@ class Spilled:
         return self.rows[where]
 
 
-def test_a_settled_answer_that_is_its_rows_own_is_read_back_from_the_spill_not_held() -> None:
+def test_an_answer_that_is_its_rows_own_is_read_back_from_the_spill_not_held() -> None:
     spill = Spilled()
     spill.rows[7] = Details(T0, None, None, 2)  # checks: the attempts; checked: fetched
+    spill.rows[8] = Details(T0, T0, 1, 1)
     table = KeptTable(read=spill)
     table.put("a", Kept(Status.SUCCEEDED, None, T0, T0, 2, 2, 7), plain=True)
+    table.put("pending", Kept(Status.IN_PROGRESS, None, T0, T0, 1, 1, 8), plain=True)
     assert table.get("a") == Kept(Status.SUCCEEDED, None, T0, T0, 2, 2, 7)
-    assert spill.read == [7]
+    assert table.get("pending") == Kept(Status.IN_PROGRESS, None, T0, T0, 1, 1, 8)
+    assert spill.read == [7, 8]
     assert table.spot("a") == (7, None)
     assert table.brief("a") == (Status.SUCCEEDED, None, False, False, True, False)
 
 
-def test_a_pending_or_merged_answer_keeps_its_moments_and_counts_in_memory() -> None:
+def test_an_answer_the_rule_merged_keeps_its_moments_and_counts_in_memory() -> None:
     spill = Spilled()
     table = KeptTable(read=spill)
-    asked_again = Kept(Status.IN_PROGRESS, None, T0, T0, 1, 1, 3)
     merged = Kept(Status.SUCCEEDED, None, T0, T0 + timedelta(seconds=5), 4, 1, 4)
-    table.put("pending", asked_again, plain=True)
     table.put("merged", merged)
-    assert table.get("pending") == asked_again
     assert table.get("merged") == merged
     assert table.spot("merged") == (4, merged)
     assert spill.read == []
 
 
-def test_an_answer_held_then_settled_as_its_rows_own_gives_its_slot_to_the_next() -> None:
+def test_an_answer_held_then_plain_again_gives_its_slot_to_the_next() -> None:
     spill = Spilled()
     spill.rows[9] = Details(T0, T0, 1, 1)
     table = KeptTable(read=spill)
-    table.put("a", Kept(Status.IN_PROGRESS, None, T0, T0, 1, 1, 3), plain=True)
+    table.put("a", Kept(Status.IN_PROGRESS, None, T0, T0, 1, 1, 3))
     table.put("a", Kept(Status.SUCCEEDED, None, T0, T0, 1, 1, 9), plain=True)
     table.put("b", Kept(None, "ThrottlingException", None, T0, 0, 5, 11))
     assert table.get("a") == Kept(Status.SUCCEEDED, None, T0, T0, 1, 1, 9)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,14 @@ def _texts(raw: npt.NDArray[np.uint8]) -> list[str]:
     text[:, _DIGITS[1::2]] = _HEX[raw & 15]
     flat = text.tobytes().decode("ascii")
     return [flat[i : i + 36] for i in range(0, len(flat), 36)]
+
+
+def _native(big: npt.NDArray[Any]) -> npt.NDArray[np.uint64]:
+    """Big-endian uint64 values as native ones, in place (no second copy)."""
+    if big.dtype == np.uint64:  # a big-endian machine
+        return big
+    native: npt.NDArray[np.uint64] = big.byteswap(inplace=True).view(np.uint64)
+    return native
 
 
 def same_ids(ids: Sequence[str], other: object) -> bool:
@@ -153,15 +161,23 @@ class SessionIds(Sequence[str]):
             np.not_equal(keys[order[a:b]], keys[order[a - 1 : b - 1]], out=starts[a:b])
         firsts_sorted = order[starts]  # by key: where each key was first
         del order, starts
-        first = np.zeros(len(keys), bool)
-        first[firsts_sorted] = True
-        firsts = np.flatnonzero(first)
         halves = keys.view(">u8")  # bytes in order sort as big-endian integers do
-        hi = halves[0::2][firsts].astype(np.uint64)
-        lo = halves[1::2][firsts].astype(np.uint64)
+        hi_sorted, lo_sorted = (
+            _native(halves[0::2][firsts_sorted]),
+            _native(halves[1::2][firsts_sorted]),
+        )
+        size = len(keys)
         del halves, keys  # the caller's last reference, when it passed its own
+        first = np.zeros(size, bool)
+        first[firsts_sorted] = True
         by_key = (np.cumsum(first, dtype=np.int32) - 1)[firsts_sorted]  # the row of each
-        return cls(hi, lo, by_key), firsts
+        del firsts_sorted
+        hi, lo = np.empty_like(hi_sorted), np.empty_like(lo_sorted)
+        hi[by_key] = hi_sorted
+        del hi_sorted
+        lo[by_key] = lo_sorted
+        del lo_sorted
+        return cls(hi, lo, by_key), np.flatnonzero(first)
 
     def row(self, session_id: str) -> int | None:
         """The place of ``session_id`` among these IDs; None when it is not one of them."""

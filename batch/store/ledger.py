@@ -275,7 +275,7 @@ class Brief(NamedTuple):
 
 class Details(NamedTuple):
     """A spilled row's own moments and counts: what :meth:`KeptTable.get` reads back of
-    a settled answer it does not hold (the row's ``checks``, ``checked_at`` as written)."""
+    an answer it does not hold (the row's ``checks``, ``checked_at`` as written)."""
 
     fetched_at: datetime | None
     checked_at: datetime | None
@@ -316,10 +316,11 @@ class KeptTable:
     report or journal from another input) gets a row after the plan's through a dict.
 
     The moments and counts (``fetched_at``, ``checked_at``, ``checks``, ``attempts``) of
-    a *settled* answer whose row in the spill carries them (``put(..., plain=True)``: the
-    kept answer is that row's own) are not held: :meth:`get` reads them back through
-    ``read`` (the spill). Every other answer (pending, unresolved: asked again; or one
-    the rule merged) keeps them in a side table, 28 bytes more. 10 bytes a session
+    an answer whose row in the spill carries them (``put(..., plain=True)``: the kept
+    answer is that row's own, as every first answer is) are not held: :meth:`get` reads
+    them back through ``read`` (the spill; a pending session asked again, in about the
+    order it was answered, reads a spill batch once for all of its pending rows). An
+    answer the rule merged keeps them in a side table, 28 bytes more. 10 bytes a session
     otherwise (issue 24: a run flat in its sessions; was 36).
     """
 
@@ -423,8 +424,8 @@ class KeptTable:
 
     def put(self, session_id: str, kept: Kept, *, plain: bool = False) -> None:
         """Keep ``kept`` as the session's answer (a new session goes last). ``plain``:
-        ``kept`` is its spilled row's own answer (:func:`fold` of that row alone), so a
-        settled one need not be held (read back through ``read``)."""
+        ``kept`` is its spilled row's own answer (:func:`fold` of that row alone), so its
+        moments and counts need not be held (read back through ``read``)."""
         i = self._row(session_id)
         if i is None:
             i = self._add_extra(session_id)
@@ -435,7 +436,7 @@ class KeptTable:
             self._order.append(i)
         answer = self._answer_of(kept.status, kept.error_code)
         c["answer"][i] = answer
-        if plain and self._read is not None and self._brief(answer).settled:
+        if plain and self._read is not None:
             if flags & _DETAILED:
                 self._free.append(int(c["where"][i]))
             c["flags"][i] = flags & ~_DETAILED
