@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -170,3 +171,29 @@ def test_the_briefs_of_the_plans_sessions_are_counted_off_the_columns_as_one_by_
     assert by_columns == one_by_one
     assert sorted(by_columns.values()) == [13, 13, 14]
     assert {b.error_code for b in by_columns} == {None, "NotAttempted"}
+
+
+def test_ids_paged_out_are_found_and_taken_as_before_and_leave_no_file(tmp_path: Path) -> None:
+    planned = ids_of(3_000)
+    ids, same = SessionIds.of(planned), SessionIds.of(planned)
+    ids.page_out(tmp_path / ".ids", mode=0o600)
+    assert list(tmp_path.iterdir()) == []  # mapped, and removed at once
+    assert ids == same
+    assert list(ids) == planned
+    assert [ids.row(sid) for sid in planned[::97]] == list(range(0, 3_000, 97))
+    assert ids.row(str(uuid.UUID(int=5, version=4))) is None
+    assert ids.take(np.array([2_999, 0], np.int32)) == [planned[2_999], planned[0]]
+
+
+def test_paging_out_the_ids_gives_their_20_bytes_a_session_back(tmp_path: Path) -> None:
+    planned = ids_of(20_000)
+    tracemalloc.start()
+    try:
+        ids = SessionIds.of(planned)
+        held = tracemalloc.get_traced_memory()[0]
+        ids.page_out(tmp_path / ".ids", mode=0o600)
+        freed = held - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed / 20_000 > 19, f"{freed / 20_000:.1f} bytes a session given back"
+    assert ids[19_999] == planned[19_999]

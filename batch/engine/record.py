@@ -46,6 +46,13 @@ from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
 
+_HELD = 1024  # held rows made dicts at a time (as the merge does)
+
+
+def ids_path(report: Path) -> Path:
+    """Where the plan's IDs are paged out to (removed as soon as mapped)."""
+    return report.with_name(f".{report.name}.ids")
+
 
 def _counted(row: Row, kept: Kept | None) -> Row:
     """``row`` with the session's counts: ``kept``'s, or the row's own (None)."""
@@ -77,6 +84,7 @@ class Recorder:
         self.journal = journal
         self.tally = tally
         self.spill = Spill(spill_path(report), batch_rows=max(batch_rows, 1024), mode=mode)
+        self._index = index
         self._kept = KeptTable(index, read=self.spill.details)
         self._batch_rows = batch_rows
         self._mode = mode
@@ -149,7 +157,9 @@ class Recorder:
     def columns(self, session_ids: Sequence[str]) -> list[dict[str, object]]:
         """What :meth:`rows` gives, as the rows' columns (:meth:`Row.flat`): the report
         writes them without a :class:`Row` made of each."""
-        spots = [self._kept.spot(sid) for sid in session_ids]
+        return self._columns_at([self._kept.spot(sid) for sid in session_ids])
+
+    def _columns_at(self, spots: Sequence[tuple[int, Kept | None]]) -> list[dict[str, object]]:
         columns = self.spill.take_columns([where for where, _ in spots])
         for values, (_, k) in zip(columns, spots, strict=True):
             if k is None:  # the row's own: what fold() makes of it alone
@@ -264,7 +274,10 @@ class Recorder:
             decorate=self._decorate,
         )
         try:
-            stream_merge(writer, self.base, self)
+            if self.base.path is None:  # a new report: the held rows, from the spill
+                self._write_held(writer)
+            else:
+                stream_merge(writer, self.base, self)
         except BaseException:
             writer.abandon()
             raise
@@ -273,6 +286,16 @@ class Recorder:
         if self.seals is not None:
             self.seals.record(self.location, self.report)
         return manifest
+
+    def _write_held(self, writer: ReportWriter) -> None:
+        """Every held row in first-seen order, as :func:`~batch.store.merge.stream_merge`
+        writes them into no report, but by their places: the rows carry their IDs, so the
+        plan's are paged out first (:meth:`~batch.store.ids.SessionIds.page_out`)."""
+        if self._index is not None:
+            self._index.page_out(ids_path(self.report), mode=self._mode)
+        for spots in self._kept.spots(_HELD):
+            for values in self._columns_at(spots):
+                writer.add_columns(values)
 
     def close(self, *, remove: bool) -> None:
         """The run is over: the journal closed (removed when the run left nothing to

@@ -11,13 +11,19 @@ in flight are Python objects.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+from batch.errors import OutputError, StorageError
+from batch.store.files import open_private
 
 __all__ = [
     "ANCHORED_PATTERN",
@@ -178,6 +184,31 @@ class SessionIds(Sequence[str]):
         lo[by_key] = lo_sorted
         del lo_sorted
         return cls(hi, lo, by_key), np.flatnonzero(first)
+
+    def page_out(self, path: Path, *, mode: int) -> None:
+        """Move the keys out of the process's memory: written to ``path`` (owner-only),
+        mapped read-only and the file removed at once (the mapping keeps it). Every
+        lookup and ``str`` still works, reading the pages it needs: a run's end that
+        writes its report from the spill (which has each row's ID) touches none of them
+        (issue 24: 20 bytes a session less at a run's peak). On a write error the keys
+        stay in memory."""
+        n = len(self._order)
+        if n == 0 or isinstance(self._hi, np.memmap):
+            return
+        try:
+            fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, what="IDs", mode=mode)
+            with os.fdopen(fd, "w+b") as f:
+                for column in (self._hi, self._lo, self._order):
+                    column.tofile(f)
+            hi = np.memmap(path, np.uint64, "r", 0, (n,))
+            lo = np.memmap(path, np.uint64, "r", 8 * n, (n,))
+            order = np.memmap(path, np.int32, "r", 16 * n, (n,))
+        except (OSError, OutputError, StorageError):
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        self._hi, self._lo, self._order = hi, lo, order
 
     def row(self, session_id: str) -> int | None:
         """The place of ``session_id`` among these IDs; None when it is not one of them."""

@@ -384,8 +384,9 @@ class KeptTable:
 
     def get(self, session_id: str) -> Kept | None:
         i = self._held(session_id)
-        if i is None:
-            return None
+        return None if i is None else self._kept_at(i)
+
+    def _kept_at(self, i: int) -> Kept:
         c = self._columns
         status, error = self._answers[c["answer"][i]]
         if c["flags"][i] & _DETAILED:
@@ -415,12 +416,19 @@ class KeptTable:
         i = self._held(session_id)
         if i is None:
             raise KeyError(session_id)
-        c = self._columns
-        if c["flags"][i] & _DETAILED:
-            kept = self.get(session_id)
-            assert kept is not None  # held: checked above
+        return self._spot_at(i)
+
+    def _spot_at(self, i: int) -> tuple[int, Kept | None]:
+        if self._columns["flags"][i] & _DETAILED:
+            kept = self._kept_at(i)
             return kept.where, kept
-        return int(c["where"][i]), None
+        return int(self._columns["where"][i]), None
+
+    def spots(self, size: int) -> Iterator[list[tuple[int, Kept | None]]]:
+        """:meth:`spot` of every held session, in first-seen order, ``size`` at a time:
+        by their rows, no ID looked up."""
+        for start in range(0, len(self._order), size):
+            yield [self._spot_at(i) for i in self._order[start : start + size]]
 
     def put(self, session_id: str, kept: Kept, *, plain: bool = False) -> None:
         """Keep ``kept`` as the session's answer (a new session goes last). ``plain``:
