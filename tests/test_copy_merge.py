@@ -83,6 +83,8 @@ def test_a_copied_report_verifies_intact_under_its_new_provenance(tmp_path: Path
 def test_a_merge_of_no_new_rows_copies_the_report_whole(tmp_path: Path) -> None:
     report = write(tmp_path / "r.parquet", rows(20))
     out = merge(report, tmp_path / "out.parquet", [])
+    end = data_end(report)
+    assert out.read_bytes()[:end] == report.read_bytes()[:end]
     assert pq.read_table(out).to_pylist() == pq.read_table(report).to_pylist()
     assert verify_report(out).ok
 

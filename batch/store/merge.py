@@ -113,7 +113,12 @@ def open_report(path: Path) -> Iterator[pq.ParquetFile]:
     """The report at ``path`` through one open file (one version of a replaced report),
     read without pre-buffering whole row groups."""
     with pa.OSFile(str(path)) as f:
-        yield pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+        yield _parquet(f)
+
+
+def _parquet(source: pa.NativeFile) -> pq.ParquetFile:
+    # pre-buffering and the buffer's size: memory and speed only, the same rows
+    return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)  # pragma: no mutate
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -374,8 +379,8 @@ def _copied(writer: ReportWriter, path: Path, ids: pa.Array) -> bool:
     rows is a held session's (the run only adds rows, as a nightly run of new sessions
     does) and its columns are the writer's (:meth:`ReportWriter.copy_row_groups`)."""
     try:
-        with path.open("rb") as source:
-            report = pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)
+        with pa.OSFile(str(path)) as source:
+            report = _parquet(source)
             return not _holds_any(report, ids) and writer.copy_row_groups(report, source)
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from None
@@ -386,9 +391,8 @@ def _holds_any(report: pq.ParquetFile, ids: pa.Array) -> bool:
     if not len(ids):
         return False
     # the batch's size and the thread: memory and speed only, the same answer
-    batches = report.iter_batches(  # pragma: no mutate
-        batch_size=_BATCH, columns=["session_id"], use_threads=False
-    )
+    ids_only = ["session_id"]
+    batches = report.iter_batches(_BATCH, columns=ids_only, use_threads=False)  # pragma: no mutate
     return any(pc.any(pc.is_in(b.column(0), value_set=ids)).as_py() for b in batches)
 
 

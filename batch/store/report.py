@@ -310,7 +310,7 @@ class ReportWriter:
             self._failure = storage_error("report", self._file.tmp, exc)
             raise self._failure from None
 
-    def copy_row_groups(self, report: pq.ParquetFile, source: BinaryIO) -> bool:
+    def copy_row_groups(self, report: pq.ParquetFile, source: pa.NativeFile) -> bool:
         """Begin with every row of ``report`` (read through ``source``), its row groups
         copied byte for byte: not decoded and encoded again (issue 19: a merge that only
         adds rows then costs what reading the report costs). Whether it did.
@@ -412,7 +412,7 @@ _MAGIC = b"PAR1"
 _COPY_CHUNK = 1 << 20  # bytes of row groups copied at a time
 
 
-def _data_end(f: BinaryIO) -> int:
+def _data_end(f: BinaryIO | pa.NativeFile) -> int:
     """Where the footer of the Parquet file ``f`` begins (its row groups end there)."""
     size = f.seek(0, os.SEEK_END)
     f.seek(size - 8)
