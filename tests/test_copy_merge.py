@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from batch.errors import OutputError
 from batch.model import Status
 from batch.store.ledger import Ledger
 from batch.store.manifest import RowDigest, verify_report
@@ -39,7 +41,11 @@ def merge(report: Path, out: Path, added: list[Row], schema: pa.Schema = SCHEMA)
     for row in added:
         ledger.add(row)
     writer = ReportWriter(out, schema=merged_schema(base.schema, schema), batch_rows=2)
-    stream_merge(writer, base, ledger)
+    try:
+        stream_merge(writer, base, ledger)
+    except BaseException:
+        writer.abandon()  # as a run does
+        raise
     writer.commit({"run": "second"}, input_sha256="1" * 64)
     return out
 
@@ -155,3 +161,17 @@ def test_a_column_whose_name_is_also_a_nested_path_still_digests_as_by_batches(
     by_batches, by_columns = digest_both_ways(path, 30)
     assert by_columns.hexdigest() == by_batches.hexdigest()
     assert by_columns.sketch.to_text() == by_batches.sketch.to_text()
+
+
+def test_a_report_that_breaks_while_it_is_rewritten_is_named_in_the_error(
+    tmp_path: Path,
+) -> None:
+    report = write(tmp_path / "r.parquet", rows(40))
+    chunk = pq.read_metadata(report).row_group(1).column(SCHEMA.names.index("confidence"))
+    raw = bytearray(report.read_bytes())
+    start = chunk.data_page_offset
+    raw[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    report.write_bytes(bytes(raw))
+    answer = Row("s001", status=Status.SUCCEEDED, fetched_at=T0)  # not a copy: a rewrite
+    with pytest.raises(OutputError, match=f"cannot read the existing report {report}"):
+        merge(report, tmp_path / "out.parquet", [answer])
