@@ -136,7 +136,7 @@ class Recorder:
         old = self._kept.get(row.session_id)
         where = self.spill.append(row, columns)
         kept = fold(old, row, where)
-        # the row's own answer: a settled one is read back from the spill when needed
+        # the row's own answer: its moments and counts are read back from the spill
         plain = old is None or kept == fold(None, row, where)
         self._kept.put(row.session_id, kept, plain=plain)
         return kept
