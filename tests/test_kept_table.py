@@ -4,10 +4,24 @@ comes out, in first-seen order, and a session costs a few typed array cells, not
 from __future__ import annotations
 
 import tracemalloc
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from batch.model import Status
-from batch.store.ledger import Details, Kept, KeptTable, pending, unresolved
+from batch.store import ledger
+from batch.store.ids import SessionIds
+from batch.store.ledger import (
+    Details,
+    Kept,
+    KeptTable,
+    local_steps_due,
+    own,
+    pending,
+    settled,
+    unresolved,
+)
 
 T0 = datetime(2026, 12, 4, 23, 0, 0, 123456, tzinfo=UTC)
 
@@ -71,6 +85,7 @@ def test_the_brief_says_pending_and_unresolved_as_the_rule_does() -> None:
         assert brief is not None
         assert (brief.status, brief.error_code) == (status, error)
         assert (brief.pending, brief.unresolved) == (pending(answer), unresolved(answer))
+        assert (brief.settled, brief.steps_due) == (settled(answer), local_steps_due(answer))
     assert table.brief("missing") is None
 
 
@@ -154,3 +169,62 @@ def test_past_256_distinct_answers_each_still_comes_back_as_it_went_in() -> None
         Kept(None, f"Error{n}", None, T0, 0, 1, n) for n in (0, 255, 256, 299)
     ]
     assert dict(table.briefs([f"s{n}" for n in range(300)]))[table.brief("s299")] == 1  # type: ignore[index]
+
+
+def test_a_rows_details_are_its_moments_and_counts_and_anything_else_is_none() -> None:
+    later = T0 + timedelta(seconds=1)
+    values = {"fetched_at": T0, "checked_at": later, "checks": 3, "attempts": 2, "x": 1}
+    assert Details.of(values) == Details(T0, later, 3, 2)
+    assert Details.of({}) == Details(None, None, None, 0)
+    odd = {"fetched_at": "T0", "checked_at": 5, "checks": "3", "attempts": None}
+    assert Details.of(odd) == Details(None, None, None, 0)
+
+
+def test_a_rows_own_counts_are_its_checks_or_attempts_and_its_latest_moment() -> None:
+    later = T0 + timedelta(seconds=1)
+    assert own(Details(T0, None, None, 2)) == (2, T0)
+    assert own(Details(T0, later, 5, 2)) == (5, later)
+    assert own(Details(later, T0, 0, 3)) == (0, later)
+    assert own(Details(None, None, None, 4)) == (4, None)
+
+
+def test_the_spots_come_in_first_seen_order_a_few_at_a_time() -> None:
+    spill = Spilled()
+    table = KeptTable(read=spill)
+    merged = Kept(Status.SUCCEEDED, None, T0, T0, 4, 1, 4)
+    table.put("a", Kept(Status.SUCCEEDED, None, T0, T0, 1, 1, 7), plain=True)
+    table.put("b", merged)
+    table.put("c", Kept(Status.EXPIRED, None, T0, T0, 1, 1, 9), plain=True)
+    assert list(table.spots(2)) == [[(7, None), (4, merged)], [(9, None)]]
+    assert spill.read == []
+
+
+def test_the_finished_places_of_the_plan_are_read_off_the_flags() -> None:
+    planned = [str(uuid.UUID(int=n + 1, version=4)) for n in range(5)]
+    table = KeptTable(SessionIds.of(planned))
+    for n in (0, 2, 3):
+        table.put(planned[n], kept(n))
+    table.finish(planned[3])
+    table.finish(planned[0])
+    assert table.finished_rows().tolist() == [True, False, False, True, False]  # type: ignore[union-attr]
+    assert KeptTable().finished_rows() is None
+
+
+def test_the_plans_briefs_are_counted_a_chunk_at_a_time_as_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ledger, "_COUNTED", 4)
+    planned = [str(uuid.UUID(int=n + 1, version=4)) for n in range(23)]
+    index = SessionIds.of(planned)
+    table = KeptTable(index)
+    answers = [(Status.SUCCEEDED, None), (None, "ThrottlingException"), (Status.FAILED, None)]
+    for n, sid in enumerate(planned[:20]):
+        table.put(sid, kept(n, *answers[n % 3]))
+    by_columns = dict(table.briefs(index))
+    assert {(b.status, b.error_code): n for b, n in by_columns.items()} == {
+        (Status.SUCCEEDED, None): 7,
+        (None, "ThrottlingException"): 7,
+        (Status.FAILED, None): 6,
+    }
+    one_by_one = dict(table.briefs(planned))  # type: ignore[arg-type]  # repeats: last wins
+    assert set(one_by_one) == set(by_columns)
