@@ -226,5 +226,5 @@ def test_the_plans_briefs_are_counted_a_chunk_at_a_time_as_one_by_one(
         (None, "ThrottlingException"): 7,
         (Status.FAILED, None): 6,
     }
-    one_by_one = dict(table.briefs(planned))  # type: ignore[arg-type]  # repeats: last wins
+    one_by_one = dict(table.briefs(planned))  # repeats: the last wins
     assert set(one_by_one) == set(by_columns)
