@@ -221,7 +221,10 @@ class Daybook:
         OutputError when a local report is locked by a ``run`` (tried again next time).
         """
         snapshot = dict(day.rows)
-        arrived = day.arrived
+        # tried (published or not): the next try is at publish_every or after publish_rows
+        # more answers, never at every answer while it fails (answers that came while it
+        # was publishing count on)
+        day.arrived = 0
         private_dir(day.local.parent, mode=self._mode)
         check_output(day.local)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
@@ -242,7 +245,6 @@ class Daybook:
                 gone.add(sid)
         # changed since the snapshot (a row published and then dropped is not a change)
         day.changed = any(snapshot.get(sid) is not row for sid, row in day.rows.items())
-        day.arrived -= arrived  # those that came while it was publishing count on
         self._rotate(day)
         return rows
 
