@@ -29,6 +29,8 @@ __all__ = [
     "LARGE_TYPES",
     "Hashes",
     "Sketch",
+    "first_fingerprints",
+    "fold_column",
     "is_temporal",
     "list_lengths",
     "row_fingerprints",
@@ -192,10 +194,22 @@ def row_fingerprints(batch: pa.RecordBatch | pa.Table) -> Hashes:
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else None
         if batch is None:
             return np.zeros(0, dtype=np.uint64)
-    hashes = np.full(batch.num_rows, _POS, dtype=np.uint64)
+    hashes = first_fingerprints(batch.num_rows)
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        hashes = _mix(hashes ^ _name(name) ^ _hashes(column))
+        hashes = fold_column(hashes, name, column)
     return hashes
+
+
+def first_fingerprints(rows: int) -> Hashes:
+    """The fingerprints of ``rows`` rows before any column is folded in."""
+    return np.full(rows, _POS, dtype=np.uint64)
+
+
+def fold_column(hashes: Hashes, name: str, column: pa.Array) -> Hashes:
+    """``hashes`` (the rows' fingerprints so far) with the rows' values of column ``name``
+    folded in: :func:`row_fingerprints` folds the columns in order, and so may a reader
+    that holds one column at a time."""
+    return _mix(hashes ^ _name(name) ^ _hashes(column))
 
 
 _TABLES = 3  # cells a row goes into, one in each third of the sketch

@@ -43,7 +43,10 @@ from batch.model import MANIFEST_FORMAT, MANIFEST_FORMATS, Manifest
 from batch.store.encoding import json_default, read_footer
 from batch.store.fingerprint import (
     LARGE_TYPES,
+    Hashes,
     Sketch,
+    first_fingerprints,
+    fold_column,
     is_temporal,
     list_lengths,
     row_fingerprints,
@@ -118,6 +121,40 @@ class RowDigest:
         self.sketch.add(row_fingerprints(batch))
         self.rows += batch.num_rows
 
+    def update_report(self, report: pq.ParquetFile) -> None:
+        """Every row of ``report``: the digest :meth:`update` makes of its batches, read
+        one column of one row group at a time (``READ_BATCH`` rows of it at once), so that
+        only a sliver of a row group is decoded at once (issue 19: a report's size must
+        not show in a run's memory). A report whose column names do not each select their
+        own column alone (a name with a dot) is read by batches."""
+        if not _columns_apart(report):
+            for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
+                self.update(batch)
+                give_back()
+            return
+        metadata = report.metadata
+        for group in range(metadata.num_row_groups):
+            prints = first_fingerprints(metadata.row_group(group).num_rows)
+            if not len(prints):  # as update() skips an empty batch
+                continue
+            for name in report.schema_arrow.names:
+                self._update_column(report, group, name, prints)
+            self.sketch.add(prints)
+            self.rows += len(prints)
+
+    def _update_column(self, report: pq.ParquetFile, group: int, name: str, prints: Hashes) -> None:
+        """Column ``name`` of row group ``group`` into the streams and ``prints``."""
+        start = 0
+        for batch in report.iter_batches(
+            batch_size=READ_BATCH, row_groups=[group], columns=[name], use_threads=False
+        ):
+            column = batch.column(0)
+            self._feed(name, column)
+            end = start + len(column)
+            prints[start:end] = fold_column(prints[start:end], name, column)
+            start = end
+        give_back()
+
     def _stream(self, name: str, data: bytes | memoryview) -> None:
         stream = self._streams.get(name)
         if stream is None:
@@ -160,6 +197,35 @@ class RowDigest:
         for name, stream in self._streams.items():
             whole.update(name.encode() + b"\0" + stream.digest())
         return whole.hexdigest()
+
+
+def _columns_apart(report: pq.ParquetFile) -> bool:
+    """Whether each top-level column's name selects its own Parquet columns and no other
+    (pyarrow selects by dotted path prefix: ``a.b`` also names ``a``'s field ``b``)."""
+    paths = [column.path for column in report.schema]
+    start = 0
+    for field in report.schema_arrow:
+        end = start + _leaves(field.type)
+        named = {
+            i
+            for i, path in enumerate(paths)
+            if path == field.name or path.startswith(f"{field.name}.")
+        }
+        if named != set(range(start, end)):
+            return False
+        start = end
+    return start == len(paths)
+
+
+def _leaves(kind: pa.DataType) -> int:
+    """The Parquet columns a column of type ``kind`` is stored in."""
+    if pa.types.is_struct(kind):
+        return sum(_leaves(field.type) for field in kind)
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    return 1
 
 
 def _as_numbers(array: pa.Array) -> pa.Array:
@@ -231,9 +297,12 @@ def verify_report(
     try:
         with pa.OSFile(str(path)) as f:  # one open file: one version of a replaced report
             report = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
-            for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
-                digest.update(batch)
-                give_back()
+            if isinstance(digest, RowDigest):
+                digest.update_report(report)
+            else:
+                for batch in report.iter_batches(batch_size=READ_BATCH, use_threads=False):
+                    digest.update(batch)
+                    give_back()
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"cannot read the rows of {path}: {exc}") from None
     problems = []

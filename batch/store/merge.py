@@ -14,7 +14,9 @@ So a merge never holds the report as Python objects:
 3. :func:`stream_merge` copies the report row group by row group into the new file
    (:class:`~batch.store.report.ReportWriter`), each batch cast to the merged schema; the
    rows of sessions the ledger holds are replaced, where they stand, by the ledger's row;
-   the ledger's sessions the report did not have follow, in the ledger's order.
+   the ledger's sessions the report did not have follow, in the ledger's order. When
+   the run replaces no row and adds no column (a nightly run of new sessions), the row
+   groups are copied byte for byte instead: nothing of the report is encoded again.
 
 Memory is the ledger (the run's sessions) plus one row group, whatever the report's size.
 """
@@ -111,7 +113,12 @@ def open_report(path: Path) -> Iterator[pq.ParquetFile]:
     """The report at ``path`` through one open file (one version of a replaced report),
     read without pre-buffering whole row groups."""
     with pa.OSFile(str(path)) as f:
-        yield pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+        yield _parquet(f)
+
+
+def _parquet(source: pa.NativeFile) -> pq.ParquetFile:
+    # pre-buffering and the buffer's size: memory and speed only, the same rows
+    return pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20)  # pragma: no mutate
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -357,13 +364,36 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
     written: set[str] = set()
     if base.path is not None:
         ids = pa.array(order, type=pa.string())
-        for batch in _batches(base.path):
-            writer.write_batch(_replaced(writer, batch, ids, held, written))
-            give_back()
+        if not _copied(writer, base.path, ids):
+            for batch in _batches(base.path):
+                writer.write_batch(_replaced(writer, batch, ids, held, written))
+                give_back()
     for start in range(0, len(order), _HELD):
         chunk = [sid for sid in order[start : start + _HELD] if sid not in written]
         for values in held.columns(chunk):  # no Row made of each: straight to Arrow
             writer.add_columns(values)
+
+
+def _copied(writer: ReportWriter, path: Path, ids: pa.Array) -> bool:
+    """Whether the report's row groups went into ``writer`` as they are: when none of its
+    rows is a held session's (the run only adds rows, as a nightly run of new sessions
+    does) and its columns are the writer's (:meth:`ReportWriter.copy_row_groups`)."""
+    try:
+        with pa.OSFile(str(path)) as source:
+            report = _parquet(source)
+            return not _holds_any(report, ids) and writer.copy_row_groups(report, source)
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _holds_any(report: pq.ParquetFile, ids: pa.Array) -> bool:
+    """Whether a row of ``report`` is one of the sessions ``ids`` (its IDs read alone)."""
+    if not len(ids):
+        return False
+    # the batch's size and the thread: memory and speed only, the same answer
+    ids_only = ["session_id"]  # pragma: no mutate  # the columns read: memory only
+    batches = report.iter_batches(_BATCH, columns=ids_only, use_threads=False)  # pragma: no mutate
+    return any(pc.any(pc.is_in(b.column(0), value_set=ids)).as_py() for b in batches)
 
 
 def _replaced(

@@ -68,7 +68,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -243,12 +243,15 @@ class ReportWriter:
         self._group_rows = 0
         self._digest = RowDigest()
         self._failure: StorageError | None = None  # the first failed write
+        self._copied: pq.FileMetaData | None = None  # row groups taken as they are
         # pyarrow imports pandas on its first conversion (~0.2 s): pay it now, not in the
         # middle of a paced run where it would stall every worker at once.
         pa.array([""])
         self._file = file or AtomicFile(path, mode=mode, what="report")
+        # one stream for the writer and the copied bytes, so its offsets count both
+        self._sink = pa.PythonFile(self._file.file, mode="w")
         try:
-            self._writer = pq.ParquetWriter(self._file.file, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
         except (OSError, pa.ArrowException) as exc:
             self._file.discard()
             raise OutputError(f"cannot write the report next to {path}: {exc}") from None
@@ -307,6 +310,46 @@ class ReportWriter:
             self._failure = storage_error("report", self._file.tmp, exc)
             raise self._failure from None
 
+    def copy_row_groups(self, report: pq.ParquetFile, source: pa.NativeFile) -> bool:
+        """Begin with every row of ``report`` (read through ``source``), its row groups
+        copied byte for byte: not decoded and encoded again (issue 19: a merge that only
+        adds rows then costs what reading the report costs). Whether it did.
+
+        Only as the first thing written, into a report of the same columns (in Arrow and
+        in Parquet); otherwise nothing is written and the caller streams the rows. The
+        copied row groups keep their offsets (the file starts as ``report`` does), and
+        :meth:`commit` writes one footer over them and the row groups written after.
+        The rows are read once more, a batch at a time, for the manifest. A failed read
+        raises ``OSError`` or ``ArrowException`` (the caller names the report).
+        """
+        metadata = report.metadata
+        if self.rows or self._buffer or self._group or self._copied is not None:
+            return False
+        if not metadata.num_row_groups or not self._same_columns(report):
+            return False
+        end = _data_end(source)
+        source.seek(len(_MAGIC))  # the writer wrote the magic bytes already
+        while (left := end - source.tell()) > 0:
+            chunk = source.read(min(left, _COPY_CHUNK))
+            if not chunk:
+                raise OSError("the report is shorter than its footer says")
+            self._write_bytes(chunk)
+        self._copied = metadata
+        self._digest.update_report(report)
+        self.rows = self._digest.rows
+        return True
+
+    def _same_columns(self, report: pq.ParquetFile) -> bool:
+        ours = _empty_footer(self.schema, {}).schema
+        return bool(report.schema_arrow.equals(self.schema) and report.metadata.schema.equals(ours))
+
+    def _write_bytes(self, chunk: bytes) -> None:
+        try:
+            self._sink.write(chunk)
+        except OSError as exc:
+            self._failure = storage_error("report", self._file.tmp, exc)
+            raise self._failure from None
+
     def commit(self, provenance: Mapping[str, object], *, input_sha256: str) -> Manifest:
         """Write the last rows, provenance and manifest, fsync, move the file into place.
 
@@ -320,11 +363,13 @@ class ReportWriter:
             rows_sha256=self._digest.hexdigest(),
             sketch=self._digest.sketch.to_text(),
         )
-        self._writer.add_key_value_metadata(
-            {METADATA_KEY: json.dumps(provenance), MANIFEST_KEY: manifest.to_json()}
-        )
+        footer = {METADATA_KEY: json.dumps(provenance), MANIFEST_KEY: manifest.to_json()}
+        if self._copied is None:
+            self._writer.add_key_value_metadata(footer)
         try:
             self._writer.close()
+            if self._copied is not None:
+                self._write_footer(footer, self._copied)
             self._file.commit()
         except OSError as exc:
             self._failure = storage_error("report", self._file.tmp, exc)
@@ -334,6 +379,22 @@ class ReportWriter:
             self._file.discard()
             raise
         return manifest
+
+    def _write_footer(self, footer: Mapping[bytes, str], copied: pq.FileMetaData) -> None:
+        """Replace the writer's footer (the row groups it wrote) with one over the
+        ``copied`` row groups, then those, under ``footer``'s metadata."""
+        metadata = _empty_footer(self.schema, footer)
+        metadata.append_row_groups(copied)
+        written = self._writer.writer.metadata
+        if written.num_row_groups:
+            metadata.append_row_groups(written)
+        out = pa.BufferOutputStream()
+        metadata.write_metadata_file(out)
+        f = self._file.file
+        f.flush()
+        f.seek(_data_end(f))
+        f.truncate()
+        f.write(out.getvalue().to_pybytes()[len(_MAGIC) :])
 
     def abandon(self) -> None:
         """Drop the temporary file (the report at ``path``, if any, is left as it was).
@@ -345,6 +406,30 @@ class ReportWriter:
                 self._writer.close()
         finally:
             self._file.discard()
+
+
+_MAGIC = b"PAR1"
+_COPY_CHUNK = 1 << 20  # bytes of row groups copied at a time
+
+
+def _data_end(f: BinaryIO | pa.NativeFile) -> int:
+    """Where the footer of the Parquet file ``f`` begins (its row groups end there)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(size - 8)
+    tail = f.read(8)
+    if len(tail) != 8 or tail[4:] != _MAGIC:
+        raise OSError("not a Parquet file: no footer")
+    return size - 8 - int.from_bytes(tail[:4], "little")
+
+
+def _empty_footer(schema: pa.Schema, metadata: Mapping[bytes, str]) -> pq.FileMetaData:
+    """The footer of a report of ``schema`` with no rows, under ``metadata``."""
+    out = pa.BufferOutputStream()
+    writer = pq.ParquetWriter(out, schema, compression="zstd")
+    if metadata:
+        writer.add_key_value_metadata(metadata)
+    writer.close()
+    return writer.writer.metadata
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
