@@ -8,7 +8,8 @@ no session is being settled any more (``--settle`` seconds of real time each), t
 jumps a day: the rollover publishes the day and closes it (its pending rows past their
 settle window leave memory with it). Within the day the shipped settings publish (every
 ``publish_rows`` answers: the whole day's file comes at once, so the shipped
-``publish_every`` of real time rarely passes; ``--publish-every`` overrides it). After
+``publish_every`` of real time rarely passes; ``--publish-every`` and ``--publish-rows``
+override them: ``--publish-every 24h --publish-rows 10000000`` holds a whole day). After
 each day: RSS now and the peak so far (``/proc/self/status``), the days open and the rows
 held, and what tells a leak of Python objects from the allocator's slack: the memory
 blocks Python has allocated (``sys.getallocatedblocks``) and the objects the collector
@@ -17,7 +18,7 @@ wall and CPU time. The IDs are read from the emulator's file a day at a time, so
 script itself holds none of them between days.
 
 Usage: .venv/bin/python scripts/bench_follow_week.py [--days 7] [--per-day 20000]
-           [--settle 3s] [--publish-every 24h]
+           [--settle 3s] [--publish-every 24h] [--publish-rows 10000]
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def python_heap() -> tuple[int, int]:
 
 
 async def week(  # the benchmark's arguments, named
-    work: Path, ids: TextIO, days: int, per_day: int, settle: str, publish_every: str | None
+    work: Path, ids: TextIO, days: int, per_day: int, settle: str, publish: dict[str, object]
 ) -> None:
     inbox = work / "inbox"
     inbox.mkdir()
@@ -133,7 +134,7 @@ async def week(  # the benchmark's arguments, named
             "poll_interval": "1s",
             "rate": 5000,
         }
-        | ({"publish_every": publish_every} if publish_every else {})  # else the shipped
+        | {k: v for k, v in publish.items() if v is not None}  # else the shipped
     )
 
     def render(at: datetime) -> str:
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=20_000)
     parser.add_argument("--settle", default="3s")
     parser.add_argument("--publish-every", help="default: the shipped setting")
+    parser.add_argument("--publish-rows", type=int, help="default: the shipped setting")
     args = parser.parse_args()
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # the emulator too
@@ -194,7 +196,14 @@ def main() -> None:
             with (work / "in.csv").open(encoding="utf-8") as ids:
                 ids.readline()  # the header
                 asyncio.run(
-                    week(work, ids, args.days, args.per_day, args.settle, args.publish_every)
+                    week(
+                        work,
+                        ids,
+                        args.days,
+                        args.per_day,
+                        args.settle,
+                        {"publish_every": args.publish_every, "publish_rows": args.publish_rows},
+                    )
                 )
         finally:
             emulator.terminate()
