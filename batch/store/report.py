@@ -319,9 +319,9 @@ class ReportWriter:
         in Parquet); otherwise nothing is written and the caller streams the rows. The
         copied row groups keep their offsets (the file starts as ``report`` does), and
         :meth:`commit` writes one footer over them and the row groups written after.
-        The rows are read once more, a batch at a time, for the manifest. A failed read
-        raises ``OSError`` or ``ArrowException`` (the caller names the report).
-        """
+        The rows are read once more for the manifest, a column of a row group at a time
+        (:meth:`~batch.store.manifest.RowDigest.update_report`). A failed read raises
+        ``OSError`` or ``ArrowException`` (the caller names the report)."""
         metadata = report.metadata
         if self.rows or self._buffer or self._group or self._copied is not None:
             return False
