@@ -259,6 +259,12 @@ class Settings(BaseModel):
     publish_every: Annotated[float, FOLLOW] = Field(
         300.0, gt=0, le=86_400, description="Publish the day's report this often."
     )
+    publish_rows: Annotated[int, Option(commands=("follow",))] = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Publish a day sooner, once this many answers came since its last publish.",
+    )
     # summaries
     threshold: Annotated[float, Option(commands=("run", "summarize"))] = Field(
         80.0, ge=0, le=100, description="Confidence that passes."

@@ -6,28 +6,35 @@ good), and runs ``follow`` in this process with an injected clock. Each simulate
 a file of that day's IDs is dropped into the inbox; once every ID has a first answer and
 no session is being settled any more (``--settle`` seconds of real time each), the clock
 jumps a day: the rollover publishes the day and closes it (its pending rows past their
-settle window leave memory with it). After each day: RSS now and the peak so far
-(``/proc/self/status``), the days open and the rows held, and what tells a leak of
-Python objects from the allocator's slack: the memory blocks Python has allocated
-(``sys.getallocatedblocks``) and the objects the collector tracks, after a collection;
-the day's wall and CPU time. The IDs are read from the emulator's file a day at a time,
-so the script itself holds none of them between days.
+settle window leave memory with it). Within the day the shipped settings publish (every
+``publish_rows`` answers: the whole day's file comes at once, so the shipped
+``publish_every`` of real time rarely passes; ``--publish-every`` and ``--publish-rows``
+override them: ``--publish-every 24h --publish-rows 10000000`` holds a whole day). After
+each day: RSS now and the peak so far (``/proc/self/status``), the days open and the rows
+held, and what tells a leak of Python objects from the allocator's slack: the memory
+blocks Python has allocated (``sys.getallocatedblocks``) and the objects the collector
+tracks, after a collection; pymalloc's arenas and glibc's, by what they hold; the day's
+wall and CPU time. The IDs are read from the emulator's file a day at a time, so the
+script itself holds none of them between days.
 
 Usage: .venv/bin/python scripts/bench_follow_week.py [--days 7] [--per-day 20000]
-           [--settle 3s]
+           [--settle 3s] [--publish-every 24h] [--publish-rows 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import itertools
 import os
+import re
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -60,13 +67,61 @@ async def until(check: object, limit: float, service: asyncio.Task[FollowSummary
         await asyncio.sleep(0.2)
 
 
+def _stderr_of(call: Callable[[], object]) -> str:
+    """What ``call`` writes to file descriptor 2 (C code's stderr)."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            call()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        return out.read().decode()
+
+
+def allocators() -> str:
+    """Where the resident memory is, in MB: pymalloc's arenas (``sys._debugmallocstats``)
+    and glibc's arenas (``malloc_stats``: the main one and the threads', system bytes
+    and in use; mapped blocks)."""
+    mb = 1024 * 1024
+    text = _stderr_of(sys._debugmallocstats)
+    arenas = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
+    used = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    line = "pymalloc ?"
+    if arenas and used:
+        line = (
+            f"pymalloc {int(arenas[1].replace(',', ''))} arenas, "
+            f"{int(used[1].replace(',', '')) / mb:.1f} MB in blocks"
+        )
+    try:
+        stats = _stderr_of(ctypes.CDLL(None).malloc_stats)
+    except (OSError, AttributeError):
+        return line
+    system = [int(n) for n in re.findall(r"^system bytes\s*=\s*(\d+)", stats, re.M)]
+    in_use = [int(n) for n in re.findall(r"^in use bytes\s*=\s*(\d+)", stats, re.M)]
+    mapped = re.search(r"^max mmap regions\s*=\s*(\d+)", stats, re.M)
+    arenas_text = ", ".join(
+        f"{s / mb:.1f}/{u / mb:.1f}" for s, u in zip(system[:-1], in_use[:-1], strict=True)
+    )
+    return (
+        f"{line}; glibc arenas (system/in use) {arenas_text}; "
+        f"total {system[-1] / mb:.1f}/{in_use[-1] / mb:.1f}"
+        + (f", max mmap regions {mapped[1]}" if mapped else "")
+    )
+
+
 def python_heap() -> tuple[int, int]:
     """(memory blocks Python has allocated, objects the collector tracks) after a collection."""
     gc.collect()
     return sys.getallocatedblocks(), len(gc.get_objects())
 
 
-async def week(work: Path, ids: TextIO, days: int, per_day: int, settle: str) -> None:
+async def week(  # the benchmark's arguments, named
+    work: Path, ids: TextIO, days: int, per_day: int, settle: str, publish: dict[str, object]
+) -> None:
     inbox = work / "inbox"
     inbox.mkdir()
     template = str(work / "audit-{date}.parquet")
@@ -77,9 +132,9 @@ async def week(work: Path, ids: TextIO, days: int, per_day: int, settle: str) ->
             "settle": settle,
             "settle_interval": "1s",
             "poll_interval": "1s",
-            "publish_every": "24h",  # the rollover publishes
             "rate": 5000,
         }
+        | {k: v for k, v in publish.items() if v is not None}  # else the shipped
     )
 
     def render(at: datetime) -> str:
@@ -109,13 +164,15 @@ async def week(work: Path, ids: TextIO, days: int, per_day: int, settle: str) ->
             blocks, objects = python_heap()
             print(
                 f"day {day + 1}: {asked:,} sessions asked, captured {f.captured:,}, "
-                f"settling given up {f.settle_stopped:,}; RSS {rss:.1f} MB, peak {peak:.1f} MB; "
+                f"settling given up {f.settle_stopped:,}, publishes {f.publishes}; "
+                f"RSS {rss:.1f} MB, peak {peak:.1f} MB; "
                 f"days open {len(capture.daybook.days)}, rows held {held:,}; "
                 f"python blocks {blocks:,}, objects {objects:,}; "
                 f"wall {time.monotonic() - wall:.0f} s, CPU {time.process_time() - cpu:.0f} s, "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            print(f"  {allocators()}", flush=True)
         capture.stop.request("benchmark over")
         await task
 
@@ -125,6 +182,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--per-day", type=int, default=20_000)
     parser.add_argument("--settle", default="3s")
+    parser.add_argument("--publish-every", help="default: the shipped setting")
+    parser.add_argument("--publish-rows", type=int, help="default: the shipped setting")
     args = parser.parse_args()
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # the emulator too
@@ -136,7 +195,16 @@ def main() -> None:
             print(f"{args.days} days x {args.per_day:,} sessions, load {os.getloadavg()[0]:.2f}")
             with (work / "in.csv").open(encoding="utf-8") as ids:
                 ids.readline()  # the header
-                asyncio.run(week(work, ids, args.days, args.per_day, args.settle))
+                asyncio.run(
+                    week(
+                        work,
+                        ids,
+                        args.days,
+                        args.per_day,
+                        args.settle,
+                        {"publish_every": args.publish_every, "publish_rows": args.publish_rows},
+                    )
+                )
         finally:
             emulator.terminate()
             emulator.wait()

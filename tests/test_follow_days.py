@@ -41,11 +41,11 @@ async def until(check: object, what: str) -> None:
 
 
 def around_midnight(
-    tmp_path: Path, moment: list[datetime], settle: str
+    tmp_path: Path, moment: list[datetime], settle: str, publish_rows: int = 10_000
 ) -> tuple[Path, contextlib.AbstractAsyncContextManager[Capture]]:
     """A folder-watching service writing ``audit-{date}.parquet`` in ``tmp_path``, on the
     calendar ``moment[0]`` (moved by the test): its inbox and the service to open.
-    Only the rollover and the exit publish."""
+    Only the rollover, the exit and ``publish_rows`` answers since a publish publish."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     template = str(tmp_path / "audit-{date}.parquet")
@@ -56,6 +56,7 @@ def around_midnight(
             "settle_interval": "1s",
             "poll_interval": "1s",
             "publish_every": "1h",  # only the rollover and the exit publish
+            "publish_rows": publish_rows,
         }
     )
 
@@ -190,3 +191,32 @@ async def test_closed_days_leave_no_session_held_in_memory(
     assert capture.figures.settle_stopped == 6  # the stuck sessions were given up on
     assert held == [Holding(0, 0, 0, 0, 0, 0, 0, 0)] * 3
     assert held[-1].sessions == 0
+
+
+async def test_a_burst_is_published_within_the_day_so_the_rows_held_stay_under_publish_rows(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Issue 24: a file of a day's sessions at once is not held whole until
+    ``publish_every`` (an hour here): every ``publish_rows`` answers the day is published
+    and its settled rows leave memory."""
+    moment = [datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)]
+    inbox, opened = around_midnight(tmp_path, moment, "0s", publish_rows=5)
+    report = tmp_path / "audit-2026-03-01.parquet"
+    ids = emulator.create_sessions(23, start_after=0.0, finish_after=0.0)
+    async with opened as capture:
+        task = asyncio.create_task(capture.run())
+        drop(inbox, "burst.csv", ids)
+        await until(lambda: capture.figures.captured == 23, "every session captured")
+        await until(lambda: report.exists() and len(report_rows(report)) >= 19, "published")
+        await until(lambda: capture.holding().rows < 5, "the published rows gone from memory")
+        held = capture.holding()
+        capture.stop.request("test over")
+        summary = await asyncio.wait_for(task, DEADLINE)
+
+    assert summary.aborted is None
+    assert held.rows < 5  # what stays per session is its ID, not to ask it again today
+    assert held.rows + held.settled == 23
+    assert held.sessions - held.settled < 5
+    assert capture.figures.publishes >= 2  # within the day (5 answers or more each), at exit
+    assert sorted(report_rows(report).index) == sorted(ids)
+    assert captured(report, ids)

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from batch.aws.s3 import connect_s3
 from batch.config import load_settings
 from batch.emulator import EmulatorThread
+from batch.errors import AuditError
 from batch.follow.consumed import Consumed
-from batch.follow.daybook import publish_rows
+from batch.follow.daybook import Daybook, publish_rows
 from batch.follow.source import FolderSource, S3Source
 from batch.model import Outcome, SessionResult, Status
 from batch.store.locations import S3Url
@@ -207,3 +209,38 @@ def test_consumed_names_of_a_queue_are_forgotten_after_its_retention(tmp_path: P
 
     assert consumed.identities() == {"s3://inbox/new.csv": "e2"}
     consumed.close()
+
+
+async def test_a_failed_publish_is_tried_again_after_publish_rows_more_answers_not_at_each(
+    tmp_path: Path,
+) -> None:
+    """A day that could not be published (its folder cannot be made) keeps its rows, and
+    is not crowded again until as many answers came again: the service does not try a
+    failing publish at every answer."""
+    blocked = tmp_path / "day"
+    blocked.write_text("a file where the day's folder goes")
+    state = tmp_path / "state"
+    book = Daybook(
+        lambda _: str(blocked / "audit.parquet"),
+        timezone="UTC",
+        state=state,
+        work_dir=state,
+        store=None,
+        provenance={},
+    )
+    try:
+        for n in range(3):
+            book.add(Row.invalid(f"not-an-id-{n}", "not a session ID"))
+        assert book.crowded(3)
+        (day,) = book.days.values()
+        with pytest.raises(AuditError):
+            await book.publish(day)
+        assert not book.crowded(3)
+        assert len(day.rows) == 3  # kept, and in the journal
+        book.add(Row.invalid("not-an-id-3", "not a session ID"))
+        book.add(Row.invalid("not-an-id-4", "not a session ID"))
+        assert not book.crowded(3)
+        book.add(Row.invalid("not-an-id-5", "not a session ID"))
+        assert book.crowded(3)
+    finally:
+        book.close()

@@ -9,8 +9,10 @@ Tasks inside one worker pool (the run's: limiter, retry policy, breaker, abort r
 - ``feed``: the backlog into the pool, oldest first (those expire first);
 - ``settle``: pending sessions back into the pool at the settle interval
   (:class:`~batch.engine.settle.Settler`);
-- ``publish``: every ``publish_every``, and at a day's rollover, each changed day's
-  report is merged and published (:mod:`batch.follow.daybook`), metrics refreshed;
+- ``publish``: every ``publish_every``, at a day's rollover, and as soon as a day has
+  ``publish_rows`` answers since its last publish (a burst: the rows held in memory stay
+  bounded), each changed day's report is merged and published
+  (:mod:`batch.follow.daybook`), metrics refreshed;
 - ``show``: the progress line (or JSON event) every ``log_interval``.
 
 Each answer is journaled as it arrives. A file is consumed once each of its new IDs has
@@ -63,7 +65,7 @@ from batch.follow.queue import SQS_RETENTION, SqsQueue, SqsSource, open_queue
 from batch.follow.source import FolderSource, Found, S3Source, Source
 from batch.logs import LOGGER, event
 from batch.model import Outcome
-from batch.pacing.clock import LOOP, Clock
+from batch.pacing.clock import LOOP, Clock, wait_for_event
 from batch.store.checkpoint import RunLock
 from batch.store.files import parse_mode, private_dir
 from batch.store.inputs import Plan, read_plan
@@ -178,6 +180,7 @@ class Capture:
         self._left: dict[str, int] = {}  # file being asked -> IDs without a first answer
         self._new_ids = asyncio.Event()
         self._settle_wake = asyncio.Event()
+        self._crowded = asyncio.Event()  # a day has ``publish_rows`` answers unpublished
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -409,6 +412,8 @@ class Capture:
         row now kept for the session."""
         row = Row.of(outcome, paths)
         _, kept = self.daybook.add(row, self._now())
+        if self.daybook.crowded(self.settings.publish_rows):
+            self._crowded.set()
         sid = outcome.session_id
         first = self._waiting.pop(sid, None)
         if first is not None:
@@ -442,9 +447,10 @@ class Capture:
         every = self.settings.publish_every
         last, key = self._clock.now(), self.daybook.key_at(self._now())
         while True:
-            await self._clock.sleep(min(1.0, every))
+            crowded = await wait_for_event(self._clock, self._crowded, min(1.0, every))
+            self._crowded.clear()
             now_key = self.daybook.key_at(self._now())
-            if now_key == key and self._clock.now() - last < every:
+            if now_key == key and self._clock.now() - last < every and not crowded:
                 continue
             if now_key != key:
                 log.info("a new day: %s (publishing %s)", now_key, key, extra=event("rollover"))

@@ -72,6 +72,7 @@ class Day:
     journal_path: Path
     rows: dict[str, Row] = field(default_factory=dict)
     changed: bool = False  # rows arrived since the last publish
+    arrived: int = 0  # answers since the last publish (a burst publishes early: issue 24)
 
     def unsettled(self) -> list[Row]:
         return [row for row in self.rows.values() if not settled(row)]
@@ -175,11 +176,16 @@ class Daybook:
         kept = keep(before, row)
         day.rows[sid] = kept
         day.changed = True
+        day.arrived += 1
         if settled(kept):
             self.home.pop(sid, None)
         else:
             self.home[sid] = key
         return before, kept
+
+    def crowded(self, limit: int) -> bool:
+        """Some day has ``limit`` answers or more since its last publish."""
+        return any(day.arrived >= limit for day in self.days.values())
 
     def remember_settled(self, key: str, session_ids: Iterable[str]) -> None:
         """Sessions of day ``key`` settled already (its report, read at a restart)."""
@@ -215,6 +221,10 @@ class Daybook:
         OutputError when a local report is locked by a ``run`` (tried again next time).
         """
         snapshot = dict(day.rows)
+        # tried (published or not): the next try is at publish_every or after publish_rows
+        # more answers, never at every answer while it fails (answers that came while it
+        # was publishing count on)
+        day.arrived = 0
         private_dir(day.local.parent, mode=self._mode)
         check_output(day.local)
         provenance = {**self._provenance, "published_at": datetime.now(UTC).isoformat()}
