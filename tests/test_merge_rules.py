@@ -594,7 +594,7 @@ def test_a_batch_of_nothing_but_repeats_already_written_adds_no_row(
 def test_new_sessions_are_asked_for_a_chunk_at_a_time_each_once(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(merge, "_HELD", 2)
+    monkeypatch.setattr(merge, "HELD_AT_ONCE", 2)
     path = write(tmp_path / "r.parquet", [answer(2), answer(4)])
     held = Held([answer(n) for n in range(1, 7)])
     table = merged(tmp_path, read_base(path), held)

@@ -38,15 +38,13 @@ from batch.store.ledger import (
     own,
 )
 from batch.store.manifest import Manifest
-from batch.store.merge import Base, merged_schema, rows_for, stream_merge
+from batch.store.merge import HELD_AT_ONCE, Base, merged_schema, rows_for, stream_merge
 from batch.store.report import SCHEMA, Decorate, ReportWriter
 from batch.store.row import Row
 from batch.store.seal import Seals
 from batch.store.spill import Spill, spill_path
 
 __all__ = ["Recorder"]
-
-_HELD = 1024  # held rows made dicts at a time (as the merge does)
 
 
 def ids_path(report: Path) -> Path:
@@ -300,7 +298,7 @@ class Recorder:
         plan's are paged out first (:meth:`~batch.store.ids.SessionIds.page_out`)."""
         if self._index is not None:
             self._index.page_out(ids_path(self.report), mode=self._mode)
-        for spots in self._kept.spots(_HELD):
+        for spots in self._kept.spots(HELD_AT_ONCE):
             for values in self._columns_at(spots):
                 writer.add_columns(values)
 

@@ -118,7 +118,7 @@ class Work:
             end = min(start + _BATCH, len(self.ids))
             chosen = self.asked[start:end] if len(self.asked) else _first(self.asks, start, end)
             if unless is not None:
-                chosen = chosen & ~unless[start : start + _BATCH]
+                chosen = chosen & ~unless[start:end]
             rows = np.flatnonzero(chosen) + start
             yield from (self.ids[row] for row in rows.tolist())
 

@@ -18,7 +18,8 @@ So a merge never holds the report as Python objects:
    the run replaces no row and adds no column (a nightly run of new sessions), the row
    groups are copied byte for byte instead: nothing of the report is encoded again.
 
-Memory is the ledger (the run's sessions) plus one row group, whatever the report's size.
+Memory is the ledger (the run's sessions) plus one row group, and the report's footer
+(~1 KB a column chunk, held twice while the new one is built: ~12 bytes a row).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from batch.store.seal import Seals
 log = logging.getLogger(LOGGER)
 
 __all__ = [
+    "HELD_AT_ONCE",
     "Base",
     "EditedReportError",
     "Held",
@@ -65,7 +67,7 @@ __all__ = [
 ]
 
 _BATCH = READ_BATCH  # rows of the report read (and written) at a time
-_HELD = 1024  # held rows made dicts at a time (~4 KB each)
+HELD_AT_ONCE = 1024  # held rows made dicts at a time (~4 KB each)
 
 
 class SchemaError(UsageError):
@@ -358,7 +360,7 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
     ledger's rule; it replaces that row where it stands, and takes the columns only the
     report's row has (kept input columns, reconciliation, region of earlier runs). The
     writer completes each held row (``decorate``) as it does any row it is given. The
-    sessions the report did not have follow, ``_HELD`` at a time.
+    sessions the report did not have follow, ``HELD_AT_ONCE`` at a time.
     """
     order = held.held()
     written: set[str] = set()
@@ -368,8 +370,8 @@ def stream_merge(writer: ReportWriter, base: Base, held: Held) -> None:
             for batch in _batches(base.path):
                 writer.write_batch(_replaced(writer, batch, ids, held, written))
                 give_back()
-    for start in range(0, len(order), _HELD):
-        chunk = [sid for sid in order[start : start + _HELD] if sid not in written]
+    for start in range(0, len(order), HELD_AT_ONCE):
+        chunk = [sid for sid in order[start : start + HELD_AT_ONCE] if sid not in written]
         for values in held.columns(chunk):  # no Row made of each: straight to Arrow
             writer.add_columns(values)
 
