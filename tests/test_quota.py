@@ -69,13 +69,21 @@ def test_without_a_share_the_audit_takes_production_s_room(
     busy: EmulatorThread, tmp_path: Path
 ) -> None:
     # The other side of the test above: production's load, the audit free to find the
-    # quota. A quota of 20/s (production 8/s) so that even a CPU-starved audit on a loaded
-    # machine probes above the 12/s left and meets production's calls (at 100/s it did
-    # not always, under a load average of 10); 200 sessions, some 15 s at what is left.
+    # quota. A quota of 20/s (production 8/s), 200 sessions, some 15 s at the 12/s left.
+    # Whether one of production's calls (every 125 ms) lands while the audit has the
+    # bucket dry is chance: 1 to 20 of some 130 were throttled in runs here, and once, in
+    # CI, none. What is certain is what puts production at risk: the audit runs past the
+    # half a share would allow, and runs the bucket dry (its own throttles, by the
+    # emulator's count). docs/BENCHMARKS.md ("production") measures what that costs.
     busy.configure(tps=20, burst=2, background_tps=8, latency=0.01)
     code, events, _, _ = audit(busy, tmp_path, 200, "--rate", "400")
     assert code == 0, events
-    assert busy.stats()["production"]["throttled"] > 0
+    rates = [e["limiter_rate"] for e in events if e["event"] == "progress"]
+    assert max(rates) > 0.5 * 20
+    stats = busy.stats()
+    assert stats["outcomes"]["throttled"] > 0
+    assert stats["outcomes"]["ok"] >= 200
+    assert stats["production"]["calls"] > 0
     assert events[-1]["quota"] is None  # no quota known: nothing claimed about it
 
 
