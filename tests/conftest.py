@@ -16,10 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from batch.emulator import EmulatorSettings, EmulatorThread
 from tests.helpers import ACCESS_KEY, SECRET_KEY
 from tests.s3server import MotoServer
+
+# Properties are checked for what they assert, not for speed: a loaded machine that
+# pauses the process for a quarter second must not fail one on Hypothesis's deadline.
+settings.register_profile("liveness-audit", deadline=None)
+settings.load_profile("liveness-audit")
 
 # Fast settings for tests: generous rate, backoff switched off (no waiting between
 # attempts: retries still pass the limiter), small report batches to exercise batching,

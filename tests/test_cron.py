@@ -25,8 +25,9 @@ def test_json_logs_one_event_per_line(
 ) -> None:
     emulator.configure(latency=0.02, tps=60, burst=2)
     monkeypatch.setenv("LIVENESS_AUDIT_LOG_INTERVAL", "0.2")
-    source = tmp_path / "in.csv"
-    write_input(source, list(emulator.population.ids()[:150]))
+    source, ids = tmp_path / "in.csv", list(emulator.population.ids()[:150])
+    write_input(source, ids)
+    emulator.script(ids[0], ["throttle"])  # one throttle for certain (and the cut it makes)
     ran = run_cli(
         "run",
         source,

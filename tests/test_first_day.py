@@ -27,7 +27,9 @@ from batch.emulator import EmulatorThread
 from tests.following import wait_until
 from tests.helpers import ACCESS_KEY, SECRET_KEY
 
-pytestmark = pytest.mark.slow
+# The module fixture (a wheel built and installed, about 90 s quiet) is timed with its first
+# test: 300 s, the default, is too close on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parent.parent
 DENIED_KEY = "DENIEDKEY00000000001"  # the emulator answers AccessDeniedException to it

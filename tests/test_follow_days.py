@@ -82,7 +82,15 @@ async def test_a_day_rollover_gives_two_dated_reports_each_complete(
         drop(inbox, "a.csv", first + late)
         day1 = tmp_path / "audit-2026-03-01.parquet"
         day2 = tmp_path / "audit-2026-03-02.parquet"
-        await until(lambda: capture.figures.captured >= 2, "the first day's results")
+        figures = capture.figures
+        await until(  # all three answered once (a session's day is its first answer's)
+            lambda: (
+                figures.captured >= 2
+                and figures.sessions_asked == 3
+                and not figures.standing["unanswered"]
+            ),
+            "the first day's answers",
+        )
         moment[0] += timedelta(seconds=15)  # midnight passes: day 1 is published
         second = emulator.create_sessions(3, start_after=0.0, finish_after=0.0)
         drop(inbox, "b.csv", second)

@@ -27,10 +27,10 @@ def test_sessions_in_progress_settle_during_the_run_and_never_started_ones_expir
     emulator: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIVENESS_AUDIT_LOG_INTERVAL", "0.1")  # progress lines while waiting
-    # Settled 3 s and 4 s after creation: a run that takes a second or two to start on a
-    # loaded machine still finds every session pending at its first question.
-    emulator.configure(lifetime=60.0, expire_unfinished=4.0)
-    started = emulator.create_sessions(4, start_after=0.0, finish_after=3.0)
+    # Settled 6 s and 7 s after creation: a run that takes seconds to start on a loaded
+    # machine still finds every session pending at its first question.
+    emulator.configure(lifetime=60.0, expire_unfinished=7.0)
+    started = emulator.create_sessions(4, start_after=0.0, finish_after=6.0)
     never = emulator.create_sessions(3, start_after=None, fate="EXPIRED")
     ids = started + never
     source = tmp_path / "in.csv"

@@ -50,7 +50,9 @@ def test_an_s3_report_replaced_by_a_non_report_mid_run_names_the_complete_local_
     client = s3.client()
     client.create_bucket(Bucket="reports")
     emulator.configure(lifetime=600.0, expire_unfinished=300.0)
-    ids = emulator.create_sessions(3, start_after=0.0, finish_after=1.5, fate="SUCCEEDED")
+    # They finish 6 s after creation: well after the run's first questions (a loaded
+    # machine takes seconds to start the CLI), so the report is replaced while they settle.
+    ids = emulator.create_sessions(3, start_after=0.0, finish_after=6.0, fate="SUCCEEDED")
     source = tmp_path / "in.csv"
     write_input(source, ids)
     work = tmp_path / "work"
@@ -68,7 +70,7 @@ def test_an_s3_report_replaced_by_a_non_report_mid_run_names_the_complete_local_
         "--no-progress",
     )
     limit = time.monotonic() + DEADLINE
-    while emulator.stats()["requests"] < 1:  # the run has read the key (absent) and asks
+    while emulator.stats()["requests"] < 3:  # the run has read the key (absent) and asks
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < limit, "the run never asked"
         time.sleep(0.01)
