@@ -495,12 +495,32 @@ async def test_a_quota_that_comes_back_is_found_again_within_30_seconds() -> Non
 
 async def test_slow_start_doubles_under_50_per_second_and_grows_by_growth_above() -> None:
     t = VirtualClock()
-    lim = limiter(t, 10_000, start=5.0)  # the default growth, 1.25
+    lim = limiter(t, 10_000, start=5.0)  # the default growth, 1.2
     rates = []
     for _ in range(6):
-        lim.succeeded(await lim.acquire())  # each answer is one at the current rate
+        sent = await lim.acquire()
+        t.advance(0.08)  # answers in 80 ms: 1.2 per answer time is over 8 and under 32 a second
+        lim.succeeded(sent)
         rates.append(lim.rate)
     assert rates == pytest.approx([10, 20, 40, 80, 96, 115.2])
+
+
+async def test_above_50_per_second_answers_at_once_grow_the_rate_32_fold_a_second() -> None:
+    t = VirtualClock()
+    lim = limiter(t, 10_000, start=25.0)
+    lim.succeeded(await lim.acquire())  # under 50/s: doubles, whatever the time
+    assert lim.rate == pytest.approx(50)
+    grown = t.now()
+    rates = []
+    for _ in range(3):  # from 50/s on, capped: growth per answer time (1.2) would be more
+        lim.succeeded(await lim.acquire())
+        rates.append((lim.rate, t.now() - grown))
+        grown = t.now()
+    before = 50.0
+    for rate, elapsed in rates:
+        assert elapsed > 0
+        assert rate == pytest.approx(before * 32**elapsed)
+        before = rate
 
 
 async def test_at_150_ms_from_no_rate_09_q_of_500_comes_within_2_s() -> None:
@@ -512,6 +532,22 @@ async def test_at_150_ms_from_no_rate_09_q_of_500_comes_within_2_s() -> None:
     lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
     await service.run(lim, 2.0)
     assert service.through(1.8, 2.0) >= 0.9 * 500 * 0.2
+
+
+async def test_at_5_ms_answers_the_start_does_not_overshoot_a_hidden_quota_twentyfold() -> None:
+    # Answers in 5 ms grew the rate by `growth` every 5 ms: it sent at 3,320/s, 22 times a
+    # quota of 150 that a bucket of 150 hid, when the bucket's first refusal came back (72
+    # throttles in the first second, 8% of the run). Above 50/s it now grows at most
+    # 32-fold a second, which still takes 50/s to 1,000/s within a second.
+    timing = Timing(latency=0.005, round_trip=0.0005, dist="lognormal", jitter=0.5)
+    service = VirtualService(quota=150, burst=150, timing=timing)
+    lim = Limiter(10_000, start=5.0, clock=service.clock)
+    await service.run(lim, 5.0)
+    sent = [s.at for s in service.sends]
+    peak = max(sum(1 for at in sent if t / 100 <= at < t / 100 + 0.05) for t in range(500))
+    assert peak / 0.05 <= 8 * 150
+    assert service.throttled() <= 0.025 * len(sent)
+    assert service.through(0, 5) >= 0.95 * (150 * 5 + 150)  # the quota and the burst
 
 
 # --- issue 21: a service whose throttles come back before its successes -----------------

@@ -9,7 +9,8 @@ Finding the quota. Without a configured rate (``start`` given) the rate slow-sta
 it grows at each answer by what one answer time (the mean of successes) allows, so only
 while answers come: doubling per answer time under 50/s, by ``growth`` above, where a
 bucket's burst hides the quota, and at least eight-fold a second (at 150 ms, 1.37 per
-answer time: 0.9 x 500/s within 2 s).
+answer time: 0.9 x 500/s within 2 s), at most 32-fold (at 5 ms, ``growth`` per answer
+time ran thirty times past a quota of 150 before the bucket's first refusal came back).
 
 Reading it (issue 21). A throttle is answered in a round trip, a success after a lookup,
 so the quota is read only from spans whose answers are all in (:mod:`batch.pacing.
@@ -59,6 +60,7 @@ _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, af
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _AT_LEAST = 8.0  # ... per answer time, and at least this much a second (long latencies)
+_AT_MOST = 32.0  # ... and, above `_DOUBLE_BELOW`, at most this much a second (short ones)
 _PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 _MEMORY = 10.0  # seconds a measured estimate is climbed back to after a reading's cut
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
@@ -258,7 +260,10 @@ class Limiter:
         latency = self._ledger.latency
         since = min(1.0, (now - self._grown_at) / latency) if latency > 0 else 1.0
         per_answer_time = max(self._growth(), _AT_LEAST**latency)
-        self._base = min(self.max_rate, self._base * per_answer_time**since)
+        factor = per_answer_time**since
+        if self._base >= _DOUBLE_BELOW:  # answers in 5 ms would grow it 38-fold in 0.1 s
+            factor = min(factor, _AT_MOST ** (now - self._grown_at))
+        self._base = min(self.max_rate, self._base * factor)
         self._grown_at = now
 
     def _growth(self) -> float:
