@@ -539,7 +539,9 @@ async def test_at_5_ms_answers_the_start_does_not_overshoot_a_hidden_quota_twent
     # quota of 150 that a bucket of 150 hid, when the bucket's first refusal came back (72
     # throttles in the first second, 8% of the run). Above 50/s it now grows at most
     # 32-fold a second, which still takes 50/s to 1,000/s within a second.
-    timing = Timing(latency=0.005, round_trip=0.0005, dist="lognormal", jitter=0.5)
+    timing = Timing(
+        latency=0.005, round_trip=0.0005, dist="lognormal", jitter=0.5, throttle="success"
+    )
     service = VirtualService(quota=150, burst=150, timing=timing)
     lim = Limiter(10_000, start=5.0, clock=service.clock)
     await service.run(lim, 5.0)
