@@ -10,7 +10,7 @@ it grows at each answer by what one answer time (the mean of successes) allows, 
 while answers come: doubling per answer time under 50/s, by ``growth`` above, where a
 bucket's burst hides the quota, and at least eight-fold a second (at 150 ms, 1.37 per
 answer time: 0.9 x 500/s within 2 s), at most 32-fold (at 5 ms, ``growth`` per answer
-time ran thirty times past a quota of 150 before the bucket's first refusal came back).
+time ran twenty times past a quota of 150 before the bucket's first refusal came back).
 
 Reading it (issue 21). A throttle is answered in a round trip, a success after a lookup,
 so the quota is read only from spans whose answers are all in (:mod:`batch.pacing.
@@ -58,10 +58,10 @@ _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the 
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
+_PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _AT_LEAST = 8.0  # ... per answer time, and at least this much a second (long latencies)
 _AT_MOST = 32.0  # ... and, above `_DOUBLE_BELOW`, at most this much a second (short ones)
-_PROBE_MAX = 200.0  # ... or this many seconds, if fewer
 _MEMORY = 10.0  # seconds a measured estimate is climbed back to after a reading's cut
 _KNEE = 0.05  # that far past the estimate, the quota has risen: on at `probe`'s pace
 
