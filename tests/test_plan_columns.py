@@ -53,6 +53,21 @@ def test_ids_sharing_their_first_half_are_each_found_and_a_near_miss_is_not() ->
     assert list(ids) == same
 
 
+def test_many_ids_sharing_their_first_half_among_others_are_each_found_at_their_place() -> None:
+    # made-up IDs (a counter in the last group) share their first half: each is found by
+    # a binary search on both halves, and a key between two of them, or past the last,
+    # is not one of them
+    made = [f"00000000-0000-4000-8000-{n:012x}" for n in range(2, 6000, 2)]
+    others = [
+        str(uuid.UUID(int=n * 0x9E3779B97F4A7C15_F39CC0605CEDC834 % 2**128)) for n in range(500)
+    ]
+    everything = others[:250] + made[::-1] + others[250:]
+    ids = SessionIds.of(everything)
+    assert [ids.row(sid) for sid in everything] == list(range(len(everything)))
+    for missing in (1, 3, 2999, 6000, 6001, 0xFFFFFFFFFFFF):
+        assert ids.row(f"00000000-0000-4000-8000-{missing:012x}") is None
+
+
 def test_repeated_keys_keep_their_first_place_and_order() -> None:
     keys = uuid_keys(pa.array([A, B, A, C, B, C, A]))
     ids, firsts = SessionIds.unique(keys)

@@ -11,6 +11,7 @@ in flight are Python objects.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
@@ -125,9 +126,9 @@ class SessionIds(Sequence[str]):
     """Unique session IDs in input order, as 16-byte keys; :meth:`row` finds one's place.
 
     Held in input order as two uint64 halves, with the input row of each key in sorted
-    order (an int32) and every 64th first half in that order: a lookup searches those
+    order (an int32) and every 16th first half in that order: a lookup searches those
     (``np.searchsorted``, on integers several times faster than on 16-byte strings), then
-    the 128 keys between. 20 bytes a session. Equal to a tuple
+    the 32 keys between. 20 bytes a session. Equal to a tuple
     or list of the same IDs in the same order (what a plan's IDs were).
     """
 
@@ -197,12 +198,13 @@ class SessionIds(Sequence[str]):
             return
         try:
             fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, what="IDs", mode=mode)
-            with os.fdopen(fd, "w+b") as f:
+            with os.fdopen(fd, "w+b") as f:  # mapped through the file written, not its name
                 for column in (self._hi, self._lo, self._order):
                     column.tofile(f)
-            hi = np.memmap(path, np.uint64, "r", 0, (n,))
-            lo = np.memmap(path, np.uint64, "r", 8 * n, (n,))
-            order = np.memmap(path, np.int32, "r", 16 * n, (n,))
+                f.flush()
+                hi = np.memmap(f, np.uint64, "r", 0, (n,))
+                lo = np.memmap(f, np.uint64, "r", 8 * n, (n,))
+                order = np.memmap(f, np.int32, "r", 16 * n, (n,))
         except (OSError, OutputError, StorageError):
             return
         finally:
@@ -224,9 +226,17 @@ class SessionIds(Sequence[str]):
             return None
         if self._lo[span[at]] == lo:
             return int(span[at])
-        # IDs sharing their first half (not seen in random UUIDs): look at all of them
-        same = np.flatnonzero((self._hi == hi) & (self._lo == lo))
-        return int(same[0]) if len(same) else None
+        # IDs sharing their first half (not seen in random UUIDs, but in made-up ones):
+        # a binary search on both halves through the sort order, from the first of them
+        pair = (int(hi), int(lo))
+        found = bisect.bisect_left(self._order, pair, lo=start + at, key=self._pair)
+        if found < len(self._order) and self._pair(self._order[found]) == pair:
+            return int(self._order[found])
+        return None
+
+    def _pair(self, row: int) -> tuple[int, int]:
+        """The key at input ``row`` as its two halves (they sort as the key does)."""
+        return int(self._hi[row]), int(self._lo[row])
 
     def _keys(self, rows: slice | npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
         """The 16 bytes of the keys at input ``rows``, one row each."""
