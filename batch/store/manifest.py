@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ class RowDigest:
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
             chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
             for chunk in chunks:
-                self._feed(name, chunk)
+                self._feed(_escaped(name), chunk)
         self.sketch.add(row_fingerprints(batch))
         self.rows += batch.num_rows
 
@@ -149,7 +150,7 @@ class RowDigest:
             batch_size=READ_BATCH, row_groups=[group], columns=[name], use_threads=False
         ):
             column = batch.column(0)
-            self._feed(name, column)
+            self._feed(_escaped(name), column)
             end = start + len(column)
             prints[start:end] = fold_column(prints[start:end], name, column)
             start = end
@@ -179,7 +180,7 @@ class RowDigest:
             self._feed(f"{path}[]", array.flatten())
         elif pa.types.is_struct(kind):
             for field, child in zip(kind, array.flatten(), strict=True):
-                self._feed(f"{path}.{field.name}", child)
+                self._feed(f"{path}.{_escaped(field.name)}", child)
         elif pa.types.is_boolean(kind):
             self._stream(
                 f"{path}#data",
@@ -192,11 +193,27 @@ class RowDigest:
             text = pa.array([None if v is None else repr(v) for v in array.to_pylist()])
             self._feed(f"{path}#text", text)
 
+    @property
+    def streams(self) -> dict[str, str]:
+        """Each stream's name and SHA-256 so far (to see which part of a report differs)."""
+        return {name: stream.hexdigest() for name, stream in self._streams.items()}
+
     def hexdigest(self) -> str:
         whole = hashlib.sha256()
         for name, stream in self._streams.items():
             whole.update(name.encode() + b"\0" + stream.digest())
         return whole.hexdigest()
+
+
+_SPECIAL = re.compile(r"[\\.\[\]#]")
+
+
+def _escaped(name: str) -> str:
+    """A column's name as the root of its stream names: ``\\`` before each ``.``, ``[``,
+    ``]``, ``#`` and ``\\``, which the streams of nested fields use, so that a kept input
+    column named ``a.b`` has streams apart from a struct ``a``'s field ``b``. Other names
+    are as they were, and so are the digests of earlier reports."""
+    return _SPECIAL.sub(lambda m: "\\" + m.group(), name)
 
 
 def _columns_apart(report: pq.ParquetFile) -> bool:
