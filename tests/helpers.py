@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,20 @@ class Ran:
     code: int
     stdout: str
     stderr: str
+
+
+def utc_day() -> str:
+    """Today's UTC date, as the tool's ``{date}`` fills it in."""
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def dated(before: str, exists: Callable[[str], bool]) -> str:
+    """The day (``before``, taken before the run, or today's) whose output ``exists``: a
+    run that crosses midnight UTC dates its output by either."""
+    days = list(dict.fromkeys([before, utc_day()]))
+    found = [day for day in days if exists(day)]
+    assert found, f"no output dated {' or '.join(days)}"
+    return found[0]
 
 
 def run_cli(*args: str | Path) -> Ran:

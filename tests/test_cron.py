@@ -15,7 +15,7 @@ import pytest
 from batch.cli.common import render_output
 from batch.emulator import EmulatorThread, write_input
 from batch.errors import ConfigError
-from tests.helpers import run_cli
+from tests.helpers import dated, run_cli, utc_day
 
 UNKNOWN = "00000000-0000-4000-8000-00000000000{}"
 
@@ -78,10 +78,10 @@ def test_a_templated_output_creates_its_dated_folder(
 ) -> None:
     source = tmp_path / "in.csv"
     write_input(source, list(emulator.population.ids()[:5]))
+    before = utc_day()
     ran = run_cli("run", source, "--output", f"{tmp_path}/reports/{{date}}/liveness.parquet")
     assert ran.code == 0, ran.stderr
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert (tmp_path / "reports" / today / "liveness.parquet").is_file()
+    dated(before, lambda day: (tmp_path / "reports" / day / "liveness.parquet").is_file())
     bad = run_cli("run", source, "--output", f"{tmp_path}/{{nope}}.parquet")
     assert bad.code == 2
     assert "unknown placeholder {nope}" in bad.stderr
@@ -172,7 +172,7 @@ def test_nightly_script_runs_the_cron_job(
     root = Path(__file__).resolve().parent.parent
     source = tmp_path / "in.csv"
     write_input(source, list(emulator.population.ids()[:30]))
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    before = utc_day()
     if where == "s3":
         client = request.getfixturevalue("s3").client()
         client.create_bucket(Bucket="nightly-audits")
@@ -190,12 +190,18 @@ def test_nightly_script_runs_the_cron_job(
     done = subprocess.run(args, check=False, timeout=120)
     assert done.returncode == 0
     if where == "s3":
+        listed = client.list_objects_v2(Bucket="nightly-audits", Prefix="liveness/")
+        keys = {item["Key"] for item in listed.get("Contents", [])}
+        today = dated(before, lambda day: f"liveness/date={day}/liveness.parquet" in keys)
         key = f"liveness/date={today}/liveness.parquet"
         body = client.get_object(Bucket="nightly-audits", Key=key)["Body"].read()
         assert len(pd.read_parquet(io.BytesIO(body))) == 30
     else:
-        report = tmp_path / "reports" / f"date={today}" / "liveness.parquet"
-        assert len(pd.read_parquet(report)) == 30
-    log_lines = (tmp_path / "logs" / f"{today}.jsonl").read_text().splitlines()
+        reports = tmp_path / "reports"
+        today = dated(before, lambda day: (reports / f"date={day}" / "liveness.parquet").is_file())
+        assert len(pd.read_parquet(reports / f"date={today}" / "liveness.parquet")) == 30
+    logs = tmp_path / "logs"
+    logged = dated(before, lambda day: (logs / f"{day}.jsonl").is_file())
+    log_lines = (logs / f"{logged}.jsonl").read_text().splitlines()
     assert json.loads(log_lines[-1])["event"] == "end"
     assert metrics(tmp_path / "prom" / "liveness.prom")["liveness_audit_exit_code"] == 0

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +24,7 @@ import pytest
 
 from batch.emulator import EmulatorThread
 from tests.following import wait_until
-from tests.helpers import ACCESS_KEY, SECRET_KEY
+from tests.helpers import ACCESS_KEY, SECRET_KEY, dated, utc_day
 
 # The module fixture (a wheel built and installed, about 90 s quiet) is timed with its first
 # test: 300 s, the default, is too close on a loaded machine.
@@ -135,6 +134,7 @@ def test_nightly_runs_as_cron_runs_it_from_the_install(
         WORK_DIR=str(tmp_path / "work"),
     )
 
+    before = utc_day()
     done = subprocess.run(
         # the timeless emulator's CREATED/IN_PROGRESS sessions never settle: do not wait
         [str(share / "scripts" / "nightly.sh"), str(source), "--settle", "0"],
@@ -148,12 +148,12 @@ def test_nightly_runs_as_cron_runs_it_from_the_install(
     )
 
     assert done.returncode == 0, done.stderr
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    report = tmp_path / "reports" / f"date={today}" / "liveness.parquet"
+    reports, logs = tmp_path / "reports", tmp_path / "logs"
+    today = dated(before, lambda day: (reports / f"date={day}" / "liveness.parquet").is_file())
+    report = reports / f"date={today}" / "liveness.parquet"
     assert sorted(pd.read_parquet(report)["session_id"]) == sorted(ids)
-    events = [
-        json.loads(x) for x in (tmp_path / "logs" / f"{today}.jsonl").read_text().splitlines()
-    ]
+    logged = dated(before, lambda day: (logs / f"{day}.jsonl").is_file())
+    events = [json.loads(x) for x in (logs / f"{logged}.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "end"
     assert events[-1]["exit_code"] == 0
     metrics = tmp_path / "textfile" / "liveness_audit.prom"

@@ -8,7 +8,6 @@ import json
 import random
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,10 @@ from tests.helpers import (
     DEADLINE,
     SECRET_KEY,
     assert_exactly_as_served,
+    dated,
     run_cli,
     start_cli,
+    utc_day,
     wait_for_lines,
 )
 from tests.s3server import MotoServer
@@ -62,12 +63,13 @@ def test_s3_input_to_s3_output(emulator: EmulatorThread, s3: MotoServer, tmp_pat
     ids = list(emulator.population.ids()[:120])
     source = upload_input(client, tmp_path, ids, "inputs/2026-11-24/sessions.parquet")
     work = tmp_path / "work"
+    before = utc_day()
     ran = run_cli(
         "run", source, "--output", f"s3://{BUCKET}/liveness/date={{date}}/part.parquet",
         "--work-dir", work,
     )  # fmt: skip
     assert ran.code == 0, ran.stderr
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    today = dated(before, lambda day: f"date={day}/part.parquet" in ran.stdout)
     key = f"liveness/date={today}/part.parquet"
     assert f"report: s3://{BUCKET}/{key}" in ran.stdout
     assert_exactly_as_served(get_report(client, key), emulator, ids)
