@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 
 import pytest
 
@@ -86,23 +87,48 @@ async def test_a_late_wake_on_a_busy_loop_does_not_lose_slots() -> None:
     assert at_once <= 1 + 500 * 0.010  # the burst stays within the tolerance
 
 
-async def test_idle_time_saves_up_at_most_the_tolerance() -> None:
-    # Replaces "idle time is not saved up as a burst" (no catch-up at all): after a pause
-    # the schedule may lag by 10 ms, so at 500/s six requests (1 + 500 x 10 ms) go at once
-    # and then the pace resumes; at 10/s the next one waits all but those 10 ms.
+async def test_idle_time_is_not_saved_up() -> None:
+    # Replaces "idle time saves up at most the tolerance": after a pause, six requests went
+    # at once at 500/s (1 + 500 x 10 ms). Nobody was waiting for those slots, and behind a
+    # bucket of one token each request sent early is refused: the pace resumes from now.
     t = VirtualClock()
     lim = limiter(t, 500)
     await lim.acquire()
     t.time = 100.0  # a long pause
     released = [await lim.acquire() for _ in range(10)]
-    assert sum(1 for r in released if r <= 100.0 + 1e-9) == 6
-    assert released[-1] == pytest.approx(100.0 + 4 * 0.002 + 0.000, abs=0.0021)
+    assert released == pytest.approx([100.0 + 0.002 * n for n in range(10)])
     t = VirtualClock()
     slow = limiter(t, 10)
     await slow.acquire()
     t.time = 100.0
     assert await slow.acquire() == 100.0
-    assert await slow.acquire() == pytest.approx(100.09)
+    assert await slow.acquire() == pytest.approx(100.1)
+
+
+async def test_a_rate_raised_while_the_next_waiter_sleeps_keeps_the_new_period() -> None:
+    # The next waiter sleeps towards its slot at 20/s; an answer doubles the rate meanwhile.
+    # Woken at the slot it chose, it was 25 ms "late" by the new schedule, and the slot
+    # after it came 10 ms sooner: two requests 15 ms apart at 40/s, which a bucket of one
+    # token at 50/s refuses (Q = 50, burst 1, 150 ms: 0.68 of the quota, now 0.92).
+    t = VirtualClock()
+    lim = Limiter(10_000, start=20.0, clock=t)
+    first = await lim.acquire()
+    t.call_at(0.03, lambda: lim.succeeded(first))  # the slow start doubles: 40/s
+    released = [first, *[await lim.acquire() for _ in range(3)]]
+    assert released[1] == pytest.approx(0.05)  # the slot it slept to
+    gaps = [b - a for a, b in itertools.pairwise(released[1:])]
+    assert gaps == pytest.approx([0.025, 0.025])
+
+
+async def test_at_50_per_second_behind_a_bucket_of_one_token_the_quota_is_found() -> None:
+    # A raised rate let two requests within one token's time: each such pair was refused,
+    # read as the quota, and the rate held at two thirds of it for the whole run (0.68).
+    timing = Timing(latency=0.15, round_trip=0.015)
+    service = VirtualService(quota=50, burst=1, timing=timing, jitter=0.001)
+    lim = Limiter(10_000, start=5.0, decrease=0.5, clock=service.clock)
+    await service.run(lim, 30.0)
+    assert service.through(0, 30) >= 0.85 * 50 * 30
+    assert service.throttled() <= 0.01 * len(service.sends)
 
 
 async def test_first_throttle_cuts_by_decrease_once_per_window() -> None:
