@@ -220,10 +220,10 @@ class Limiter:
             # Caught up: only how late the loop woke this waiter, or let it in while it
             # waited. Not a sleep it chose at a lower rate (raised meanwhile: the slot after
             # came 10 ms sooner, two requests within one token of a bucket of one), nor
-            # time before an idle caller came.
+            # time before an idle caller came (the first caller included).
             idle = called if called > self._released else -math.inf
             late = now - max(woke, idle)
-            self._slot = now if self._slot == -math.inf else max(due, now - min(late, _TOLERANCE))
+            self._slot = max(due, now - min(late, _TOLERANCE))
             self._ledger.released(now, 1.0 / period)
             self._released = now
             return now
