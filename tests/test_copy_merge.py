@@ -165,18 +165,33 @@ def test_a_column_whose_name_is_also_a_nested_path_digests_alike_in_any_batching
     assert by_columns.sketch.to_text() == by_batches.sketch.to_text()
 
 
-def test_a_plain_column_name_keeps_the_stream_names_of_earlier_reports() -> None:
-    # Only names holding ``.``, ``[``, ``]``, ``#`` or ``\`` are escaped, so the digest
-    # of every report written before the escaping is unchanged.
-    table = nested_table(20, dotted=False)
+def test_names_with_dots_that_clash_with_no_other_column_digest_as_in_earlier_reports() -> None:
+    # Only columns whose streams would share names are escaped: a report with a kept
+    # ``customer.id`` column (and no struct ``customer``) keeps the digest it was written
+    # with (pinned from a02cc2b), or ``verify`` and the merge would refuse it.
+    table = pa.table(
+        {
+            "session_id": pa.array(["s1", "s2", "s3"]),
+            "customer.id": pa.array(["c1", None, "c3"]),
+            "score#2": pa.array([1.5, 2.5, None]),
+            "tags": pa.array([{"x.y": 1}, {"x.y": 2}, None], pa.struct([("x.y", pa.int32())])),
+        }
+    )
     digest = RowDigest()
     digest.update(table)
-    assert "images[].w#data" in digest.streams
-    assert "a.b#data" in digest.streams
-    dotted = RowDigest()
-    dotted.update(nested_table(20, dotted=True))
-    assert "a\\.b#data" in dotted.streams
-    assert dotted.streams["a.b#data"] == digest.streams["a.b#data"]
+    assert digest.hexdigest() == "e465f4cd2fcd47c39496c9c57260b1878f59c636d6a1e4b50bfd6bd94a49c477"
+    assert "customer.id#data" in digest.streams
+
+
+def test_only_the_clashing_dotted_column_gets_an_escaped_stream_name() -> None:
+    digest = RowDigest()
+    digest.update(nested_table(20, dotted=True))
+    assert "a.b#data" in digest.streams  # the struct's field, as before
+    assert "a\\.b#data" in digest.streams  # the column named ``a.b``
+    plain = RowDigest()
+    plain.update(nested_table(20, dotted=False))
+    assert plain.streams["a.b#data"] == digest.streams["a.b#data"]
+    assert "images[].w#data" in plain.streams
 
 
 def test_a_report_that_breaks_while_it_is_rewritten_is_named_in_the_error(

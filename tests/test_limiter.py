@@ -87,22 +87,23 @@ async def test_a_late_wake_on_a_busy_loop_does_not_lose_slots() -> None:
     assert at_once <= 1 + 500 * 0.010  # the burst stays within the tolerance
 
 
-async def test_idle_time_is_not_saved_up() -> None:
-    # Replaces "idle time saves up at most the tolerance": after a pause, six requests went
-    # at once at 500/s (1 + 500 x 10 ms). Nobody was waiting for those slots, and behind a
-    # bucket of one token each request sent early is refused: the pace resumes from now.
+async def test_idle_time_saves_up_at_most_the_tolerance() -> None:
+    # Replaces "idle time is not saved up as a burst" (no catch-up at all): after a pause
+    # the schedule may lag by 10 ms, so at 500/s six requests (1 + 500 x 10 ms) go at once
+    # and then the pace resumes; at 10/s the next one waits all but those 10 ms.
     t = VirtualClock()
     lim = limiter(t, 500)
     await lim.acquire()
     t.time = 100.0  # a long pause
     released = [await lim.acquire() for _ in range(10)]
-    assert released == pytest.approx([100.0 + 0.002 * n for n in range(10)])
+    assert sum(1 for r in released if r <= 100.0 + 1e-9) == 6
+    assert released[-1] == pytest.approx(100.0 + 4 * 0.002 + 0.000, abs=0.0021)
     t = VirtualClock()
     slow = limiter(t, 10)
     await slow.acquire()
     t.time = 100.0
     assert await slow.acquire() == 100.0
-    assert await slow.acquire() == pytest.approx(100.1)
+    assert await slow.acquire() == pytest.approx(100.09)
 
 
 async def test_a_rate_raised_while_the_next_waiter_sleeps_keeps_the_new_period() -> None:

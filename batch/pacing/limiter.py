@@ -1,10 +1,10 @@
 """An evenly paced limiter that finds the service's quota and runs right at it.
 
 Pacing. One request every ``1 / rate`` seconds, in arrival order, on the loop's clock.
-A release the loop made late keeps to the schedule if it is at most 10 ms behind (GCRA's
-tolerance: a busy 2-core loop's latency; the burst it allows, ``1 + rate x 10 ms``, is a
-twentieth of a bucket of ``Q / 5``); lateness beyond that, idle time, and a wait begun at
-a lower rate are not saved up (behind a bucket of one token, each costs a throttle).
+A late release keeps to the schedule if it is at most 10 ms behind (GCRA's tolerance: a
+busy 2-core loop's latency; the burst it allows, ``1 + rate x 10 ms``, is a twentieth of
+a bucket of ``Q / 5``); lateness beyond that, and idle time, is not saved up, nor is a
+wait begun at a lower rate (behind a bucket of one token, that cost a throttle).
 
 Finding the quota. Without a configured rate (``start`` given) the rate slow-starts:
 it grows at each answer by what one answer time (the mean of successes) allows, so only
@@ -125,7 +125,6 @@ class Limiter:
         self._clock = clock
         self._turn = asyncio.Lock()
         self._slot = -math.inf  # the schedule: the last slot released
-        self._released = -math.inf  # when the last request was released
         self._phase: Phase = "start" if first < self.max_rate else "steady"
         self._base = first  # the rate right after the last cut or step
         self._estimate = first  # the quota estimate the rate climbs back to
@@ -200,13 +199,12 @@ class Limiter:
         """Wait for this caller's turn: slots are ``1 / rate`` apart, in arrival order.
 
         Waiters queue on a lock (FIFO); the one at the head sleeps until one period after
-        the last slot, at the rate of the moment. Woken late (past the time it slept to, or
-        let in past its slot while it waited), it takes its slot on the schedule if that is
-        at most the tolerance (10 ms) behind (the next waiters then go at once until the
-        schedule has caught up), else the slot that much back.
+        the last slot, at the rate of the moment. Woken late (past the time it slept to), or
+        let in past its slot, it takes its slot on the schedule if that is at most the
+        tolerance (10 ms) behind the clock (the next waiters then go at once until the
+        schedule has caught up), else the slot 10 ms back.
         Returns the time of release: pass it back as ``sent_at`` with the answer.
         """
-        called = self._now()
         async with self._turn:
             now, woke = self._now(), -math.inf
             while True:
@@ -217,15 +215,15 @@ class Limiter:
                 woke = now + min(due - now, _RECHECK)
                 await self._clock.sleep(woke - now)
                 now = self._now()
-            # Caught up: only how late the loop woke this waiter, or let it in while it
-            # waited. Not a sleep it chose at a lower rate (raised meanwhile: the slot after
-            # came 10 ms sooner, two requests within one token of a bucket of one), nor
-            # time before an idle caller came (the first caller included).
-            idle = called if called > self._released else -math.inf
-            late = now - max(woke, idle)
-            self._slot = max(due, now - min(late, _TOLERANCE))
+            # Caught up: how late the loop woke this waiter, not a sleep it chose at a lower
+            # rate (raised meanwhile, the slot after came up to 10 ms sooner: two requests
+            # within one token's time, which a bucket of one refuses).
+            late = now - woke
+            if self._slot == -math.inf:
+                self._slot = now
+            else:
+                self._slot = max(due, now - min(late, _TOLERANCE))
             self._ledger.released(now, 1.0 / period)
-            self._released = now
             return now
 
     async def __aenter__(self) -> float:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,10 +115,11 @@ class RowDigest:
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
         if not batch.num_rows:
             return
+        roots = stream_roots(batch.schema)
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
             chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
             for chunk in chunks:
-                self._feed(_escaped(name), chunk)
+                self._feed(roots[name], chunk)
         self.sketch.add(row_fingerprints(batch))
         self.rows += batch.num_rows
 
@@ -138,19 +139,23 @@ class RowDigest:
             prints = first_fingerprints(metadata.row_group(group).num_rows)
             if not len(prints):  # as update() skips an empty batch
                 continue
+            roots = stream_roots(report.schema_arrow)
             for name in report.schema_arrow.names:
-                self._update_column(report, group, name, prints)
+                self._update_column(report, group, name, roots[name], prints)
             self.sketch.add(prints)
             self.rows += len(prints)
 
-    def _update_column(self, report: pq.ParquetFile, group: int, name: str, prints: Hashes) -> None:
-        """Column ``name`` of row group ``group`` into the streams and ``prints``."""
+    def _update_column(
+        self, report: pq.ParquetFile, group: int, name: str, root: str, prints: Hashes
+    ) -> None:
+        """Column ``name`` of row group ``group`` into the streams (under ``root``) and
+        ``prints``."""
         start = 0
         for batch in report.iter_batches(
             batch_size=READ_BATCH, row_groups=[group], columns=[name], use_threads=False
         ):
             column = batch.column(0)
-            self._feed(_escaped(name), column)
+            self._feed(root, column)
             end = start + len(column)
             prints[start:end] = fold_column(prints[start:end], name, column)
             start = end
@@ -180,7 +185,7 @@ class RowDigest:
             self._feed(f"{path}[]", array.flatten())
         elif pa.types.is_struct(kind):
             for field, child in zip(kind, array.flatten(), strict=True):
-                self._feed(f"{path}.{_escaped(field.name)}", child)
+                self._feed(f"{path}.{field.name}", child)
         elif pa.types.is_boolean(kind):
             self._stream(
                 f"{path}#data",
@@ -208,12 +213,51 @@ class RowDigest:
 _SPECIAL = re.compile(r"[\\.\[\]#]")
 
 
-def _escaped(name: str) -> str:
-    """A column's name as the root of its stream names: ``\\`` before each ``.``, ``[``,
-    ``]``, ``#`` and ``\\``, which the streams of nested fields use, so that a kept input
-    column named ``a.b`` has streams apart from a struct ``a``'s field ``b``. Other names
-    are as they were, and so are the digests of earlier reports."""
-    return _SPECIAL.sub(lambda m: "\\" + m.group(), name)
+def stream_roots(schema: pa.Schema) -> dict[str, str]:
+    """Each column's name as the root of its stream names (:meth:`RowDigest._feed`).
+
+    The name itself, as in every report before, unless two columns' streams would share a
+    name: a kept input column ``a.b`` beside a struct ``a`` with a field ``b``. Their bytes
+    would then interleave by batch, and the digest would depend on the batching. Such
+    columns' names are escaped (``\\`` before ``.``, ``[``, ``]``, ``#`` and ``\\``) until
+    no two share a stream."""
+    roots = {name: name for name in schema.names}
+    while True:
+        owners: dict[str, str] = {}
+        clashing: set[str] = set()
+        for field in schema:
+            for path in _paths(roots[field.name], field.type):
+                owner = owners.setdefault(path, field.name)
+                if owner != field.name:
+                    clashing |= {owner, field.name}
+        fresh = {name for name in clashing if roots[name] == name and _SPECIAL.search(name)}
+        if not fresh:
+            return roots
+        for name in fresh:
+            roots[name] = _SPECIAL.sub(lambda m: "\\" + m.group(), name)
+
+
+def _paths(path: str, kind: pa.DataType) -> Iterator[str]:
+    """The paths :meth:`RowDigest._feed` names streams under for a column of ``kind``."""
+    yield path
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        yield from _paths(f"{path}[]", kind.value_type)
+    elif pa.types.is_struct(kind):
+        for field in kind:
+            yield from _paths(f"{path}.{field.name}", field.type)
+    elif not (
+        pa.types.is_null(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_binary(kind)
+        or kind in LARGE_TYPES
+        or pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or is_temporal(kind)
+    ):
+        yield from _paths(f"{path}#text", pa.string())
 
 
 def _columns_apart(report: pq.ParquetFile) -> bool:
