@@ -3,8 +3,8 @@
 Pacing. One request every ``1 / rate`` seconds, in arrival order, on the loop's clock.
 A late release keeps to the schedule if it is at most 10 ms behind (GCRA's tolerance: a
 busy 2-core loop's latency; the burst it allows, ``1 + rate x 10 ms``, is a twentieth of
-a bucket of ``Q / 5``); lateness beyond that, and idle time, is not saved up, nor is a
-wait begun at a lower rate (behind a bucket of one token, that cost a throttle).
+a bucket of ``Q / 5``); lateness or idle time beyond that is not saved up, nor is a wait
+begun at a lower rate (behind a bucket of one token, that cost a throttle).
 
 Finding the quota. Without a configured rate (``start`` given) the rate slow-starts:
 it grows at each answer by what one answer time (the mean of successes) allows, so only
