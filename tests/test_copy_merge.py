@@ -165,6 +165,21 @@ def test_a_column_whose_name_is_also_a_nested_path_digests_alike_in_any_batching
     assert by_columns.sketch.to_text() == by_batches.sketch.to_text()
 
 
+def test_fields_of_one_struct_that_clash_digest_alike_in_any_batching() -> None:
+    # A kept struct column with a field ``x.y`` beside a field ``x`` holding ``y``: the two
+    # fields' streams shared names inside the one column.
+    kind = pa.struct([("x.y", pa.int32()), ("x", pa.struct([("y", pa.int32())]))])
+    rows = [{"x.y": i, "x": {"y": 100 + i}} for i in range(6)]
+    table = pa.table({"session_id": [f"s{i}" for i in range(6)], "tags": pa.array(rows, kind)})
+    whole, by_rows = RowDigest(), RowDigest()
+    whole.update(table)
+    for batch in table.to_batches(max_chunksize=1):
+        by_rows.update(batch)
+    assert whole.hexdigest() == by_rows.hexdigest()
+    assert "tags.x\\.y#data" in whole.streams
+    assert "tags.x.y#data" in whole.streams
+
+
 def test_names_with_dots_that_clash_with_no_other_column_digest_as_in_earlier_reports() -> None:
     # Only columns whose streams would share names are escaped: a report with a kept
     # ``customer.id`` column (and no struct ``customer``) keeps the digest it was written

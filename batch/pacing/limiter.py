@@ -218,7 +218,7 @@ class Limiter:
             # Caught up: how late the loop woke this waiter, not a sleep it chose at a lower
             # rate (raised meanwhile, the slot after came up to 10 ms sooner: two requests
             # within one token's time, which a bucket of one refuses).
-            late = now - woke
+            late = max(0.0, now - woke)  # (a timer may fire a little early)
             if self._slot == -math.inf:
                 self._slot = now
             else:

@@ -184,8 +184,9 @@ class RowDigest:
             self._stream(f"{path}#len", list_lengths(array).astype("<i8").tobytes())
             self._feed(f"{path}[]", array.flatten())
         elif pa.types.is_struct(kind):
+            fields = stream_roots(kind)
             for field, child in zip(kind, array.flatten(), strict=True):
-                self._feed(f"{path}.{field.name}", child)
+                self._feed(f"{path}.{fields[field.name]}", child)
         elif pa.types.is_boolean(kind):
             self._stream(
                 f"{path}#data",
@@ -213,19 +214,20 @@ class RowDigest:
 _SPECIAL = re.compile(r"[\\.\[\]#]")
 
 
-def stream_roots(schema: pa.Schema) -> dict[str, str]:
-    """Each column's name as the root of its stream names (:meth:`RowDigest._feed`).
+def stream_roots(fields: pa.Schema | pa.StructType) -> dict[str, str]:
+    """Each column's (or a struct's field's) name as the root of its stream names
+    (:meth:`RowDigest._feed`).
 
     The name itself, as in every report before, unless two columns' streams would share a
     name: a kept input column ``a.b`` beside a struct ``a`` with a field ``b``. Their bytes
     would then interleave by batch, and the digest would depend on the batching. Such
     columns' names are escaped (``\\`` before ``.``, ``[``, ``]``, ``#`` and ``\\``) until
-    no two share a stream."""
-    roots = {name: name for name in schema.names}
+    no two share a stream. Fields of one struct, likewise."""
+    roots = {field.name: field.name for field in fields}
     while True:
         owners: dict[str, str] = {}
         clashing: set[str] = set()
-        for field in schema:
+        for field in fields:
             for path in _paths(roots[field.name], field.type):
                 owner = owners.setdefault(path, field.name)
                 if owner != field.name:
@@ -245,8 +247,9 @@ def _paths(path: str, kind: pa.DataType) -> Iterator[str]:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         yield from _paths(f"{path}[]", kind.value_type)
     elif pa.types.is_struct(kind):
+        fields = stream_roots(kind)
         for field in kind:
-            yield from _paths(f"{path}.{field.name}", field.type)
+            yield from _paths(f"{path}.{fields[field.name]}", field.type)
     elif not (
         pa.types.is_null(kind)
         or pa.types.is_string(kind)
