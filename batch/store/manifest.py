@@ -176,7 +176,10 @@ class RowDigest:
         self._stream(f"{path}#valid", valid.tobytes())
         if pa.types.is_null(kind):
             return
-        if pa.types.is_string(kind) or pa.types.is_binary(kind) or kind in LARGE_TYPES:
+        if _hashed_as_text(kind):  # decimals, maps, ...: their text
+            text = pa.array([None if v is None else repr(v) for v in array.to_pylist()])
+            self._feed(f"{path}#text", text)
+        elif pa.types.is_string(kind) or pa.types.is_binary(kind) or kind in LARGE_TYPES:
             offsets, data = spans(array)
             self._stream(f"{path}#len", np.diff(offsets).astype("<i8").tobytes())
             self._stream(f"{path}#data", data.tobytes())
@@ -192,12 +195,9 @@ class RowDigest:
                 f"{path}#data",
                 array.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8).tobytes(),
             )
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or is_temporal(kind):
+        else:  # integers, floats, dates and times
             plain = _as_numbers(array)
             self._stream(f"{path}#data", plain.to_numpy(zero_copy_only=False).tobytes())
-        else:  # decimals, maps, ...: their text
-            text = pa.array([None if v is None else repr(v) for v in array.to_pylist()])
-            self._feed(f"{path}#text", text)
 
     @property
     def streams(self) -> dict[str, str]:
@@ -250,17 +250,26 @@ def _paths(path: str, kind: pa.DataType) -> Iterator[str]:
         fields = stream_roots(kind)
         for field in kind:
             yield from _paths(f"{path}.{fields[field.name]}", field.type)
-    elif not (
+    elif _hashed_as_text(kind):
+        yield from _paths(f"{path}#text", pa.string())
+
+
+def _hashed_as_text(kind: pa.DataType) -> bool:
+    """Whether :meth:`RowDigest._feed` hashes a column of ``kind`` (not a dictionary) by
+    its values' text: any type it has no stream layout for (decimals, maps, ...)."""
+    return not (
         pa.types.is_null(kind)
         or pa.types.is_string(kind)
         or pa.types.is_binary(kind)
         or kind in LARGE_TYPES
+        or pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_struct(kind)
         or pa.types.is_boolean(kind)
         or pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
         or is_temporal(kind)
-    ):
-        yield from _paths(f"{path}#text", pa.string())
+    )
 
 
 def _columns_apart(report: pq.ParquetFile) -> bool:
