@@ -26,6 +26,7 @@ report (``liveness-audit verify REPORT --sha256 DIGEST``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -134,12 +135,11 @@ class RowDigest:
                 self.update(batch)
                 give_back()
             return
-        metadata = report.metadata
+        metadata, roots = report.metadata, stream_roots(report.schema_arrow)
         for group in range(metadata.num_row_groups):
             prints = first_fingerprints(metadata.row_group(group).num_rows)
             if not len(prints):  # as update() skips an empty batch
                 continue
-            roots = stream_roots(report.schema_arrow)
             for name in report.schema_arrow.names:
                 self._update_column(report, group, name, roots[name], prints)
             self.sketch.add(prints)
@@ -214,7 +214,8 @@ class RowDigest:
 _SPECIAL = re.compile(r"[\\.\[\]#]")
 
 
-def stream_roots(fields: pa.Schema | pa.StructType) -> dict[str, str]:
+@functools.lru_cache(maxsize=64)  # once per schema: it is asked at every batch
+def stream_roots(fields: pa.Schema | pa.StructType) -> Mapping[str, str]:
     """Each column's (or a struct's field's) name as the root of its stream names
     (:meth:`RowDigest._feed`).
 
