@@ -242,3 +242,116 @@ def test_fewer_than_four_successes_or_20_ms_make_no_reading() -> None:
             ledger.answered(at, at not in (times[0], times[-1]))
         ledger.advance(0.2)
         assert ledger.bracket() is None  # 3 in 100 ms, then 4 in 10 ms
+
+
+def throttled_every(ledger: Ledger, times: list[float], every: int, rate: float) -> None:
+    """Releases at ``times`` (at ``rate``), every ``every``-th one throttled, all answered."""
+    released(ledger, times, rate)
+    for i, at in enumerate(times):
+        ledger.answered(at, i % every != 0)
+    ledger.advance(times[-1] + 1.0)
+
+
+def test_under_16_per_second_a_reading_reaches_back_to_the_longest_span_sent_above_it() -> None:
+    # At 6/s half a second holds three successes: no reading ever formed, and at a quota
+    # of 5 behind a bucket of 5 a lone throttle (2% off the rate) was all the limiter had.
+    ledger = Ledger()
+    throttled_every(ledger, [i / 6 for i in range(25)], 6, rate=6.0)  # a throttle a second
+    reading = ledger.bracket()
+    assert reading is not None
+    assert (reading.between, reading.span, reading.long) == (20, 4.0, True)
+    assert reading.middle == pytest.approx(5.0)
+
+
+def test_a_long_reading_stops_where_the_rate_went_under_its_top() -> None:
+    # Sent under the quota, a bucket refills and may overflow: the successes then count
+    # less than it refilled, and the reading comes out low. Sent at or above the span's
+    # top ((k + 1) / span) all along, it cannot have.
+    ledger = Ledger()
+    times = [i / 6 for i in range(25)]
+    released(ledger, times[:7], rate=5.2)  # the first second (up to its throttle) at 5.2/s
+    released(ledger, times[7:], rate=6.0)
+    for i, at in enumerate(times):
+        ledger.answered(at, i % 6 != 0)
+    ledger.advance(5.0)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 15  # not the 4 s span's 20
+    assert reading.span == pytest.approx(3.0)
+    # 5.2/s x 4 s is 20.8, under the 4 s span's 21: out; at 5.25/s (21 in 4 s) it is in.
+    ledger = Ledger()
+    released(ledger, times[:7], rate=5.25)
+    released(ledger, times[7:], rate=6.0)
+    for i, at in enumerate(times):
+        ledger.answered(at, i % 6 != 0)
+    ledger.advance(5.0)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.span == pytest.approx(4.0)
+
+
+def test_a_long_reading_needs_eight_successes() -> None:
+    times = [i / 6 for i in range(10)]  # throttles at 0 and 1.5 s: 8 successes between
+    ledger = Ledger()
+    throttled_every(ledger, times, 9, rate=6.0)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.between == 8
+    assert reading.span == pytest.approx(1.5)
+    ledger = Ledger()
+    throttled_every(ledger, times[:9], 8, rate=6.0)  # 0 and 1.33 s: 7 between
+    assert ledger.bracket() is None
+
+
+def test_at_16_per_second_or_more_no_reading_reaches_past_half_a_second() -> None:
+    # There half a second holds 8 successes: a longer span is not needed, and over longer
+    # a stretch under the quota could let a small bucket overflow.
+    times = [i / 16 for i in range(33)]  # a throttle a second, 15 successes between
+    ledger = Ledger()
+    throttled_every(ledger, times, 16, rate=16.0)
+    assert ledger.bracket() is None
+    ledger = Ledger()
+    throttled_every(ledger, times, 16, rate=15.9)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert (reading.between, reading.span) == (30, 2.0)
+
+
+def test_a_long_reading_reaches_back_ten_seconds_at_most() -> None:
+    for throttles, expected in (((0, 14, 24), (9, 10.0)), ((0, 13, 24), None)):
+        ledger = Ledger()
+        for i in range(25):  # 1/s, each answered before the next release
+            ledger.released(float(i), 1.0)
+            ledger.answered(float(i), i not in throttles)
+        ledger.advance(25.0)
+        reading = ledger.bracket()  # not the 24 s span from 0, nor 11 s from 13
+        assert (reading and (reading.between, reading.span)) == expected
+
+
+def test_a_reading_within_half_a_second_is_not_long() -> None:
+    ledger = Ledger()
+    throttled_every(ledger, [i / 100 for i in range(51)], 10, rate=100.0)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert not reading.long
+    assert reading.span == pytest.approx(0.5)
+
+
+def test_whether_a_reading_may_be_long_goes_by_the_last_throttles_rate() -> None:
+    # Climbing from 6/s to 20/s: at 20/s half a second holds 8 successes, so the reading
+    # is the last half second's or none, whatever the rate was before.
+    times = [i / 6 for i in range(19)]  # throttles at 0, 1, 2 and 3 s
+    ledger = Ledger()
+    released(ledger, times[:-1], rate=6.0)
+    released(ledger, times[-1:], rate=20.0)
+    for i, at in enumerate(times):
+        ledger.answered(at, i % 6 != 0)
+    ledger.advance(4.0)
+    assert ledger.bracket() is None
+    ledger = Ledger()
+    released(ledger, times[:-1], rate=20.0)
+    released(ledger, times[-1:], rate=6.0)
+    for i, at in enumerate(times):
+        ledger.answered(at, i % 6 != 0)
+    ledger.advance(4.0)
+    assert ledger.bracket() is not None

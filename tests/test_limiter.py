@@ -145,6 +145,21 @@ async def test_at_50_per_second_behind_a_bucket_of_one_token_the_quota_is_found(
     assert service.throttled() <= 0.01 * len(service.sends)
 
 
+@pytest.mark.parametrize("throttle", ["round-trip", "success"])
+async def test_at_5_per_second_behind_a_bucket_of_5_3q_settles_within_1_percent(
+    throttle: str,
+) -> None:
+    # Half a second holds two or three successes at 5/s, so no reading formed: lone
+    # throttles walked an estimate of 6.7/s down 2-4% at a time (13 throttles), and the
+    # probe, doubling in 200 s, hit the bucket again every minute: 1.64% of 1,500.
+    timing = Timing(latency=0.05, round_trip=0.005, throttle=throttle)  # type: ignore[arg-type]
+    service = VirtualService(quota=5, burst=5, timing=timing, jitter=0.001)
+    lim = Limiter(15.0, decrease=0.5, clock=service.clock)
+    await service.run(lim, 300.0)
+    assert service.through(0, 300) >= 0.95 * 5 * 300
+    assert service.throttled() <= 0.01 * len(service.sends)
+
+
 async def test_first_throttle_cuts_by_decrease_once_per_window() -> None:
     t = VirtualClock()
     lim = limiter(t, 10, decrease=0.5, reaction=1.0)

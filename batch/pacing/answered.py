@@ -17,20 +17,28 @@ or take one: ``k`` successes between throttled releases ``span`` seconds apart p
 quota left to us within ``(k +- 1) / span``, whatever the rate we sent at. It spans the
 throttles of the last half second behind the horizon (over longer, a stretch under the
 quota could let a small bucket overflow, and the reading would come out low).
+
+Under 16/s half a second holds fewer than 8 successes, so no reading would ever form
+there (at 5/s a lone throttle was all the limiter had). A *long* reading then reaches back
+up to 10 s to the longest span with at least 8 successes during which every release went
+at or above the span's top, ``(k + 1) / span``: the bucket, empty at the first throttle,
+cannot have overflowed at that pace, so the span counts what it refilled.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["Bracket", "Ledger"]
 
 _PENDING, _OK, _THROTTLED, _UNKNOWN = 0, 1, 2, 3
-SPAN = 0.5  # seconds of throttled releases a bracket spans at most
+SPAN = 0.5  # seconds of throttled releases a bracket spans at most, but for ...
+LONG = 10.0  # ... a long reading (under 16/s), which may span this many
 _MIN_SPAN = 0.02  # seconds: under this, releases are too coarse a clock for the refill
-_MIN_BETWEEN = 4  # successes between two throttles that make a reading
+_MIN_BETWEEN = 4  # successes between two throttles that make a reading (a long one: 8)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,11 @@ class Bracket:
     between: int
     span: float
     rate: float  # the rate the last throttled request was released at
+
+    @property
+    def long(self) -> bool:
+        """Spans more than half a second: a long reading (sent at or above its top)."""
+        return self.span > SPAN
 
     @property
     def middle(self) -> float:
@@ -54,8 +67,10 @@ class Ledger:
         self.latency = 0.0  # the mean answer time of a success (moving, over ~20 answers)
         self._log: list[list[float]] = []  # releases from the horizon on
         self._seq = 0  # the sequence number of _log[0] (the horizon)
-        self._throttles: list[tuple[int, float, float]] = []  # (seq, time, rate) answered
+        # Answered throttles: (seq, time, rate, the lowest rate released since the last one).
+        self._throttles: list[tuple[int, float, float, float]] = []
         self._unknown: deque[int] = deque()  # seqs given up on, behind the horizon
+        self._low = math.inf  # the lowest rate released since the last throttle passed
 
     @property
     def unread(self) -> int:
@@ -96,8 +111,10 @@ class Ledger:
                     break
                 state = _UNKNOWN
             seq = self._seq + passed
+            self._low = min(self._low, rate)
             if state == _THROTTLED:
-                self._throttles.append((seq, at, rate))
+                self._throttles.append((seq, at, rate, self._low))
+                self._low = math.inf
             elif state == _UNKNOWN:
                 self._unknown.append(seq)
             passed += 1
@@ -107,7 +124,7 @@ class Ledger:
         del log[:passed]
         self._seq += passed
         horizon = log[0][0] if log else now
-        old = bisect.bisect_left(self._throttles, horizon - 2 * SPAN, key=lambda t: t[1])
+        old = bisect.bisect_left(self._throttles, horizon - 2 * LONG, key=lambda t: t[1])
         if old > len(self._throttles) // 2:  # trimmed now and then: amortised O(1)
             del self._throttles[:old]
         oldest = self._throttles[0][0] if self._throttles else self._seq
@@ -117,18 +134,39 @@ class Ledger:
 
     def bracket(self) -> Bracket | None:
         """The quota between the answered throttles of the last half second, if they bracket
-        enough successes (at least 4 over at least 20 ms)."""
-        if len(self._throttles) < 2:
+        enough successes (at least 4 over at least 20 ms); under 16/s, the long reading."""
+        throttles = self._throttles
+        if len(throttles) < 2:
             return None
-        last_seq, last_at, rate = self._throttles[-1]
-        first = bisect.bisect_left(self._throttles, last_at - SPAN, key=lambda t: t[1])
-        first_seq, first_at, _ = self._throttles[first]
-        span = last_at - first_at
-        throttled = len(self._throttles) - 1 - first - 1  # strictly between
+        last_at, rate = throttles[-1][1], throttles[-1][2]
+        first = bisect.bisect_left(throttles, last_at - SPAN, key=lambda t: t[1])
+        if first < len(throttles) - 1:
+            reading = self._since(first)
+            if reading.between >= _MIN_BETWEEN and reading.span >= _MIN_SPAN:
+                return reading
+        return self._long() if rate * SPAN < 2 * _MIN_BETWEEN else None
+
+    def _long(self) -> Bracket | None:
+        """The longest span back (to ``LONG`` s) with at least 8 successes, sent all along
+        at or above its top (so the bucket cannot have overflowed), if there is one."""
+        throttles, found, low = self._throttles, None, math.inf
+        last_at = throttles[-1][1]
+        for first in range(len(throttles) - 2, -1, -1):
+            if last_at - throttles[first][1] > LONG:
+                break
+            low = min(low, throttles[first + 1][3])
+            reading = self._since(first)
+            if reading.between >= 2 * _MIN_BETWEEN and low * reading.span >= reading.between + 1:
+                found = reading
+        return found
+
+    def _since(self, first: int) -> Bracket:
+        """The successes between throttle ``first`` and the last one."""
+        throttles = self._throttles
+        last_seq, last_at, rate, _ = throttles[-1]
+        first_seq, first_at = throttles[first][0], throttles[first][1]
+        throttled = len(throttles) - 1 - first - 1  # strictly between
         lost = bisect.bisect_right(self._unknown, last_seq) - bisect.bisect_right(
             self._unknown, first_seq
         )
-        between = last_seq - first_seq - 1 - throttled - lost
-        if between < _MIN_BETWEEN or span < _MIN_SPAN:
-            return None
-        return Bracket(between, span, rate)
+        return Bracket(last_seq - first_seq - 1 - throttled - lost, last_at - first_at, rate)

@@ -16,8 +16,9 @@ time ran twenty times past a quota of 150 before the bucket's first refusal came
 Reading it (issue 21). A throttle is answered in a round trip, a success after a lookup,
 so the quota is read only from spans whose answers are all in (:mod:`batch.pacing.
 answered`): ``k`` successes between throttled releases ``span`` apart put the quota left
-to us at ``(k +- 1) / span``. A reading narrow to ``1 - margin`` sets the estimate, and
-the rate to ``margin`` x it, down or up; a wide one lowers the rate to its top.
+to us at ``(k +- 1) / span``. A reading narrow to ``1 - margin`` (or, under 16/s, a long
+one of 20 successes: nothing narrower forms there) sets the estimate, and the rate to
+``margin`` x it, down or up; a wide one lowers the rate to its top.
 
 Cutting. Until a reading is in, a throttle cuts blind: by ``decrease`` the first time,
 then searches back up halfway to the throttled rate every three clean answers; when
@@ -25,8 +26,8 @@ running, a lone throttle puts the estimate 2% under the rate. Throttles of reque
 released before the last cut are old news, and no cut goes below ``decrease`` x the
 rate. After a cut the rate climbs back over ``ramp`` seconds to the estimate (after a
 reading's cut, on to the best reading of the last ten seconds), then probes beyond it,
-cubic in time as CUBIC: slowly (doubling over 2,000 answers or ``probe`` s, at most
-200 s), and at ``probe``'s pace once 5% past the estimate cleanly (the quota has risen).
+cubic in time as CUBIC: slowly (doubling over 2,000 answers or ``probe`` s), and at
+``probe``'s pace once 5% past the estimate cleanly (the quota has risen).
 
 Sharing. ``cap`` (the account's quota x this run's share) is never exceeded nor probed
 past; a throttle at or below it means the application is busy: the rate backs off to at
@@ -58,8 +59,8 @@ _CLEAN = 3  # answers, none throttled, that let a search step up
 _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the rate
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
-_PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
-_PROBE_MAX = 200.0  # ... or this many seconds, if fewer
+_PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate
+_LONG_NARROW = 20  # successes that make a long reading (under 16/s) narrow: +-1 is 5%
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _AT_LEAST = 8.0  # ... per answer time, and at least this much a second (long latencies)
 _AT_MOST = 32.0  # ... and, above `_DOUBLE_BELOW`, at most this much a second (short ones)
@@ -173,8 +174,8 @@ class Limiter:
         return self._estimate * (1 + _KNEE) * (1 + ((seconds - knee) / self.probe) ** 3)
 
     def _probe_span(self) -> float:
-        """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth (<= 200 s)."""
-        return max(self.probe, min(_PROBE_ANSWERS / self._estimate, _PROBE_MAX))
+        """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth."""
+        return max(self.probe, _PROBE_ANSWERS / self._estimate)
 
     @property
     def rate(self) -> float:
@@ -327,7 +328,8 @@ class Limiter:
         """Go by the answered throttles' bracket of the quota, if there is one; True if
         that changed the rate.
 
-        Narrow (one answer more or less within ``1 - margin``): the estimate is its middle,
+        Narrow (one answer more or less within ``1 - margin``, or a long reading of 20
+        successes, sent at or above its top all along): the estimate is its middle,
         and the rate ``margin`` x that, down from above the middle or up from a blind cut.
         Wide: the rate goes down to its top, which is at or above the quota (the few
         throttles that costs narrow it); after a blind cut, up to ``margin`` x its middle.
@@ -343,7 +345,9 @@ class Limiter:
         # either end may be a few requests off: a blind cut's search takes a reading that
         # is wider than that, and the rest of the time one narrow to ``1 - margin``.
         blind = self._phase != "steady" and reading.between >= 4 * reading.rate * self._way
-        narrow = reading.between * (1 - self.margin) >= 2
+        narrow = reading.between * (1 - self.margin) >= 2 or (
+            reading.long and reading.between >= _LONG_NARROW
+        )
         if narrow or blind:
             # A wide reading after a blind cut is taken at its top: its middle may be a
             # fifth under the quota, and the slow probe would take a minute to find that.
