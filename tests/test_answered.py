@@ -355,3 +355,38 @@ def test_whether_a_reading_may_be_long_goes_by_the_last_throttles_rate() -> None
         ledger.answered(at, i % 6 != 0)
     ledger.advance(4.0)
     assert ledger.bracket() is not None
+
+
+def test_a_long_reading_goes_by_the_gaps_between_releases_not_only_their_rate() -> None:
+    # Callers that leave the limiter idle (no work, the gate full) release less often
+    # than its rate says: in a gap the bucket refills and may overflow, so a span over
+    # one reads the quota low (4.1/s against 5 in a review's run).
+    busy = [i / 6 for i in range(26)]
+    idle = [*busy[:13], *(2 + at for at in busy[13:])]  # 2 s with nothing to release
+    late = [*busy[:15], *(0.18 + at for at in busy[15:])]  # one gap of 0.35 s: 2.9/s
+    found = []
+    for times in (busy, idle, late):
+        ledger = Ledger()
+        for i, at in enumerate(times):  # each answered before the next release
+            ledger.released(at, 6.0)
+            ledger.answered(at, i % 6 != 0)
+        ledger.advance(times[-1] + 1)
+        found.append(ledger.bracket())
+    assert found[0] is not None
+    assert found[0].middle == pytest.approx(5.0)
+    assert found[1] is None  # the 1 s after the gap holds 5 successes, too few
+    assert found[2] is None
+
+
+def test_between_8_and_16_per_second_a_long_reading_is_preferred_to_a_short_one() -> None:
+    # At 12/s a throttle every 5 releases puts two within half a second, 4 successes
+    # apart: (4 +- 1) / span is +-25%, where the span back to the first holds 36.
+    ledger = Ledger()
+    for i in range(46):
+        ledger.released(i / 12, 12.0)
+        ledger.answered(i / 12, i % 5 != 0)
+    ledger.advance(5.0)
+    reading = ledger.bracket()
+    assert reading is not None
+    assert reading.long
+    assert reading.between == 36

@@ -21,8 +21,10 @@ quota could let a small bucket overflow, and the reading would come out low).
 Under 16/s half a second holds fewer than 8 successes, so no reading would ever form
 there (at 5/s a lone throttle was all the limiter had). A *long* reading then reaches back
 up to 10 s to the longest span with at least 8 successes during which every release went
-at or above the span's top, ``(k + 1) / span``: the bucket, empty at the first throttle,
-cannot have overflowed at that pace, so the span counts what it refilled.
+at or above the span's top, ``(k + 1) / span``, both by the rate it was released at and
+by the gap since the release before (10 ms late is on time): the bucket, empty at the
+first throttle, cannot have overflowed at that pace, so the span counts what it refilled.
+Under 16/s it is taken before a short one, which holds fewer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ _PENDING, _OK, _THROTTLED, _UNKNOWN = 0, 1, 2, 3
 SPAN = 0.5  # seconds of throttled releases a bracket spans at most, but for ...
 LONG = 10.0  # ... a long reading (under 16/s), which may span this many
 _MIN_SPAN = 0.02  # seconds: under this, releases are too coarse a clock for the refill
+_LATE = 0.010  # seconds a release may come after its slot and be on time (the limiter's)
 _MIN_BETWEEN = 4  # successes between two throttles that make a reading (a long one: 8)
 
 
@@ -70,7 +73,8 @@ class Ledger:
         # Answered throttles: (seq, time, rate, the lowest rate released since the last one).
         self._throttles: list[tuple[int, float, float, float]] = []
         self._unknown: deque[int] = deque()  # seqs given up on, behind the horizon
-        self._low = math.inf  # the lowest rate released since the last throttle passed
+        self._low = math.inf  # the lowest pace since the last throttle passed (see advance)
+        self._last_at = -math.inf  # the release passed before
 
     @property
     def unread(self) -> int:
@@ -111,7 +115,11 @@ class Ledger:
                     break
                 state = _UNKNOWN
             seq = self._seq + passed
-            self._low = min(self._low, rate)
+            # The pace: the rate released at, or the gap since the release before if longer
+            # (callers that left the limiter idle, the gate full): in a gap a bucket refills.
+            gap = at - self._last_at - _LATE
+            self._low = min(self._low, rate, 1 / gap if gap > 0 else math.inf)
+            self._last_at = at
             if state == _THROTTLED:
                 self._throttles.append((seq, at, rate, self._low))
                 self._low = math.inf
@@ -134,17 +142,20 @@ class Ledger:
 
     def bracket(self) -> Bracket | None:
         """The quota between the answered throttles of the last half second, if they bracket
-        enough successes (at least 4 over at least 20 ms); under 16/s, the long reading."""
+        enough successes (at least 4 over at least 20 ms); under 16/s, the long reading
+        first, if there is one (it holds more)."""
         throttles = self._throttles
         if len(throttles) < 2:
             return None
         last_at, rate = throttles[-1][1], throttles[-1][2]
+        if rate * SPAN < 2 * _MIN_BETWEEN and (reading := self._long()) is not None:
+            return reading
         first = bisect.bisect_left(throttles, last_at - SPAN, key=lambda t: t[1])
         if first < len(throttles) - 1:
             reading = self._since(first)
             if reading.between >= _MIN_BETWEEN and reading.span >= _MIN_SPAN:
                 return reading
-        return self._long() if rate * SPAN < 2 * _MIN_BETWEEN else None
+        return None
 
     def _long(self) -> Bracket | None:
         """The longest span back (to ``LONG`` s) with at least 8 successes, sent all along

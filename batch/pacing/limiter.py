@@ -26,8 +26,8 @@ running, a lone throttle puts the estimate 2% under the rate. Throttles of reque
 released before the last cut are old news, and no cut goes below ``decrease`` x the
 rate. After a cut the rate climbs back over ``ramp`` seconds to the estimate (after a
 reading's cut, on to the best reading of the last ten seconds), then probes beyond it,
-cubic in time as CUBIC: slowly (doubling over 2,000 answers or ``probe`` s), and at
-``probe``'s pace once 5% past the estimate cleanly (the quota has risen).
+cubic in time as CUBIC: slowly (doubling over 2,000 answers or ``probe`` s, at most
+400 s), and at ``probe``'s pace once 5% past the estimate cleanly (the quota has risen).
 
 Sharing. ``cap`` (the account's quota x this run's share) is never exceeded nor probed
 past; a throttle at or below it means the application is busy: the rate backs off to at
@@ -59,7 +59,8 @@ _CLEAN = 3  # answers, none throttled, that let a search step up
 _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the rate
 _TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
-_PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate
+_PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
+_PROBE_MAX = 400.0  # ... or this many seconds, if fewer (2,000 answers at 5/s)
 _LONG_NARROW = 20  # successes that make a long reading (under 16/s) narrow: +-1 is 5%
 _DOUBLE_BELOW = 50.0  # the slow start doubles under this rate, then grows by `growth`
 _AT_LEAST = 8.0  # ... per answer time, and at least this much a second (long latencies)
@@ -174,8 +175,8 @@ class Limiter:
         return self._estimate * (1 + _KNEE) * (1 + ((seconds - knee) / self.probe) ** 3)
 
     def _probe_span(self) -> float:
-        """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth."""
-        return max(self.probe, _PROBE_ANSWERS / self._estimate)
+        """Seconds a probe takes to double: ``probe``, or 2,000 answers' worth (<= 400 s)."""
+        return max(self.probe, min(_PROBE_ANSWERS / self._estimate, _PROBE_MAX))
 
     @property
     def rate(self) -> float:
