@@ -266,28 +266,21 @@ def test_under_16_per_second_a_reading_reaches_back_to_the_longest_span_sent_abo
 def test_a_long_reading_stops_where_the_rate_went_under_its_top() -> None:
     # Sent under the quota, a bucket refills and may overflow: the successes then count
     # less than it refilled, and the reading comes out low. Sent at or above the span's
-    # top ((k + 1) / span) all along, it cannot have.
-    ledger = Ledger()
+    # top ((k + 1) / span) all along, it cannot have. The first second (up to its
+    # throttle) at 5.2/s: 20.8 in 4 s, under the 4 s span's 21, so that span is out; at
+    # 5.25/s (21 in 4 s) it is in.
     times = [i / 6 for i in range(25)]
-    released(ledger, times[:7], rate=5.2)  # the first second (up to its throttle) at 5.2/s
-    released(ledger, times[7:], rate=6.0)
-    for i, at in enumerate(times):
-        ledger.answered(at, i % 6 != 0)
-    ledger.advance(5.0)
-    reading = ledger.bracket()
-    assert reading is not None
-    assert reading.between == 15  # not the 4 s span's 20
-    assert reading.span == pytest.approx(3.0)
-    # 5.2/s x 4 s is 20.8, under the 4 s span's 21: out; at 5.25/s (21 in 4 s) it is in.
-    ledger = Ledger()
-    released(ledger, times[:7], rate=5.25)
-    released(ledger, times[7:], rate=6.0)
-    for i, at in enumerate(times):
-        ledger.answered(at, i % 6 != 0)
-    ledger.advance(5.0)
-    reading = ledger.bracket()
-    assert reading is not None
-    assert reading.span == pytest.approx(4.0)
+    for first, between, span in ((5.2, 15, 3.0), (5.25, 20, 4.0)):
+        ledger = Ledger()
+        released(ledger, times[:7], rate=first)
+        released(ledger, times[7:], rate=6.0)
+        for i, at in enumerate(times):
+            ledger.answered(at, i % 6 != 0)
+        ledger.advance(5.0)
+        reading = ledger.bracket()
+        assert reading is not None
+        assert reading.between == between
+        assert reading.span == pytest.approx(span)
 
 
 def test_a_long_reading_needs_eight_successes() -> None:
@@ -341,20 +334,17 @@ def test_whether_a_reading_may_be_long_goes_by_the_last_throttles_rate() -> None
     # Climbing from 6/s to 20/s: at 20/s half a second holds 8 successes, so the reading
     # is the last half second's or none, whatever the rate was before.
     times = [i / 6 for i in range(19)]  # throttles at 0, 1, 2 and 3 s
-    ledger = Ledger()
-    released(ledger, times[:-1], rate=6.0)
-    released(ledger, times[-1:], rate=20.0)
-    for i, at in enumerate(times):
-        ledger.answered(at, i % 6 != 0)
-    ledger.advance(4.0)
-    assert ledger.bracket() is None
-    ledger = Ledger()
-    released(ledger, times[:-1], rate=20.0)
-    released(ledger, times[-1:], rate=6.0)
-    for i, at in enumerate(times):
-        ledger.answered(at, i % 6 != 0)
-    ledger.advance(4.0)
-    assert ledger.bracket() is not None
+    found = []
+    for before, last in ((6.0, 20.0), (20.0, 6.0)):
+        ledger = Ledger()
+        released(ledger, times[:-1], rate=before)
+        released(ledger, times[-1:], rate=last)
+        for i, at in enumerate(times):
+            ledger.answered(at, i % 6 != 0)
+        ledger.advance(4.0)
+        found.append(ledger.bracket())
+    assert found[0] is None
+    assert found[1] is not None
 
 
 def test_a_long_reading_goes_by_the_gaps_between_releases_not_only_their_rate() -> None:
