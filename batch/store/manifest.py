@@ -30,10 +30,10 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -174,28 +174,27 @@ class RowDigest:
             array, kind = array.cast(kind.value_type), kind.value_type
         valid = pc.is_valid(array).to_numpy(zero_copy_only=False).astype(np.uint8)
         self._stream(f"{path}#valid", valid.tobytes())
-        if pa.types.is_null(kind):
-            return
-        if _hashed_as_text(kind):  # decimals, maps, ...: their text
+        layout = _layout(kind)
+        if layout == "text":  # decimals, maps, ...: their text
             text = pa.array([None if v is None else repr(v) for v in array.to_pylist()])
             self._feed(f"{path}#text", text)
-        elif pa.types.is_string(kind) or pa.types.is_binary(kind) or kind in LARGE_TYPES:
+        elif layout == "bytes":
             offsets, data = spans(array)
             self._stream(f"{path}#len", np.diff(offsets).astype("<i8").tobytes())
             self._stream(f"{path}#data", data.tobytes())
-        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        elif layout == "list":
             self._stream(f"{path}#len", list_lengths(array).astype("<i8").tobytes())
             self._feed(f"{path}[]", array.flatten())
-        elif pa.types.is_struct(kind):
+        elif layout == "struct":
             fields = stream_roots(kind)
             for field, child in zip(kind, array.flatten(), strict=True):
                 self._feed(f"{path}.{fields[field.name]}", child)
-        elif pa.types.is_boolean(kind):
+        elif layout == "boolean":
             self._stream(
                 f"{path}#data",
                 array.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint8).tobytes(),
             )
-        else:  # integers, floats, dates and times
+        elif layout == "number":  # integers, floats, dates and times
             plain = _as_numbers(array)
             self._stream(f"{path}#data", plain.to_numpy(zero_copy_only=False).tobytes())
 
@@ -245,32 +244,34 @@ def _paths(path: str, kind: pa.DataType) -> Iterator[str]:
     yield path
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+    layout = _layout(kind)
+    if layout == "list":
         yield from _paths(f"{path}[]", kind.value_type)
-    elif pa.types.is_struct(kind):
+    elif layout == "struct":
         fields = stream_roots(kind)
         for field in kind:
             yield from _paths(f"{path}.{fields[field.name]}", field.type)
-    elif _hashed_as_text(kind):
+    elif layout == "text":
         yield from _paths(f"{path}#text", pa.string())
 
 
-def _hashed_as_text(kind: pa.DataType) -> bool:
-    """Whether :meth:`RowDigest._feed` hashes a column of ``kind`` (not a dictionary) by
-    its values' text: any type it has no stream layout for (decimals, maps, ...)."""
-    return not (
-        pa.types.is_null(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_binary(kind)
-        or kind in LARGE_TYPES
-        or pa.types.is_list(kind)
-        or pa.types.is_large_list(kind)
-        or pa.types.is_struct(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or is_temporal(kind)
-    )
+Layout = Literal["null", "bytes", "list", "struct", "boolean", "number", "text"]
+
+
+_LAYOUTS: tuple[tuple[Callable[[pa.DataType], bool], Layout], ...] = (
+    (pa.types.is_null, "null"),
+    (lambda k: pa.types.is_string(k) or pa.types.is_binary(k) or k in LARGE_TYPES, "bytes"),
+    (lambda k: pa.types.is_list(k) or pa.types.is_large_list(k), "list"),
+    (pa.types.is_struct, "struct"),
+    (pa.types.is_boolean, "boolean"),
+    (lambda k: pa.types.is_integer(k) or pa.types.is_floating(k) or is_temporal(k), "number"),
+)
+
+
+def _layout(kind: pa.DataType) -> Layout:
+    """How :meth:`RowDigest._feed` lays a column of ``kind`` (not a dictionary) out in
+    streams; a type it has no layout for (decimals, maps, ...) by its values' text."""
+    return next((layout for test, layout in _LAYOUTS if test(kind)), "text")
 
 
 def _columns_apart(report: pq.ParquetFile) -> bool:
