@@ -34,14 +34,15 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["Bracket", "Ledger"]
+__all__ = ["TOLERANCE", "Bracket", "Ledger"]
 
 _PENDING, _OK, _THROTTLED, _UNKNOWN = 0, 1, 2, 3
 SPAN = 0.5  # seconds of throttled releases a bracket spans at most, but for ...
 LONG = 10.0  # ... a long reading (under 16/s), which may span this many
 _MIN_SPAN = 0.02  # seconds: under this, releases are too coarse a clock for the refill
-_LATE = 0.010  # seconds a release may come after its slot and be on time (the limiter's)
-_MIN_BETWEEN = 4  # successes between two throttles that make a reading (a long one: 8)
+TOLERANCE = 0.010  # seconds a release may lag its slot and be on schedule (the limiter's)
+_MIN_BETWEEN = 4  # successes between two throttles that make a reading ...
+_LONG_BETWEEN = 8  # ... and a long one (under 16/s: half a second holds fewer)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class Ledger:
             seq = self._seq + passed
             # The pace: the rate released at, or the gap since the release before if longer
             # (callers that left the limiter idle, the gate full): in a gap a bucket refills.
-            gap = at - self._last_at - _LATE
+            gap = at - self._last_at - TOLERANCE
             self._low = min(self._low, rate, 1 / gap if gap > 0 else math.inf)
             self._last_at = at
             if state == _THROTTLED:
@@ -148,7 +149,7 @@ class Ledger:
         if len(throttles) < 2:
             return None
         last_at, rate = throttles[-1][1], throttles[-1][2]
-        if rate * SPAN < 2 * _MIN_BETWEEN and (reading := self._long()) is not None:
+        if rate * SPAN < _LONG_BETWEEN and (reading := self._long()) is not None:
             return reading
         first = bisect.bisect_left(throttles, last_at - SPAN, key=lambda t: t[1])
         if first < len(throttles) - 1:
@@ -167,7 +168,7 @@ class Ledger:
                 break
             low = min(low, throttles[first + 1][3])
             reading = self._since(first)
-            if reading.between >= 2 * _MIN_BETWEEN and low * reading.span >= reading.between + 1:
+            if reading.between >= _LONG_BETWEEN and low * reading.span >= reading.between + 1:
                 found = reading
         return found
 

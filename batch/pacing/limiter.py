@@ -47,7 +47,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from batch.pacing.answered import Ledger
+from batch.pacing.answered import TOLERANCE, Ledger
 from batch.pacing.clock import LOOP, Clock
 
 __all__ = ["Limiter", "Pace"]
@@ -57,7 +57,6 @@ Phase = Literal["start", "search", "steady"]
 _RECHECK = 0.05  # a waiter looks again this often, so a rate that went up applies
 _CLEAN = 3  # answers, none throttled, that let a search step up
 _SETTLE = 0.98  # a lone throttle: the quota is taken to be this much under the rate
-_TOLERANCE = 0.010  # seconds the schedule may lag the clock (see the module's docstring)
 _JITTER = 0.002  # seconds a request may take to reach the service, unevenly, after release
 _PROBE_ANSWERS = 2000  # a probe takes at least this many answers to double the rate ...
 _PROBE_MAX = 400.0  # ... or this many seconds, if fewer (2,000 answers at 5/s)
@@ -224,7 +223,7 @@ class Limiter:
             if self._slot == -math.inf:
                 self._slot = now
             else:
-                self._slot = max(due, now - min(late, _TOLERANCE))
+                self._slot = max(due, now - min(late, TOLERANCE))
             self._ledger.released(now, 1.0 / period)
             return now
 
